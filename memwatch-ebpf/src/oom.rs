@@ -1,0 +1,85 @@
+//! OOM kills: one record per `oom:mark_victim` into a ring buffer. Fields beyond `pid` are
+//! read only where this kernel's format has them (their offsets come from userspace).
+use aya_ebpf::{
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns, bpf_get_current_cgroup_id},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use aya_ebpf::EbpfContext as _;
+use aya_log_ebpf::warn;
+use memwatch_common::{FIELD_ABSENT, OomEvent, oom_present as has};
+
+use crate::state::{Drop, OOM_EVENTS, PROC_STATS, config, count_drop, current_memcg_id};
+
+#[inline(always)]
+fn field<T>(ctx: &TracePointContext, off: u16) -> Option<T> {
+    if off == FIELD_ABSENT {
+        return None;
+    }
+    unsafe { ctx.read_at::<T>(off as usize) }.ok()
+}
+
+#[tracepoint]
+pub fn mark_victim(ctx: TracePointContext) -> u32 {
+    let Some(victim) = field::<i32>(&ctx, config!(oom_pid)) else { return 0 };
+    let Some(mut slot) = OOM_EVENTS.reserve::<OomEvent>(0) else {
+        count_drop(Drop::RingFull);
+        warn!(&ctx, "memwatch: OOM ring buffer full, kill of pid {} not recorded", victim);
+        return 0;
+    };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let mut e = OomEvent {
+        boot_ns: unsafe { bpf_ktime_get_boot_ns() },
+        victim_pid: victim as u32,
+        trigger_tgid: (pid_tgid >> 32) as u32,
+        trigger_pid: pid_tgid as u32,
+        trigger_cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        trigger_memcg_id: current_memcg_id(),
+        trigger_comm: bpf_get_current_comm().unwrap_or_default(),
+        ..OomEvent::default()
+    };
+    let mut present = 0u16;
+    if let Some(loc) = field::<u32>(&ctx, config!(oom_comm)) {
+        // __data_loc: low 16 bits are the offset in the record, high 16 bits the length.
+        let (off, len) = ((loc & 0xffff) as usize, (loc >> 16) as usize);
+        let n = if len < 16 { len } else { 16 };
+        if n > 0
+            && unsafe {
+                aya_ebpf::helpers::bpf_probe_read_kernel_buf(
+                    (ctx.as_ptr() as *const u8).add(off),
+                    &mut e.victim_comm[..n],
+                )
+            }
+            .is_ok()
+        {
+            present |= has::COMM;
+        }
+    }
+    macro_rules! opt {
+        ($cfg:ident, $dst:ident, $t:ty, $bit:expr) => {
+            if let Some(v) = field::<$t>(&ctx, config!($cfg)) {
+                e.$dst = v;
+                present |= $bit;
+            }
+        };
+    }
+    opt!(oom_total_vm, total_vm_pages, u64, has::TOTAL_VM);
+    opt!(oom_anon_rss, anon_rss_pages, u64, has::ANON_RSS);
+    opt!(oom_file_rss, file_rss_pages, u64, has::FILE_RSS);
+    opt!(oom_shmem_rss, shmem_rss_pages, u64, has::SHMEM_RSS);
+    opt!(oom_uid, uid, u32, has::UID);
+    opt!(oom_pgtables, pgtables_bytes, u64, has::PGTABLES);
+    opt!(oom_score_adj, oom_score_adj, i16, has::SCORE_ADJ);
+    // The victim's own cgroup, if the victim ran on this CPU since memwatch started.
+    if let Some(p) = PROC_STATS.get_ptr(victim as u32) {
+        let id = unsafe { (*p).memcg_id };
+        if id != 0 {
+            e.victim_memcg_id = id;
+            present |= has::VICTIM_MEMCG;
+        }
+    }
+    e.present = present;
+    slot.write(e);
+    slot.submit(0);
+    0
+}

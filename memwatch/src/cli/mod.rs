@@ -1,0 +1,2 @@
+//! Subcommand handlers: the edge where errors become messages and exit codes.
+pub mod check;

@@ -1,0 +1,44 @@
+//! memwatch: explains memory on Linux hosts and Kubernetes nodes from the kernel.
+//!
+//! Main types: [`probes::Probes`] (the loaded eBPF programs and what they aggregate),
+//! [`probes::PROBES`] (every probe and the tracepoints it needs), [`oom::OomKill`] (one OOM kill
+//! as the kernel reported it), [`host::CgroupMode`] (how this host mounts cgroups),
+//! [`Roots`] (where the kernel's filesystems are, so tests and containers can move them).
+pub mod host;
+pub mod oom;
+pub mod parse;
+pub mod probes;
+pub mod tracefs;
+
+use std::path::PathBuf;
+
+/// Filesystem roots. Never global: passed to whatever reads the kernel's files.
+#[derive(Debug, Clone)]
+pub struct Roots {
+    pub procfs: PathBuf,
+    pub sysfs: PathBuf,
+    pub cgroupfs: PathBuf,
+    /// Tracefs, when not to be found (or mounted) under `sysfs`.
+    pub tracefs: Option<PathBuf>,
+}
+
+impl Default for Roots {
+    fn default() -> Self {
+        Roots {
+            procfs: "/proc".into(),
+            sysfs: "/sys".into(),
+            cgroupfs: "/sys/fs/cgroup".into(),
+            tracefs: None,
+        }
+    }
+}
+
+impl Roots {
+    pub fn load_options(&self) -> probes::LoadOptions<'_> {
+        probes::LoadOptions {
+            sysfs: &self.sysfs,
+            procfs: &self.procfs,
+            tracefs: self.tracefs.as_deref(),
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! The `memwatch` command: the daemon and its tools.
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Args, Parser, Subcommand};
+use memwatch::Roots;
+
+mod cli;
+
+#[derive(Parser)]
+#[command(name = "memwatch", version, about = "Explains why containers run out of memory, from the kernel")]
+struct Cli {
+    #[command(flatten)]
+    roots: RootArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct RootArgs {
+    /// procfs mount point
+    #[arg(long = "path.procfs", default_value = "/proc", global = true)]
+    procfs: PathBuf,
+    /// sysfs mount point (BTF and, unless --path.tracefs, tracefs are found under it)
+    #[arg(long = "path.sysfs", default_value = "/sys", global = true)]
+    sysfs: PathBuf,
+    /// cgroupfs mount point
+    #[arg(long = "path.cgroupfs", default_value = "/sys/fs/cgroup", global = true)]
+    cgroupfs: PathBuf,
+    /// tracefs mount point [default: found, or mounted, under --path.sysfs]
+    #[arg(long = "path.tracefs", global = true)]
+    tracefs: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Report what this host offers and which probes attach; exits 0 when all do, 3 when some
+    /// are disabled, 1 when the programs cannot be loaded at all (e.g. missing privilege)
+    Check(cli::check::CheckArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MEMWATCH_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let roots = Roots {
+        procfs: cli.roots.procfs,
+        sysfs: cli.roots.sysfs,
+        cgroupfs: cli.roots.cgroupfs,
+        tracefs: cli.roots.tracefs,
+    };
+    let result = match cli.command {
+        Command::Check(args) => cli::check::run(&roots, &args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("memwatch: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

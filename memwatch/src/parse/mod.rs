@@ -1,0 +1,5 @@
+//! Pure parsers: text and bytes in, typed values out. No I/O here; collectors read files and
+//! hand their contents to these functions.
+pub mod btf;
+pub mod caps;
+pub mod tracefs_format;

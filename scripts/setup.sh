@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Installs everything memwatch needs to build and test on a Debian 12 machine, idempotently:
+# Debian's Rust 1.96 with library sources and LLVM 22 (for the eBPF build), bpf-linker into a
+# project-local root, and the real peers the tests use (prometheus/promtool, Go, tmux).
+# Fast when everything is already there. See ../shared/notes/toolchain.md for the why.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+tools="$here/.tools"
+BPF_LINKER_VERSION=0.13.0
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+if [ "$(id -u)" -ne 0 ]; then
+  log "warning: not root; apt installs will be skipped and eBPF tests will not run"
+fi
+
+# --- Debian packages -------------------------------------------------------------------------
+pkgs=(
+  rustc-web cargo-web rust-web-src llvm-22-dev libpolly-22-dev   # eBPF build toolchain
+  build-essential pkg-config zlib1g-dev libzstd-dev libxml2-dev # bpf-linker's link deps
+  prometheus                                                      # prometheus server + promtool
+  golang-go                                                       # real Go workloads
+  tmux                                                            # real-terminal TUI tests
+  curl ca-certificates
+)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    log "missing packages (${missing[*]}) and not root: install them first"; exit 1
+  fi
+  log "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The packaged prometheus service must not squat on :9090 during tests.
+  if command -v systemctl >/dev/null 2>&1; then systemctl disable --now prometheus >/dev/null 2>&1 || true; fi
+  pkill -x prometheus 2>/dev/null || true
+fi
+
+# --- A host Rust toolchain (cargo) -------------------------------------------------------------
+if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
+command -v cargo >/dev/null 2>&1 || { log "no cargo on PATH"; exit 1; }
+
+# --- bpf-linker, built against Debian's LLVM 22, into .tools/ -------------------------------
+if ! "$tools/bin/bpf-linker" --version 2>/dev/null | grep -q "$BPF_LINKER_VERSION"; then
+  log "building bpf-linker $BPF_LINKER_VERSION against LLVM 22 (a few minutes, once)"
+  PATH=/usr/lib/llvm-22/bin:$PATH LLVM_SYS_221_PREFIX=/usr/lib/llvm-22 \
+    cargo install --locked bpf-linker --version "$BPF_LINKER_VERSION" \
+      --no-default-features --features llvm-22 --root "$tools" -q
+fi
+
+# --- Debian's toolchain under a rustup name, for aya-build -------------------------------------
+if command -v rustup >/dev/null 2>&1; then
+  if ! rustup toolchain list | grep -q '^debian-web'; then
+    rustup toolchain link debian-web /usr
+  fi
+fi
+log "ok"
