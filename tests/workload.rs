@@ -1,1 +1,113 @@
-fn main() {}
+//! A process that does known things to its memory, for memwatch's integration tests.
+//!
+//! `ops FILE`: prints `ready`, waits for a line on stdin, does exactly what `plan.rs` says
+//! with raw syscalls (no allocation in between), prints `done`, waits for stdin to close.
+//! `hog [STEP_KIB]`: allocates and touches memory until it is killed.
+//! `sleep`: waits for stdin to close.
+#[allow(dead_code)]
+mod plan {
+    include!("plan.rs");
+}
+use plan::*;
+use std::{ffi::CString, ptr};
+
+fn say(msg: &[u8]) {
+    // SAFETY: writing a valid buffer to stdout.
+    unsafe { libc::write(1, msg.as_ptr().cast(), msg.len()) };
+}
+
+fn wait_line() {
+    let mut b = [0u8; 1];
+    // SAFETY: reading into a stack buffer.
+    while unsafe { libc::read(0, b.as_mut_ptr().cast(), 1) } == 1 && b[0] != b'\n' {}
+}
+
+fn wait_eof() {
+    let mut b = [0u8; 64];
+    // SAFETY: reading into a stack buffer.
+    while unsafe { libc::read(0, b.as_mut_ptr().cast(), b.len()) } > 0 {}
+}
+
+fn check(ok: bool, what: &str) {
+    if !ok {
+        eprintln!("workload: {what} failed: {}", std::io::Error::last_os_error());
+        std::process::exit(1);
+    }
+}
+
+unsafe fn anon(len: u64) -> *mut libc::c_void {
+    let p = unsafe {
+        libc::mmap(ptr::null_mut(), len as usize, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+    };
+    check(p != libc::MAP_FAILED, "mmap anon");
+    p
+}
+
+fn ops(file: &str) {
+    let path = CString::new(file).unwrap();
+    // SAFETY: raw syscalls on memory this function owns.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_RDONLY);
+        check(fd >= 0, "open");
+        say(b"ready\n");
+        wait_line();
+
+        let mut maps: [(*mut libc::c_void, u64); 8] = [(ptr::null_mut(), 0); 8];
+        for (i, len) in ANON_MAPS.iter().enumerate() {
+            maps[i] = (anon(*len), *len);
+        }
+        let (last, last_len) = maps[ANON_MAPS.len() - 1];
+        for page in 0..TOUCH_PAGES {
+            *(last as *mut u8).add((page * 4096) as usize) = 1;
+        }
+        for i in 0..FILE_MAPS as usize {
+            let p = libc::mmap(ptr::null_mut(), FILE_SIZE as usize, libc::PROT_READ, libc::MAP_PRIVATE, fd, 0);
+            check(p != libc::MAP_FAILED, "mmap file");
+            maps[ANON_MAPS.len() + i] = (p, FILE_SIZE);
+        }
+        let small = anon(REMAP_FROM);
+        let grown = libc::mremap(small, REMAP_FROM as usize, REMAP_TO as usize, libc::MREMAP_MAYMOVE);
+        check(grown != libc::MAP_FAILED, "mremap");
+        maps[7] = (grown, REMAP_TO);
+        assert_eq!(last_len, ANON_MAPS[3]);
+        for (p, len) in maps {
+            check(libc::munmap(p, len as usize) == 0, "munmap");
+        }
+        let base = libc::syscall(libc::SYS_brk, 0usize) as u64;
+        let mut cur = base;
+        for _ in 0..3 {
+            cur += BRK_STEP;
+            check(libc::syscall(libc::SYS_brk, cur) as u64 == cur, "brk grow");
+        }
+        cur -= BRK_STEP;
+        check(libc::syscall(libc::SYS_brk, cur) as u64 == cur, "brk shrink");
+        say(b"done\n");
+        wait_eof();
+    }
+}
+
+fn hog(step_kib: u64) -> ! {
+    let step = step_kib * 1024;
+    loop {
+        // SAFETY: fresh anonymous mapping, touched within its length.
+        unsafe {
+            let p = anon(step) as *mut u8;
+            for off in (0..step).step_by(4096) {
+                *p.add(off as usize) = 1;
+            }
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("ops") => ops(args.get(2).expect("ops FILE")),
+        Some("hog") => hog(args.get(2).map(|s| s.parse().expect("STEP_KIB")).unwrap_or(1024)),
+        Some("sleep") => wait_eof(),
+        _ => {
+            eprintln!("usage: memwatch-workload ops FILE | hog [STEP_KIB] | sleep");
+            std::process::exit(2);
+        }
+    }
+}

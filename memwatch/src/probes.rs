@@ -161,6 +161,7 @@ pub enum ProbeState {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ProbeStatus {
     pub name: &'static str,
+    #[serde(flatten)]
     pub state: ProbeState,
 }
 

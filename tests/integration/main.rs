@@ -1,1 +1,9 @@
+//! memwatch's integration tests, in one binary: the real eBPF programs in the real kernel,
+//! real workloads in real cgroups. They need root; see `util::require_root`.
+mod probes;
+mod util;
 
+#[allow(dead_code)]
+mod plan {
+    include!("../plan.rs");
+}

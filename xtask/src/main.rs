@@ -1,1 +1,39 @@
-fn main() {}
+//! `cargo xtask`: set-up, running and testing memwatch on this machine.
+use clap::{Parser, Subcommand};
+
+mod run;
+mod setup;
+mod test;
+mod util;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what building and testing need (Debian packages, bpf-linker); idempotent
+    Setup,
+    /// Set up, build in release mode and run the daemon on this host (arguments go to memwatch)
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, build, and run every test; prints a total line `N passed, N failed`
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter)
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Cmd::Setup => setup::run(),
+        Cmd::Run { args } => run::run(&args),
+        Cmd::Test { args } => test::run(&args),
+    }
+}

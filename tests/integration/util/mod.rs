@@ -1,0 +1,125 @@
+//! Shared helpers for the integration tests: root checks, test cgroups, workloads, binaries.
+#![allow(dead_code)]
+pub mod cgroup;
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    path::{Path, PathBuf},
+    process::{Child, ChildStdin, ChildStdout, Command, Stdio},
+    sync::{Mutex, MutexGuard},
+    time::SystemTime,
+};
+
+/// True when the test can run. Without root it prints why it skips; under CI (CI=true) a
+/// skip is a failure, so CI can never pass by skipping.
+pub fn require_root(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    let why = "needs root (CAP_BPF, CAP_PERFMON, and cgroup writes) to load eBPF programs";
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("{test}: {why}; CI=true does not allow skipping");
+    }
+    eprintln!("skipping {test}: {why}");
+    false
+}
+
+/// Tests that would disturb each other's view of the kernel (OOM kills, 10,000 processes)
+/// take this lock.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn workload_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_memwatch-workload")
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The `memwatch` binary built beside the workload. Cargo does not build another package's
+/// binary for these tests, so refuse a missing or stale one rather than test old code.
+pub fn memwatch_bin() -> PathBuf {
+    let bin = Path::new(workload_bin()).with_file_name("memwatch");
+    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH);
+    let newest = ["memwatch/src", "memwatch-common/src", "memwatch-ebpf/src"]
+        .iter()
+        .filter_map(|d| newest_mtime(&workspace().join(d)))
+        .max()
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    assert!(
+        built >= newest,
+        "{} is missing or older than the sources: run `cargo build` first (`cargo xtask test` does)",
+        bin.display()
+    );
+    bin
+}
+
+fn newest_mtime(dir: &Path) -> Option<SystemTime> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let m = e.metadata().ok()?;
+            if m.is_dir() { newest_mtime(&e.path()) } else { m.modified().ok() }
+        })
+        .max()
+}
+
+/// A running workload with a line protocol on stdin/stdout. Killed when dropped.
+pub struct Workload {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Workload {
+    /// Starts the workload with `args`, inside `cgroup` when given (it joins before exec).
+    pub fn start(args: &[&str], cgroup: Option<&cgroup::TestCgroup>) -> Workload {
+        let mut cmd = Command::new(workload_bin());
+        cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped());
+        if let Some(cg) = cgroup {
+            cg.join_before_exec(&mut cmd);
+        }
+        let mut child = cmd.spawn().expect("start workload");
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Workload { child, stdin, stdout }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn expect_line(&mut self, want: &str) {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("read workload");
+        assert_eq!(line.trim(), want, "workload said {line:?}");
+    }
+
+    pub fn send_line(&mut self) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(b"go\n").and_then(|_| stdin.flush()).expect("write workload");
+    }
+
+    /// Closes stdin and waits for a clean exit.
+    pub fn finish(mut self) {
+        drop(self.stdin.take());
+        let status = self.child.wait().expect("wait workload");
+        assert!(status.success(), "workload exited with {status}");
+    }
+}
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn is_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}

@@ -1,0 +1,52 @@
+//! `cargo xtask test`: set up, build the binaries the integration tests drive, run every test,
+//! and print one total line. Tests that need root fail instead of skipping when CI=true.
+use std::{
+    io::{BufRead, BufReader},
+    process::Stdio,
+    thread,
+};
+
+use anyhow::bail;
+
+use crate::{setup, util};
+
+pub fn run(args: &[String]) -> anyhow::Result<()> {
+    setup::run()?;
+    // The integration tests run the real `memwatch` binary; cargo does not build another
+    // package's binary for them, so build it first.
+    util::run(util::cargo().args(["build", "--bins"]))?;
+    let mut cmd = util::cargo();
+    cmd.arg("test").args(args).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    eprintln!("+ cargo test {}", args.join(" "));
+    let mut child = cmd.current_dir(util::workspace()).spawn()?;
+    let out = child.stdout.take().unwrap();
+    // Echo cargo's output as it comes and add up its per-binary result lines.
+    let totals = thread::spawn(move || {
+        let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            println!("{line}");
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                let rest = rest.trim_start_matches("ok. ").trim_start_matches("FAILED. ");
+                let num = |word: &str| {
+                    rest.split(';')
+                        .find_map(|p| p.trim().strip_suffix(word).and_then(|n| n.trim().parse::<u64>().ok()))
+                        .unwrap_or(0)
+                };
+                passed += num("passed");
+                failed += num("failed");
+                ignored += num("ignored");
+            }
+        }
+        (passed, failed, ignored)
+    });
+    let status = child.wait()?;
+    let (passed, failed, ignored) = totals.join().expect("reader thread");
+    println!("memwatch: {passed} passed, {failed} failed, {ignored} skipped");
+    if !status.success() || failed > 0 {
+        bail!("tests failed ({status})");
+    }
+    if passed == 0 {
+        bail!("no test ran");
+    }
+    Ok(())
+}
