@@ -21,10 +21,11 @@ pub const OOM_RING_BYTES: u32 = 64 * 1024;
 
 /// Counters aggregated in the kernel, per process and per cgroup, per CPU.
 ///
-/// Userspace sums the per-CPU values. `brk_bytes` is signed: one CPU may see the break shrink
-/// while another saw it grow; the sum is the net growth.
+/// Userspace sums the per-CPU values. Every field only grows, so a counter never goes back;
+/// the net growth of the program break is `brk_grow_bytes - brk_shrink_bytes`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(serde::Serialize))]
 pub struct Counters {
     pub mmap_calls: u64,
     /// Page-rounded length of successful anonymous mappings.
@@ -34,7 +35,8 @@ pub struct Counters {
     pub munmap_calls: u64,
     pub munmap_bytes: u64,
     pub brk_calls: u64,
-    pub brk_bytes: i64,
+    pub brk_grow_bytes: u64,
+    pub brk_shrink_bytes: u64,
     pub mremap_calls: u64,
     pub mremap_grow_bytes: u64,
     pub mremap_shrink_bytes: u64,
@@ -42,9 +44,14 @@ pub struct Counters {
     /// Processes (thread groups) that exited; only meaningful per cgroup.
     pub exits: u64,
 }
-const _: () = assert!(core::mem::size_of::<Counters>() == 96);
+const _: () = assert!(core::mem::size_of::<Counters>() == 104);
 
 impl Counters {
+    /// Net growth of the program break.
+    pub fn brk_net_bytes(&self) -> i64 {
+        self.brk_grow_bytes.wrapping_sub(self.brk_shrink_bytes) as i64
+    }
+
     /// Adds `other` into `self` (wrapping, as the kernel's counters do).
     pub fn accumulate(&mut self, other: &Counters) {
         self.mmap_calls = self.mmap_calls.wrapping_add(other.mmap_calls);
@@ -53,7 +60,8 @@ impl Counters {
         self.munmap_calls = self.munmap_calls.wrapping_add(other.munmap_calls);
         self.munmap_bytes = self.munmap_bytes.wrapping_add(other.munmap_bytes);
         self.brk_calls = self.brk_calls.wrapping_add(other.brk_calls);
-        self.brk_bytes = self.brk_bytes.wrapping_add(other.brk_bytes);
+        self.brk_grow_bytes = self.brk_grow_bytes.wrapping_add(other.brk_grow_bytes);
+        self.brk_shrink_bytes = self.brk_shrink_bytes.wrapping_add(other.brk_shrink_bytes);
         self.mremap_calls = self.mremap_calls.wrapping_add(other.mremap_calls);
         self.mremap_grow_bytes = self.mremap_grow_bytes.wrapping_add(other.mremap_grow_bytes);
         self.mremap_shrink_bytes = self
@@ -78,7 +86,8 @@ pub struct ProcEntry {
     pub memcg_id: u64,
     pub counters: Counters,
 }
-const _: () = assert!(core::mem::size_of::<ProcEntry>() == 112);
+
+const _: () = assert!(core::mem::size_of::<ProcEntry>() == 120);
 
 /// Load-time configuration: where each tracepoint field lives on this kernel, and how to walk
 /// from a task to its memory cgroup. Written by userspace into the programs' read-only data.

@@ -98,16 +98,17 @@ pub fn sys_exit_brk(ctx: TracePointContext) -> u32 {
         return 0; // refused
     }
     let tgid = tgid();
-    let delta = match BRK_LAST.get_ptr(tgid) {
-        Some(last) => now.wrapping_sub(unsafe { *last }) as i64,
-        // First sight (a forked child, or a process older than memwatch): no base to
-        // measure from, so this call only sets one.
-        None => 0,
-    };
+    // First sight (a forked child, or a process older than memwatch): no base to measure
+    // from, so this call only sets one.
+    let last = BRK_LAST.get_ptr(tgid).map(|p| unsafe { *p }).unwrap_or(now);
     let _ = BRK_LAST.insert(tgid, now, 0);
     update(|c| {
         c.brk_calls += 1;
-        c.brk_bytes += delta;
+        if now >= last {
+            c.brk_grow_bytes += now - last;
+        } else {
+            c.brk_shrink_bytes += last - now;
+        }
     });
     0
 }

@@ -4,10 +4,16 @@
 //! [`probes::PROBES`] (every probe and the tracepoints it needs), [`oom::OomKill`] (one OOM kill
 //! as the kernel reported it), [`host::CgroupMode`] (how this host mounts cgroups),
 //! [`Roots`] (where the kernel's filesystems are, so tests and containers can move them).
+pub mod collector;
 pub mod host;
+pub mod http;
+pub mod model;
 pub mod oom;
 pub mod parse;
 pub mod probes;
+pub mod render;
+pub mod sampler;
+pub mod snapshot;
 pub mod tracefs;
 
 use std::path::PathBuf;
@@ -20,6 +26,8 @@ pub struct Roots {
     pub cgroupfs: PathBuf,
     /// Tracefs, when not to be found (or mounted) under `sysfs`.
     pub tracefs: Option<PathBuf>,
+    /// The kubelet's log directory (holding `pods/` and `containers/`).
+    pub kubelet_logs: PathBuf,
 }
 
 impl Default for Roots {
@@ -29,6 +37,7 @@ impl Default for Roots {
             sysfs: "/sys".into(),
             cgroupfs: "/sys/fs/cgroup".into(),
             tracefs: None,
+            kubelet_logs: "/var/log".into(),
         }
     }
 }

@@ -29,6 +29,9 @@ struct RootArgs {
     /// tracefs mount point [default: found, or mounted, under --path.sysfs]
     #[arg(long = "path.tracefs", global = true)]
     tracefs: Option<PathBuf>,
+    /// The kubelet's log directory, holding pods/ and containers/ (for Kubernetes names)
+    #[arg(long = "path.kubelet-logs", default_value = "/var/log", global = true)]
+    kubelet_logs: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -36,6 +39,8 @@ enum Command {
     /// Report what this host offers and which probes attach; exits 0 when all do, 3 when some
     /// are disabled, 1 when the programs cannot be loaded at all (e.g. missing privilege)
     Check(cli::check::CheckArgs),
+    /// Run the daemon: sample every container and serve /metrics and the JSON API
+    Serve(cli::serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,15 +50,18 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("MEMWATCH_LOG").unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let roots = Roots {
         procfs: cli.roots.procfs,
         sysfs: cli.roots.sysfs,
         cgroupfs: cli.roots.cgroupfs,
         tracefs: cli.roots.tracefs,
+        kubelet_logs: cli.roots.kubelet_logs,
     };
     let result = match cli.command {
         Command::Check(args) => cli::check::run(&roots, &args),
+        Command::Serve(args) => cli::serve::run(roots, args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -324,6 +324,11 @@ impl Probes {
             .collect())
     }
 
+    /// How many processes the kernel side tracks (keys only: no per-CPU values read).
+    pub fn tracked_processes(&self) -> Result<u64, ProbeError> {
+        Ok(self.proc_map()?.keys().filter(Result::is_ok).count() as u64)
+    }
+
     /// Counters per memory cgroup id, summed over CPUs.
     pub fn cgroups(&self) -> Result<HashMap<u64, Counters>, ProbeError> {
         Ok(self

@@ -58,7 +58,9 @@ fn counters_match_a_known_workload_exactly() {
     assert_eq!(a.mremap_calls - b.mremap_calls, 1, "mremap calls");
     assert_eq!(a.mremap_grow_bytes - b.mremap_grow_bytes, REMAP_TO - REMAP_FROM, "mremap growth");
     assert_eq!(a.brk_calls - b.brk_calls, EXPECT_BRK_CALLS, "brk calls");
-    assert_eq!(a.brk_bytes - b.brk_bytes, EXPECT_BRK_BYTES, "brk net growth");
+    assert_eq!(a.brk_net_bytes() - b.brk_net_bytes(), EXPECT_BRK_BYTES, "brk net growth");
+    assert_eq!(a.brk_grow_bytes - b.brk_grow_bytes, 3 * BRK_STEP, "brk growth");
+    assert_eq!(a.brk_shrink_bytes - b.brk_shrink_bytes, BRK_STEP, "brk shrinkage");
     assert!(
         a.page_faults - b.page_faults >= TOUCH_PAGES,
         "faults {} < touched pages {TOUCH_PAGES}",
@@ -71,7 +73,7 @@ fn counters_match_a_known_workload_exactly() {
         assert_eq!(after.memcg_id, cg.id(), "memory cgroup id of the workload");
         let cg_after = probes.cgroups().unwrap()[&cg.id()];
         assert_eq!(cg_after.mmap_calls - cg_before.mmap_calls, EXPECT_MMAP_CALLS);
-        assert_eq!(cg_after.brk_bytes - cg_before.brk_bytes, EXPECT_BRK_BYTES);
+        assert_eq!(cg_after.brk_net_bytes() - cg_before.brk_net_bytes(), EXPECT_BRK_BYTES);
     }
     w.finish();
 }

@@ -1,2 +1,3 @@
 //! Subcommand handlers: the edge where errors become messages and exit codes.
 pub mod check;
+pub mod serve;

@@ -2,4 +2,8 @@
 //! hand their contents to these functions.
 pub mod btf;
 pub mod caps;
+pub mod cgroup;
+pub mod identity;
+pub mod kubelet;
+pub mod proc;
 pub mod tracefs_format;

@@ -1,0 +1,135 @@
+//! `memwatch serve`: the daemon. Samples every container on the node and serves the result.
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use clap::Args;
+use memwatch::{
+    Roots,
+    http::{self, AppState},
+    model::{CgroupFilter, Options},
+    probes::{ProbeState, Probes},
+    sampler::{Sampler, Shared},
+};
+use tokio::io::unix::AsyncFd;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on (loopback unless told otherwise)
+    #[arg(long, default_value = "127.0.0.1:9753")]
+    listen: SocketAddr,
+    /// Sampling period, e.g. 1s, 500ms
+    #[arg(long, default_value = "1s", value_parser = parse_interval)]
+    interval: Duration,
+    /// Which cgroups to export
+    #[arg(long, value_enum, default_value = "default")]
+    cgroups: CgroupFilter,
+    /// At most this many container series; the rest are dropped and counted
+    #[arg(long, default_value_t = 200_000)]
+    max_series: usize,
+    /// Run without the eBPF probes (cgroup and /proc data only)
+    #[arg(long)]
+    no_ebpf: bool,
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 1s, 500ms)"))?;
+    if d < Duration::from_millis(100) {
+        return Err("must be at least 100ms".into());
+    }
+    Ok(d)
+}
+
+pub fn run(roots: Roots, args: ServeArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(serve(roots, args))
+}
+
+async fn serve(roots: Roots, args: ServeArgs) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let probes = if args.no_ebpf {
+        None
+    } else {
+        match Probes::load(&roots.load_options()) {
+            Ok(mut p) => {
+                for w in p.warnings() {
+                    tracing::warn!("{w}");
+                }
+                for s in p.status() {
+                    match &s.state {
+                        ProbeState::Attached => tracing::info!(probe = s.name, "probe attached"),
+                        ProbeState::Disabled(why) => tracing::warn!(probe = s.name, "probe disabled: {why}"),
+                    }
+                }
+                if let Some(logger) = p.take_logger() {
+                    tokio::spawn(pump_kernel_logs(logger));
+                }
+                if let Some(ring) = p.take_oom_events() {
+                    tokio::spawn(log_oom_kills(ring, p.page_size()));
+                }
+                Some(p)
+            }
+            Err(e) => {
+                tracing::error!("eBPF probes unavailable, serving cgroup and /proc data only: {e}");
+                None
+            }
+        }
+    };
+    let opts = Options { filter: args.cgroups, max_series: args.max_series };
+    let shared: Shared = Arc::default();
+    Sampler::new(roots, Sampler::default_collectors(probes), opts).spawn(args.interval, shared.clone());
+    let state = AppState { shared, stale_after: (args.interval * 10).max(Duration::from_secs(30)) };
+    tracing::info!("listening on http://{}/metrics", args.listen);
+    axum::serve(listener, http::router(state))
+        .with_graceful_shutdown(shutdown())
+        .await
+        .context("HTTP server")
+}
+
+async fn shutdown() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
+
+/// Registers a map's fd with the reactor for readability.
+fn readable<T: std::os::fd::AsRawFd>(inner: T) -> Option<AsyncFd<T>> {
+    // SAFETY: aya's ring buffers own their map fd, keep it open for their whole life, and
+    // always return that same fd from as_raw_fd.
+    unsafe { AsyncFd::register_with_interest(inner, tokio::io::Interest::READABLE) }.ok()
+}
+
+/// Keeps aya-log's logger alive and drains it whenever the kernel side wrote something.
+async fn pump_kernel_logs(logger: aya_log::EbpfLogger<&'static dyn log::Log>) {
+    let Some(mut fd) = readable(logger) else { return };
+    while let Ok(mut guard) = fd.readable_mut().await {
+        guard.get_inner_mut().flush();
+        guard.clear_ready();
+    }
+}
+
+/// One structured log line per OOM kill.
+async fn log_oom_kills(ring: aya::maps::RingBuf<aya::maps::MapData>, page_size: u64) {
+    let Some(mut fd) = readable(ring) else { return };
+    while let Ok(mut guard) = fd.readable_mut().await {
+        let ring = guard.get_inner_mut();
+        while let Some(item) = ring.next() {
+            match memwatch::oom::decode(&item, page_size) {
+                Ok(k) => tracing::warn!(
+                    victim_pid = k.victim_pid,
+                    victim_comm = k.victim_comm.as_deref().unwrap_or(""),
+                    anon_rss_bytes = k.anon_rss_bytes.unwrap_or(0),
+                    total_vm_bytes = k.total_vm_bytes.unwrap_or(0),
+                    trigger_pid = k.trigger_pid,
+                    "OOM kill"
+                ),
+                Err(e) => tracing::warn!("undecodable OOM record: {e}"),
+            }
+        }
+        guard.clear_ready();
+    }
+}

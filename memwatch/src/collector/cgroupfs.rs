@@ -1,0 +1,145 @@
+//! The memory hierarchy: every cgroup with memory accounting and what its files say, on v2,
+//! v1 and hybrid hosts. A cgroup that vanishes mid-walk is skipped silently; a file that is
+//! unreadable or malformed skips that value and counts an error.
+
+use std::{
+    io,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+};
+
+use super::{CollectError, Collector, RawCgroup, SnapshotBuilder, read_into};
+use crate::{
+    Roots,
+    host,
+    parse::cgroup as parse,
+};
+
+pub struct Cgroupfs;
+
+const NAME: &str = "cgroupfs";
+
+impl Collector for Cgroupfs {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn collect(&mut self, roots: &Roots, out: &mut SnapshotBuilder) -> Result<(), CollectError> {
+        let mode = host::cgroup_mode(&roots.cgroupfs);
+        let Some(root) = mode.memory_root().map(Path::to_path_buf) else {
+            out.mode = Some(mode);
+            return Err(CollectError::Unsupported(format!("no memory controller under {}", roots.cgroupfs.display())));
+        };
+        let v2 = mode.is_v2();
+        out.mode = Some(mode);
+        let mut buf = String::new();
+        // Depth-first, parents before children: (dir, relative path, parent index).
+        let mut stack: Vec<(PathBuf, String, Option<usize>)> = vec![(root.clone(), "/".into(), None)];
+        while let Some((dir, rel, parent)) = stack.pop() {
+            let Some(cg) = read_cgroup(&dir, &rel, parent, v2, &mut buf, out) else { continue };
+            let index = out.cgroups.len();
+            out.cgroups.push(cg);
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(_) => {
+                    out.error(NAME, "read");
+                    continue;
+                }
+            };
+            let mut children: Vec<(PathBuf, String)> = entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let rel = if rel == "/" { format!("/{name}") } else { format!("{rel}/{name}") };
+                    (e.path(), rel)
+                })
+                .collect();
+            // Pop order = sorted order, so walks are deterministic.
+            children.sort_by(|a, b| b.1.cmp(&a.1));
+            stack.extend(children.into_iter().map(|(d, r)| (d, r, Some(index))));
+        }
+        Ok(())
+    }
+}
+
+enum Got<T> {
+    Value(T),
+    /// The file (or the cgroup) is not there.
+    Absent,
+}
+
+/// Reads and parses one file; counts an error (and yields Absent) when it cannot.
+fn get<T, E>(path: &Path, buf: &mut String, out: &mut SnapshotBuilder, parse: impl Fn(&str) -> Result<T, E>) -> Got<T> {
+    match read_into(path, buf) {
+        Ok(()) => match parse(buf) {
+            Ok(v) => Got::Value(v),
+            Err(_) => {
+                out.error(NAME, "parse");
+                Got::Absent
+            }
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Got::Absent,
+        Err(_) => {
+            out.error(NAME, "read");
+            Got::Absent
+        }
+    }
+}
+
+fn opt<T>(g: Got<T>) -> Option<T> {
+    match g {
+        Got::Value(v) => Some(v),
+        Got::Absent => None,
+    }
+}
+
+fn read_cgroup(dir: &Path, rel: &str, parent: Option<usize>, v2: bool, buf: &mut String, out: &mut SnapshotBuilder) -> Option<RawCgroup> {
+    let id = match std::fs::metadata(dir) {
+        Ok(m) => m.ino(),
+        Err(_) => return None, // vanished
+    };
+    let mut cg = RawCgroup { path: rel.to_string(), dir: dir.to_path_buf(), id, parent, ..Default::default() };
+    let is_root = parent.is_none();
+    let f = |name: &str| dir.join(name);
+    if v2 {
+        // The v2 root has no memory.current; other cgroups without it have no memory
+        // controller enabled, and neither can their children.
+        match get(&f("memory.current"), buf, out, parse::value) {
+            Got::Value(v) => cg.usage = v,
+            Got::Absent if is_root => {}
+            Got::Absent => return None,
+        }
+        cg.own_limit = opt(get(&f("memory.max"), buf, out, parse::limit)).flatten();
+        cg.high = opt(get(&f("memory.high"), buf, out, parse::limit)).flatten();
+        cg.swap = opt(get(&f("memory.swap.current"), buf, out, parse::value));
+        cg.oom_kills = opt(get(&f("memory.events"), buf, out, |t| Ok::<_, ()>(parse::flat_keyed(t).get("oom_kill").copied()))).flatten();
+        cg.pressure = opt(get(&f("memory.pressure"), buf, out, |t| Ok::<_, ()>(parse::psi(t)))).flatten();
+        if let Some(stat) = opt(get(&f("memory.stat"), buf, out, |t| Ok::<_, ()>(parse::flat_keyed(t)))) {
+            cg.anon = stat.get("anon").copied().unwrap_or(0);
+            cg.file = stat.get("file").copied().unwrap_or(0);
+            cg.inactive_file = stat.get("inactive_file").copied().unwrap_or(0);
+            cg.major_faults = stat.get("pgmajfault").copied();
+        }
+    } else {
+        match get(&f("memory.usage_in_bytes"), buf, out, parse::value) {
+            Got::Value(v) => cg.usage = v,
+            Got::Absent => return None,
+        }
+        cg.own_limit = opt(get(&f("memory.limit_in_bytes"), buf, out, parse::limit)).flatten();
+        if let Some(memsw) = opt(get(&f("memory.memsw.usage_in_bytes"), buf, out, parse::value)) {
+            cg.swap = Some(memsw.saturating_sub(cg.usage));
+        }
+        cg.oom_kills = opt(get(&f("memory.oom_control"), buf, out, |t| Ok::<_, ()>(parse::flat_keyed(t).get("oom_kill").copied()))).flatten();
+        if let Some(stat) = opt(get(&f("memory.stat"), buf, out, |t| Ok::<_, ()>(parse::flat_keyed(t)))) {
+            // The total_* keys include descendants, like v2's memory.stat.
+            cg.anon = stat.get("total_rss").copied().unwrap_or(0);
+            cg.file = stat.get("total_cache").copied().unwrap_or(0);
+            cg.inactive_file = stat.get("total_inactive_file").copied().unwrap_or(0);
+            cg.major_faults = stat.get("total_pgmajfault").copied();
+        }
+    }
+    cg.pids = opt(get(&f("cgroup.procs"), buf, out, |t| Ok::<_, ()>(parse::procs(t)))).unwrap_or_default();
+    Some(cg)
+}

@@ -1,0 +1,50 @@
+//! Processes: for each cgroup's pids, `/proc/<pid>/stat` (comm, VSZ, RSS); and the machine's
+//! memory from `/proc/meminfo`. A process that exits mid-walk is skipped silently.
+
+use std::io;
+
+use super::{CollectError, Collector, SnapshotBuilder, read_into};
+use crate::{Roots, parse::proc as parse};
+
+pub struct Procfs;
+
+const NAME: &str = "procfs";
+
+impl Collector for Procfs {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn collect(&mut self, roots: &Roots, out: &mut SnapshotBuilder) -> Result<(), CollectError> {
+        let mut buf = String::new();
+        let meminfo = roots.procfs.join("meminfo");
+        read_into(&meminfo, &mut buf).map_err(|source| CollectError::Read { path: meminfo, source })?;
+        out.machine_memory = parse::mem_total(&buf);
+        if out.machine_memory.is_none() {
+            out.error(NAME, "parse");
+        }
+        let mut path = roots.procfs.clone();
+        for i in 0..out.cgroups.len() {
+            let pids = std::mem::take(&mut out.cgroups[i].pids);
+            let mut procs = Vec::with_capacity(pids.len());
+            for pid in &pids {
+                path.push(pid.to_string());
+                path.push("stat");
+                match read_into(&path, &mut buf) {
+                    Ok(()) => match parse::stat(&buf) {
+                        Some(s) => procs.push(s),
+                        None => out.error(NAME, "parse"),
+                    },
+                    // ESRCH / ENOENT: it exited between listing and reading.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH) => {}
+                    Err(_) => out.error(NAME, "read"),
+                }
+                path.pop();
+                path.pop();
+            }
+            out.cgroups[i].pids = pids;
+            out.cgroups[i].procs = procs;
+        }
+        Ok(())
+    }
+}

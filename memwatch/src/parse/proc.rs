@@ -1,0 +1,57 @@
+//! Parsers for `/proc` files: `/proc/<pid>/stat` and `/proc/meminfo`.
+
+/// What memwatch reads of a process.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct ProcStat {
+    pub pid: u32,
+    pub comm: String,
+    pub vsize_bytes: u64,
+    pub rss_pages: u64,
+}
+
+/// `/proc/<pid>/stat`. The comm is between the first `(` and the *last* `)`: it may itself
+/// contain spaces and parentheses.
+pub fn stat(text: &str) -> Option<ProcStat> {
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let pid = text[..open].trim().parse().ok()?;
+    let comm = text.get(open + 1..close)?.to_string();
+    // Fields after the comm, starting at field 3 (state).
+    let rest: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
+    let field = |n: usize| rest.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+    Some(ProcStat { pid, comm, vsize_bytes: field(23)?, rss_pages: field(24)? })
+}
+
+/// `MemTotal` from `/proc/meminfo`, in bytes.
+pub fn mem_total(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_with_awkward_comm() {
+        let line = "4242 (my (weird) prog) S 1 4242 4242 0 -1 4194560 1200 0 3 0 10 5 0 0 20 0 4 0 12345 398458880 1280 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
+        let s = stat(line).unwrap();
+        assert_eq!(s.pid, 4242);
+        assert_eq!(s.comm, "my (weird) prog");
+        assert_eq!(s.vsize_bytes, 398458880);
+        assert_eq!(s.rss_pages, 1280);
+    }
+
+    #[test]
+    fn truncated_stat_is_none() {
+        assert_eq!(stat("12 (x) S 1 2 3"), None);
+        assert_eq!(stat(""), None);
+    }
+
+    #[test]
+    fn meminfo() {
+        assert_eq!(mem_total("MemTotal:       24576000 kB\nMemFree: 1 kB\n"), Some(24576000 * 1024));
+        assert_eq!(mem_total("MemFree: 1 kB\n"), None);
+    }
+}

@@ -1,0 +1,243 @@
+//! Rendering a [`Snapshot`] as Prometheus text exposition (0.0.4) or OpenMetrics 1.0. Pure:
+//! snapshot in, string out. (The `prometheus` crate's registries hold mutable state and do not
+//! speak OpenMetrics; a snapshot rendered in one pass is simpler and faster.)
+
+use std::fmt::Write as _;
+
+use crate::snapshot::{Container, Snapshot};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    OpenMetrics,
+}
+
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+
+    /// Picks the format from an HTTP `Accept` header: OpenMetrics only when asked for.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        match accept {
+            Some(a) if a.split(',').any(|part| part.trim().starts_with("application/openmetrics-text")) => Format::OpenMetrics,
+            _ => Format::Text,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Type {
+    Gauge,
+    Counter,
+}
+
+/// Escapes a label value: backslash, double quote and newline.
+pub fn escape_label(v: &str, out: &mut String) {
+    for ch in v.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+struct Writer {
+    out: String,
+    format: Format,
+}
+
+impl Writer {
+    /// `name` is the sample name; for counters it ends in `_total`, which OpenMetrics drops
+    /// from the family name.
+    fn header(&mut self, name: &str, ty: Type, help: &str) {
+        let family = match (self.format, ty) {
+            (Format::OpenMetrics, Type::Counter) => name.strip_suffix("_total").unwrap_or(name),
+            _ => name,
+        };
+        let ty = match ty {
+            Type::Gauge => "gauge",
+            Type::Counter => "counter",
+        };
+        let _ = writeln!(self.out, "# HELP {family} {}", help.replace('\\', "\\\\").replace('\n', "\\n"));
+        let _ = writeln!(self.out, "# TYPE {family} {ty}");
+    }
+
+    /// One sample; `labels` is already escaped, without braces (may be empty).
+    fn sample(&mut self, name: &str, labels: &str, extra: Option<(&str, &str)>, value: Value) {
+        self.out.push_str(name);
+        if !labels.is_empty() || extra.is_some() {
+            self.out.push('{');
+            self.out.push_str(labels);
+            if let Some((k, v)) = extra {
+                if !labels.is_empty() {
+                    self.out.push(',');
+                }
+                let _ = write!(self.out, "{k}=\"");
+                escape_label(v, &mut self.out);
+                self.out.push('"');
+            }
+            self.out.push('}');
+        }
+        self.out.push(' ');
+        match value {
+            Value::Int(v) => {
+                let _ = write!(self.out, "{v}");
+            }
+            Value::Float(v) => {
+                let _ = write!(self.out, "{v}");
+            }
+        }
+        self.out.push('\n');
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Value {
+    Int(u64),
+    Float(f64),
+}
+
+type Getter = fn(&Container) -> Option<Value>;
+
+/// A per-container family: sample name, type, help, the probe it needs, and its value.
+struct Family {
+    name: &'static str,
+    ty: Type,
+    help: &'static str,
+    needs_probe: Option<&'static str>,
+    /// Extra label name and, per value, its label value.
+    kinds: &'static [(&'static str, Getter)],
+    kind_label: &'static str,
+}
+
+macro_rules! int {
+    ($e:expr) => {
+        |c: &Container| -> Option<Value> { $e(c).map(Value::Int) }
+    };
+}
+
+static FAMILIES: &[Family] = &[
+    Family { name: "memwatch_container_memory_usage_bytes", ty: Type::Gauge, help: "Memory charged to the cgroup (memory.current, memory.usage_in_bytes).", needs_probe: None, kind_label: "", kinds: &[("", int!(|c: &Container| Some(c.usage_bytes)))] },
+    Family { name: "memwatch_container_memory_working_set_bytes", ty: Type::Gauge, help: "Usage minus inactive file cache, as the kubelet computes it.", needs_probe: None, kind_label: "", kinds: &[("", int!(|c: &Container| Some(c.working_set_bytes)))] },
+    Family { name: "memwatch_container_memory_rss_bytes", ty: Type::Gauge, help: "Anonymous memory (memory.stat anon, total_rss on v1).", needs_probe: None, kind_label: "", kinds: &[("", int!(|c: &Container| Some(c.rss_bytes)))] },
+    Family { name: "memwatch_container_memory_cache_bytes", ty: Type::Gauge, help: "File-backed memory (memory.stat file, total_cache on v1).", needs_probe: None, kind_label: "", kinds: &[("", int!(|c: &Container| Some(c.cache_bytes)))] },
+    Family { name: "memwatch_container_memory_swap_bytes", ty: Type::Gauge, help: "Swap used by the cgroup, where the kernel accounts it.", needs_probe: None, kind_label: "", kinds: &[("", int!(|c: &Container| c.swap_bytes))] },
+    Family { name: "memwatch_container_memory_vsz_bytes", ty: Type::Gauge, help: "Sum of the virtual sizes of the cgroup's processes.", needs_probe: None, kind_label: "", kinds: &[("", int!(|c: &Container| Some(c.vsz_bytes)))] },
+    Family { name: "memwatch_container_memory_limit_bytes", ty: Type::Gauge, help: "Effective memory limit: the tightest of the cgroup's and its ancestors', else the machine's memory.", needs_probe: None, kind_label: "", kinds: &[("", int!(|c: &Container| Some(c.limit_bytes)))] },
+    Family { name: "memwatch_container_memory_headroom_bytes", ty: Type::Gauge, help: "Effective limit minus working set.", needs_probe: None, kind_label: "", kinds: &[("", int!(|c: &Container| Some(c.headroom_bytes)))] },
+    Family { name: "memwatch_container_memory_headroom_ratio", ty: Type::Gauge, help: "Headroom as a fraction of the effective limit.", needs_probe: None, kind_label: "", kinds: &[("", |c: &Container| Some(Value::Float(c.headroom_ratio)))] },
+    Family { name: "memwatch_container_memory_high_bytes", ty: Type::Gauge, help: "memory.high throttling threshold, when set (cgroup v2).", needs_probe: None, kind_label: "", kinds: &[("", int!(|c: &Container| c.high_bytes))] },
+    Family { name: "memwatch_container_page_faults_total", ty: Type::Counter, help: "User page faults by the cgroup's processes (eBPF).", needs_probe: Some("page_fault_user"), kind_label: "", kinds: &[("", int!(|c: &Container| c.ebpf.map(|e| e.page_faults)))] },
+    Family { name: "memwatch_container_major_page_faults_total", ty: Type::Counter, help: "Major page faults (memory.stat pgmajfault).", needs_probe: None, kind_label: "", kinds: &[("", int!(|c: &Container| c.major_page_faults))] },
+    Family { name: "memwatch_container_mmap_calls_total", ty: Type::Counter, help: "Successful mmap calls (eBPF).", needs_probe: Some("mmap"), kind_label: "", kinds: &[("", int!(|c: &Container| c.ebpf.map(|e| e.mmap_calls)))] },
+    Family { name: "memwatch_container_mmap_bytes_total", ty: Type::Counter, help: "Bytes mapped by successful mmap calls, page-rounded (eBPF).", needs_probe: Some("mmap"), kind_label: "kind", kinds: &[("anon", int!(|c: &Container| c.ebpf.map(|e| e.mmap_anon_bytes))), ("file", int!(|c: &Container| c.ebpf.map(|e| e.mmap_file_bytes)))] },
+    Family { name: "memwatch_container_munmap_bytes_total", ty: Type::Counter, help: "Bytes unmapped by successful munmap calls (eBPF).", needs_probe: Some("munmap"), kind_label: "", kinds: &[("", int!(|c: &Container| c.ebpf.map(|e| e.munmap_bytes)))] },
+    Family { name: "memwatch_container_brk_bytes_total", ty: Type::Counter, help: "Bytes the program break grew by (eBPF).", needs_probe: Some("brk"), kind_label: "", kinds: &[("", int!(|c: &Container| c.ebpf.map(|e| e.brk_grow_bytes)))] },
+    Family { name: "memwatch_container_memory_pressure_seconds_total", ty: Type::Counter, help: "Time tasks stalled on memory (PSI memory.pressure, cgroup v2).", needs_probe: None, kind_label: "kind", kinds: &[("some", |c: &Container| c.pressure.map(|p| Value::Float(p.some_us as f64 / 1e6))), ("full", |c: &Container| c.pressure.and_then(|p| p.full_us).map(|us| Value::Float(us as f64 / 1e6)))] },
+    Family { name: "memwatch_container_oom_kills_total", ty: Type::Counter, help: "OOM kills in the cgroup, from the kernel's own counter.", needs_probe: None, kind_label: "", kinds: &[("", int!(|c: &Container| c.oom_kills))] },
+    Family { name: "memwatch_container_processes", ty: Type::Gauge, help: "Processes in the cgroup and its descendants.", needs_probe: None, kind_label: "", kinds: &[("", int!(|c: &Container| Some(c.processes)))] },
+    Family { name: "memwatch_container_time_to_oom_seconds", ty: Type::Gauge, help: "Predicted seconds until the working set reaches the limit at its recent growth rate; absent when not growing.", needs_probe: None, kind_label: "", kinds: &[("", |c: &Container| c.time_to_oom_seconds.map(Value::Float))] },
+];
+
+fn container_labels(c: &Container) -> String {
+    let mut s = String::with_capacity(96 + c.cgroup.len());
+    for (i, (k, v)) in [("namespace", &c.namespace), ("pod", &c.pod), ("container", &c.container), ("container_id", &c.container_id), ("cgroup", &c.cgroup)].iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(k);
+        s.push_str("=\"");
+        escape_label(v, &mut s);
+        s.push('"');
+    }
+    s
+}
+
+/// Renders the whole exposition.
+pub fn render(snap: &Snapshot, format: Format) -> String {
+    let labels: Vec<String> = snap.containers.iter().map(container_labels).collect();
+    let mut w = Writer { out: String::with_capacity(256 + snap.containers.len() * 3500), format };
+    for f in FAMILIES {
+        if f.needs_probe.is_some_and(|p| !snap.probe_attached(p)) {
+            continue;
+        }
+        w.header(f.name, f.ty, f.help);
+        for (c, l) in snap.containers.iter().zip(&labels) {
+            for (kind, get) in f.kinds {
+                if let Some(v) = get(c) {
+                    let extra = (!f.kind_label.is_empty()).then_some((f.kind_label, *kind));
+                    w.sample(f.name, l, extra, v);
+                }
+            }
+        }
+    }
+    render_self(snap, &mut w);
+    if format == Format::OpenMetrics {
+        w.out.push_str("# EOF\n");
+    }
+    w.out
+}
+
+fn render_self(snap: &Snapshot, w: &mut Writer) {
+    let s = &snap.self_stats;
+    w.header("memwatch_build_info", Type::Gauge, "memwatch's version; always 1.");
+    w.sample("memwatch_build_info", "", Some(("version", env!("CARGO_PKG_VERSION"))), Value::Int(1));
+    w.header("memwatch_probe_attached", Type::Gauge, "1 when the kernel probe is attached, 0 when disabled.");
+    for p in &snap.probes {
+        let v = u64::from(p.state == crate::probes::ProbeState::Attached);
+        w.sample("memwatch_probe_attached", "", Some(("probe", p.name)), Value::Int(v));
+    }
+    w.header("memwatch_sample_duration_seconds", Type::Gauge, "How long the last sample took.");
+    w.sample("memwatch_sample_duration_seconds", "", None, Value::Float(s.sample_duration_seconds));
+    w.header("memwatch_last_sample_timestamp_seconds", Type::Gauge, "When the last sample was taken (Unix time).");
+    let ts = snap.taken_at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    w.sample("memwatch_last_sample_timestamp_seconds", "", None, Value::Float(ts));
+    w.header("memwatch_sample_errors_total", Type::Counter, "Items skipped while sampling, by collector and reason.");
+    for ((collector, reason), n) in &s.sample_errors {
+        let mut l = String::from("collector=\"");
+        escape_label(collector, &mut l);
+        l.push('"');
+        w.sample("memwatch_sample_errors_total", &l, Some(("reason", reason)), Value::Int(*n));
+    }
+    w.header("memwatch_tracked_processes", Type::Gauge, "Processes the kernel side currently tracks.");
+    w.sample("memwatch_tracked_processes", "", None, Value::Int(s.tracked_processes));
+    w.header("memwatch_series_dropped_total", Type::Counter, "Container series not exported because of --max-series.");
+    w.sample("memwatch_series_dropped_total", "", None, Value::Int(s.series_dropped_total));
+    w.header("memwatch_ebpf_drops_total", Type::Counter, "Events the kernel side could not record: map full, OOM ring buffer full.");
+    w.sample("memwatch_ebpf_drops_total", "", Some(("kind", "map_full")), Value::Int(s.ebpf_map_full_total));
+    w.sample("memwatch_ebpf_drops_total", "", Some(("kind", "ring_full")), Value::Int(s.ebpf_ring_full_total));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_label_values() {
+        let mut s = String::new();
+        escape_label("a\"b\\c\nd", &mut s);
+        assert_eq!(s, "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn negotiates_openmetrics_only_when_asked() {
+        assert_eq!(Format::negotiate(None), Format::Text);
+        assert_eq!(Format::negotiate(Some("text/plain;version=0.0.4;q=0.5,*/*;q=0.1")), Format::Text);
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")),
+            Format::OpenMetrics
+        );
+    }
+
+    #[test]
+    fn series_per_container_bounds_the_families() {
+        let n: usize = FAMILIES.iter().map(|f| f.kinds.len()).sum();
+        assert!(n <= crate::model::SERIES_PER_CONTAINER, "{n} series per container");
+    }
+}

@@ -1,0 +1,100 @@
+//! The immutable result of one sample: what every reader (`/metrics`, the JSON API,
+//! `memwatch top`) sees. Built by [`crate::model`], swapped in atomically by the sampler.
+
+use std::{collections::BTreeMap, time::SystemTime};
+
+use memwatch_common::Counters;
+use serde::Serialize;
+
+use crate::{
+    parse::{
+        cgroup::Pressure,
+        identity::{Kind, Qos},
+    },
+    probes::ProbeStatus,
+};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    #[serde(with = "unix_seconds")]
+    pub taken_at: SystemTime,
+    /// `v2`, `v1`, `hybrid` or `none`.
+    pub cgroup_mode: &'static str,
+    pub machine_memory_bytes: u64,
+    pub containers: Vec<Container>,
+    pub probes: Vec<ProbeStatus>,
+    #[serde(rename = "self")]
+    pub self_stats: SelfStats,
+}
+
+impl Snapshot {
+    pub fn probe_attached(&self, name: &str) -> bool {
+        self.probes.iter().any(|p| p.name == name && p.state == crate::probes::ProbeState::Attached)
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SelfStats {
+    pub sample_duration_seconds: f64,
+    /// Cumulative, by (collector, reason).
+    pub sample_errors: BTreeMap<(String, String), u64>,
+    pub tracked_processes: u64,
+    pub series_dropped_total: u64,
+    /// Kernel-side drops: map full, OOM ring buffer full.
+    pub ebpf_map_full_total: u64,
+    pub ebpf_ring_full_total: u64,
+}
+
+/// One exported cgroup. Label fields are empty strings where they do not apply.
+#[derive(Debug, Clone, Serialize)]
+pub struct Container {
+    /// Path relative to the memory hierarchy's root, e.g. `/kubepods.slice/...`.
+    pub cgroup: String,
+    /// The cgroup's id (inode of its directory).
+    pub id: u64,
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    pub container_id: String,
+    pub kind: Kind,
+    pub qos: Option<Qos>,
+    pub usage_bytes: u64,
+    pub working_set_bytes: u64,
+    pub rss_bytes: u64,
+    pub cache_bytes: u64,
+    pub swap_bytes: Option<u64>,
+    pub vsz_bytes: u64,
+    /// Sum of the resident set sizes of its processes (shared pages counted in each).
+    pub process_rss_bytes: u64,
+    pub limit_bytes: u64,
+    /// True when no cgroup in its ancestry sets a limit and `limit_bytes` is the machine's.
+    pub limit_is_machine: bool,
+    pub headroom_bytes: u64,
+    pub headroom_ratio: f64,
+    pub high_bytes: Option<u64>,
+    pub major_page_faults: Option<u64>,
+    /// Kernel-side counters over its subtree, including exited processes and removed children.
+    pub ebpf: Option<Counters>,
+    pub pressure: Option<Pressure>,
+    pub oom_kills: Option<u64>,
+    pub processes: u64,
+    pub time_to_oom_seconds: Option<f64>,
+    /// Its own processes (not its children's), largest RSS first.
+    pub top_processes: Vec<Process>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Process {
+    pub pid: u32,
+    pub comm: String,
+    pub vsz_bytes: u64,
+    pub rss_bytes: u64,
+}
+
+mod unix_seconds {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    pub fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0))
+    }
+}
