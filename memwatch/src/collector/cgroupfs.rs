@@ -115,7 +115,7 @@ fn read_cgroup(dir: &Path, rel: &str, parent: Option<usize>, v2: bool, buf: &mut
         cg.high = opt(get(&f("memory.high"), buf, out, parse::limit)).flatten();
         cg.swap = opt(get(&f("memory.swap.current"), buf, out, parse::value));
         cg.oom_kills = opt(get(&f("memory.events"), buf, out, |t| Ok::<_, ()>(parse::flat_keyed(t).get("oom_kill").copied()))).flatten();
-        cg.pressure = opt(get(&f("memory.pressure"), buf, out, |t| Ok::<_, ()>(parse::psi(t)))).flatten();
+        cg.pressure = opt(get(&f("memory.pressure"), buf, out, |t| parse::psi(t).ok_or(())));
         if let Some(stat) = opt(get(&f("memory.stat"), buf, out, |t| Ok::<_, ()>(parse::flat_keyed(t)))) {
             cg.anon = stat.get("anon").copied().unwrap_or(0);
             cg.file = stat.get("file").copied().unwrap_or(0);
