@@ -4,6 +4,9 @@
 //! with raw syscalls (no allocation in between), prints `done`, waits for stdin to close.
 //! `hog [STEP_KIB]`: allocates and touches memory until it is killed.
 //! `sleep`: waits for stdin to close.
+//! `fill MIB`: maps and touches MIB MiB, prints `ready`, holds it until stdin closes.
+//! `fill-exit MIB`: the same, then exits at once.
+//! `grow STEP_KIB MAX_MIB`: prints `ready`, grows by STEP_KIB every 100 ms up to MAX_MIB.
 #[allow(dead_code)]
 mod plan {
     include!("plan.rs");
@@ -99,14 +102,54 @@ fn hog(step_kib: u64) -> ! {
     }
 }
 
+/// Maps and touches `mib` MiB, says `ready`, then holds it until stdin closes.
+fn fill(mib: u64, hold: bool) {
+    // SAFETY: fresh anonymous mapping, touched within its length.
+    unsafe {
+        let len = mib << 20;
+        let p = anon(len) as *mut u8;
+        for off in (0..len).step_by(4096) {
+            *p.add(off as usize) = 1;
+        }
+    }
+    say(b"ready\n");
+    if hold {
+        wait_eof();
+    }
+}
+
+/// Grows by `step_kib` every 100 ms up to `max_mib`, then holds until stdin closes.
+fn grow(step_kib: u64, max_mib: u64) {
+    say(b"ready\n");
+    let mut total = 0;
+    while total < max_mib << 20 {
+        // SAFETY: fresh anonymous mapping, touched within its length.
+        unsafe {
+            let p = anon(step_kib << 10) as *mut u8;
+            for off in (0..step_kib << 10).step_by(4096) {
+                *p.add(off as usize) = 1;
+            }
+        }
+        total += step_kib << 10;
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    wait_eof();
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("ops") => ops(args.get(2).expect("ops FILE")),
         Some("hog") => hog(args.get(2).map(|s| s.parse().expect("STEP_KIB")).unwrap_or(1024)),
         Some("sleep") => wait_eof(),
+        Some("fill") => fill(args.get(2).and_then(|s| s.parse().ok()).expect("fill MIB"), true),
+        Some("fill-exit") => fill(args.get(2).and_then(|s| s.parse().ok()).expect("fill-exit MIB"), false),
+        Some("grow") => grow(
+            args.get(2).and_then(|s| s.parse().ok()).expect("grow STEP_KIB MAX_MIB"),
+            args.get(3).and_then(|s| s.parse().ok()).expect("grow STEP_KIB MAX_MIB"),
+        ),
         _ => {
-            eprintln!("usage: memwatch-workload ops FILE | hog [STEP_KIB] | sleep");
+            eprintln!("usage: memwatch-workload ops FILE | hog [STEP_KIB] | sleep | fill MIB | fill-exit MIB | grow STEP_KIB MAX_MIB");
             std::process::exit(2);
         }
     }

@@ -25,14 +25,21 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
+    harden(routes(), state)
+}
+
+fn routes() -> Router<AppState> {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/api/v1/containers", get(containers))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found: try /metrics, /api/v1/containers, /healthz, /readyz\n") })
-        .layer(CatchPanicLayer::new())
-        .with_state(state)
+}
+
+/// A panic in a handler becomes a 500 for that request; the server and other requests go on.
+fn harden(routes: Router<AppState>, state: AppState) -> Router {
+    routes.layer(CatchPanicLayer::new()).with_state(state)
 }
 
 fn not_ready() -> Response {
@@ -70,5 +77,44 @@ async fn readyz(State(st): State<AppState>) -> Response {
     match st.shared.load_full() {
         Some(_) => (StatusCode::OK, "ready\n").into_response(),
         None => not_ready(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt as _;
+
+    fn state() -> AppState {
+        AppState { shared: Default::default(), stale_after: Duration::from_secs(30) }
+    }
+
+    async fn status(app: &Router, path: &str) -> StatusCode {
+        let req = axum::http::Request::get(path).body(Body::empty()).unwrap();
+        app.clone().oneshot(req).await.unwrap().status()
+    }
+
+    async fn boom() -> &'static str {
+        panic!("boom")
+    }
+
+    #[tokio::test]
+    async fn a_panicking_request_does_not_wedge_the_others() {
+        // The real routes and layers, plus a route that panics.
+        let app = harden(routes().route("/boom", get(boom)), state());
+        assert_eq!(status(&app, "/boom").await, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(status(&app, "/healthz").await, StatusCode::OK);
+        assert_eq!(status(&app, "/boom").await, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(status(&app, "/healthz").await, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn before_the_first_sample() {
+        let app = router(state());
+        assert_eq!(status(&app, "/readyz").await, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(status(&app, "/metrics").await, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(status(&app, "/healthz").await, StatusCode::OK);
+        assert_eq!(status(&app, "/elsewhere").await, StatusCode::NOT_FOUND);
     }
 }

@@ -228,3 +228,20 @@ fn invalid_utf8_and_newlines_in_cgroup_names_are_escaped() {
     assert!(text.contains("cgroup=\"/bad\u{FFFD}name\\nwith \\\"quotes\\\"\""), "{text}");
     promtool_check(&text);
 }
+
+#[test]
+fn max_series_drops_and_counts() {
+    let per = memwatch::model::SERIES_PER_CONTAINER;
+    let mut s = Sampler::new(
+        roots("k8s-v2-systemd"),
+        Sampler::default_collectors(None),
+        Options { filter: CgroupFilter::Default, max_series: 2 * per },
+    );
+    let snap = s.sample();
+    assert_eq!(snap.containers.len(), 2);
+    // Kubernetes containers are kept first.
+    assert!(snap.containers.iter().all(|c| c.kind == memwatch::parse::identity::Kind::KubernetesContainer));
+    assert_eq!(snap.self_stats.series_dropped_total, (4 * per) as u64);
+    let snap = s.sample();
+    assert_eq!(snap.self_stats.series_dropped_total, (8 * per) as u64, "a counter across samples");
+}

@@ -2,6 +2,7 @@
 //! real workloads in real cgroups. They need root; see `util::require_root`.
 mod golden;
 mod probes;
+mod serve;
 mod util;
 
 #[allow(dead_code)]

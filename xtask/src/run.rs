@@ -7,6 +7,6 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     setup::run()?;
     util::run(util::cargo().args(["build", "--release", "--package", "memwatch", "--bin", "memwatch"]))?;
     let bin = util::workspace().join("target/release/memwatch");
-    let args: Vec<String> = if args.is_empty() { vec!["check".into()] } else { args.to_vec() };
+    let args: Vec<String> = if args.is_empty() { vec!["serve".into()] } else { args.to_vec() };
     util::run(Command::new(bin).args(args))
 }

@@ -55,6 +55,26 @@ impl TestCgroup {
         fs::metadata(&self.path).unwrap().ino()
     }
 
+    /// The cgroup's path as memwatch labels it: relative to the memory hierarchy's root.
+    pub fn label(&self) -> String {
+        format!("/{}", self.path.file_name().unwrap().to_string_lossy())
+    }
+
+    /// A key of the cgroup's memory.stat (v1 keys are the total_* ones).
+    pub fn stat(&self, key: &str) -> u64 {
+        self.read("memory.stat")
+            .lines()
+            .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("memory.stat has no {key}"))
+    }
+
+    /// memory.current (v2) or memory.usage_in_bytes (v1).
+    pub fn usage(&self) -> u64 {
+        let f = if self.v2 { "memory.current" } else { "memory.usage_in_bytes" };
+        self.read(f).trim().parse().unwrap()
+    }
+
     /// The kernel's own count of OOM kills in this cgroup.
     pub fn oom_kills(&self) -> u64 {
         let text = if self.v2 { self.read("memory.events") } else { self.read("memory.oom_control") };

@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests: root checks, test cgroups, workloads, binaries.
 #![allow(dead_code)]
 pub mod cgroup;
+pub mod daemon;
 
 use std::{
     io::{BufRead, BufReader, Write},

@@ -1,0 +1,219 @@
+//! `memwatch serve` for real: the daemon as a process, real cgroups with limits, real
+//! workloads, scraped over HTTP and checked against the kernel's own files; and a real
+//! Prometheus server scraping it.
+use std::{
+    process::Command,
+    time::Duration,
+};
+
+use crate::{
+    golden::promtool_check,
+    util::{self, Workload, cgroup::TestCgroup, daemon::{Daemon, free_port}},
+};
+
+const MIB: u64 = 1 << 20;
+
+#[test]
+fn metrics_match_the_kernel_and_the_workload() {
+    if !util::require_root("metrics_match_the_kernel_and_the_workload") {
+        return;
+    }
+    let cg = TestCgroup::new("e2e", 128 * MIB);
+    let label = cg.label();
+    let d = Daemon::start(&["--interval", "200ms"]);
+    let mut w = Workload::start(&["fill", "40"], Some(&cg));
+    w.expect_line("ready");
+    let pid = w.pid();
+
+    // Each value equals what the kernel says (polled: the daemon samples every 200 ms).
+    let eventually_eq = |name: &str, kind: Option<&str>, want: &dyn Fn() -> f64| {
+        let mut last = None;
+        d.wait_until(&format!("{name} to match the kernel (last {last:?})"), Duration::from_secs(5), || {
+            let got = d.metrics().get(name, &label, kind);
+            last = got;
+            got == Some(want())
+        });
+    };
+    let (anon, file, inactive) = if cg.v2 { ("anon", "file", "inactive_file") } else { ("total_rss", "total_cache", "total_inactive_file") };
+    eventually_eq("memwatch_container_memory_limit_bytes", None, &|| (128 * MIB) as f64);
+    eventually_eq("memwatch_container_memory_usage_bytes", None, &|| cg.usage() as f64);
+    eventually_eq("memwatch_container_memory_working_set_bytes", None, &|| (cg.usage() - cg.stat(inactive)) as f64);
+    eventually_eq("memwatch_container_memory_rss_bytes", None, &|| cg.stat(anon) as f64);
+    eventually_eq("memwatch_container_memory_cache_bytes", None, &|| cg.stat(file) as f64);
+    let pgmaj = if cg.v2 { "pgmajfault" } else { "total_pgmajfault" };
+    eventually_eq("memwatch_container_major_page_faults_total", None, &|| cg.stat(pgmaj) as f64);
+    eventually_eq("memwatch_container_processes", None, &|| 1.0);
+    eventually_eq("memwatch_container_oom_kills_total", None, &|| cg.oom_kills() as f64);
+    let vsize = || -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        stat.rsplit_once(')').unwrap().1.split_whitespace().nth(20).unwrap().parse().unwrap()
+    };
+    eventually_eq("memwatch_container_memory_vsz_bytes", None, &vsize);
+
+    let m = d.metrics();
+    let get = |name: &str, kind: Option<&str>| m.get(name, &label, kind).unwrap_or_else(|| panic!("{name} missing for {label}"));
+    // The known amounts.
+    assert!(get("memwatch_container_memory_rss_bytes", None) >= (40 * MIB) as f64);
+    assert!(get("memwatch_container_memory_vsz_bytes", None) >= (40 * MIB) as f64);
+    assert!(get("memwatch_container_page_faults_total", None) >= (40 * MIB / 4096) as f64);
+    assert!(get("memwatch_container_mmap_bytes_total", Some("anon")) >= (40 * MIB) as f64);
+    assert!(get("memwatch_container_mmap_calls_total", None) >= 1.0);
+    assert!(m.get("memwatch_container_mmap_bytes_total", &label, Some("file")).is_some());
+    assert!(m.get("memwatch_container_munmap_bytes_total", &label, None).is_some());
+    assert!(m.get("memwatch_container_brk_bytes_total", &label, None).is_some());
+    // Derived values.
+    let (limit, ws) = (get("memwatch_container_memory_limit_bytes", None), get("memwatch_container_memory_working_set_bytes", None));
+    assert_eq!(get("memwatch_container_memory_headroom_bytes", None), limit - ws);
+    assert!((get("memwatch_container_memory_headroom_ratio", None) - (limit - ws) / limit).abs() < 1e-9);
+    // v2-only series.
+    assert_eq!(m.get("memwatch_container_memory_pressure_seconds_total", &label, Some("some")).is_some(), cg.v2);
+    if cg.v2 {
+        assert!(m.get("memwatch_container_memory_high_bytes", &label, None).is_none(), "memory.high is max");
+    }
+    // Self-metrics.
+    for probe in ["mmap", "munmap", "brk", "mremap", "page_fault_user", "oom_mark_victim", "process_exit", "process_exec"] {
+        assert!(m.text.contains(&format!("memwatch_probe_attached{{probe=\"{probe}\"}} 1")), "{probe}");
+    }
+    assert!(m.has_family("memwatch_build_info") && m.has_family("memwatch_sample_duration_seconds") && m.has_family("memwatch_tracked_processes"));
+    promtool_check(&m.text);
+
+    // A process that maps 8 MiB and exits: its counts stay in the container's totals.
+    let before = get("memwatch_container_mmap_bytes_total", Some("anon"));
+    let mut short = Workload::start(&["fill-exit", "8"], Some(&cg));
+    short.expect_line("ready");
+    assert!(short.child.wait().unwrap().success());
+    let mut after = 0.0;
+    d.wait_until("the exited process's mmaps", Duration::from_secs(5), || {
+        after = d.metrics().get("memwatch_container_mmap_bytes_total", &label, Some("anon")).unwrap_or(0.0);
+        after >= before + (8 * MIB) as f64
+    });
+    std::thread::sleep(Duration::from_millis(600));
+    let later = d.metrics().get("memwatch_container_mmap_bytes_total", &label, Some("anon")).unwrap();
+    assert!(later >= after, "counter went backwards after the process exited: {after} -> {later}");
+
+    // Time to OOM appears while the working set grows, and is sensible.
+    let mut g = Workload::start(&["grow", "1024", "60"], Some(&cg));
+    g.expect_line("ready");
+    let mut tto = None;
+    d.wait_until("time_to_oom while growing", Duration::from_secs(10), || {
+        tto = d.metrics().get("memwatch_container_time_to_oom_seconds", &label, None);
+        tto.is_some()
+    });
+    let tto = tto.unwrap();
+    assert!(tto > 0.0 && tto < 600.0, "time to OOM {tto}s while growing 10 MiB/s with < 128 MiB headroom");
+    drop(g);
+    w.finish();
+}
+
+#[test]
+fn http_api_health_negotiation_and_unknown_paths() {
+    if !util::require_root("http_api_health_negotiation_and_unknown_paths") {
+        return;
+    }
+    let cg = TestCgroup::new("api", 64 * MIB);
+    let d = Daemon::start(&["--interval", "200ms"]);
+    let label = cg.label();
+    d.wait_until("the test cgroup in the API", Duration::from_secs(5), || {
+        d.get("/api/v1/containers").map(|(_, b)| b.contains(&label)).unwrap_or(false)
+    });
+    let (status, body) = d.get("/api/v1/containers").unwrap();
+    assert_eq!(status, 200);
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let c = json["containers"].as_array().unwrap().iter().find(|c| c["cgroup"] == label.as_str()).unwrap();
+    assert_eq!(c["limit_bytes"], 64 * MIB);
+    assert_eq!(d.get("/healthz").unwrap(), (200, "ok\n".to_string()));
+    assert_eq!(d.get("/readyz").unwrap().0, 200);
+    assert_eq!(d.get("/nope").unwrap().0, 404);
+    assert_eq!(d.get("/metrics/extra").unwrap().0, 404);
+    let (status, ct, body) = d.get_with("/metrics", Some("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")).unwrap();
+    assert_eq!(status, 200);
+    assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
+    assert!(body.ends_with("# EOF\n"));
+    let (_, ct, body) = d.get_with("/metrics", Some("text/plain")).unwrap();
+    assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
+    assert!(!body.contains("# EOF"));
+}
+
+#[test]
+fn bad_flags_and_busy_port_fail_clearly() {
+    let run = |args: &[&str]| Command::new(util::memwatch_bin()).args(args).output().unwrap();
+    let out = run(&["serve", "--interval", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--interval"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&["serve", "--cgroups", "some"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&["serve", "--listen", "not-an-address"]);
+    assert_eq!(out.status.code(), Some(2));
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let out = run(&["serve", "--no-ebpf", "--listen", &addr]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot listen on") && err.contains(&addr), "{err}");
+}
+
+#[test]
+fn a_real_prometheus_scrapes_headroom() {
+    if !util::require_root("a_real_prometheus_scrapes_headroom") {
+        return;
+    }
+    let cg = TestCgroup::new("prom", 96 * MIB);
+    let d = Daemon::start(&["--interval", "500ms"]);
+    let mut w = Workload::start(&["fill", "32"], Some(&cg));
+    w.expect_line("ready");
+    let prom = Prometheus::start(d.base.trim_start_matches("http://"));
+    let query = format!("memwatch_container_memory_headroom_bytes{{cgroup=\"{}\"}}", cg.label());
+    let mut value = None;
+    d.wait_until("Prometheus to return the headroom", Duration::from_secs(40), || {
+        value = prom.query(&query);
+        value.is_some()
+    });
+    let headroom = value.unwrap();
+    // 96 MiB limit, at least 32 MiB in use by the workload.
+    assert!(headroom > 0.0 && headroom <= (64 * MIB) as f64, "headroom {headroom}");
+    assert!(headroom >= (40 * MIB) as f64, "headroom {headroom}: only the 32 MiB workload and a little more runs there");
+    w.finish();
+}
+
+/// Debian's Prometheus server on loopback, with a temporary config and data directory.
+pub struct Prometheus {
+    child: std::process::Child,
+    pub base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    pub fn start(target: &str) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: memwatch\n    static_configs:\n      - targets: ['{target}']\n"),
+        )
+        .unwrap();
+        let port = free_port();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("prometheus.log")).unwrap())
+            .spawn()
+            .expect("prometheus (Debian's package; scripts/setup.sh installs it)");
+        Prometheus { child, base: format!("http://127.0.0.1:{port}"), _dir: dir }
+    }
+
+    /// The first value of an instant query, if it returned any.
+    pub fn query(&self, q: &str) -> Option<f64> {
+        let resp = ureq::get(&format!("{}/api/v1/query", self.base)).query("query", q).timeout(Duration::from_secs(5)).call().ok()?;
+        let json: serde_json::Value = resp.into_json().ok()?;
+        json["data"]["result"].as_array()?.first()?["value"][1].as_str()?.parse().ok()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,159 @@
+//! A real `memwatch serve` process on a free loopback port, and reading what it serves.
+use std::{
+    collections::HashMap,
+    net::TcpListener,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct Daemon {
+    child: Child,
+    pub base: String,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Starts `memwatch serve` with `args` and waits until `/readyz` says ready.
+    pub fn start(args: &[&str]) -> Daemon {
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("memwatch.log");
+        let child = Command::new(super::memwatch_bin())
+            .arg("serve")
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start memwatch serve");
+        let d = Daemon { child, base: format!("http://127.0.0.1:{port}"), log, _dir: dir };
+        d.wait_until("ready", Duration::from_secs(20), || d.get("/readyz").map(|(s, _)| s == 200).unwrap_or(false));
+        d
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// (status, body) of a GET; Err when nothing answers.
+    pub fn get_with(&self, path: &str, accept: Option<&str>) -> Result<(u16, String, String), String> {
+        let mut req = ureq::get(&format!("{}{path}", self.base)).timeout(Duration::from_secs(5));
+        if let Some(a) = accept {
+            req = req.set("Accept", a);
+        }
+        match req.call() {
+            Ok(r) => {
+                let ct = r.header("Content-Type").unwrap_or_default().to_string();
+                Ok((r.status(), ct, r.into_string().unwrap_or_default()))
+            }
+            Err(ureq::Error::Status(code, r)) => Ok((code, String::new(), r.into_string().unwrap_or_default())),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Result<(u16, String), String> {
+        self.get_with(path, None).map(|(s, _, b)| (s, b))
+    }
+
+    pub fn metrics(&self) -> Metrics {
+        let (status, body) = self.get("/metrics").expect("scrape");
+        assert_eq!(status, 200, "{body}");
+        Metrics::parse(&body)
+    }
+
+    /// Polls `cond` every 100 ms until true; panics with the daemon's log after `timeout`.
+    pub fn wait_until(&self, what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if cond() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        panic!("timed out waiting for {what}; daemon log:\n{}", self.log());
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Samples of a text exposition, keyed by metric name and the full label set.
+pub struct Metrics {
+    pub text: String,
+    samples: HashMap<String, Vec<(HashMap<String, String>, f64)>>,
+}
+
+impl Metrics {
+    pub fn parse(text: &str) -> Metrics {
+        let mut samples: HashMap<String, Vec<_>> = HashMap::new();
+        for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+            let (series, value) = line.rsplit_once(' ').expect("sample line");
+            let (name, labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, parse_labels(rest.strip_suffix('}').unwrap())),
+                None => (series, HashMap::new()),
+            };
+            samples.entry(name.to_string()).or_default().push((labels, value.parse().unwrap()));
+        }
+        Metrics { text: text.to_string(), samples }
+    }
+
+    /// The value of `name` for the cgroup `cgroup` (and `kind`, when given).
+    pub fn get(&self, name: &str, cgroup: &str, kind: Option<&str>) -> Option<f64> {
+        self.samples.get(name)?.iter().find_map(|(l, v)| {
+            (l.get("cgroup").map(String::as_str) == Some(cgroup) && kind.is_none_or(|k| l.get("kind").map(String::as_str) == Some(k))).then_some(*v)
+        })
+    }
+
+    pub fn has_family(&self, name: &str) -> bool {
+        self.samples.contains_key(name)
+    }
+}
+
+fn parse_labels(s: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        if key.is_empty() {
+            break;
+        }
+        assert_eq!(chars.next(), Some('"'));
+        let mut val = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some('n') => val.push('\n'),
+                    Some(o) => val.push(o),
+                    None => break,
+                },
+                '"' => break,
+                c => val.push(c),
+            }
+        }
+        out.insert(key.trim_start_matches(',').to_string(), val);
+        if chars.peek() == Some(&',') {
+            chars.next();
+        }
+    }
+    out
+}
