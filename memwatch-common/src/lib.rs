@@ -179,6 +179,11 @@ pub mod oom_present {
     pub const VICTIM_MEMCG: u16 = 1 << 8;
 }
 
+pub const OOM_KIND_MARK: u32 = 0;
+pub const OOM_KIND_VICTIM_EXIT: u32 = 1;
+/// Capacity of the map of OOM victims not yet exited.
+pub const MAX_OOM_VICTIMS: u32 = 1024;
+
 /// One OOM kill, as seen by `oom:mark_victim`. "Trigger" is the task running when the
 /// kernel chose the victim: not necessarily the victim, nor in the victim's cgroup.
 #[repr(C)]
@@ -186,7 +191,8 @@ pub mod oom_present {
 pub struct OomEvent {
     /// `bpf_ktime_get_boot_ns`: CLOCK_BOOTTIME, so userspace can turn it into wall time.
     pub boot_ns: u64,
-    /// Sizes in pages, as the tracepoint reports them.
+    /// Sizes in the tracepoint's units: KiB where its print format says `kB` (Linux 6.x),
+    /// pages before; `pgtables_bytes` likewise (named for the kernel's field).
     pub total_vm_pages: u64,
     pub anon_rss_pages: u64,
     pub file_rss_pages: u64,
@@ -202,7 +208,10 @@ pub struct OomEvent {
     pub oom_score_adj: i16,
     /// Bits from [`oom_present`].
     pub present: u16,
-    pub _pad: u32,
+    /// [`OOM_KIND_MARK`] from `oom:mark_victim`, or [`OOM_KIND_VICTIM_EXIT`] when the victim
+    /// exits: then the record is in the victim's own context and `victim_memcg_id` and
+    /// `victim_cgroup_id` (in `trigger_cgroup_id`'s place) are the victim's for certain.
+    pub kind: u32,
     pub victim_comm: [u8; 16],
     pub trigger_comm: [u8; 16],
 }

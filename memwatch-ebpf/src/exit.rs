@@ -10,6 +10,7 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let (tgid, pid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
     let _ = PENDING.remove(pid_tgid);
+    crate::oom::victim_exit(pid);
     let off = config!(exit_group_dead);
     let group_dead = if off == FIELD_ABSENT {
         // Older kernels: the group leader's exit stands for the process.

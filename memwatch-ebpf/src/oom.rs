@@ -9,7 +9,7 @@ use aya_ebpf::EbpfContext as _;
 use aya_log_ebpf::warn;
 use memwatch_common::{FIELD_ABSENT, OomEvent, oom_present as has};
 
-use crate::state::{Drop, OOM_EVENTS, PROC_STATS, config, count_drop, current_memcg_id};
+use crate::state::{Drop, OOM_EVENTS, OOM_VICTIMS, PROC_STATS, config, count_drop, current_memcg_id};
 
 #[inline(always)]
 fn field<T>(ctx: &TracePointContext, off: u16) -> Option<T> {
@@ -79,7 +79,37 @@ pub fn mark_victim(ctx: TracePointContext) -> u32 {
         }
     }
     e.present = present;
+    let _ = OOM_VICTIMS.insert(victim as u32, e.boot_ns, 0);
     slot.write(e);
     slot.submit(0);
     0
+}
+
+/// Called from `sched_process_exit` for every exiting thread: if it is an OOM victim, say so
+/// from its own context, where its memory cgroup is certain.
+#[inline(always)]
+pub fn victim_exit(pid: u32) {
+    if OOM_VICTIMS.get_ptr(pid).is_none() {
+        return;
+    }
+    let _ = OOM_VICTIMS.remove(pid);
+    let Some(mut slot) = OOM_EVENTS.reserve::<OomEvent>(0) else {
+        count_drop(Drop::RingFull);
+        return;
+    };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let e = OomEvent {
+        kind: memwatch_common::OOM_KIND_VICTIM_EXIT,
+        boot_ns: unsafe { bpf_ktime_get_boot_ns() },
+        victim_pid: pid,
+        trigger_tgid: (pid_tgid >> 32) as u32,
+        trigger_pid: pid_tgid as u32,
+        trigger_cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        victim_memcg_id: current_memcg_id(),
+        present: has::VICTIM_MEMCG,
+        victim_comm: bpf_get_current_comm().unwrap_or_default(),
+        ..OomEvent::default()
+    };
+    slot.write(e);
+    slot.submit(0);
 }

@@ -6,7 +6,8 @@ use aya_ebpf::{
     maps::{LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
 use memwatch_common::{
-    Config, Counters, MAX_CGROUPS, MAX_PENDING, MAX_PROCESSES, OOM_RING_BYTES, ProcEntry,
+    Config, Counters, MAX_CGROUPS, MAX_OOM_VICTIMS, MAX_PENDING, MAX_PROCESSES, OOM_RING_BYTES,
+    ProcEntry,
 };
 
 /// Offsets written by userspace at load time (read-only data, so the verifier sees constants).
@@ -44,7 +45,11 @@ pub static PENDING: LruHashMap<u64, Pending> = LruHashMap::with_max_entries(MAX_
 #[map]
 pub static BRK_LAST: LruHashMap<u32, u64> = LruHashMap::with_max_entries(MAX_PROCESSES, 0);
 
-/// One record per OOM kill.
+/// Victims chosen by the OOM killer that have not exited yet: pid -> when chosen (boot ns).
+#[map]
+pub static OOM_VICTIMS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(MAX_OOM_VICTIMS, 0);
+
+/// One record per OOM kill, and one when its victim exits.
 #[map]
 pub static OOM_EVENTS: RingBuf = RingBuf::with_byte_size(OOM_RING_BYTES, 0);
 

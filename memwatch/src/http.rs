@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::{
     Json, Router,
-    extract::State,
+    extract::{Query, State},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
@@ -32,9 +32,10 @@ fn routes() -> Router<AppState> {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/api/v1/containers", get(containers))
+        .route("/api/v1/events", get(events))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .fallback(|| async { (StatusCode::NOT_FOUND, "not found: try /metrics, /api/v1/containers, /healthz, /readyz\n") })
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found: try /metrics, /api/v1/containers, /api/v1/events, /healthz, /readyz\n") })
 }
 
 /// A panic in a handler becomes a 500 for that request; the server and other requests go on.
@@ -62,6 +63,25 @@ async fn containers(State(st): State<AppState>) -> Response {
         "containers": &snap.containers,
     }))
     .into_response()
+}
+
+#[derive(serde::Deserialize)]
+pub struct EventsQuery {
+    /// Only events at or after this Unix time.
+    since: Option<f64>,
+    /// Only events with a sequence number above this one (for following).
+    after: Option<u64>,
+}
+
+async fn events(State(st): State<AppState>, Query(q): Query<EventsQuery>) -> Response {
+    let Some(snap) = st.shared.load_full() else { return not_ready() };
+    let events: Vec<_> = snap
+        .oom
+        .events
+        .iter()
+        .filter(|e| q.since.is_none_or(|s| e.time >= s) && q.after.is_none_or(|a| e.seq > a))
+        .collect();
+    Json(serde_json::json!({ "events": events, "missed_total": snap.oom.missed_total })).into_response()
 }
 
 async fn healthz(State(st): State<AppState>) -> Response {

@@ -5,8 +5,10 @@
 //! as the kernel reported it), [`host::CgroupMode`] (how this host mounts cgroups),
 //! [`Roots`] (where the kernel's filesystems are, so tests and containers can move them).
 pub mod collector;
+pub mod events;
 pub mod host;
 pub mod http;
+pub mod journal;
 pub mod model;
 pub mod oom;
 pub mod parse;

@@ -41,6 +41,8 @@ enum Command {
     Check(cli::check::CheckArgs),
     /// Run the daemon: sample every container and serve /metrics and the JSON API
     Serve(cli::serve::ServeArgs),
+    /// Show OOM kills from a running daemon, following new ones
+    Events(cli::events::EventsArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => cli::check::run(&roots, &args),
         Command::Serve(args) => cli::serve::run(roots, args).map(|()| ExitCode::SUCCESS),
+        Command::Events(args) => cli::events::run(&args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

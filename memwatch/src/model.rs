@@ -241,11 +241,25 @@ pub fn build(mut b: SnapshotBuilder, st: &mut ModelState, opts: &Options, t: Tim
         *st.errors_total.entry(k).or_default() += v;
     }
     let ebpf = b.ebpf.unwrap_or_default();
+    let cgroups = b
+        .cgroups
+        .iter()
+        .map(|c| {
+            let info = crate::snapshot::CgroupInfo {
+                path: c.path.clone(),
+                parent: c.parent.map(|p| b.cgroups[p].id),
+                limit_events: c.limit_events,
+            };
+            (c.id, info)
+        })
+        .collect();
     Snapshot {
         taken_at: t.wall,
         cgroup_mode: b.mode.as_ref().map(|m| m.label()).unwrap_or("none"),
         machine_memory_bytes: machine,
-        containers,
+        containers: std::sync::Arc::new(containers),
+        cgroups: std::sync::Arc::new(cgroups),
+        oom: Default::default(),
         probes: b.probes,
         self_stats: SelfStats {
             sample_duration_seconds: t.duration,

@@ -13,6 +13,8 @@ pub enum DecodeError {
 /// tracepoint does not carry the field.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct OomKill {
+    /// True for the record sent when the victim exits (its cgroup ids are its own).
+    pub victim_exit: bool,
     pub boot_ns: u64,
     pub victim_pid: u32,
     pub victim_comm: Option<String>,
@@ -36,8 +38,9 @@ fn comm(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
 
-/// Decodes one ring buffer record. `page_size` turns the tracepoint's page counts into bytes.
-pub fn decode(record: &[u8], page_size: u64) -> Result<OomKill, DecodeError> {
+/// Decodes one ring buffer record. `unit` is bytes per unit of the size fields
+/// ([`crate::probes::Probes::oom_size_unit`]: KiB on kernels that print them as kB).
+pub fn decode(record: &[u8], unit: u64) -> Result<OomKill, DecodeError> {
     let want = std::mem::size_of::<OomEvent>();
     if record.len() < want {
         return Err(DecodeError::Size { got: record.len(), want });
@@ -46,15 +49,16 @@ pub fn decode(record: &[u8], page_size: u64) -> Result<OomKill, DecodeError> {
     let e: OomEvent = unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) };
     let opt = |bit: u16, v: u64| (e.present & bit != 0).then_some(v);
     Ok(OomKill {
+        victim_exit: e.kind == memwatch_common::OOM_KIND_VICTIM_EXIT,
         boot_ns: e.boot_ns,
         victim_pid: e.victim_pid,
         victim_comm: (e.present & has::COMM != 0).then(|| comm(&e.victim_comm)),
         victim_memcg_id: opt(has::VICTIM_MEMCG, e.victim_memcg_id),
-        total_vm_bytes: opt(has::TOTAL_VM, e.total_vm_pages * page_size),
-        anon_rss_bytes: opt(has::ANON_RSS, e.anon_rss_pages * page_size),
-        file_rss_bytes: opt(has::FILE_RSS, e.file_rss_pages * page_size),
-        shmem_rss_bytes: opt(has::SHMEM_RSS, e.shmem_rss_pages * page_size),
-        pgtables_bytes: opt(has::PGTABLES, e.pgtables_bytes),
+        total_vm_bytes: opt(has::TOTAL_VM, e.total_vm_pages * unit),
+        anon_rss_bytes: opt(has::ANON_RSS, e.anon_rss_pages * unit),
+        file_rss_bytes: opt(has::FILE_RSS, e.file_rss_pages * unit),
+        shmem_rss_bytes: opt(has::SHMEM_RSS, e.shmem_rss_pages * unit),
+        pgtables_bytes: opt(has::PGTABLES, e.pgtables_bytes * unit),
         uid: (e.present & has::UID != 0).then_some(e.uid),
         oom_score_adj: (e.present & has::SCORE_ADJ != 0).then_some(e.oom_score_adj),
         trigger_pid: e.trigger_pid,

@@ -51,7 +51,15 @@ pub struct ProbeSpec {
     pub name: &'static str,
     pub hooks: &'static [Hook],
     /// Fills `cfg` from the hooks' formats (same order as `hooks`); Err names what is missing.
-    configure: fn(&[tracefs_format::Format], &mut Config) -> Result<(), String>,
+    configure: fn(&[tracefs_format::Format], &mut Config, &mut Units) -> Result<(), String>,
+}
+
+/// Units the formats' print lines reveal, for decoding records in userspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Units {
+    /// Bytes per unit of `mark_victim`'s size fields: 1024 where the kernel prints them as
+    /// `%lukB` (it stores KiB), else the page size.
+    pub oom_size: u64,
 }
 
 const fn hook(category: &'static str, event: &'static str) -> Hook {
@@ -63,7 +71,7 @@ pub static PROBES: &[ProbeSpec] = &[
     ProbeSpec {
         name: "mmap",
         hooks: &[hook("syscalls", "sys_enter_mmap"), hook("syscalls", "sys_exit_mmap")],
-        configure: |f, c| {
+        configure: |f, c, _| {
             c.mmap_len = need(&f[0], "len", 8)?;
             c.mmap_flags = need(&f[0], "flags", 8)?;
             c.mmap_ret = need(&f[1], "ret", 8)?;
@@ -73,7 +81,7 @@ pub static PROBES: &[ProbeSpec] = &[
     ProbeSpec {
         name: "munmap",
         hooks: &[hook("syscalls", "sys_enter_munmap"), hook("syscalls", "sys_exit_munmap")],
-        configure: |f, c| {
+        configure: |f, c, _| {
             c.munmap_len = need(&f[0], "len", 8)?;
             c.munmap_ret = need(&f[1], "ret", 8)?;
             Ok(())
@@ -82,7 +90,7 @@ pub static PROBES: &[ProbeSpec] = &[
     ProbeSpec {
         name: "brk",
         hooks: &[hook("syscalls", "sys_enter_brk"), hook("syscalls", "sys_exit_brk")],
-        configure: |f, c| {
+        configure: |f, c, _| {
             c.brk_brk = need(&f[0], "brk", 8)?;
             c.brk_ret = need(&f[1], "ret", 8)?;
             Ok(())
@@ -91,7 +99,7 @@ pub static PROBES: &[ProbeSpec] = &[
     ProbeSpec {
         name: "mremap",
         hooks: &[hook("syscalls", "sys_enter_mremap"), hook("syscalls", "sys_exit_mremap")],
-        configure: |f, c| {
+        configure: |f, c, _| {
             c.mremap_old_len = need(&f[0], "old_len", 8)?;
             c.mremap_new_len = need(&f[0], "new_len", 8)?;
             c.mremap_ret = need(&f[1], "ret", 8)?;
@@ -101,13 +109,16 @@ pub static PROBES: &[ProbeSpec] = &[
     ProbeSpec {
         name: "page_fault_user",
         hooks: &[hook("exceptions", "page_fault_user")],
-        configure: |_, _| Ok(()),
+        configure: |_, _, _| Ok(()),
     },
     ProbeSpec {
         name: "oom_mark_victim",
         hooks: &[hook("oom", "mark_victim")],
-        configure: |f, c| {
+        configure: |f, c, units| {
             let f = &f[0];
+            if f.print_fmt.contains("total-vm=%lukB") {
+                units.oom_size = 1024;
+            }
             c.oom_pid = need(f, "pid", 4)?;
             c.oom_comm = optional(f, "comm", 4);
             c.oom_total_vm = optional(f, "total_vm", 8);
@@ -126,7 +137,7 @@ pub static PROBES: &[ProbeSpec] = &[
     ProbeSpec {
         name: "process_exit",
         hooks: &[hook("sched", "sched_process_exit")],
-        configure: |f, c| {
+        configure: |f, c, _| {
             c.exit_group_dead = optional(&f[0], "group_dead", 1);
             Ok(())
         },
@@ -134,7 +145,7 @@ pub static PROBES: &[ProbeSpec] = &[
     ProbeSpec {
         name: "process_exec",
         hooks: &[hook("sched", "sched_process_exec")],
-        configure: |_, _| Ok(()),
+        configure: |_, _, _| Ok(()),
     },
 ];
 
@@ -200,6 +211,7 @@ pub struct Probes {
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     warnings: Vec<String>,
     page_size: u64,
+    units: Units,
 }
 
 impl Probes {
@@ -217,12 +229,13 @@ impl Probes {
         };
 
         let tracefs = Tracefs::open(opts.sysfs, opts.tracefs).map_err(|e| e.to_string());
+        let mut units = Units { oom_size: page_size };
         let mut status: Vec<ProbeStatus> = PROBES
             .iter()
             .map(|spec| {
                 let state = match &tracefs {
                     Err(e) => ProbeState::Disabled(e.clone()),
-                    Ok(t) => match configure(spec, t, &mut cfg) {
+                    Ok(t) => match configure(spec, t, &mut cfg, &mut units) {
                         Ok(()) => ProbeState::Attached, // provisional: attached below
                         Err(why) => ProbeState::Disabled(why),
                     },
@@ -250,7 +263,7 @@ impl Probes {
                 }
             }
         }
-        Ok(Probes { ebpf, status, memcg, tracefs, logger, warnings, page_size })
+        Ok(Probes { ebpf, status, memcg, tracefs, logger, warnings, page_size, units })
     }
 
     pub fn status(&self) -> &[ProbeStatus] {
@@ -276,6 +289,11 @@ impl Probes {
 
     pub fn page_size(&self) -> u64 {
         self.page_size
+    }
+
+    /// Bytes per unit of the OOM record's size fields on this kernel.
+    pub fn oom_size_unit(&self) -> u64 {
+        self.units.oom_size
     }
 
     /// The kernel-side logger; whoever takes it must keep it alive and `flush()` it when its
@@ -374,7 +392,7 @@ fn sum_proc<'a>(values: impl Iterator<Item = &'a ProcEntry>) -> ProcSample {
     s
 }
 
-fn configure(spec: &ProbeSpec, tracefs: &Tracefs, cfg: &mut Config) -> Result<(), String> {
+fn configure(spec: &ProbeSpec, tracefs: &Tracefs, cfg: &mut Config, units: &mut Units) -> Result<(), String> {
     let mut formats = Vec::with_capacity(spec.hooks.len());
     for h in spec.hooks {
         let text = tracefs.read_format(h.category, h.event).map_err(|e| match &e {
@@ -389,9 +407,9 @@ fn configure(spec: &ProbeSpec, tracefs: &Tracefs, cfg: &mut Config) -> Result<()
         formats.push(format);
     }
     // Configure into a scratch copy so a half-configured probe leaves nothing behind.
-    let mut scratch = *cfg;
-    (spec.configure)(&formats, &mut scratch)?;
-    *cfg = scratch;
+    let (mut scratch, mut scratch_units) = (*cfg, *units);
+    (spec.configure)(&formats, &mut scratch, &mut scratch_units)?;
+    (*cfg, *units) = (scratch, scratch_units);
     Ok(())
 }
 

@@ -177,6 +177,19 @@ pub fn render(snap: &Snapshot, format: Format) -> String {
             }
         }
     }
+    w.header("memwatch_container_last_oom_kill_timestamp_seconds", Type::Gauge, "Unix time of the last OOM kill in the container or its descendants.");
+    for (c, l) in snap.containers.iter().zip(&labels) {
+        if let Some(t) = snap.oom.last_kill.get(&c.id) {
+            w.sample("memwatch_container_last_oom_kill_timestamp_seconds", l, None, Value::Float(*t));
+        }
+    }
+    w.header("memwatch_oom_kills_total", Type::Counter, "OOM kills recorded, by constraint (cgroup limit, whole machine, unknown for kills only the kernel counted).");
+    for constraint in ["cgroup", "machine", "unknown"] {
+        let n = snap.oom.by_constraint.get(constraint).copied().unwrap_or(0);
+        w.sample("memwatch_oom_kills_total", "", Some(("constraint", constraint)), Value::Int(n));
+    }
+    w.header("memwatch_oom_kills_missed_by_probe_total", Type::Counter, "OOM kills the kernel's cgroup counters show but the eBPF probe did not see (daemon down, buffer full).");
+    w.sample("memwatch_oom_kills_missed_by_probe_total", "", None, Value::Int(snap.oom.missed_total));
     render_self(snap, &mut w);
     if format == Format::OpenMetrics {
         w.out.push_str("# EOF\n");

@@ -8,11 +8,15 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
+use std::os::fd::AsRawFd;
+
 use arc_swap::ArcSwapOption;
+use aya::maps::{MapData, RingBuf};
 
 use crate::{
     Roots,
     collector::{CollectError, Collector, SnapshotBuilder},
+    events::OomTracker,
     model::{self, ModelState, Options, Timing},
     snapshot::Snapshot,
 };
@@ -79,21 +83,60 @@ impl Sampler {
         model::build(b, &mut self.state, &self.opts, timing)
     }
 
-    /// Samples every `interval` on a thread of its own, publishing into `shared`.
-    pub fn spawn(mut self, interval: Duration, shared: Shared) -> thread::JoinHandle<()> {
+    /// Samples every `interval` on a thread of its own, publishing into `shared`. Between
+    /// samples it waits on the OOM ring buffer (when there is one), so a kill is explained and
+    /// published as soon as its victim exits, not at the next sample.
+    pub fn spawn(
+        mut self,
+        interval: Duration,
+        shared: Shared,
+        mut oom: OomTracker,
+        mut ring: Option<RingBuf<MapData>>,
+        oom_unit: u64,
+    ) -> thread::JoinHandle<()> {
         thread::Builder::new()
             .name("sampler".into())
             .spawn(move || {
                 let mut next = Instant::now();
+                let mut latest: Option<Arc<Snapshot>> = None;
+                let publish = |snap: &Arc<Snapshot>, oom: &OomTracker| {
+                    shared.store(Some(Arc::new(Snapshot { oom: oom.view(), ..(**snap).clone() })));
+                };
                 loop {
-                    let snap = self.sample();
-                    shared.store(Some(Arc::new(snap)));
-                    next += interval;
                     let now = Instant::now();
-                    if next < now {
-                        next = now; // fell behind: do not burst to catch up
+                    if now >= next {
+                        let snap = Arc::new(self.sample());
+                        oom.on_snapshot(snap.clone(), now);
+                        publish(&snap, &oom);
+                        latest = Some(snap);
+                        next += interval;
+                        if next < now {
+                            next = now; // fell behind: do not burst to catch up
+                        }
                     }
-                    thread::sleep(next - now);
+                    let until = oom.next_deadline().map_or(next, |d| d.min(next));
+                    let wait = until.saturating_duration_since(Instant::now());
+                    let mut changed = false;
+                    match ring.as_mut() {
+                        Some(r) => {
+                            let mut pfd = libc::pollfd { fd: r.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+                            // SAFETY: polling one valid fd owned by `r`.
+                            unsafe { libc::poll(&mut pfd, 1, wait.as_millis().min(i32::MAX as u128) as i32) };
+                            while let Some(item) = r.next() {
+                                match crate::oom::decode(&item, oom_unit) {
+                                    Ok(k) => changed |= oom.on_record(k),
+                                    Err(e) => tracing::warn!("undecodable OOM record: {e}"),
+                                }
+                            }
+                        }
+                        None => thread::sleep(wait),
+                    }
+                    changed |= oom.finish_ready(Instant::now());
+                    if changed {
+                        if let Some(snap) = &latest {
+                            publish(snap, &oom);
+                        }
+                    }
                 }
             })
             .expect("spawn sampler thread")

@@ -1,7 +1,11 @@
 //! The immutable result of one sample: what every reader (`/metrics`, the JSON API,
 //! `memwatch top`) sees. Built by [`crate::model`], swapped in atomically by the sampler.
 
-use std::{collections::BTreeMap, time::SystemTime};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+    time::SystemTime,
+};
 
 use memwatch_common::Counters;
 use serde::Serialize;
@@ -21,7 +25,13 @@ pub struct Snapshot {
     /// `v2`, `v1`, `hybrid` or `none`.
     pub cgroup_mode: &'static str,
     pub machine_memory_bytes: u64,
-    pub containers: Vec<Container>,
+    pub containers: Arc<Vec<Container>>,
+    /// Every memory cgroup walked, exported or not, by id: for ancestry and OOM attribution.
+    #[serde(skip)]
+    pub cgroups: Arc<HashMap<u64, CgroupInfo>>,
+    /// OOM kills: recent events and totals.
+    #[serde(skip)]
+    pub oom: Arc<crate::events::OomView>,
     pub probes: Vec<ProbeStatus>,
     #[serde(rename = "self")]
     pub self_stats: SelfStats,
@@ -30,6 +40,33 @@ pub struct Snapshot {
 impl Snapshot {
     pub fn probe_attached(&self, name: &str) -> bool {
         self.probes.iter().any(|p| p.name == name && p.state == crate::probes::ProbeState::Attached)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CgroupInfo {
+    pub path: String,
+    pub parent: Option<u64>,
+    pub limit_events: Option<u64>,
+}
+
+impl Snapshot {
+    /// The id of a cgroup followed by its ancestors' (the root last).
+    pub fn ancestry(&self, id: u64) -> Vec<u64> {
+        let mut chain = vec![id];
+        let mut cur = self.cgroups.get(&id).and_then(|c| c.parent);
+        while let Some(p) = cur {
+            if chain.len() > 64 {
+                break;
+            }
+            chain.push(p);
+            cur = self.cgroups.get(&p).and_then(|c| c.parent);
+        }
+        chain
+    }
+
+    pub fn container(&self, id: u64) -> Option<&Container> {
+        self.containers.iter().find(|c| c.id == id)
     }
 }
 
@@ -83,7 +120,7 @@ pub struct Container {
     pub top_processes: Vec<Process>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Process {
     pub pid: u32,
     pub comm: String,

@@ -79,12 +79,12 @@ fn counters_match_a_known_workload_exactly() {
 }
 
 /// Waits up to `timeout` for the kill of `pid` on the OOM ring buffer.
-fn wait_for_kill(ring: &mut aya::maps::RingBuf<aya::maps::MapData>, pid: u32, timeout: Duration) -> Option<OomKill> {
+fn wait_for_kill(ring: &mut aya::maps::RingBuf<aya::maps::MapData>, unit: u64, pid: u32, timeout: Duration) -> Option<OomKill> {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         while let Some(item) = ring.next() {
-            let kill = oom::decode(&item, 4096).expect("decode OOM record");
-            if kill.victim_pid == pid {
+            let kill = oom::decode(&item, unit).expect("decode OOM record");
+            if kill.victim_pid == pid && !kill.victim_exit {
                 return Some(kill);
             }
         }
@@ -106,11 +106,16 @@ fn oom_kill_arrives_with_pid_and_comm_within_two_seconds() {
     let cg = TestCgroup::new("oom", 32 << 20);
     let started = Instant::now();
     let mut hog = Workload::start(&["hog"], Some(&cg));
-    let kill = wait_for_kill(&mut ring, hog.pid(), Duration::from_secs(2))
+    let kill = wait_for_kill(&mut ring, probes.oom_size_unit(), hog.pid(), Duration::from_secs(2))
         .unwrap_or_else(|| panic!("no OOM event for pid {} within 2 s", hog.pid()));
     let took = started.elapsed();
     assert_eq!(kill.victim_comm.as_deref(), Some("memwatch-worklo"), "{kill:?}");
-    assert!(kill.anon_rss_bytes.unwrap() > 16 << 20, "victim RSS at kill: {kill:?}");
+    // Anonymous memory at the kill: most of the 32 MiB limit, never more (file pages such as
+    // the binary's text may be charged to another cgroup, so only anon is bounded).
+    let anon = kill.anon_rss_bytes.unwrap();
+    assert!(anon > 16 << 20 && anon <= 32 << 20, "victim anon RSS {anon} at kill: {kill:?}");
+    assert!(kill.total_vm_bytes.unwrap() >= anon + kill.file_rss_bytes.unwrap(), "{kill:?}");
+    assert_eq!(kill.victim_memcg_id, Some(cg.id()), "the victim's memory cgroup, from the probe");
     assert!(took < Duration::from_secs(2), "took {took:?}");
     let status = hog.child.wait().unwrap();
     assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(libc::SIGKILL));
@@ -224,7 +229,7 @@ fn pid_only_mark_victim_format_still_reports_kills() {
     let mut ring = probes.take_oom_events().unwrap();
     let cg = TestCgroup::new("oldfmt", 32 << 20);
     let hog = Workload::start(&["hog"], Some(&cg));
-    let kill = wait_for_kill(&mut ring, hog.pid(), Duration::from_secs(5)).expect("kill reported");
+    let kill = wait_for_kill(&mut ring, probes.oom_size_unit(), hog.pid(), Duration::from_secs(5)).expect("kill reported");
     assert_eq!(kill.victim_comm, None, "comm is not read when the format lacks it");
     assert_eq!(kill.total_vm_bytes, None);
 }

@@ -1,3 +1,4 @@
 //! Subcommand handlers: the edge where errors become messages and exit codes.
 pub mod check;
+pub mod events;
 pub mod serve;

@@ -1,5 +1,5 @@
 //! `memwatch serve`: the daemon. Samples every container on the node and serves the result.
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use clap::Args;
@@ -8,6 +8,7 @@ use memwatch::{
     http::{self, AppState},
     model::{CgroupFilter, Options},
     probes::{ProbeState, Probes},
+    events::OomTracker,
     sampler::{Sampler, Shared},
 };
 use tokio::io::unix::AsyncFd;
@@ -29,6 +30,12 @@ pub struct ServeArgs {
     /// Run without the eBPF probes (cgroup and /proc data only)
     #[arg(long)]
     no_ebpf: bool,
+    /// Directory for the OOM event journal, so recent kills survive a restart
+    #[arg(long, default_value = "/var/lib/memwatch")]
+    state_dir: PathBuf,
+    /// How many OOM events the journal and the API keep
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_events: u64,
 }
 
 fn parse_interval(s: &str) -> Result<Duration, String> {
@@ -48,6 +55,8 @@ async fn serve(roots: Roots, args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let mut ring = None;
+    let mut oom_unit = memwatch::probes::page_size();
     let probes = if args.no_ebpf {
         None
     } else {
@@ -65,9 +74,8 @@ async fn serve(roots: Roots, args: ServeArgs) -> anyhow::Result<()> {
                 if let Some(logger) = p.take_logger() {
                     tokio::spawn(pump_kernel_logs(logger));
                 }
-                if let Some(ring) = p.take_oom_events() {
-                    tokio::spawn(log_oom_kills(ring, p.page_size()));
-                }
+                ring = p.take_oom_events();
+                oom_unit = p.oom_size_unit();
                 Some(p)
             }
             Err(e) => {
@@ -76,9 +84,13 @@ async fn serve(roots: Roots, args: ServeArgs) -> anyhow::Result<()> {
             }
         }
     };
+    let (oom, warnings) = OomTracker::new(roots.clone(), Some(&args.state_dir), args.max_events as usize);
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
     let opts = Options { filter: args.cgroups, max_series: args.max_series };
     let shared: Shared = Arc::default();
-    Sampler::new(roots, Sampler::default_collectors(probes), opts).spawn(args.interval, shared.clone());
+    Sampler::new(roots, Sampler::default_collectors(probes), opts).spawn(args.interval, shared.clone(), oom, ring, oom_unit);
     let state = AppState { shared, stale_after: (args.interval * 10).max(Duration::from_secs(30)) };
     tracing::info!("listening on http://{}/metrics", args.listen);
     axum::serve(listener, http::router(state))
@@ -108,28 +120,6 @@ async fn pump_kernel_logs(logger: aya_log::EbpfLogger<&'static dyn log::Log>) {
     let Some(mut fd) = readable(logger) else { return };
     while let Ok(mut guard) = fd.readable_mut().await {
         guard.get_inner_mut().flush();
-        guard.clear_ready();
-    }
-}
-
-/// One structured log line per OOM kill.
-async fn log_oom_kills(ring: aya::maps::RingBuf<aya::maps::MapData>, page_size: u64) {
-    let Some(mut fd) = readable(ring) else { return };
-    while let Ok(mut guard) = fd.readable_mut().await {
-        let ring = guard.get_inner_mut();
-        while let Some(item) = ring.next() {
-            match memwatch::oom::decode(&item, page_size) {
-                Ok(k) => tracing::warn!(
-                    victim_pid = k.victim_pid,
-                    victim_comm = k.victim_comm.as_deref().unwrap_or(""),
-                    anon_rss_bytes = k.anon_rss_bytes.unwrap_or(0),
-                    total_vm_bytes = k.total_vm_bytes.unwrap_or(0),
-                    trigger_pid = k.trigger_pid,
-                    "OOM kill"
-                ),
-                Err(e) => tracing::warn!("undecodable OOM record: {e}"),
-            }
-        }
         guard.clear_ready();
     }
 }

@@ -114,7 +114,10 @@ fn read_cgroup(dir: &Path, rel: &str, parent: Option<usize>, v2: bool, buf: &mut
         cg.own_limit = opt(get(&f("memory.max"), buf, out, parse::limit)).flatten();
         cg.high = opt(get(&f("memory.high"), buf, out, parse::limit)).flatten();
         cg.swap = opt(get(&f("memory.swap.current"), buf, out, parse::value));
-        cg.oom_kills = opt(get(&f("memory.events"), buf, out, |t| Ok::<_, ()>(parse::flat_keyed(t).get("oom_kill").copied()))).flatten();
+        if let Some(ev) = opt(get(&f("memory.events"), buf, out, |t| Ok::<_, ()>(parse::flat_keyed(t)))) {
+            cg.oom_kills = ev.get("oom_kill").copied();
+            cg.limit_events = ev.get("oom").copied();
+        }
         cg.pressure = opt(get(&f("memory.pressure"), buf, out, |t| parse::psi(t).ok_or(())));
         if let Some(stat) = opt(get(&f("memory.stat"), buf, out, |t| Ok::<_, ()>(parse::flat_keyed(t)))) {
             cg.anon = stat.get("anon").copied().unwrap_or(0);
@@ -132,6 +135,7 @@ fn read_cgroup(dir: &Path, rel: &str, parent: Option<usize>, v2: bool, buf: &mut
             cg.swap = Some(memsw.saturating_sub(cg.usage));
         }
         cg.oom_kills = opt(get(&f("memory.oom_control"), buf, out, |t| Ok::<_, ()>(parse::flat_keyed(t).get("oom_kill").copied()))).flatten();
+        cg.limit_events = opt(get(&f("memory.failcnt"), buf, out, parse::value));
         if let Some(stat) = opt(get(&f("memory.stat"), buf, out, |t| Ok::<_, ()>(parse::flat_keyed(t)))) {
             // The total_* keys include descendants, like v2's memory.stat.
             cg.anon = stat.get("total_rss").copied().unwrap_or(0);
@@ -142,4 +146,80 @@ fn read_cgroup(dir: &Path, rel: &str, parent: Option<usize>, v2: bool, buf: &mut
     }
     cg.pids = opt(get(&f("cgroup.procs"), buf, out, |t| Ok::<_, ()>(parse::procs(t)))).unwrap_or_default();
     Some(cg)
+}
+
+/// The path (relative to `root`) of the cgroup whose directory has inode `id`, found by a
+/// bounded walk: for cgroups created since the last sample.
+pub fn find_by_id(root: &Path, id: u64) -> Option<String> {
+    let mut stack = vec![(root.to_path_buf(), String::from("/"))];
+    let mut seen = 0;
+    while let Some((dir, rel)) = stack.pop() {
+        seen += 1;
+        if seen > 200_000 {
+            return None;
+        }
+        if std::fs::metadata(&dir).is_ok_and(|m| m.ino() == id) {
+            return Some(rel);
+        }
+        for e in std::fs::read_dir(&dir).into_iter().flatten().filter_map(Result::ok) {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let child = if rel == "/" { format!("/{name}") } else { format!("{rel}/{name}") };
+                stack.push((e.path(), child));
+            }
+        }
+    }
+    None
+}
+
+/// The id (directory inode) of the cgroup at `rel` under `root`.
+pub fn id_of(root: &Path, rel: &str) -> Option<u64> {
+    std::fs::metadata(root.join(rel.trim_start_matches('/'))).ok().map(|m| m.ino())
+}
+
+/// (id, path) of the cgroup at `rel` and of each ancestor up to the root, deepest first.
+/// Ancestors that cannot be read are left out.
+pub fn ancestry(root: &Path, rel: &str) -> Vec<(u64, String)> {
+    let mut out = Vec::new();
+    let mut cur = Some(rel.to_string());
+    while let Some(p) = cur {
+        if let Some(id) = id_of(root, &p) {
+            out.push((id, p.clone()));
+        }
+        cur = if p == "/" || p.is_empty() {
+            None
+        } else {
+            Some(match p.rsplit_once('/') {
+                Some(("", _)) | None => "/".to_string(),
+                Some((parent, _)) => parent.to_string(),
+            })
+        };
+    }
+    out
+}
+
+/// How often this cgroup's own limit was hit: v2 `oom` in memory.events, v1 memory.failcnt.
+pub fn limit_events(dir: &Path, v2: bool) -> Option<u64> {
+    if v2 {
+        let text = std::fs::read_to_string(dir.join("memory.events")).ok()?;
+        parse::flat_keyed(&text).get("oom").copied()
+    } else {
+        parse::value(&std::fs::read_to_string(dir.join("memory.failcnt")).ok()?).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ancestry_by_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a/b/c")).unwrap();
+        let chain = ancestry(dir.path(), "/a/b/c");
+        let paths: Vec<&str> = chain.iter().map(|(_, p)| p.as_str()).collect();
+        assert_eq!(paths, vec!["/a/b/c", "/a/b", "/a", "/"]);
+        assert_eq!(find_by_id(dir.path(), chain[1].0).as_deref(), Some("/a/b"));
+        assert_eq!(find_by_id(dir.path(), 1), None);
+    }
 }

@@ -62,6 +62,9 @@ pub struct RawCgroup {
     pub major_faults: Option<u64>,
     pub swap: Option<u64>,
     pub oom_kills: Option<u64>,
+    /// How often the cgroup's own limit was hit: `oom` in v2's memory.events, `memory.failcnt`
+    /// on v1. Tells a cgroup-limit OOM from a machine-wide one.
+    pub limit_events: Option<u64>,
     pub pressure: Option<Pressure>,
     pub pids: Vec<u32>,
     /// Filled by the procfs collector: its own processes.

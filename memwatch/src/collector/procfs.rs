@@ -48,3 +48,32 @@ impl Collector for Procfs {
         Ok(())
     }
 }
+
+/// For a Go program, its GOMEMLIMIT and GOGC (each None when unset); None when the process is
+/// not a Go program or is gone. Reads the ELF section headers of `/proc/<pid>/exe` and then,
+/// only for Go programs, the environment, of which only those two variables are kept.
+pub fn go_info(procfs: &std::path::Path, pid: u32) -> Option<(Option<String>, Option<String>)> {
+    use std::os::unix::fs::FileExt;
+    use crate::parse::elf;
+    let exe = std::fs::File::open(procfs.join(format!("{pid}/exe"))).ok()?;
+    let mut header = [0u8; 64];
+    exe.read_exact_at(&mut header, 0).ok()?;
+    let (shoff, entsize, count, strndx) = elf::section_table(&header)?;
+    let table_len = entsize as usize * count as usize;
+    if table_len > 1 << 20 {
+        return None;
+    }
+    let mut table = vec![0u8; table_len];
+    exe.read_exact_at(&mut table, shoff).ok()?;
+    let (str_off, str_len) = elf::section_range(&table, entsize, strndx)?;
+    if str_len > 1 << 20 {
+        return None;
+    }
+    let mut strtab = vec![0u8; str_len as usize];
+    exe.read_exact_at(&mut strtab, str_off).ok()?;
+    if !elf::is_go(&elf::section_names(&table, entsize, count, &strtab)) {
+        return None;
+    }
+    let environ = std::fs::read(procfs.join(format!("{pid}/environ"))).ok()?;
+    Some(parse::go_env(&environ))
+}

@@ -3,6 +3,7 @@
 pub mod btf;
 pub mod caps;
 pub mod cgroup;
+pub mod elf;
 pub mod identity;
 pub mod kubelet;
 pub mod proc;

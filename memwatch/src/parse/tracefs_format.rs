@@ -18,6 +18,8 @@ pub struct Format {
     pub name: String,
     pub id: Option<u32>,
     pub fields: Vec<Field>,
+    /// The `print fmt:` line, which says units the fields do not (e.g. `total-vm=%lukB`).
+    pub print_fmt: String,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -44,6 +46,8 @@ pub fn parse(text: &str) -> Result<Format, FormatError> {
             fmt.name = name.trim().to_string();
         } else if let Some(id) = line.strip_prefix("ID:") {
             fmt.id = id.trim().parse().ok();
+        } else if let Some(p) = line.strip_prefix("print fmt:") {
+            fmt.print_fmt = p.trim().to_string();
         } else if line.starts_with("field:") {
             let field = parse_field(line).ok_or_else(|| FormatError::Field {
                 line: i + 1,
@@ -111,7 +115,7 @@ format:
 \tfield:unsigned long pgtables;\toffset:56;\tsize:8;\tsigned:0;
 \tfield:short oom_score_adj;\toffset:64;\tsize:2;\tsigned:1;
 
-print fmt: \"pid=%d comm=%s total-vm=%lukB\", REC->pid, __get_str(comm), REC->total_vm
+print fmt: \"pid=%d comm=%s total-vm=%lukB anon-rss=%lukB file-rss:%lukB shmem-rss:%lukB uid=%u pgtables=%lukB oom_score_adj=%hd\", REC->pid, __get_str(comm), REC->total_vm, REC->anon_rss, REC->file_rss, REC->shmem_rss, REC->uid, REC->pgtables, REC->oom_score_adj
 ";
 
     // Kernels before 5.x: mark_victim has only the pid.
@@ -138,6 +142,7 @@ print fmt: \"pid=%d\", REC->pid
         assert_eq!((comm.offset, comm.size, comm.ctype.as_str()), (12, 4, "__data_loc char[]"));
         let adj = f.field("oom_score_adj").unwrap();
         assert_eq!((adj.offset, adj.size, adj.signed), (64, 2, true));
+        assert!(f.print_fmt.contains("total-vm=%lukB"));
     }
 
     #[test]

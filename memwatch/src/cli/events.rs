@@ -1,0 +1,120 @@
+//! `memwatch events`: OOM kills from a running daemon, followed as they happen.
+use std::{
+    io::Write,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::Context as _;
+use clap::Args;
+use memwatch::events::{Event, Source};
+
+#[derive(Args)]
+pub struct EventsArgs {
+    /// The daemon's address
+    #[arg(long, default_value = "http://127.0.0.1:9753")]
+    url: String,
+    /// Show events from this long ago (e.g. 10m, 2h, 7d)
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    since: Duration,
+    /// One JSON object per line
+    #[arg(long)]
+    json: bool,
+    /// Print what there is and exit instead of following
+    #[arg(long)]
+    no_follow: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct Reply {
+    events: Vec<Event>,
+}
+
+fn fetch(url: &str, since: f64, after: u64) -> anyhow::Result<Vec<Event>> {
+    let reply: Reply = ureq::get(&format!("{}/api/v1/events", url.trim_end_matches('/')))
+        .query("since", &since.to_string())
+        .query("after", &after.to_string())
+        .timeout(Duration::from_secs(5))
+        .call()?
+        .into_json()?;
+    Ok(reply.events)
+}
+
+pub fn run(args: &EventsArgs) -> anyhow::Result<()> {
+    let since = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs_f64() - args.since.as_secs_f64();
+    let mut after = 0;
+    let mut down = false;
+    let mut out = std::io::stdout().lock();
+    loop {
+        match fetch(&args.url, since, after) {
+            Ok(events) => {
+                if down {
+                    eprintln!("memwatch events: {} is back", args.url);
+                    down = false;
+                }
+                for e in &events {
+                    after = after.max(e.seq);
+                    if args.json {
+                        writeln!(out, "{}", serde_json::to_string(e)?)?;
+                    } else {
+                        writeln!(out, "{}", describe(e))?;
+                    }
+                }
+                out.flush()?;
+            }
+            Err(e) if args.no_follow => return Err(e).with_context(|| format!("cannot read events from {}", args.url)),
+            Err(e) => {
+                if !down {
+                    eprintln!("memwatch events: cannot reach {} ({e}); retrying", args.url);
+                    down = true;
+                }
+            }
+        }
+        if args.no_follow {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.1}MiB", b as f64 / (1 << 20) as f64)
+}
+
+/// One human line per event.
+pub fn describe(e: &Event) -> String {
+    let when = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs_f64(e.time.max(0.0)));
+    let whom = if e.pod.is_empty() {
+        e.cgroup.clone()
+    } else {
+        format!("{}/{}/{}", e.namespace, e.pod, if e.container.is_empty() { "?" } else { &e.container })
+    };
+    if e.source == Source::KernelCounter {
+        return format!("{when} {} OOM kill(s) in {whom}: counted by the kernel, missed by memwatch's probe", e.count);
+    }
+    let mut s = format!("{when} OOM kill in {whom}");
+    if let Some(v) = &e.victim {
+        s += &format!(": pid {} ({})", v.pid, v.comm);
+        if let Some(r) = v.rss_bytes {
+            s += &format!(" rss {}", mib(r));
+        }
+        if let Some(z) = v.vsz_bytes {
+            s += &format!(" vsz {}", mib(z));
+        }
+    }
+    s += &match (&e.constraint, &e.constrained_by) {
+        (memwatch::events::Constraint::Cgroup, Some(by)) => format!("; cgroup limit of {by}"),
+        (c, _) => format!("; constraint {}", c.label()),
+    };
+    if let Some(b) = &e.before {
+        s += &format!("; before: working set {} of {} (headroom {})", mib(b.working_set_bytes), mib(b.limit_bytes), mib(b.headroom_bytes));
+    }
+    if let Some(t) = &e.trigger {
+        if e.victim.as_ref().is_some_and(|v| v.pid != t.pid) {
+            s += &format!("; triggered by pid {} ({})", t.pid, t.comm);
+        }
+    }
+    for g in &e.go {
+        s += &format!("; Go pid {} GOMEMLIMIT={}", g.pid, g.gomemlimit.as_deref().unwrap_or("unset"));
+    }
+    s
+}
