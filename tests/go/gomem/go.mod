@@ -1,0 +1,3 @@
+module memwatch.test/gomem
+
+go 1.19
