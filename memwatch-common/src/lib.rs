@@ -25,7 +25,7 @@ pub const OOM_RING_BYTES: u32 = 64 * 1024;
 /// the net growth of the program break is `brk_grow_bytes - brk_shrink_bytes`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "user", derive(serde::Serialize))]
+#[cfg_attr(feature = "user", derive(serde::Serialize, serde::Deserialize))]
 pub struct Counters {
     pub mmap_calls: u64,
     /// Page-rounded length of successful anonymous mappings.

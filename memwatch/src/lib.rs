@@ -16,6 +16,7 @@ pub mod probes;
 pub mod render;
 pub mod sampler;
 pub mod snapshot;
+pub mod top;
 pub mod tracefs;
 
 use std::path::PathBuf;

@@ -43,13 +43,17 @@ enum Command {
     Serve(cli::serve::ServeArgs),
     /// Show OOM kills from a running daemon, following new ones
     Events(cli::events::EventsArgs),
+    /// A live view of containers' memory, closest to their limit first
+    Top(cli::top::TopArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `top` owns the terminal: log lines would scribble over it unless asked for.
+    let default_level = if matches!(cli.command, Command::Top(_)) { "off" } else { "info" };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MEMWATCH_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("MEMWATCH_LOG").unwrap_or_else(|_| default_level.into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -65,6 +69,7 @@ fn main() -> ExitCode {
         Command::Check(args) => cli::check::run(&roots, &args),
         Command::Serve(args) => cli::serve::run(roots, args).map(|()| ExitCode::SUCCESS),
         Command::Events(args) => cli::events::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Top(args) => cli::top::run(roots, args),
     };
     match result {
         Ok(code) => code,

@@ -182,7 +182,13 @@ pub fn build(mut b: SnapshotBuilder, st: &mut ModelState, opts: &Options, t: Tim
         let mut top: Vec<Process> = c
             .procs
             .iter()
-            .map(|p| Process { pid: p.pid, comm: p.comm.clone(), vsz_bytes: p.vsize_bytes, rss_bytes: p.rss_pages * page })
+            .map(|p| Process {
+                pid: p.pid,
+                comm: p.comm.clone(),
+                vsz_bytes: p.vsize_bytes,
+                rss_bytes: p.rss_pages * page,
+                ebpf: b.proc_counters.get(&p.pid).copied(),
+            })
             .collect();
         top.sort_by(|a, b| b.rss_bytes.cmp(&a.rss_bytes).then(a.pid.cmp(&b.pid)));
         top.truncate(10);

@@ -49,11 +49,12 @@ impl Sampler {
     }
 
     /// The collectors every sampler runs, in order (cgroupfs first: the others need its walk).
-    pub fn default_collectors(probes: Option<crate::probes::Probes>) -> Vec<Box<dyn Collector>> {
+    /// `per_process` also reads each process's kernel counters (for `memwatch top`).
+    pub fn default_collectors(probes: Option<crate::probes::Probes>, per_process: bool) -> Vec<Box<dyn Collector>> {
         use crate::collector::*;
         let mut v: Vec<Box<dyn Collector>> = vec![Box::new(cgroupfs::Cgroupfs), Box::new(procfs::Procfs), Box::new(kubelet::Kubelet)];
         if let Some(p) = probes {
-            v.push(Box::new(ebpf::Ebpf::new(p)));
+            v.push(Box::new(ebpf::Ebpf::new(p, per_process)));
         }
         v
     }

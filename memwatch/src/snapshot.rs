@@ -83,7 +83,7 @@ pub struct SelfStats {
 }
 
 /// One exported cgroup. Label fields are empty strings where they do not apply.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Container {
     /// Path relative to the memory hierarchy's root, e.g. `/kubepods.slice/...`.
     pub cgroup: String,
@@ -126,6 +126,9 @@ pub struct Process {
     pub comm: String,
     pub vsz_bytes: u64,
     pub rss_bytes: u64,
+    /// The kernel side's counters for this process, when asked for (`memwatch top`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ebpf: Option<memwatch_common::Counters>,
 }
 
 mod unix_seconds {

@@ -78,7 +78,7 @@ fn main() {
     }
     let baseline = t.elapsed().as_secs_f64() / rounds as f64;
 
-    let mut s = Sampler::new(Roots::default(), Sampler::default_collectors(None), Options { filter: CgroupFilter::All, ..Options::default() });
+    let mut s = Sampler::new(Roots::default(), Sampler::default_collectors(None, false), Options { filter: CgroupFilter::All, ..Options::default() });
     let _ = s.sample();
     let t = Instant::now();
     let mut snap = s.sample();

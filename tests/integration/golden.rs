@@ -32,7 +32,7 @@ fn roots(scenario: &str) -> Roots {
 
 /// One sample of a scenario, with the varying self-metrics pinned.
 fn sample(scenario: &str, filter: CgroupFilter) -> Snapshot {
-    let mut s = Sampler::new(roots(scenario), Sampler::default_collectors(None), Options { filter, ..Options::default() });
+    let mut s = Sampler::new(roots(scenario), Sampler::default_collectors(None, false), Options { filter, ..Options::default() });
     let mut snap = s.sample();
     snap.taken_at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     snap.self_stats.sample_duration_seconds = 0.0;
@@ -221,7 +221,7 @@ fn invalid_utf8_and_newlines_in_cgroup_names_are_escaped() {
         tracefs: None,
         kubelet_logs: dir.path().join("var/log"),
     };
-    let snap = Sampler::new(roots, Sampler::default_collectors(None), Options::default()).sample();
+    let snap = Sampler::new(roots, Sampler::default_collectors(None, false), Options::default()).sample();
     assert_eq!(snap.containers.len(), 1);
     assert_eq!(snap.containers[0].cgroup, "/bad\u{FFFD}name\nwith \"quotes\"");
     let text = render::render(&snap, Format::Text);
@@ -234,7 +234,7 @@ fn max_series_drops_and_counts() {
     let per = memwatch::model::SERIES_PER_CONTAINER;
     let mut s = Sampler::new(
         roots("k8s-v2-systemd"),
-        Sampler::default_collectors(None),
+        Sampler::default_collectors(None, false),
         Options { filter: CgroupFilter::Default, max_series: 2 * per },
     );
     let snap = s.sample();

@@ -4,6 +4,7 @@ mod golden;
 mod oom;
 mod probes;
 mod serve;
+mod top;
 mod util;
 
 #[allow(dead_code)]

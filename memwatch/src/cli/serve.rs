@@ -38,7 +38,7 @@ pub struct ServeArgs {
     max_events: u64,
 }
 
-fn parse_interval(s: &str) -> Result<Duration, String> {
+pub fn parse_interval(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 1s, 500ms)"))?;
     if d < Duration::from_millis(100) {
         return Err("must be at least 100ms".into());
@@ -90,7 +90,7 @@ async fn serve(roots: Roots, args: ServeArgs) -> anyhow::Result<()> {
     }
     let opts = Options { filter: args.cgroups, max_series: args.max_series };
     let shared: Shared = Arc::default();
-    Sampler::new(roots, Sampler::default_collectors(probes), opts).spawn(args.interval, shared.clone(), oom, ring, oom_unit);
+    Sampler::new(roots, Sampler::default_collectors(probes, false), opts).spawn(args.interval, shared.clone(), oom, ring, oom_unit);
     let state = AppState { shared, stale_after: (args.interval * 10).max(Duration::from_secs(30)) };
     tracing::info!("listening on http://{}/metrics", args.listen);
     axum::serve(listener, http::router(state))

@@ -8,13 +8,15 @@ use crate::{Roots, probes::Probes};
 
 pub struct Ebpf {
     probes: Probes,
+    /// Also read each listed process's counters (one map lookup per process): for `top`.
+    per_process: bool,
     /// Ids in the kernel map that were not in the previous walk either.
     absent_before: HashSet<u64>,
 }
 
 impl Ebpf {
-    pub fn new(probes: Probes) -> Self {
-        Ebpf { probes, absent_before: HashSet::new() }
+    pub fn new(probes: Probes, per_process: bool) -> Self {
+        Ebpf { probes, per_process, absent_before: HashSet::new() }
     }
 }
 
@@ -37,6 +39,14 @@ impl Collector for Ebpf {
                 self.probes.forget_cgroup(*id);
             }
             self.absent_before = absent;
+        }
+        if self.per_process {
+            for pid in out.cgroups.iter().flat_map(|c| c.procs.iter().map(|p| p.pid)).collect::<Vec<_>>() {
+                // No entry: nothing happened since the probes loaded, which is zero, not unknown.
+                if let Ok(s) = self.probes.process(pid) {
+                    out.proc_counters.insert(pid, s.map(|s| s.counters).unwrap_or_default());
+                }
+            }
         }
         out.ebpf = Some(EbpfData { by_memcg, tracked_processes, map_full, ring_full });
         Ok(())

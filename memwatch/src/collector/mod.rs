@@ -99,6 +99,8 @@ pub struct SnapshotBuilder {
     pub page_size: u64,
     pub names: KubeNames,
     pub ebpf: Option<EbpfData>,
+    /// Per-process kernel counters, only when the ebpf collector is asked for them.
+    pub proc_counters: HashMap<u32, Counters>,
     pub probes: Vec<ProbeStatus>,
     /// Per-item problems in this sample, by (collector, reason).
     pub errors: BTreeMap<(String, String), u64>,

@@ -50,7 +50,7 @@ pub fn value(text: &str) -> Result<u64, ValueError> {
 
 /// Pressure stall totals, in microseconds, from a PSI file (`memory.pressure`,
 /// `/proc/pressure/memory`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Pressure {
     pub some_us: u64,
     pub full_us: Option<u64>,

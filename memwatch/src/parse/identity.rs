@@ -2,7 +2,7 @@
 //! driver; containerd, CRI-O or Docker), a container runtime's scope, a systemd service.
 
 /// Kubernetes QoS class, from the pod's slice or directory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Qos {
     Guaranteed,
@@ -10,7 +10,7 @@ pub enum Qos {
     BestEffort,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     KubernetesContainer,

@@ -1,0 +1,76 @@
+//! One container: its memory, its processes, its recent OOM kills.
+use ratatui::{
+    Frame,
+    layout::{Constraint, Layout, Rect},
+    style::{Modifier, Style},
+    text::Line,
+    widgets::{Block, Borders, Paragraph, Row, Table},
+};
+
+use super::{mb_rate, rate};
+use crate::top::{human, human_secs, state::State};
+
+pub fn draw(f: &mut Frame, area: Rect, state: &State) {
+    let Some(r) = state.detail() else {
+        f.render_widget(Paragraph::new("this container is gone (Esc to go back)"), area);
+        return;
+    };
+    let c = &r.container;
+    let bytes = |b: u64| human(b as f64);
+    let opt = |b: Option<u64>| b.map(bytes).unwrap_or_else(|| "-".into());
+    let lines = vec![
+        Line::styled(r.name.clone(), Style::default().add_modifier(Modifier::BOLD)),
+        Line::from(format!("cgroup {}  id {}  {:?}{}", c.cgroup, c.id, c.kind, c.qos.map(|q| format!(" {q:?}")).unwrap_or_default())),
+        Line::from(format!(
+            "usage {}  working set {}  rss {}  cache {}  swap {}",
+            bytes(c.usage_bytes),
+            bytes(c.working_set_bytes),
+            bytes(c.rss_bytes),
+            bytes(c.cache_bytes),
+            opt(c.swap_bytes)
+        )),
+        Line::from(format!(
+            "limit {}{}  headroom {} ({:.1}%)  high {}  time to OOM {}",
+            bytes(c.limit_bytes),
+            if c.limit_is_machine { " (machine)" } else { "" },
+            bytes(c.headroom_bytes),
+            r.headroom_pct,
+            opt(c.high_bytes),
+            c.time_to_oom_seconds.map(human_secs).unwrap_or_else(|| "-".into())
+        )),
+        Line::from(format!(
+            "processes {}  vsz {}  faults/s {}  mmap MB/s {}  pressure {}  OOM kills {}",
+            c.processes,
+            bytes(c.vsz_bytes),
+            rate(r.faults_per_s),
+            mb_rate(r.mmap_bytes_per_s),
+            r.pressure_pct.map(|p| format!("{p:.1}%")).unwrap_or_else(|| "-".into()),
+            c.oom_kills.map(|n| n.to_string()).unwrap_or_else(|| "-".into())
+        )),
+    ];
+    let kills: Vec<_> = state.events.iter().rev().filter(|e| e.cgroup_ids.contains(&c.id)).take(5).collect();
+    let [top, procs, ooms] =
+        Layout::vertical([Constraint::Length(lines.len() as u16), Constraint::Min(3), Constraint::Length(kills.len().max(1) as u16 + 2)]).areas(area);
+    f.render_widget(Paragraph::new(lines), top);
+    let header = Row::new(["PID", "COMM", "VSZ", "RSS", "FAULTS/s", "MMAP MB/s"]).style(Style::default().add_modifier(Modifier::BOLD));
+    let rows = r.procs.iter().map(|p| {
+        Row::new([p.pid.to_string(), p.comm.clone(), human(p.vsz as f64), human(p.rss as f64), rate(p.faults_per_s), mb_rate(p.mmap_bytes_per_s)])
+    });
+    let widths = [Constraint::Length(8), Constraint::Min(16), Constraint::Length(10), Constraint::Length(10), Constraint::Length(9), Constraint::Length(10)];
+    f.render_widget(Table::new(rows, widths).header(header).block(Block::default().borders(Borders::TOP).title("processes (largest RSS first)")), procs);
+    let text: Vec<Line> = if kills.is_empty() {
+        vec![Line::from("none recorded")]
+    } else {
+        kills
+            .iter()
+            .map(|e| {
+                let when = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(e.time.max(0.0)));
+                match &e.victim {
+                    Some(v) => Line::from(format!("{when}  pid {} ({})  rss {}  {}", v.pid, v.comm, v.rss_bytes.map(|b| human(b as f64)).unwrap_or_else(|| "-".into()), e.constraint.label())),
+                    None => Line::from(format!("{when}  {} kill(s) counted by the kernel, missed by the probe", e.count)),
+                }
+            })
+            .collect()
+    };
+    f.render_widget(Paragraph::new(text).block(Block::default().borders(Borders::TOP).title("recent OOM kills")), ooms);
+}

@@ -1,0 +1,90 @@
+//! Drawing: one file per screen. Everything here reads [`State`] and writes a frame.
+pub mod detail;
+pub mod help;
+pub mod table;
+
+use ratatui::{
+    Frame,
+    layout::{Alignment, Constraint, Layout, Rect},
+    style::{Color, Modifier, Style},
+    text::{Line, Span},
+    widgets::Paragraph,
+};
+
+use super::state::{Mode, State};
+
+/// Below this the table is unreadable: a message is shown instead.
+pub const MIN_WIDTH: u16 = 60;
+pub const MIN_HEIGHT: u16 = 8;
+
+pub fn draw(f: &mut Frame, state: &State) {
+    let area = f.area();
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        let msg = format!("terminal too small ({}x{}): memwatch top needs at least {MIN_WIDTH}x{MIN_HEIGHT}", area.width, area.height);
+        f.render_widget(Paragraph::new(msg).alignment(Alignment::Center).wrap(ratatui::widgets::Wrap { trim: true }), area);
+        return;
+    }
+    let [head, body, foot] = Layout::vertical([Constraint::Length(1), Constraint::Min(1), Constraint::Length(1)]).areas(area);
+    header(f, head, state);
+    match state.mode {
+        Mode::Table => table::draw(f, body, state),
+        Mode::Detail(_) => detail::draw(f, body, state),
+    }
+    footer(f, foot, state);
+    if state.help {
+        help::draw(f, area);
+    }
+}
+
+fn header(f: &mut Frame, area: Rect, state: &State) {
+    let when = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(state.taken_at.max(0.0)));
+    let arrow = if state.descending { "▼" } else { "▲" };
+    let mut spans = vec![
+        Span::styled("memwatch top", Style::default().add_modifier(Modifier::BOLD)),
+        Span::raw(format!("  {}  {} containers  sort {} {arrow}  {when}", state.source, state.rows.len(), state.sort.title())),
+    ];
+    if !state.filter.is_empty() {
+        spans.push(Span::styled(format!("  filter \"{}\"", state.filter), Style::default().fg(Color::Yellow)));
+    }
+    f.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn footer(f: &mut Frame, area: Rect, state: &State) {
+    let line = if state.editing_filter {
+        Line::from(vec![Span::styled("filter: ", Style::default().fg(Color::Yellow)), Span::raw(format!("{}_", state.filter))])
+    } else if let Some(s) = &state.status {
+        Line::from(Span::styled(s.clone(), Style::default().fg(Color::Black).bg(Color::Yellow)))
+    } else if matches!(state.mode, Mode::Detail(_)) {
+        Line::from("Esc back  q quit  ? help")
+    } else {
+        Line::from("q quit  ↑↓ move  Enter details  < > sort  r reverse  / filter  ? help")
+    };
+    f.render_widget(Paragraph::new(line).style(Style::default().add_modifier(Modifier::REVERSED)), area);
+}
+
+/// A one-line sparkline of `values` in at most `width` cells.
+pub fn sparkline(values: &[u64], width: usize) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let tail = &values[values.len().saturating_sub(width)..];
+    let (lo, hi) = (tail.iter().min().copied().unwrap_or(0), tail.iter().max().copied().unwrap_or(0));
+    tail.iter()
+        .map(|v| if hi == lo { BARS[0] } else { BARS[((v - lo) as f64 / (hi - lo) as f64 * 7.0).round() as usize] })
+        .collect()
+}
+
+/// A rate for a narrow column: `-` when unknown, `1.2k` for thousands.
+pub fn rate(v: Option<f64>) -> String {
+    match v {
+        None => "-".into(),
+        Some(v) if v >= 1e6 => format!("{:.1}M", v / 1e6),
+        Some(v) if v >= 1e3 => format!("{:.1}k", v / 1e3),
+        Some(v) => format!("{v:.0}"),
+    }
+}
+
+pub fn mb_rate(v: Option<f64>) -> String {
+    v.map(|b| format!("{:.1}", b / 1e6)).unwrap_or_else(|| "-".into())
+}
+
+/// Headroom under this fraction is shown in red.
+pub const DANGER_PCT: f64 = 10.0;

@@ -1,0 +1,78 @@
+//! The container table.
+use ratatui::{
+    Frame,
+    layout::{Constraint, Rect},
+    style::{Color, Modifier, Style},
+    widgets::{Cell, Row, Table, TableState},
+};
+
+use super::{DANGER_PCT, mb_rate, rate, sparkline};
+use crate::top::{
+    human, human_secs,
+    state::{COLUMNS, Column, Row as StateRow, State},
+};
+
+pub fn cells(r: &StateRow) -> Vec<String> {
+    let c = &r.container;
+    COLUMNS
+        .iter()
+        .map(|col| match col {
+            Column::Name => r.name.clone(),
+            Column::Procs => c.processes.to_string(),
+            Column::Vsz => human(c.vsz_bytes as f64),
+            Column::Rss => human(c.rss_bytes as f64),
+            Column::WorkingSet => human(c.working_set_bytes as f64),
+            Column::Limit => human(c.limit_bytes as f64),
+            Column::Headroom => format!("{:.1}%", r.headroom_pct),
+            Column::Trend => match c.time_to_oom_seconds {
+                Some(s) => format!("OOM {}", human_secs(s)),
+                None => sparkline(&r.history, 8),
+            },
+            Column::Faults => rate(r.faults_per_s),
+            Column::Mmap => mb_rate(r.mmap_bytes_per_s),
+            Column::Pressure => r.pressure_pct.map(|p| format!("{p:.1}%")).unwrap_or_else(|| "-".into()),
+            Column::Ooms => match (c.oom_kills, r.recent_oom) {
+                (Some(n), true) => format!("{n}!"),
+                (Some(n), false) => n.to_string(),
+                (None, _) => "-".into(),
+            },
+        })
+        .collect()
+}
+
+pub fn draw(f: &mut Frame, area: Rect, state: &State) {
+    let header = Row::new(COLUMNS.iter().map(|c| {
+        let style = if *c == state.sort { Style::default().add_modifier(Modifier::BOLD | Modifier::UNDERLINED) } else { Style::default().add_modifier(Modifier::BOLD) };
+        Cell::from(c.title()).style(style)
+    }));
+    let rows = state.rows.iter().map(|r| {
+        let mut style = Style::default();
+        if r.headroom_pct < DANGER_PCT {
+            style = style.fg(Color::Red).add_modifier(Modifier::BOLD);
+        }
+        if r.recent_oom {
+            style = style.fg(Color::Magenta).add_modifier(Modifier::BOLD);
+        }
+        Row::new(cells(r)).style(style)
+    });
+    let widths = [
+        Constraint::Min(20),
+        Constraint::Length(5),
+        Constraint::Length(10),
+        Constraint::Length(10),
+        Constraint::Length(10),
+        Constraint::Length(10),
+        Constraint::Length(8),
+        Constraint::Length(10),
+        Constraint::Length(8),
+        Constraint::Length(9),
+        Constraint::Length(8),
+        Constraint::Length(5),
+    ];
+    let table = Table::new(rows, widths).header(header).row_highlight_style(Style::default().add_modifier(Modifier::REVERSED));
+    let mut ts = TableState::default();
+    if !state.rows.is_empty() {
+        ts.select(Some(state.selected));
+    }
+    f.render_stateful_widget(table, area, &mut ts);
+}
