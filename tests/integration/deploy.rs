@@ -1,0 +1,188 @@
+//! deploy/: manifests against the Kubernetes API schemas, the Dockerfile linted, alert rules
+//! checked and unit-tested by promtool, and every PromQL expression in the dashboard and the
+//! rules evaluated by a real Prometheus that scraped a real memwatch.
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use serde_json::Value;
+
+use crate::{
+    serve::Prometheus,
+    util::{self, Workload, cgroup::TestCgroup, daemon::Daemon},
+};
+
+fn deploy() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
+}
+
+fn tool(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/venv/bin").join(name);
+    assert!(p.exists(), "{} missing: scripts/setup.sh installs it", p.display());
+    p
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{cmd:?} failed:\n{text}");
+    text
+}
+
+/// The `resources:` entries of a kustomization.yaml.
+fn kustomize_resources(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut in_resources = false;
+    let mut out = vec![];
+    for line in text.lines() {
+        if !line.starts_with(' ') && !line.starts_with('-') {
+            in_resources = line.trim_end() == "resources:";
+            continue;
+        }
+        if in_resources {
+            if let Some(r) = line.trim().strip_prefix("- ") {
+                out.push(r.trim().to_string());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn manifests_validate_against_kubernetes_schemas() {
+    let files: Vec<PathBuf> = std::fs::read_dir(deploy().join("kubernetes")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 4);
+    let text = run_ok(Command::new(tool("kubernetes-validate")).arg("--strict").args(&files));
+    assert_eq!(text.matches(" passed for resource ").count(), 4, "{text}");
+    // The base lists exactly those files; the operator overlay adds its two, and all exist.
+    let base = kustomize_resources(&deploy().join("kustomization.yaml"));
+    let mut listed: Vec<String> = base.iter().map(|r| r.trim_start_matches("kubernetes/").to_string()).collect();
+    listed.sort();
+    let mut present: Vec<String> = files.iter().map(|f| f.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    present.sort();
+    assert_eq!(listed, present);
+    let overlay = kustomize_resources(&deploy().join("prometheus-operator/kustomization.yaml"));
+    assert_eq!(overlay, vec!["../", "podmonitor.yaml", "prometheusrule.yaml"]);
+    for r in &overlay[1..] {
+        assert!(deploy().join("prometheus-operator").join(r).exists(), "{r}");
+    }
+}
+
+#[test]
+fn the_podmonitor_and_service_find_the_daemonset_pods() {
+    let ds = std::fs::read_to_string(deploy().join("kubernetes/daemonset.yaml")).unwrap();
+    let pm = std::fs::read_to_string(deploy().join("prometheus-operator/podmonitor.yaml")).unwrap();
+    let svc = std::fs::read_to_string(deploy().join("kubernetes/service.yaml")).unwrap();
+    // The pod template's label, the selectors, and the named port line up.
+    assert!(ds.contains("      labels:\n        app.kubernetes.io/name: memwatch\n"), "pod template label");
+    assert!(pm.contains("matchLabels:\n      app.kubernetes.io/name: memwatch\n"));
+    assert!(svc.contains("selector:\n    app.kubernetes.io/name: memwatch\n"));
+    assert!(ds.contains("- name: metrics\n              containerPort: 9753"));
+    assert!(pm.contains("- port: metrics") && svc.contains("targetPort: metrics"));
+    // Least privilege: named capabilities, never privileged, read-only root.
+    assert!(ds.contains("privileged: false") && !ds.contains("privileged: true"));
+    assert!(ds.contains("drop: [\"ALL\"]") && ds.contains("- BPF") && ds.contains("- PERFMON"));
+    assert!(ds.contains("readOnlyRootFilesystem: true"));
+    for path in ["/healthz", "/readyz"] {
+        assert!(ds.contains(&format!("path: {path}")), "{path} probe");
+    }
+}
+
+#[test]
+fn the_dockerfile_lints_clean() {
+    run_ok(Command::new(tool("hadolint")).arg(deploy().join("Dockerfile")));
+}
+
+/// The PrometheusRule is the plain rules file under `spec:`.
+#[test]
+fn prometheusrule_matches_the_rules_file() {
+    let rules = std::fs::read_to_string(deploy().join("prometheus/alerts.yaml")).unwrap();
+    let path = deploy().join("prometheus-operator/prometheusrule.yaml");
+    let current = std::fs::read_to_string(&path).unwrap();
+    let header_end = current.find("spec:\n").expect("spec:") + "spec:\n".len();
+    let indented: String = rules.lines().map(|l| if l.trim().is_empty() { "\n".to_string() } else { format!("  {l}\n") }).collect();
+    let want = format!("{}{indented}", &current[..header_end]);
+    if std::env::var_os("MEMWATCH_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &want).unwrap();
+    }
+    assert!(current == want, "{} is out of date with prometheus/alerts.yaml; MEMWATCH_UPDATE_GOLDEN=1 rewrites it", path.display());
+}
+
+#[test]
+fn alert_rules_pass_promtool_check_and_their_unit_tests() {
+    let dir = deploy().join("prometheus");
+    run_ok(Command::new("promtool").args(["check", "rules", "alerts.yaml"]).current_dir(&dir));
+    let out = run_ok(Command::new("promtool").args(["test", "rules", "alerts_test.yaml"]).current_dir(&dir));
+    assert!(out.contains("SUCCESS"), "{out}");
+    // Every alert has a unit test, firing and not firing.
+    let rules = std::fs::read_to_string(dir.join("alerts.yaml")).unwrap();
+    let tests = std::fs::read_to_string(dir.join("alerts_test.yaml")).unwrap();
+    for alert in rules.lines().filter_map(|l| l.trim().strip_prefix("- alert: ")) {
+        let cases = tests.matches(&format!("alertname: {alert}\n")).count();
+        assert!(cases >= 2, "{alert} has {cases} test cases");
+    }
+}
+
+/// Every PromQL expression: the dashboard's targets (template variables filled in as "All")
+/// and the rules' `expr`s.
+fn expressions() -> Vec<(String, String)> {
+    let dash: Value = serde_json::from_str(&std::fs::read_to_string(deploy().join("grafana/memwatch.json")).unwrap()).unwrap();
+    let mut out = vec![];
+    for p in dash["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            let e = t["expr"].as_str().unwrap()
+                .replace("$__rate_interval", "1m")
+                .replace("$instance", ".*")
+                .replace("$namespace", ".*")
+                .replace("$pod", ".*")
+                .replace("$container", ".*");
+            out.push((format!("dashboard: {}", p["title"].as_str().unwrap()), e));
+        }
+    }
+    let rules = std::fs::read_to_string(deploy().join("prometheus/alerts.yaml")).unwrap();
+    let mut alert = String::new();
+    for line in rules.lines() {
+        if let Some(a) = line.trim().strip_prefix("- alert: ") {
+            alert = a.to_string();
+        } else if let Some(e) = line.trim().strip_prefix("expr: ") {
+            out.push((format!("alert: {alert}"), e.to_string()));
+        }
+    }
+    out
+}
+
+#[test]
+fn dashboard_and_alert_queries_work_on_a_real_scrape() {
+    if !util::require_root("dashboard_and_alert_queries_work_on_a_real_scrape") {
+        return;
+    }
+    let exprs = expressions();
+    assert!(exprs.len() >= 15, "{} expressions", exprs.len());
+    // A container nearly full and still growing: 48 MiB held, then about 1 MiB/s more, in 64 MiB.
+    let cg = TestCgroup::new("nearoom", 64 << 20);
+    let d = Daemon::start(&["--interval", "500ms"]);
+    let mut held = Workload::start(&["fill", "48"], Some(&cg));
+    held.expect_line("ready");
+    let prom = Prometheus::start(d.base.trim_start_matches("http://"));
+    let mut grower = Workload::start(&["grow", "100", "12"], Some(&cg));
+    grower.expect_line("ready");
+    // Every expression evaluates without error once Prometheus has data.
+    d.wait_until("Prometheus to have memwatch's series", Duration::from_secs(30), || prom.query("memwatch_build_info").is_some());
+    for (what, e) in &exprs {
+        let reply = prom.raw_query(e);
+        assert_eq!(reply["status"], "success", "{what}: {e}\n{reply}");
+    }
+    // The near-OOM alert's expression picks out this container.
+    let alert = exprs.iter().find(|(w, _)| w == "alert: ContainerNearOOM").unwrap().1.clone();
+    let label = cg.label();
+    d.wait_until("the near-OOM expression to return the test container", Duration::from_secs(40), || {
+        prom.raw_query(&alert)["data"]["result"].as_array().is_some_and(|r| r.iter().any(|s| s["metric"]["cgroup"] == label.as_str()))
+    });
+    // And the dashboard's headroom panel ranks it among the fullest.
+    let fullest = prom.raw_query(r#"bottomk(15, memwatch_container_memory_headroom_ratio{instance=~".*"})"#);
+    assert!(fullest["data"]["result"].as_array().unwrap().iter().any(|s| s["metric"]["cgroup"] == label.as_str()), "{fullest}");
+    grower.finish();
+    held.finish();
+}
