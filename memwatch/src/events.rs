@@ -383,7 +383,6 @@ impl OomTracker {
             }
             _ => (Constraint::Unknown, None),
         };
-        let page = crate::probes::page_size();
         let rss = match (mark.anon_rss_bytes, mark.file_rss_bytes, mark.shmem_rss_bytes) {
             (Some(a), f, s) => Some(a + f.unwrap_or(0) + s.unwrap_or(0)),
             _ => p.proc_stat.as_ref().map(|s| s.rss_bytes),
@@ -401,7 +400,6 @@ impl OomTracker {
             anon_rss_bytes: mark.anon_rss_bytes,
             oom_score_adj: mark.oom_score_adj,
         };
-        let _ = page;
         let top: Vec<Process> = container.map(|c| c.top_processes.clone()).unwrap_or_default();
         let mut go: Vec<GoProcess> = p.go.into_iter().collect();
         for proc_ in top.iter().filter(|t| t.pid != mark.victim_pid) {

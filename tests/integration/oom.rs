@@ -35,7 +35,7 @@ fn kill_once(cg: &TestCgroup) -> u32 {
     let mut hog = Workload::start(&["hog"], Some(cg));
     let pid = hog.pid();
     let status = hog.child.wait().unwrap();
-    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(libc::SIGKILL), "hog {pid} was not OOM-killed");
+    util::assert_killed(status, &format!("hog {pid}"));
     pid
 }
 
@@ -56,7 +56,7 @@ fn twenty_kills_in_five_cgroups_each_in_the_right_container() {
         for (i, mut h) in handles.into_iter().enumerate() {
             victims[i].push(h.pid());
             let st = h.child.wait().unwrap();
-            assert_eq!(std::os::unix::process::ExitStatusExt::signal(&st), Some(libc::SIGKILL));
+            util::assert_killed(st, "hog");
         }
     }
     let took = started.elapsed();
@@ -108,7 +108,7 @@ fn the_victim_is_named_not_the_process_that_triggered_the_kill() {
     let mut small = Workload::start(&["fill", "30"], Some(&cg));
     let (large_pid, small_pid) = (large.pid(), small.pid());
     let st = large.child.wait().unwrap();
-    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&st), Some(libc::SIGKILL), "the large process is the victim");
+    util::assert_killed(st, "the large process, the victim");
     small.expect_line("ready");
     d.wait_until("the kill's event", Duration::from_secs(5), || !events_in(&d, &cg).is_empty());
     let e = &events_in(&d, &cg)[0];
@@ -289,7 +289,7 @@ fn go_programs_report_gomemlimit_and_nothing_else_from_their_environment() {
     let mut hog = hog.spawn().unwrap();
     let hog_pid = hog.id();
     let st = hog.wait().unwrap();
-    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&st), Some(libc::SIGKILL));
+    util::assert_killed(st, "the Go hog");
     d.wait_until("the Go hog's kill", Duration::from_secs(5), || {
         events_in(&d, &cg).iter().any(|e| e["victim"]["pid"] == hog_pid)
     });

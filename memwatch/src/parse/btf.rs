@@ -181,7 +181,7 @@ pub(crate) mod tests {
             strings.windows(needle.len()).position(|w| w == needle).unwrap() as u32 + 1
         };
         let mut t: Vec<u8> = Vec::new();
-        let mut put = |v: &[u32], t: &mut Vec<u8>| v.iter().for_each(|x| t.extend(x.to_le_bytes()));
+        let put = |v: &[u32], t: &mut Vec<u8>| v.iter().for_each(|x| t.extend(x.to_le_bytes()));
         let info = |kind: u32, vlen: u32| (kind << 24) | vlen;
         // 1: int
         put(&[s("int", &strings), info(KIND_INT, 0), 4, 32], &mut t);

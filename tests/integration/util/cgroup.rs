@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use memwatch::host::{self, CgroupMode};
+use memwatch::host;
 
 pub struct TestCgroup {
     pub path: PathBuf,

@@ -121,6 +121,12 @@ impl Drop for Workload {
     }
 }
 
+/// Asserts that a process ended by SIGKILL, as the OOM killer ends its victims.
+pub fn assert_killed(status: std::process::ExitStatus, what: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{what}: exited with {status}, not killed");
+}
+
 pub fn is_alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
