@@ -23,6 +23,7 @@ pkgs=(
   prometheus                                                      # prometheus server + promtool
   golang-go                                                       # real Go workloads
   tmux                                                            # real-terminal TUI tests
+  qemu-system-x86 busybox-static cpio                             # the pure cgroup v2 VM test
   curl ca-certificates
 )
 missing=()
@@ -54,6 +55,22 @@ if ! "$tools/bin/bpf-linker" --version 2>/dev/null | grep -q "$BPF_LINKER_VERSIO
   PATH=/usr/lib/llvm-22/bin:$PATH LLVM_SYS_221_PREFIX=/usr/lib/llvm-22 \
     cargo install --locked bpf-linker --version "$BPF_LINKER_VERSION" \
       --no-default-features --features llvm-22 --root "$tools" -q
+fi
+
+# --- A pure cgroup v2 kernel for the VM test: Debian 12's own 6.1 kernel, vmlinuz only --------
+vm="$tools/vm"
+if [ ! -s "$vm/vmlinuz" ] && [ "$(id -u)" -eq 0 ]; then
+  kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+  if [ -n "$kpkg" ]; then
+    log "fetching $kpkg for the cgroup v2 VM test"
+    rm -rf "$vm/tmp" && mkdir -p "$vm/tmp"
+    (cd "$vm/tmp" && apt-get download -qq "$kpkg" 2>/dev/null && dpkg -x ./*.deb x)
+    cp "$vm"/tmp/x/boot/vmlinuz-* "$vm/vmlinuz"
+    echo "$kpkg" > "$vm/kernel-package"
+    rm -rf "$vm/tmp"
+  else
+    log "warning: no linux-image package found for the VM test"
+  fi
 fi
 
 # --- Python tools for deploy/ checks, in a project-local venv -----------------------------------

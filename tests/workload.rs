@@ -60,6 +60,8 @@ fn ops(file: &str) {
             maps[i] = (anon(*len), *len);
         }
         let (last, last_len) = maps[ANON_MAPS.len() - 1];
+        // One fault per touched page, whatever the kernel's transparent huge page setting.
+        check(libc::madvise(last, last_len as usize, libc::MADV_NOHUGEPAGE) == 0, "madvise");
         for page in 0..TOUCH_PAGES {
             *(last as *mut u8).add((page * 4096) as usize) = 1;
         }

@@ -6,6 +6,7 @@ mod oom;
 mod probes;
 mod serve;
 mod top;
+mod v2vm;
 mod util;
 
 #[allow(dead_code)]

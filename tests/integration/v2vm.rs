@@ -1,0 +1,164 @@
+//! memwatch on a real pure cgroup v2 kernel: Debian 12's 6.1 kernel booted under qemu (TCG)
+//! with a busybox initramfs holding the freshly built binaries. `tests/vm/init.sh` runs inside
+//! and prints what this test checks; this host itself is hybrid, production is pure v2.
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use crate::util::{self, daemon::Metrics};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Shared libraries a binary needs, from `ldd`.
+fn libraries(bin: &Path) -> Vec<PathBuf> {
+    let out = Command::new("ldd").arg(bin).output().expect("ldd");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let path = l.split("=>").nth(1).unwrap_or(l).trim().split(' ').next()?.to_string();
+            path.starts_with('/').then(|| PathBuf::from(path))
+        })
+        .collect()
+}
+
+/// A gzipped newc initramfs: busybox, memwatch, the workload, their libraries, and /init.
+fn initramfs(dir: &Path) -> PathBuf {
+    let root = dir.join("root");
+    let bins = [PathBuf::from("/bin/busybox"), util::memwatch_bin(), PathBuf::from(util::workload_bin())];
+    for d in ["bin", "proc", "sys", "dev", "tmp"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    for b in &bins {
+        std::fs::copy(b, root.join("bin").join(b.file_name().unwrap())).unwrap();
+        for lib in libraries(b) {
+            let dst = root.join(lib.strip_prefix("/").unwrap());
+            std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+            std::fs::copy(&lib, &dst).unwrap();
+        }
+    }
+    let init = root.join("init");
+    std::fs::copy(workspace().join("tests/vm/init.sh"), &init).unwrap();
+    std::fs::set_permissions(&init, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = dir.join("initrd.gz");
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(format!("cd '{}' && find . | cpio -o -H newc 2>/dev/null | gzip -1 > '{}'", root.display(), out.display()))
+        .status()
+        .unwrap();
+    assert!(st.success(), "building the initramfs");
+    out
+}
+
+/// The sections (`===BEGIN name===` … `===END name===`) and `RESULT key value` lines.
+fn parse(console: &str) -> (HashMap<String, String>, HashMap<String, String>) {
+    let (mut sections, mut results) = (HashMap::new(), HashMap::new());
+    let mut current: Option<(String, String)> = None;
+    for raw in console.lines() {
+        let line = raw.trim_end_matches('\r');
+        if let Some(name) = line.strip_prefix("===BEGIN ").and_then(|l| l.strip_suffix("===")) {
+            current = Some((name.to_string(), String::new()));
+        } else if let Some(pos) = line.find("===END ") {
+            if let Some((name, mut body)) = current.take() {
+                body.push_str(&line[..pos]);
+                sections.insert(name, body);
+            }
+        } else if let Some((_, body)) = current.as_mut() {
+            body.push_str(line);
+            body.push('\n');
+        } else if let Some(r) = line.find("RESULT ").map(|i| &line[i + 7..]) {
+            let (k, v) = r.split_once(' ').unwrap_or((r, ""));
+            results.insert(k.to_string(), v.to_string());
+        }
+    }
+    (sections, results)
+}
+
+#[test]
+fn memwatch_on_a_pure_cgroup_v2_kernel() {
+    let kernel = workspace().join(".tools/vm/vmlinuz");
+    if !kernel.exists() {
+        let why = format!("{} missing: scripts/setup.sh fetches Debian's 6.1 kernel (as root)", kernel.display());
+        assert!(std::env::var("CI").map_or(true, |v| v != "true" && v != "1"), "{why}; CI=true does not allow skipping");
+        eprintln!("skipping memwatch_on_a_pure_cgroup_v2_kernel: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let initrd = initramfs(dir.path());
+    let started = Instant::now();
+    let mut qemu = Command::new("qemu-system-x86_64")
+        .args(["-accel", "tcg", "-m", "1024", "-smp", "2", "-nographic", "-no-reboot", "-kernel"])
+        .arg(&kernel)
+        .arg("-initrd")
+        .arg(&initrd)
+        .args(["-append", "console=ttyS0 quiet loglevel=1 panic=-1"])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(dir.path().join("console")).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("qemu-system-x86_64 (scripts/setup.sh installs it)");
+    let console_path = dir.path().join("console");
+    loop {
+        if qemu.try_wait().unwrap().is_some() {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            let _ = qemu.kill();
+            panic!("the VM did not finish in 300 s:\n{}", std::fs::read_to_string(&console_path).unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let console = String::from_utf8_lossy(&std::fs::read(&console_path).unwrap()).into_owned();
+    let (sections, results) = parse(&console);
+    let show = || format!("console:\n{console}");
+    assert!(results.contains_key("done"), "the VM's script did not finish; {}", show());
+    assert!(results["kernel"].starts_with("6.1."), "{}", results["kernel"]);
+
+    // memwatch check: pure v2, every probe attached, memory cgroups via BTF.
+    assert_eq!(results["check_rc"], "0", "{}", show());
+    let check: Value = serde_json::from_str(&sections["check"]).unwrap_or_else(|e| panic!("check JSON: {e}; {}", show()));
+    assert_eq!(check["cgroups"]["mode"], "v2");
+    assert!(check["probes"].as_array().unwrap().iter().all(|p| p["state"] == "attached"), "{check:#}");
+    assert_eq!(check["memcg_ids"], "memory cgroup of each task, via BTF");
+
+    // The series for the cgroup, against the kernel's own file and the known 40 MiB.
+    let m = Metrics::parse(&sections["metrics"]);
+    let get = |name: &str, kind: Option<&str>| m.get(name, "/box", kind).unwrap_or_else(|| panic!("{name} for /box; {}", show()));
+    let current: f64 = results["memory_current"].parse().unwrap();
+    assert_eq!(results["memory_current"], results["memory_current_after"], "the cgroup was idle");
+    assert_eq!(get("memwatch_container_memory_usage_bytes", None), current);
+    assert_eq!(get("memwatch_container_memory_limit_bytes", None), 67108864.0);
+    assert!(get("memwatch_container_memory_rss_bytes", None) >= 40.0 * 1048576.0);
+    assert_eq!(get("memwatch_container_processes", None), 1.0);
+    // One fault per 4 KiB page, or per 2 MiB where transparent huge pages are always on.
+    let per_fault = if results["thp"].contains("[always]") { 2.0 * 1048576.0 } else { 4096.0 };
+    let faults = get("memwatch_container_page_faults_total", None);
+    assert!(faults >= 40.0 * 1048576.0 / per_fault, "{faults} faults for 40 MiB (THP {})", results["thp"]);
+    assert!(get("memwatch_container_mmap_bytes_total", Some("anon")) >= 40.0 * 1048576.0);
+    assert!(m.get("memwatch_container_memory_pressure_seconds_total", "/box", Some("some")).is_some(), "PSI on v2");
+    assert!(m.get("memwatch_container_memory_high_bytes", "/box", None).is_none(), "memory.high is max");
+    let limit = get("memwatch_container_memory_limit_bytes", None);
+    assert_eq!(get("memwatch_container_memory_headroom_bytes", None), limit - get("memwatch_container_memory_working_set_bytes", None));
+    let own = &sections["self"];
+    assert!(!own.contains("memwatch_sample_errors_total{"), "a clean sample on v2:\n{own}");
+    assert_eq!(own.matches("memwatch_probe_attached{").count(), own.matches("} 1").count(), "{own}");
+
+    // OOM kills: each one recorded, in /box, because of its limit; matching the kernel's counter.
+    assert_eq!(results["hog_exit"], "137", "the hog was OOM-killed; {}", show());
+    let kills: u64 = results["oom_kill_counter"].trim_start_matches("oom_kill ").parse().unwrap();
+    let events: Value = serde_json::from_str(&sections["events"]).unwrap();
+    let events = events["events"].as_array().unwrap();
+    assert_eq!(events.len() as u64, kills, "{events:#?}");
+    for e in events {
+        assert_eq!((e["source"].as_str(), e["cgroup"].as_str()), (Some("probe"), Some("/box")), "{e:#}");
+        assert_eq!((e["constraint"].as_str(), e["constrained_by"].as_str()), (Some("cgroup"), Some("/box")), "{e:#}");
+        assert_eq!(e["victim"]["comm"], "memwatch-worklo");
+    }
+    eprintln!("VM run took {:?}", started.elapsed());
+}

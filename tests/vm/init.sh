@@ -1,0 +1,55 @@
+#!/bin/busybox sh
+# /init of the pure cgroup v2 test VM (Debian's 6.1 kernel under qemu): runs memwatch against a
+# memory-limited cgroup and prints what the host-side test checks, between ===BEGIN/END=== markers.
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs tmpfs /tmp
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+ip link set lo up
+section() { echo "===BEGIN $1==="; cat "$2"; echo "===END $1==="; }
+
+echo "RESULT kernel $(uname -r)"
+echo "RESULT thp $(cat /sys/kernel/mm/transparent_hugepage/enabled)"
+echo +memory > /sys/fs/cgroup/cgroup.subtree_control
+mkdir /sys/fs/cgroup/box
+echo 67108864 > /sys/fs/cgroup/box/memory.max
+
+memwatch check --json > /tmp/check.json 2>/tmp/check.err
+echo "RESULT check_rc $?"
+section check /tmp/check.json
+section check_err /tmp/check.err
+
+memwatch serve --listen 127.0.0.1:9753 --interval 500ms --state-dir /tmp/state > /tmp/serve.log 2>&1 &
+i=0
+until wget -q -O /dev/null http://127.0.0.1:9753/readyz; do
+  i=$((i + 1)); [ $i -gt 240 ] && break; sleep 0.5
+done
+
+# A process holding 40 MiB in the cgroup, its stdin a fifo kept open so it holds.
+mkfifo /tmp/hold
+sh -c 'echo $$ > /sys/fs/cgroup/box/cgroup.procs; exec memwatch-workload fill 40' < /tmp/hold > /tmp/fill.out &
+exec 3>/tmp/hold
+i=0
+until grep -q ready /tmp/fill.out; do i=$((i + 1)); [ $i -gt 240 ] && break; sleep 0.25; done
+sleep 3
+echo "RESULT memory_current $(cat /sys/fs/cgroup/box/memory.current)"
+wget -q -O /tmp/metrics http://127.0.0.1:9753/metrics
+echo "RESULT memory_current_after $(cat /sys/fs/cgroup/box/memory.current)"
+grep 'cgroup="/box"' /tmp/metrics > /tmp/box.prom
+section metrics /tmp/box.prom
+grep -E '^memwatch_(probe_attached|sample_errors_total)' /tmp/metrics > /tmp/self.prom
+section self /tmp/self.prom
+
+# An OOM kill in the cgroup.
+sh -c 'echo $$ > /sys/fs/cgroup/box/cgroup.procs; exec memwatch-workload hog' < /dev/null
+echo "RESULT hog_exit $?"
+sleep 3
+wget -q -O /tmp/events http://127.0.0.1:9753/api/v1/events
+section events /tmp/events
+echo "RESULT oom_kill_counter $(grep oom_kill /sys/fs/cgroup/box/memory.events)"
+section serve_log /tmp/serve.log
+echo "RESULT done"
+poweroff -f
