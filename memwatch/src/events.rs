@@ -245,7 +245,7 @@ impl OomTracker {
             .ok()
             .and_then(|s| crate::parse::proc::stat(&s))
             .map(|s| Process { pid, comm: s.comm.clone(), vsz_bytes: s.vsize_bytes, rss_bytes: s.rss_pages * crate::probes::page_size(), ebpf: None });
-        let proc_cgroup = std::fs::read_to_string(procfs.join(format!("{pid}/cgroup"))).ok().and_then(|s| memory_cgroup_path(&s));
+        let proc_cgroup = std::fs::read_to_string(procfs.join(format!("{pid}/cgroup"))).ok().and_then(|s| crate::parse::proc::memory_cgroup_path(&s));
         let go = procfs::go_info(procfs, pid).map(|(gomemlimit, gogc)| GoProcess {
             pid,
             comm: k.victim_comm.clone().unwrap_or_default(),
@@ -486,22 +486,6 @@ impl OomTracker {
     }
 }
 
-/// The memory cgroup's path in a `/proc/<pid>/cgroup` (v1 `memory` line, else v2 `0::`).
-fn memory_cgroup_path(text: &str) -> Option<String> {
-    let mut v2 = None;
-    for line in text.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-        if controllers.split(',').any(|c| c == "memory") {
-            return Some(path.to_string());
-        }
-        if controllers.is_empty() {
-            v2 = Some(path.to_string());
-        }
-    }
-    v2
-}
-
 /// Wall-clock time of a CLOCK_BOOTTIME instant.
 fn kill_time(boot_ns: u64) -> f64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
@@ -537,14 +521,6 @@ pub(crate) mod tests {
             top_processes: vec![],
             go: vec![],
         }
-    }
-
-    #[test]
-    fn memory_path_from_proc_cgroup() {
-        let hybrid = "12:pids:/x\n4:memory:/memwatch-test-a\n0::/user.slice\n";
-        assert_eq!(memory_cgroup_path(hybrid).as_deref(), Some("/memwatch-test-a"));
-        assert_eq!(memory_cgroup_path("0::/kubepods.slice/x.scope\n").as_deref(), Some("/kubepods.slice/x.scope"));
-        assert_eq!(memory_cgroup_path(""), None);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `cargo xtask`: set-up, running and testing memwatch on this machine.
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod run;
 mod setup;
 mod test;
@@ -22,6 +23,8 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Set up, build in release mode, run the benchmarks (numbers, not pass/fail)
+    Bench,
     /// Set up, build, and run every test; prints a total line `N passed, N failed`
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter)
@@ -35,5 +38,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Setup => setup::run(),
         Cmd::Run { args } => run::run(&args),
         Cmd::Test { args } => test::run(&args),
+        Cmd::Bench => bench::run(),
     }
 }

@@ -56,6 +56,22 @@ mod tests {
     }
 }
 
+/// The memory cgroup's path in a `/proc/<pid>/cgroup` (v1 `memory` line, else v2 `0::`).
+pub fn memory_cgroup_path(text: &str) -> Option<String> {
+    let mut v2 = None;
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        if controllers.split(',').any(|c| c == "memory") {
+            return Some(path.to_string());
+        }
+        if controllers.is_empty() {
+            v2 = Some(path.to_string());
+        }
+    }
+    v2
+}
+
 /// GOMEMLIMIT and GOGC from a `/proc/<pid>/environ` (NUL-separated). Nothing else in the
 /// environment is kept or returned: it may hold secrets.
 pub fn go_env(environ: &[u8]) -> (Option<String>, Option<String>) {
@@ -72,7 +88,16 @@ pub fn go_env(environ: &[u8]) -> (Option<String>, Option<String>) {
 
 #[cfg(test)]
 mod env_tests {
-    use super::go_env;
+    use super::{go_env, memory_cgroup_path};
+
+    #[test]
+    fn memory_path_from_proc_cgroup() {
+        let hybrid = "12:pids:/x\n4:memory:/memwatch-test-a\n0::/user.slice\n";
+        assert_eq!(memory_cgroup_path(hybrid).as_deref(), Some("/memwatch-test-a"));
+        assert_eq!(memory_cgroup_path("0::/kubepods.slice/x.scope\n").as_deref(), Some("/kubepods.slice/x.scope"));
+        assert_eq!(memory_cgroup_path(""), None);
+    }
+
 
     #[test]
     fn only_go_variables_come_out() {

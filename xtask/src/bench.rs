@@ -1,0 +1,9 @@
+//! `cargo xtask bench`: set up, build in release mode, and run the benchmarks (they print
+//! numbers against a baseline measured in the same run; they assert nothing).
+use crate::{setup, util};
+
+pub fn run() -> anyhow::Result<()> {
+    setup::run()?;
+    util::run(util::cargo().args(["build", "--release", "--bins"]))?;
+    util::run(util::cargo().args(["bench", "--package", "memwatch-tests", "--bench", "sample"]))
+}
