@@ -68,6 +68,7 @@ pub struct Timing {
 
 pub fn build(mut b: SnapshotBuilder, st: &mut ModelState, opts: &Options, t: Timing) -> Snapshot {
     let n = b.cgroups.len();
+    let parents: Vec<Option<usize>> = b.cgroups.iter().map(|c| c.parent).collect();
     let index: HashMap<u64, usize> = b.cgroups.iter().enumerate().map(|(i, c)| (c.id, i)).collect();
 
     // eBPF counters: fold removed cgroups into their nearest surviving ancestor, then sum
@@ -102,12 +103,7 @@ pub fn build(mut b: SnapshotBuilder, st: &mut ModelState, opts: &Options, t: Tim
                 own
             })
             .collect();
-        for i in (0..n).rev() {
-            if let Some(p) = b.cgroups[i].parent {
-                let child = sums[i];
-                sums[p].accumulate(&child);
-            }
-        }
+        sum_subtrees(&parents, &mut sums, |parent, child| parent.accumulate(child));
         st.prev = b
             .cgroups
             .iter()
@@ -127,14 +123,11 @@ pub fn build(mut b: SnapshotBuilder, st: &mut ModelState, opts: &Options, t: Tim
             procs[i].2 += p.rss_pages * page;
         }
     }
-    for i in (0..n).rev() {
-        if let Some(p) = b.cgroups[i].parent {
-            let (c, v, r) = procs[i];
-            procs[p].0 += c;
-            procs[p].1 += v;
-            procs[p].2 += r;
-        }
-    }
+    sum_subtrees(&parents, &mut procs, |p, c| {
+        p.0 += c.0;
+        p.1 += c.1;
+        p.2 += c.2;
+    });
 
     // The tightest limit among a cgroup and its ancestors.
     let machine = b.machine_memory.unwrap_or(0);
@@ -278,6 +271,17 @@ pub fn build(mut b: SnapshotBuilder, st: &mut ModelState, opts: &Options, t: Tim
     }
 }
 
+/// Adds each cgroup's value into its parent's, deepest first, so every cgroup ends up with the
+/// sum over its subtree. `parents` is in walk order, where a parent comes before its children.
+fn sum_subtrees<T: Copy>(parents: &[Option<usize>], values: &mut [T], add: impl Fn(&mut T, &T)) {
+    for i in (0..parents.len()).rev() {
+        if let Some(p) = parents[i] {
+            let child = values[i];
+            add(&mut values[p], &child);
+        }
+    }
+}
+
 /// Seconds until the working set reaches the limit at the least-squares growth rate of the
 /// recent samples; None unless it is growing (at least 3 samples over at least 2 seconds).
 pub fn time_to_oom(hist: &VecDeque<(f64, u64)>, headroom: u64) -> Option<f64> {
@@ -303,6 +307,15 @@ pub fn time_to_oom(hist: &VecDeque<(f64, u64)>, headroom: u64) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subtree_sums() {
+        // root(0) -> a(1) -> b(2); root -> c(3)
+        let parents = [None, Some(0), Some(1), Some(0)];
+        let mut v = [1u64, 10, 100, 1000];
+        sum_subtrees(&parents, &mut v, |p, c| *p += c);
+        assert_eq!(v, [1111, 110, 100, 1000]);
+    }
 
     #[test]
     fn time_to_oom_needs_growth() {

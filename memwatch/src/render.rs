@@ -218,7 +218,7 @@ fn render_self(snap: &Snapshot, w: &mut Writer) {
         l.push('"');
         w.sample("memwatch_sample_errors_total", &l, Some(("reason", reason)), Value::Int(*n));
     }
-    w.header("memwatch_tracked_processes", Type::Gauge, "Processes the kernel side currently tracks.");
+    w.header("memwatch_tracked_processes", Type::Gauge, "Processes the kernel side tracks (recounted every 10 s).");
     w.sample("memwatch_tracked_processes", "", None, Value::Int(s.tracked_processes));
     w.header("memwatch_series_dropped_total", Type::Counter, "Container series not exported because of --max-series.");
     w.sample("memwatch_series_dropped_total", "", None, Value::Int(s.series_dropped_total));

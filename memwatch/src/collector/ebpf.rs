@@ -1,7 +1,10 @@
 //! The kernel side's counters per memory cgroup, and forgetting cgroups that are gone so the
 //! bounded map does not fill with the dead.
 
-use std::collections::HashSet;
+use std::{
+    collections::HashSet,
+    time::{Duration, Instant},
+};
 
 use super::{CollectError, Collector, EbpfData, SnapshotBuilder};
 use crate::{Roots, probes::Probes};
@@ -12,11 +15,16 @@ pub struct Ebpf {
     per_process: bool,
     /// Ids in the kernel map that were not in the previous walk either.
     absent_before: HashSet<u64>,
+    /// Counting the per-process map's keys costs a syscall per key: done at most every
+    /// TRACKED_EVERY, the gauge it feeds does not need more.
+    tracked: Option<(Instant, u64)>,
 }
+
+const TRACKED_EVERY: Duration = Duration::from_secs(10);
 
 impl Ebpf {
     pub fn new(probes: Probes, per_process: bool) -> Self {
-        Ebpf { probes, per_process, absent_before: HashSet::new() }
+        Ebpf { probes, per_process, absent_before: HashSet::new(), tracked: None }
     }
 }
 
@@ -29,7 +37,14 @@ impl Collector for Ebpf {
         out.probes = self.probes.status().to_vec();
         let by_memcg = self.probes.cgroups()?;
         let (map_full, ring_full) = self.probes.drops();
-        let tracked_processes = self.probes.tracked_processes()?;
+        let tracked_processes = match self.tracked {
+            Some((at, n)) if at.elapsed() < TRACKED_EVERY => n,
+            _ => {
+                let n = self.probes.tracked_processes()?;
+                self.tracked = Some((Instant::now(), n));
+                n
+            }
+        };
         // A cgroup missing from two walks in a row is gone (one miss may be a race with its
         // creation). The model has already folded its counters into its parent.
         if !out.cgroups.is_empty() {
