@@ -7,7 +7,7 @@ use std::{
     collections::{BTreeMap, HashMap},
     path::Path,
     sync::Arc,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime},
 };
 
 use serde::{Deserialize, Serialize};
@@ -333,7 +333,7 @@ impl OomTracker {
 
     /// The snapshot taken last before `time` (else the oldest we have).
     fn before(&self, time: f64) -> Option<&Arc<Snapshot>> {
-        let t = |s: &Snapshot| s.taken_at.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        let t = |s: &Snapshot| crate::unix_seconds(s.taken_at);
         match (&self.older, &self.newer) {
             (_, Some(n)) if t(n) <= time => Some(n),
             (Some(o), _) => Some(o),
@@ -461,7 +461,7 @@ impl OomTracker {
             self.discrepancy_since.remove(&c.id);
             let e = Event {
                 seq: 0,
-                time: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
+                time: crate::unix_seconds(SystemTime::now()),
                 source: Source::KernelCounter,
                 count: kernel - explained,
                 namespace: c.namespace.clone(),
@@ -492,7 +492,7 @@ fn kill_time(boot_ns: u64) -> f64 {
     // SAFETY: clock_gettime writes into a valid timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
     let boot_now = ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9;
-    let wall_now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    let wall_now = crate::unix_seconds(SystemTime::now());
     wall_now - (boot_now - boot_ns as f64 / 1e9).max(0.0)
 }
 

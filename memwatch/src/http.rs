@@ -1,7 +1,7 @@
 //! The HTTP endpoint: `/metrics`, `/api/v1/containers`, `/healthz`, `/readyz`. Handlers only
 //! load the latest snapshot; a panic in one request becomes a 500 for that request alone.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use axum::{
     Json, Router,
@@ -57,7 +57,7 @@ async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
 async fn containers(State(st): State<AppState>) -> Response {
     let Some(snap) = st.shared.load_full() else { return not_ready() };
     Json(serde_json::json!({
-        "taken_at": snap.taken_at.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
+        "taken_at": crate::unix_seconds(snap.taken_at),
         "cgroup_mode": snap.cgroup_mode,
         "machine_memory_bytes": snap.machine_memory_bytes,
         "containers": &snap.containers,

@@ -19,7 +19,20 @@ pub mod snapshot;
 pub mod top;
 pub mod tracefs;
 
-use std::path::PathBuf;
+use std::{
+    path::PathBuf,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+/// Unix time in seconds (0 for times before the epoch).
+pub fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// Unix seconds as an RFC 3339 UTC time, to the second.
+pub fn rfc3339(unix: f64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_secs_f64(unix.max(0.0))).to_string()
+}
 
 /// Filesystem roots. Never global: passed to whatever reads the kernel's files.
 #[derive(Debug, Clone)]

@@ -209,7 +209,7 @@ fn render_self(snap: &Snapshot, w: &mut Writer) {
     w.header("memwatch_sample_duration_seconds", Type::Gauge, "How long the last sample took.");
     w.sample("memwatch_sample_duration_seconds", "", None, Value::Float(s.sample_duration_seconds));
     w.header("memwatch_last_sample_timestamp_seconds", Type::Gauge, "When the last sample was taken (Unix time).");
-    let ts = snap.taken_at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    let ts = crate::unix_seconds(snap.taken_at);
     w.sample("memwatch_last_sample_timestamp_seconds", "", None, Value::Float(ts));
     w.header("memwatch_sample_errors_total", Type::Counter, "Items skipped while sampling, by collector and reason.");
     for ((collector, reason), n) in &s.sample_errors {

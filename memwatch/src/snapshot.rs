@@ -132,9 +132,9 @@ pub struct Process {
 }
 
 mod unix_seconds {
-    use std::time::{SystemTime, UNIX_EPOCH};
+    use std::time::SystemTime;
 
     pub fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0))
+        s.serialize_f64(crate::unix_seconds(*t))
     }
 }

@@ -1,7 +1,7 @@
 //! `memwatch events`: OOM kills from a running daemon, followed as they happen.
 use std::{
     io::Write,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime},
 };
 
 use anyhow::Context as _;
@@ -24,28 +24,13 @@ pub struct EventsArgs {
     no_follow: bool,
 }
 
-#[derive(serde::Deserialize)]
-struct Reply {
-    events: Vec<Event>,
-}
-
-fn fetch(url: &str, since: f64, after: u64) -> anyhow::Result<Vec<Event>> {
-    let reply: Reply = ureq::get(&format!("{}/api/v1/events", url.trim_end_matches('/')))
-        .query("since", &since.to_string())
-        .query("after", &after.to_string())
-        .timeout(Duration::from_secs(5))
-        .call()?
-        .into_json()?;
-    Ok(reply.events)
-}
-
 pub fn run(args: &EventsArgs) -> anyhow::Result<()> {
-    let since = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs_f64() - args.since.as_secs_f64();
+    let since = memwatch::unix_seconds(SystemTime::now()) - args.since.as_secs_f64();
     let mut after = 0;
     let mut down = false;
     let mut out = std::io::stdout().lock();
     loop {
-        match fetch(&args.url, since, after) {
+        match super::client::events(&args.url, Some(since), Some(after)) {
             Ok(events) => {
                 if down {
                     eprintln!("memwatch events: {} is back", args.url);
@@ -82,7 +67,7 @@ fn mib(b: u64) -> String {
 
 /// One human line per event.
 pub fn describe(e: &Event) -> String {
-    let when = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs_f64(e.time.max(0.0)));
+    let when = memwatch::rfc3339(e.time);
     let whom = if e.pod.is_empty() {
         e.cgroup.clone()
     } else {

@@ -16,11 +16,10 @@ use crossterm::{
 use futures_util::StreamExt as _;
 use memwatch::{
     Roots,
-    events::{Event, OomTracker},
+    events::OomTracker,
     model::{CgroupFilter, Options},
     probes::Probes,
     sampler::{Sampler, Shared},
-    snapshot::Container,
     top::{Frame, input, plain, state::State, view},
 };
 use ratatui::{Terminal, backend::CrosstermBackend};
@@ -87,29 +86,9 @@ impl OneShot {
     fn next(&mut self) -> anyhow::Result<Frame> {
         match self {
             OneShot::Local(s) => Ok(Frame::from_snapshot(&s.sample())),
-            OneShot::Remote(url) => fetch(url),
+            OneShot::Remote(url) => super::client::frame(url),
         }
     }
-}
-
-#[derive(serde::Deserialize)]
-struct ContainersReply {
-    taken_at: f64,
-    containers: Vec<Container>,
-}
-
-#[derive(serde::Deserialize)]
-struct EventsReply {
-    events: Vec<Event>,
-}
-
-/// One frame from a daemon's JSON API.
-fn fetch(url: &str) -> anyhow::Result<Frame> {
-    let base = url.trim_end_matches('/');
-    let get = |path: &str| ureq::get(&format!("{base}{path}")).timeout(Duration::from_secs(3)).call();
-    let c: ContainersReply = get("/api/v1/containers")?.into_json()?;
-    let e: EventsReply = get("/api/v1/events")?.into_json()?;
-    Ok(Frame { taken_at: c.taken_at, containers: Arc::new(c.containers), events: e.events })
 }
 
 /// Frames for the live view.
@@ -128,7 +107,7 @@ impl Live {
                 let (url, every) = (url.clone(), args.interval);
                 std::thread::spawn(move || {
                     loop {
-                        let r = fetch(&url).map_err(|e| format!("cannot reach {url}, retrying every {}: {e}", humantime::format_duration(every)));
+                        let r = super::client::frame(&url).map_err(|e| format!("cannot reach {url}, retrying every {}: {e}", humantime::format_duration(every)));
                         if tx.send(r).is_err() {
                             return;
                         }

@@ -52,8 +52,7 @@ impl Collector for Cgroupfs {
                 .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
                 .map(|e| {
                     let name = e.file_name().to_string_lossy().into_owned();
-                    let rel = if rel == "/" { format!("/{name}") } else { format!("{rel}/{name}") };
-                    (e.path(), rel)
+                    (e.path(), child_path(&rel, &name))
                 })
                 .collect();
             // Pop order = sorted order, so walks are deterministic.
@@ -62,6 +61,11 @@ impl Collector for Cgroupfs {
         }
         Ok(())
     }
+}
+
+/// The relative path of `name` under the cgroup at `rel` (`/` being the root).
+fn child_path(rel: &str, name: &str) -> String {
+    if rel == "/" { format!("/{name}") } else { format!("{rel}/{name}") }
 }
 
 enum Got<T> {
@@ -164,8 +168,7 @@ pub fn find_by_id(root: &Path, id: u64) -> Option<String> {
         for e in std::fs::read_dir(&dir).into_iter().flatten().filter_map(Result::ok) {
             if e.file_type().is_ok_and(|t| t.is_dir()) {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let child = if rel == "/" { format!("/{name}") } else { format!("{rel}/{name}") };
-                stack.push((e.path(), child));
+                stack.push((e.path(), child_path(&rel, &name)));
             }
         }
     }

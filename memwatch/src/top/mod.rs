@@ -22,7 +22,7 @@ pub struct Frame {
 impl Frame {
     pub fn from_snapshot(s: &Snapshot) -> Frame {
         Frame {
-            taken_at: s.taken_at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
+            taken_at: crate::unix_seconds(s.taken_at),
             containers: s.containers.clone(),
             events: s.oom.events.clone(),
         }

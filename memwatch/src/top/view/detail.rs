@@ -64,7 +64,7 @@ pub fn draw(f: &mut Frame, area: Rect, state: &State) {
         kills
             .iter()
             .map(|e| {
-                let when = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(e.time.max(0.0)));
+                let when = crate::rfc3339(e.time);
                 match &e.victim {
                     Some(v) => Line::from(format!("{when}  pid {} ({})  rss {}  {}", v.pid, v.comm, v.rss_bytes.map(|b| human(b as f64)).unwrap_or_else(|| "-".into()), e.constraint.label())),
                     None => Line::from(format!("{when}  {} kill(s) counted by the kernel, missed by the probe", e.count)),

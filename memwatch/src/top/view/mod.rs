@@ -37,7 +37,7 @@ pub fn draw(f: &mut Frame, state: &State) {
 }
 
 fn header(f: &mut Frame, area: Rect, state: &State) {
-    let when = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(state.taken_at.max(0.0)));
+    let when = crate::rfc3339(state.taken_at);
     let arrow = if state.descending { "▼" } else { "▲" };
     let mut spans = vec![
         Span::styled("memwatch top", Style::default().add_modifier(Modifier::BOLD)),

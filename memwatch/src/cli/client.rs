@@ -1,0 +1,37 @@
+//! A client of a running daemon's JSON API, for `memwatch events` and `memwatch top --remote`.
+use std::{sync::Arc, time::Duration};
+
+use memwatch::{events::Event, snapshot::Container, top::Frame};
+
+fn get(base: &str, path: &str) -> ureq::Request {
+    ureq::get(&format!("{}{path}", base.trim_end_matches('/'))).timeout(Duration::from_secs(5))
+}
+
+#[derive(serde::Deserialize)]
+struct EventsReply {
+    events: Vec<Event>,
+}
+
+#[derive(serde::Deserialize)]
+struct ContainersReply {
+    taken_at: f64,
+    containers: Vec<Container>,
+}
+
+/// OOM events at or after `since` (Unix seconds) with a sequence number above `after`.
+pub fn events(base: &str, since: Option<f64>, after: Option<u64>) -> anyhow::Result<Vec<Event>> {
+    let mut req = get(base, "/api/v1/events");
+    if let Some(s) = since {
+        req = req.query("since", &s.to_string());
+    }
+    if let Some(a) = after {
+        req = req.query("after", &a.to_string());
+    }
+    Ok(req.call()?.into_json::<EventsReply>()?.events)
+}
+
+/// One frame for `top`: the containers and the recent events.
+pub fn frame(base: &str) -> anyhow::Result<Frame> {
+    let c: ContainersReply = get(base, "/api/v1/containers").call()?.into_json()?;
+    Ok(Frame { taken_at: c.taken_at, containers: Arc::new(c.containers), events: events(base, None, None)? })
+}
