@@ -1,25 +1,29 @@
 //! `#[repr(C)]` types shared by memwatch's eBPF programs and its userspace daemon.
 //!
-//! Main types: [`Counters`] (what the kernel side aggregates), [`ProcEntry`] (the value of the
-//! per-process map), [`Config`] (tracepoint field offsets and kernel struct offsets, written
-//! into the programs at load time) and [`OomEvent`] (one record per OOM kill on the ring
-//! buffer). Every type has explicit padding and a size assertion, so both sides agree on the
-//! layout; `aya::Pod` is implemented behind the `user` feature.
+//! Main types: [`Counters`] (what the kernel side aggregates), [`Slot`] (one memory cgroup's
+//! counters on one CPU, in a per-CPU array indexed by the cgroup's memory css id), [`Retired`]
+//! (a slot's last counts, sent when a new cgroup takes the slot over), [`Config`] (tracepoint
+//! field offsets, kernel struct offsets and switches, written into the programs at load time)
+//! and [`OomEvent`] (one record per OOM kill on the ring buffer). Every type has explicit
+//! padding and a size assertion, so both sides agree on the layout; `aya::Pod` is implemented
+//! behind the `user` feature.
 #![no_std]
 
 /// Marks a tracepoint field that this kernel's `format` file does not have.
 pub const FIELD_ABSENT: u16 = u16::MAX;
 
-/// Capacity of the per-process map (an LRU: the oldest idle process is evicted when full).
-pub const MAX_PROCESSES: u32 = 32_768;
-/// Capacity of the per-cgroup map (an LRU; userspace also prunes cgroups that are gone).
-pub const MAX_CGROUPS: u32 = 16_384;
-/// Capacity of the map holding syscall arguments between `sys_enter` and `sys_exit`.
-pub const MAX_PENDING: u32 = 16_384;
+/// Default capacity of the per-cgroup slot array: memory css ids below it are counted. The
+/// kernel hands out the lowest free id, so ids stay below the number of memory cgroups that
+/// exist at once (live and dying). Userspace may size it differently at load time.
+pub const DEFAULT_SLOTS: u32 = 4096;
+/// Capacity of the per-process map, used only while per-process counting is switched on.
+pub const MAX_PROCESSES: u32 = 8192;
 /// Size of the OOM event ring buffer in bytes (a power of two, a multiple of the page size).
 pub const OOM_RING_BYTES: u32 = 64 * 1024;
+/// Size of the ring buffer for retired slots (a new cgroup took over a freed css id).
+pub const RETIRED_RING_BYTES: u32 = 64 * 1024;
 
-/// Counters aggregated in the kernel, per process and per cgroup, per CPU.
+/// Counters aggregated in the kernel, per memory cgroup and CPU (and per process on demand).
 ///
 /// Userspace sums the per-CPU values. Every field only grows, so a counter never goes back;
 /// the net growth of the program break is `brk_grow_bytes - brk_shrink_bytes`.
@@ -40,11 +44,32 @@ pub struct Counters {
     pub mremap_calls: u64,
     pub mremap_grow_bytes: u64,
     pub mremap_shrink_bytes: u64,
+    /// User page faults, counted per event only when the page-fault probe is switched on.
     pub page_faults: u64,
     /// Processes (thread groups) that exited; only meaningful per cgroup.
     pub exits: u64,
 }
 const _: () = assert!(core::mem::size_of::<Counters>() == 104);
+
+/// Applies `$op` to every field of two [`Counters`], so a new field cannot be forgotten in one
+/// of the arithmetic helpers below.
+macro_rules! each_counter {
+    ($a:ident, $b:ident, $op:ident) => {{
+        $a.mmap_calls = $a.mmap_calls.$op($b.mmap_calls);
+        $a.mmap_anon_bytes = $a.mmap_anon_bytes.$op($b.mmap_anon_bytes);
+        $a.mmap_file_bytes = $a.mmap_file_bytes.$op($b.mmap_file_bytes);
+        $a.munmap_calls = $a.munmap_calls.$op($b.munmap_calls);
+        $a.munmap_bytes = $a.munmap_bytes.$op($b.munmap_bytes);
+        $a.brk_calls = $a.brk_calls.$op($b.brk_calls);
+        $a.brk_grow_bytes = $a.brk_grow_bytes.$op($b.brk_grow_bytes);
+        $a.brk_shrink_bytes = $a.brk_shrink_bytes.$op($b.brk_shrink_bytes);
+        $a.mremap_calls = $a.mremap_calls.$op($b.mremap_calls);
+        $a.mremap_grow_bytes = $a.mremap_grow_bytes.$op($b.mremap_grow_bytes);
+        $a.mremap_shrink_bytes = $a.mremap_shrink_bytes.$op($b.mremap_shrink_bytes);
+        $a.page_faults = $a.page_faults.$op($b.page_faults);
+        $a.exits = $a.exits.$op($b.exits);
+    }};
+}
 
 impl Counters {
     /// Net growth of the program break.
@@ -54,56 +79,102 @@ impl Counters {
 
     /// Adds `other` into `self` (wrapping, as the kernel's counters do).
     pub fn accumulate(&mut self, other: &Counters) {
-        self.mmap_calls = self.mmap_calls.wrapping_add(other.mmap_calls);
-        self.mmap_anon_bytes = self.mmap_anon_bytes.wrapping_add(other.mmap_anon_bytes);
-        self.mmap_file_bytes = self.mmap_file_bytes.wrapping_add(other.mmap_file_bytes);
-        self.munmap_calls = self.munmap_calls.wrapping_add(other.munmap_calls);
-        self.munmap_bytes = self.munmap_bytes.wrapping_add(other.munmap_bytes);
-        self.brk_calls = self.brk_calls.wrapping_add(other.brk_calls);
-        self.brk_grow_bytes = self.brk_grow_bytes.wrapping_add(other.brk_grow_bytes);
-        self.brk_shrink_bytes = self.brk_shrink_bytes.wrapping_add(other.brk_shrink_bytes);
-        self.mremap_calls = self.mremap_calls.wrapping_add(other.mremap_calls);
-        self.mremap_grow_bytes = self.mremap_grow_bytes.wrapping_add(other.mremap_grow_bytes);
-        self.mremap_shrink_bytes = self
-            .mremap_shrink_bytes
-            .wrapping_add(other.mremap_shrink_bytes);
-        self.page_faults = self.page_faults.wrapping_add(other.page_faults);
-        self.exits = self.exits.wrapping_add(other.exits);
+        each_counter!(self, other, wrapping_add);
+    }
+
+    /// `self - earlier`, field by field, as a delta between two readings of one counter set.
+    /// A field that went backwards (a torn read) counts as no change.
+    pub fn since(&self, earlier: &Counters) -> Counters {
+        let mut d = *self;
+        each_counter!(d, earlier, saturating_sub);
+        d
+    }
+
+    /// Field-wise maximum: the furthest either reading got.
+    pub fn max(&self, other: &Counters) -> Counters {
+        let mut m = *self;
+        each_counter!(m, other, max);
+        m
+    }
+
+    pub fn is_zero(&self) -> bool {
+        *self == Counters::default()
     }
 }
 
-/// Value of the per-process map (keyed by tgid), one per CPU.
-///
-/// The ids are filled the first time the process is seen on that CPU, so a CPU's slot may
-/// carry zero ids while another's does not: userspace takes any non-zero one.
+/// One memory cgroup's counters on one CPU: the value of the per-CPU slot array, whose index
+/// is the cgroup's memory css id (`cgroup_subsys_state.id`, small and reused after a cgroup is
+/// freed). `serial` (the css's `serial_nr`, never reused) tells whose counts a slot holds: when
+/// another cgroup's task finds a foreign serial on its CPU, it retires the old counts (see
+/// [`Retired`]) and takes the slot over.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ProcEntry {
-    /// The cgroup v2 id (`bpf_get_current_cgroup_id`).
+pub struct Slot {
+    /// `serial_nr` of the owning css; 0 for a slot never used on this CPU.
+    pub serial: u64,
+    /// The owner's cgroup id: the kernfs id (directory inode) of its memory cgroup.
     pub cgroup_id: u64,
-    /// The id (kernfs inode) of the process's memory cgroup, on v1 or v2; 0 when the kernel
-    /// structures could not be resolved from BTF. Also the key of the per-cgroup map.
-    pub memcg_id: u64,
+    /// The parent memory cgroup's id, 0 for the root: where the counts of a cgroup that was
+    /// created and removed unseen by userspace belong.
+    pub parent_id: u64,
     pub counters: Counters,
 }
+const _: () = assert!(core::mem::size_of::<Slot>() == 128);
 
-const _: () = assert!(core::mem::size_of::<ProcEntry>() == 120);
+/// A slot's final counts on one CPU, sent on a ring buffer when another cgroup takes it over,
+/// so the old owner's last counts are never lost.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Retired {
+    pub slot: u32,
+    pub cpu: u32,
+    pub old: Slot,
+}
+const _: () = assert!(core::mem::size_of::<Retired>() == 136);
 
-/// Load-time configuration: where each tracepoint field lives on this kernel, and how to walk
-/// from a task to its memory cgroup. Written by userspace into the programs' read-only data.
+/// How the programs find the current task's memory cgroup.
+pub mod walk {
+    /// No usable BTF offsets: per-cgroup counting is off.
+    pub const NONE: u32 = 0;
+    /// `bpf_probe_read_kernel` at each step (kernels before 5.11).
+    pub const PROBE_READ: u32 = 1;
+    /// Direct loads through `bpf_get_current_task_btf()` (5.11+): a few ns a step.
+    pub const BTF: u32 = 2;
+}
+
+/// Index of each switch in the `SWITCHES` array, which userspace may change at run time.
+pub mod switch {
+    /// Non-zero while per-process counters are wanted (`memwatch top`'s detail view).
+    pub const PER_PROCESS: u32 = 0;
+    pub const COUNT: u32 = 1;
+}
+
+/// Index of each counter in the `DROPS` per-CPU array: events the kernel side could not record.
+pub mod drop {
+    /// The per-process map was full.
+    pub const PROCESS_MAP_FULL: u32 = 0;
+    /// The OOM ring buffer was full.
+    pub const OOM_RING_FULL: u32 = 1;
+    /// A memory css id at or beyond the slot array's capacity.
+    pub const NO_SLOT: u32 = 2;
+    /// The retired-slot ring buffer was full: an old owner's last counts were lost.
+    pub const RETIRED_RING_FULL: u32 = 3;
+    /// The memory cgroup of a task could not be resolved.
+    pub const NO_MEMCG: u32 = 4;
+    pub const COUNT: u32 = 5;
+}
+
+/// Load-time configuration: where each tracepoint field lives on this kernel, where the
+/// syscall arguments sit in `struct pt_regs`, and how to walk from a task to its memory cgroup.
+/// Written by userspace into the programs' read-only data, so the verifier sees constants and
+/// prunes the branches this kernel does not take.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
-    // syscalls:sys_enter_* / sys_exit_* (byte offsets in the tracepoint record)
-    pub mmap_len: u16,
-    pub mmap_flags: u16,
+    // syscalls:sys_exit_* `ret` (byte offsets in the tracepoint record; fallback only)
     pub mmap_ret: u16,
-    pub munmap_len: u16,
     pub munmap_ret: u16,
-    pub brk_brk: u16,
     pub brk_ret: u16,
-    pub mremap_old_len: u16,
-    pub mremap_new_len: u16,
     pub mremap_ret: u16,
     // oom:mark_victim; FIELD_ABSENT where this kernel lacks the field
     pub oom_pid: u16,
@@ -117,32 +188,35 @@ pub struct Config {
     pub oom_score_adj: u16,
     // sched:sched_process_exit; FIELD_ABSENT on kernels without `group_dead`
     pub exit_group_dead: u16,
-    // task_struct -> cgroups -> subsys[memory] -> cgroup -> kn -> id (byte offsets, from BTF)
+    /// Byte offsets in `struct pt_regs` of a syscall's first five arguments (x86-64: di, si,
+    /// dx, r10, r8), as the syscall wrappers and `bpf_task_pt_regs` see them.
+    pub regs_arg: [u16; 5],
+    pub _pad0: u16,
+    // task_struct -> cgroups -> subsys[memory] -> {id, serial_nr, cgroup -> kn -> id, parent}
+    // (byte offsets, from BTF)
     pub task_cgroups: u32,
     pub css_set_memcg: u32,
+    pub css_id: u32,
+    pub css_serial: u32,
     pub css_cgroup: u32,
+    pub css_parent: u32,
     pub cgroup_kn: u32,
     pub kn_id: u32,
-    /// Non-zero when the offsets above are valid.
-    pub memcg_ok: u32,
+    /// One of [`walk`].
+    pub walk: u32,
+    pub _pad1: u32,
     /// The page size, for rounding mapping lengths as the kernel does.
     pub page_size: u64,
 }
-const _: () = assert!(core::mem::size_of::<Config>() == 72);
+const _: () = assert!(core::mem::size_of::<Config>() == 88);
 
 impl Config {
-    /// Every field absent, memcg walk off: what the programs see if userspace wrote nothing.
+    /// Every field absent, no memcg walk: what the programs see if userspace wrote nothing.
     pub const fn empty() -> Self {
         Config {
-            mmap_len: FIELD_ABSENT,
-            mmap_flags: FIELD_ABSENT,
             mmap_ret: FIELD_ABSENT,
-            munmap_len: FIELD_ABSENT,
             munmap_ret: FIELD_ABSENT,
-            brk_brk: FIELD_ABSENT,
             brk_ret: FIELD_ABSENT,
-            mremap_old_len: FIELD_ABSENT,
-            mremap_new_len: FIELD_ABSENT,
             mremap_ret: FIELD_ABSENT,
             oom_pid: FIELD_ABSENT,
             oom_comm: FIELD_ABSENT,
@@ -154,12 +228,18 @@ impl Config {
             oom_pgtables: FIELD_ABSENT,
             oom_score_adj: FIELD_ABSENT,
             exit_group_dead: FIELD_ABSENT,
+            regs_arg: [0; 5],
+            _pad0: 0,
             task_cgroups: 0,
             css_set_memcg: 0,
+            css_id: 0,
+            css_serial: 0,
             css_cgroup: 0,
+            css_parent: 0,
             cgroup_kn: 0,
             kn_id: 0,
-            memcg_ok: 0,
+            walk: walk::NONE,
+            _pad1: 0,
             page_size: 4096,
         }
     }
@@ -175,7 +255,7 @@ pub mod oom_present {
     pub const UID: u16 = 1 << 5;
     pub const PGTABLES: u16 = 1 << 6;
     pub const SCORE_ADJ: u16 = 1 << 7;
-    /// `victim_memcg_id` was found in the per-process map on the CPU that saw the kill.
+    /// `victim_memcg_id` is the victim's own memory cgroup.
     pub const VICTIM_MEMCG: u16 = 1 << 8;
 }
 
@@ -221,7 +301,8 @@ const _: () = assert!(core::mem::size_of::<OomEvent>() == 128);
 mod pod {
     // SAFETY: plain `#[repr(C)]` integers with explicit padding; any bit pattern is valid.
     unsafe impl aya::Pod for super::Counters {}
-    unsafe impl aya::Pod for super::ProcEntry {}
+    unsafe impl aya::Pod for super::Slot {}
+    unsafe impl aya::Pod for super::Retired {}
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::OomEvent {}
 }

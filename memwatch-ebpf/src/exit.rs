@@ -1,15 +1,14 @@
-//! Process lifecycle: forget a process's state when its thread group dies (counting the exit
-//! in its cgroup), and start its counters afresh at exec.
+//! Process lifecycle: count a process's exit in its cgroup and forget its state when its
+//! thread group dies; start its per-process state afresh at exec.
 use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext};
-use memwatch_common::FIELD_ABSENT;
+use memwatch_common::{FIELD_ABSENT, switch, walk};
 
-use crate::state::{BRK_LAST, PENDING, PROC_STATS, cgroup_entry, config, proc_entry};
+use crate::state::{BRK_LAST, Direct, PROCESSES, Probe, config, slot, switched_on};
 
 #[tracepoint]
 pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let (tgid, pid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
-    let _ = PENDING.remove(pid_tgid);
     crate::oom::victim_exit(pid);
     let off = config!(exit_group_dead);
     let group_dead = if off == FIELD_ABSENT {
@@ -19,23 +18,25 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
         unsafe { ctx.read_at::<u8>(off as usize) }.map(|b| b != 0).unwrap_or(pid == tgid)
     };
     if group_dead {
-        if let Some(e) = proc_entry(tgid) {
-            if let Some(cg) = cgroup_entry(e.memcg_id) {
-                cg.exits += 1;
-            }
+        let s = if config!(walk) == walk::BTF { slot::<Direct>() } else { slot::<Probe>() };
+        if let Some(s) = s {
+            s.counters.exits += 1;
         }
-        let _ = PROC_STATS.remove(tgid);
+        if switched_on(switch::PER_PROCESS) {
+            let _ = PROCESSES.remove(tgid);
+        }
         let _ = BRK_LAST.remove(tgid);
     }
     0
 }
 
-/// A new program image: the old break is meaningless, and the process may have been moved
-/// to its container's cgroup just before exec, so its ids are looked up again.
+/// A new program image: the old break is meaningless, and per-process counts start again.
 #[tracepoint]
 pub fn sched_process_exec(_ctx: TracePointContext) -> u32 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    let _ = PROC_STATS.remove(tgid);
+    if switched_on(switch::PER_PROCESS) {
+        let _ = PROCESSES.remove(tgid);
+    }
     let _ = BRK_LAST.remove(tgid);
     0
 }

@@ -7,9 +7,9 @@ use aya_ebpf::{
 };
 use aya_ebpf::EbpfContext as _;
 use aya_log_ebpf::warn;
-use memwatch_common::{FIELD_ABSENT, OomEvent, oom_present as has};
+use memwatch_common::{FIELD_ABSENT, OomEvent, drop, oom_present as has};
 
-use crate::state::{Drop, OOM_EVENTS, OOM_VICTIMS, PROC_STATS, config, count_drop, current_memcg_id};
+use crate::state::{OOM_EVENTS, OOM_VICTIMS, config, count_drop, current_memcg_id};
 
 #[inline(always)]
 fn field<T>(ctx: &TracePointContext, off: u16) -> Option<T> {
@@ -23,7 +23,7 @@ fn field<T>(ctx: &TracePointContext, off: u16) -> Option<T> {
 pub fn mark_victim(ctx: TracePointContext) -> u32 {
     let Some(victim) = field::<i32>(&ctx, config!(oom_pid)) else { return 0 };
     let Some(mut slot) = OOM_EVENTS.reserve::<OomEvent>(0) else {
-        count_drop(Drop::RingFull);
+        count_drop(drop::OOM_RING_FULL);
         warn!(&ctx, "memwatch: OOM ring buffer full, kill of pid {} not recorded", victim);
         return 0;
     };
@@ -70,14 +70,6 @@ pub fn mark_victim(ctx: TracePointContext) -> u32 {
     opt!(oom_uid, uid, u32, has::UID);
     opt!(oom_pgtables, pgtables_bytes, u64, has::PGTABLES);
     opt!(oom_score_adj, oom_score_adj, i16, has::SCORE_ADJ);
-    // The victim's own cgroup, if the victim ran on this CPU since memwatch started.
-    if let Some(p) = PROC_STATS.get_ptr(victim as u32) {
-        let id = unsafe { (*p).memcg_id };
-        if id != 0 {
-            e.victim_memcg_id = id;
-            present |= has::VICTIM_MEMCG;
-        }
-    }
     e.present = present;
     let _ = OOM_VICTIMS.insert(victim as u32, e.boot_ns, 0);
     slot.write(e);
@@ -94,7 +86,7 @@ pub fn victim_exit(pid: u32) {
     }
     let _ = OOM_VICTIMS.remove(pid);
     let Some(mut slot) = OOM_EVENTS.reserve::<OomEvent>(0) else {
-        count_drop(Drop::RingFull);
+        count_drop(drop::OOM_RING_FULL);
         return;
     };
     let pid_tgid = bpf_get_current_pid_tgid();

@@ -1,13 +1,19 @@
-//! The maps and the small helpers every hook family shares: finding the current process's
-//! and its memory cgroup's counter slots, and reading the load-time configuration.
+//! The maps and the helpers every hook family shares: finding the current task's memory
+//! cgroup and its counter slot on this CPU, and reading the load-time configuration.
+//!
+//! The hot path is `slot::<W>()`: three or four loads from the current task to its memory css
+//! (`task->cgroups->subsys[memory]`, then the css's `id` and `serial_nr`), and an index into a
+//! per-CPU array, which the verifier inlines. No hash lookup, no helper call besides fetching
+//! the current task. Resolving the cgroup per event costs less here than any per-task cache
+//! would (a cache is itself a map lookup).
 use aya_ebpf::{
-    helpers::{bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_kernel},
+    helpers::{bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_current_task_btf, bpf_get_smp_processor_id, bpf_probe_read_kernel},
     macros::map,
-    maps::{LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use memwatch_common::{
-    Config, Counters, MAX_CGROUPS, MAX_OOM_VICTIMS, MAX_PENDING, MAX_PROCESSES, OOM_RING_BYTES,
-    ProcEntry,
+    Config, Counters, DEFAULT_SLOTS, MAX_PROCESSES, OOM_RING_BYTES, RETIRED_RING_BYTES, Retired, Slot, drop, switch,
+    walk,
 };
 
 /// Offsets written by userspace at load time (read-only data, so the verifier sees constants).
@@ -26,20 +32,28 @@ macro_rules! config {
 }
 pub(crate) use config;
 
-/// Per process (tgid): ids and counters, per CPU.
+/// Per memory cgroup and CPU: counters, indexed by the cgroup's memory css id. Its size is set
+/// by userspace at load time (`DEFAULT_SLOTS` unless told otherwise).
 #[map]
-pub static PROC_STATS: LruPerCpuHashMap<u32, ProcEntry> =
-    LruPerCpuHashMap::with_max_entries(MAX_PROCESSES, 0);
+pub static SLOTS: PerCpuArray<Slot> = PerCpuArray::with_max_entries(DEFAULT_SLOTS, 0);
 
-/// Per memory cgroup (its kernfs id; the v2 cgroup id when the memcg walk is off): counters,
-/// per CPU. These never go backwards while the cgroup lives, whatever its processes do.
+/// Counts a slot held for a cgroup that has since been freed, when another cgroup takes the
+/// slot over on this CPU.
 #[map]
-pub static CGROUP_STATS: LruPerCpuHashMap<u64, Counters> =
-    LruPerCpuHashMap::with_max_entries(MAX_CGROUPS, 0);
+pub static RETIRED: RingBuf = RingBuf::with_byte_size(RETIRED_RING_BYTES, 0);
 
-/// Syscall arguments saved at `sys_enter` for `sys_exit`, keyed by pid_tgid (one per thread).
+/// The highest slot index claimed on each CPU, so userspace reads only the used part.
 #[map]
-pub static PENDING: LruHashMap<u64, Pending> = LruHashMap::with_max_entries(MAX_PENDING, 0);
+pub static HIGH_WATER: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
+/// Run-time switches set by userspace, indexed by [`switch`].
+#[map]
+pub static SWITCHES: Array<u32> = Array::with_max_entries(switch::COUNT, 0);
+
+/// Per process (tgid), only while [`switch::PER_PROCESS`] is on: counters, shared by all CPUs
+/// (updated with atomic adds).
+#[map]
+pub static PROCESSES: LruHashMap<u32, Counters> = LruHashMap::with_max_entries(MAX_PROCESSES, 0);
 
 /// The last program break seen per tgid, to turn brk calls into net growth.
 #[map]
@@ -47,33 +61,19 @@ pub static BRK_LAST: LruHashMap<u32, u64> = LruHashMap::with_max_entries(MAX_PRO
 
 /// Victims chosen by the OOM killer that have not exited yet: pid -> when chosen (boot ns).
 #[map]
-pub static OOM_VICTIMS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(MAX_OOM_VICTIMS, 0);
+pub static OOM_VICTIMS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(memwatch_common::MAX_OOM_VICTIMS, 0);
 
 /// One record per OOM kill, and one when its victim exits.
 #[map]
 pub static OOM_EVENTS: RingBuf = RingBuf::with_byte_size(OOM_RING_BYTES, 0);
 
-/// Internal error counters, index by [`Drop`]: map inserts that failed, ring buffer full.
+/// Events the kernel side could not record, indexed by [`drop`].
 #[map]
-pub static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DROP_KINDS, 0);
-
-pub const DROP_KINDS: u32 = 2;
-#[repr(u32)]
-pub enum Drop {
-    MapFull = 0,
-    RingFull = 1,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct Pending {
-    pub a: u64,
-    pub b: u64,
-}
+pub static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(drop::COUNT, 0);
 
 #[inline(always)]
-pub fn count_drop(kind: Drop) {
-    if let Some(p) = DROPS.get_ptr_mut(kind as u32) {
+pub fn count_drop(kind: u32) {
+    if let Some(p) = DROPS.get_ptr_mut(kind) {
         unsafe { *p += 1 };
     }
 }
@@ -83,79 +83,170 @@ pub fn tgid() -> u32 {
     (bpf_get_current_pid_tgid() >> 32) as u32
 }
 
-/// The id of the current task's memory cgroup: task->cgroups->subsys[memory]->cgroup->kn->id,
-/// with offsets from BTF. Falls back to the v2 cgroup id when the walk is off or fails.
+/// How to read kernel memory: by direct loads through BTF pointers, or with a helper call.
+pub trait Mem {
+    fn current_task() -> *const u8;
+    /// Loads the `T` at `base + off`; None when the load faults (or `base` is null).
+    unsafe fn load<T: Copy>(base: *const u8, off: u32) -> Option<T>;
+}
+
+/// Direct loads through pointers typed by BTF (`bpf_get_current_task_btf`, 5.11+). The
+/// verifier turns them into fault-safe loads; each costs a few ns.
+pub struct Direct;
+impl Mem for Direct {
+    #[inline(always)]
+    fn current_task() -> *const u8 {
+        unsafe { bpf_get_current_task_btf() as *const u8 }
+    }
+    #[inline(always)]
+    unsafe fn load<T: Copy>(base: *const u8, off: u32) -> Option<T> {
+        if base.is_null() {
+            return None;
+        }
+        Some(unsafe { core::ptr::read(base.add(off as usize) as *const T) })
+    }
+}
+
+/// `bpf_probe_read_kernel` at each step (~35 ns each): kernels without `get_current_task_btf`.
+pub struct Probe;
+impl Mem for Probe {
+    #[inline(always)]
+    fn current_task() -> *const u8 {
+        unsafe { bpf_get_current_task() as *const u8 }
+    }
+    #[inline(always)]
+    unsafe fn load<T: Copy>(base: *const u8, off: u32) -> Option<T> {
+        if base.is_null() {
+            return None;
+        }
+        unsafe { bpf_probe_read_kernel(base.add(off as usize) as *const T) }.ok()
+    }
+}
+
+/// The current task's memory css (`task->cgroups->subsys[memory_cgrp_id]`).
+#[inline(always)]
+unsafe fn current_css<W: Mem>() -> Option<*const u8> {
+    unsafe {
+        let css_set: *const u8 = W::load(W::current_task(), config!(task_cgroups))?;
+        W::load(css_set, config!(css_set_memcg))
+    }
+}
+
+/// The kernfs id of a css's cgroup: the inode of its directory, which userspace sees.
+#[inline(always)]
+unsafe fn css_cgroup_id<W: Mem>(css: *const u8) -> u64 {
+    unsafe {
+        let cgroup: Option<*const u8> = W::load(css, config!(css_cgroup));
+        let kn: Option<*const u8> = cgroup.and_then(|c| W::load(c, config!(cgroup_kn)));
+        kn.and_then(|k| W::load::<u64>(k, config!(kn_id))).unwrap_or(0)
+    }
+}
+
+/// The id (kernfs inode) of the current task's memory cgroup; 0 when it cannot be resolved.
+/// For rare events (OOM kills, exits): always by helper reads, which work in every program type.
 #[inline(always)]
 pub fn current_memcg_id() -> u64 {
-    if config!(memcg_ok) != 0 {
-        if let Some(id) = unsafe { walk_memcg() } {
-            return id;
-        }
+    if config!(walk) == walk::NONE {
+        return 0;
     }
-    unsafe { bpf_get_current_cgroup_id() }
+    unsafe { current_css::<Probe>().map(|css| css_cgroup_id::<Probe>(css)).unwrap_or(0) }
 }
 
+/// This CPU's counter slot for the current task's memory cgroup.
 #[inline(always)]
-unsafe fn walk_memcg() -> Option<u64> {
-    unsafe {
-        let task = bpf_get_current_task() as *const u8;
-        let css_set: *const u8 =
-            bpf_probe_read_kernel(task.add(config!(task_cgroups) as usize).cast()).ok()?;
-        let css: *const u8 =
-            bpf_probe_read_kernel(css_set.add(config!(css_set_memcg) as usize).cast()).ok()?;
-        let cgroup: *const u8 =
-            bpf_probe_read_kernel(css.add(config!(css_cgroup) as usize).cast()).ok()?;
-        let kn: *const u8 =
-            bpf_probe_read_kernel(cgroup.add(config!(cgroup_kn) as usize).cast()).ok()?;
-        let id: u64 = bpf_probe_read_kernel(kn.add(config!(kn_id) as usize).cast()).ok()?;
-        (id != 0).then_some(id)
+pub fn slot<W: Mem>() -> Option<&'static mut Slot> {
+    let Some(css) = (unsafe { current_css::<W>() }) else {
+        count_drop(drop::NO_MEMCG);
+        return None;
+    };
+    let (id, serial) = unsafe { (W::load::<i32>(css, config!(css_id))?, W::load::<u64>(css, config!(css_serial))?) };
+    let Some(p) = SLOTS.get_ptr_mut(id as u32) else {
+        count_drop(drop::NO_SLOT);
+        return None;
+    };
+    let s = unsafe { &mut *p };
+    if s.serial != serial {
+        claim::<W>(s, id as u32, serial, css);
     }
+    Some(s)
 }
 
-/// This CPU's slot for the current process, created (with its ids) on first sight.
-#[inline(always)]
-pub fn proc_entry(tgid: u32) -> Option<&'static mut ProcEntry> {
-    if let Some(p) = PROC_STATS.get_ptr_mut(tgid) {
-        let e = unsafe { &mut *p };
-        if e.memcg_id == 0 {
-            // The element exists but this CPU's slot is fresh: fill its ids.
-            e.memcg_id = current_memcg_id();
-            e.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+/// A slot last used on this CPU by another cgroup (the css id was freed and handed out again),
+/// or never used: send the old owner's counts to userspace, then take the slot over. Rare:
+/// once per CPU for each new cgroup that reuses an id.
+#[inline(never)]
+fn claim<W: Mem>(s: &mut Slot, id: u32, serial: u64, css: *const u8) {
+    if s.serial != 0 && !s.counters.is_zero() {
+        match RETIRED.reserve::<Retired>(0) {
+            Some(mut r) => {
+                r.write(Retired { slot: id, cpu: unsafe { bpf_get_smp_processor_id() }, old: *s });
+                r.submit(0);
+            }
+            None => count_drop(drop::RETIRED_RING_FULL),
         }
-        return Some(e);
     }
-    let init = ProcEntry {
-        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
-        memcg_id: current_memcg_id(),
+    let parent: Option<*const u8> = unsafe { W::load(css, config!(css_parent)) };
+    *s = Slot {
+        serial,
+        cgroup_id: unsafe { css_cgroup_id::<W>(css) },
+        parent_id: parent.map(|p| unsafe { css_cgroup_id::<W>(p) }).unwrap_or(0),
         counters: Counters::default(),
     };
-    if PROC_STATS.insert(tgid, init, 0).is_err() {
-        count_drop(Drop::MapFull);
-        return None;
+    if let Some(hw) = HIGH_WATER.get_ptr_mut(0) {
+        unsafe {
+            if *hw < id {
+                *hw = id;
+            }
+        }
     }
-    PROC_STATS.get_ptr_mut(tgid).map(|p| unsafe { &mut *p })
 }
 
-/// This CPU's slot for a memory cgroup, created on first sight.
+/// The switch at `index` (0 when unset).
 #[inline(always)]
-pub fn cgroup_entry(memcg_id: u64) -> Option<&'static mut Counters> {
-    if let Some(p) = CGROUP_STATS.get_ptr_mut(memcg_id) {
-        return Some(unsafe { &mut *p });
-    }
-    if CGROUP_STATS.insert(memcg_id, Counters::default(), 0).is_err() {
-        count_drop(Drop::MapFull);
-        return None;
-    }
-    CGROUP_STATS.get_ptr_mut(memcg_id).map(|p| unsafe { &mut *p })
+pub fn switched_on(index: u32) -> bool {
+    SWITCHES.get(index).is_some_and(|v| *v != 0)
 }
 
-/// Applies `f` to the current process's counters and to its memory cgroup's.
+/// Applies `f` to the current task's cgroup slot, and to its process's counters while
+/// per-process counting is on.
 #[inline(always)]
-pub fn update(f: impl Fn(&mut Counters)) {
-    let Some(e) = proc_entry(tgid()) else { return };
-    f(&mut e.counters);
-    if let Some(cg) = cgroup_entry(e.memcg_id) {
-        f(cg);
+pub fn update<W: Mem>(f: impl Fn(&mut Counters)) {
+    if let Some(s) = slot::<W>() {
+        f(&mut s.counters);
+    }
+    if switched_on(switch::PER_PROCESS) {
+        update_process(f);
+    }
+}
+
+/// Per-process counters are shared by CPUs: `f` is applied to a zeroed copy and the result
+/// added with atomic adds.
+#[inline(always)]
+fn update_process(f: impl Fn(&mut Counters)) {
+    let tgid = tgid();
+    let p = match PROCESSES.get_ptr_mut(tgid) {
+        Some(p) => p,
+        None => {
+            if PROCESSES.insert(tgid, Counters::default(), 0).is_err() {
+                count_drop(drop::PROCESS_MAP_FULL);
+                return;
+            }
+            match PROCESSES.get_ptr_mut(tgid) {
+                Some(p) => p,
+                None => return,
+            }
+        }
+    };
+    let mut d = Counters::default();
+    f(&mut d);
+    let words = core::mem::size_of::<Counters>() / 8;
+    let (src, dst) = (&d as *const Counters as *const u64, p as *mut u64);
+    for i in 0..words {
+        let v = unsafe { *src.add(i) };
+        if v != 0 {
+            // An atomic add (BPF_XADD): the BPF target has no `AtomicU64::fetch_add` in `core`.
+            unsafe { core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(dst.add(i), v) };
+        }
     }
 }
 

@@ -244,7 +244,7 @@ impl OomTracker {
         let proc_stat = std::fs::read_to_string(procfs.join(format!("{pid}/stat")))
             .ok()
             .and_then(|s| crate::parse::proc::stat(&s))
-            .map(|s| Process { pid, comm: s.comm.clone(), vsz_bytes: s.vsize_bytes, rss_bytes: s.rss_pages * crate::probes::page_size(), ebpf: None });
+            .map(|s| Process { pid, comm: s.comm.clone(), vsz_bytes: s.vsize_bytes, rss_bytes: s.rss_pages * crate::probes::page_size(), faults: s.faults, ebpf: None });
         let proc_cgroup = std::fs::read_to_string(procfs.join(format!("{pid}/cgroup"))).ok().and_then(|s| crate::parse::proc::memory_cgroup_path(&s));
         let go = procfs::go_info(procfs, pid).map(|(gomemlimit, gogc)| GoProcess {
             pid,

@@ -73,6 +73,17 @@ pub fn kernel_release(procfs: &Path) -> Option<String> {
     fs::read_to_string(procfs.join("sys/kernel/osrelease")).ok().map(|s| s.trim().to_string())
 }
 
+/// (major, minor) of the running kernel.
+pub fn kernel_version(procfs: &Path) -> Option<(u32, u32)> {
+    parse_version(&kernel_release(procfs)?)
+}
+
+/// (major, minor) from a release string such as `6.1.0-27-amd64` or `5.10.226`.
+pub fn parse_version(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
 pub fn btf_available(sysfs: &Path) -> bool {
     sysfs.join("kernel/btf/vmlinux").exists()
 }
@@ -80,6 +91,14 @@ pub fn btf_available(sysfs: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_versions() {
+        assert_eq!(parse_version("6.1.0-27-amd64"), Some((6, 1)));
+        assert_eq!(parse_version("5.10.226"), Some((5, 10)));
+        assert_eq!(parse_version("6.18.44-fc-v657"), Some((6, 18)));
+        assert_eq!(parse_version("garbage"), None);
+    }
 
     fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();

@@ -9,6 +9,7 @@ pub mod events;
 pub mod host;
 pub mod http;
 pub mod journal;
+pub mod ledger;
 pub mod model;
 pub mod oom;
 pub mod parse;
@@ -59,11 +60,12 @@ impl Default for Roots {
 }
 
 impl Roots {
-    pub fn load_options(&self) -> probes::LoadOptions<'_> {
+    pub fn load_options(&self, probes: probes::ProbeOptions) -> probes::LoadOptions<'_> {
         probes::LoadOptions {
             sysfs: &self.sysfs,
             procfs: &self.procfs,
             tracefs: self.tracefs.as_deref(),
+            probes,
         }
     }
 }

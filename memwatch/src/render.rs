@@ -4,7 +4,10 @@
 
 use std::fmt::Write as _;
 
-use crate::snapshot::{Container, Snapshot};
+use crate::{
+    probes::ProbeState,
+    snapshot::{Container, Snapshot},
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -133,7 +136,7 @@ static FAMILIES: &[Family] = &[
     Family { name: "memwatch_container_memory_headroom_bytes", ty: Type::Gauge, help: "Effective limit minus working set.", needs_probe: None, kind_label: "", kinds: &[("", int!(|c: &Container| Some(c.headroom_bytes)))] },
     Family { name: "memwatch_container_memory_headroom_ratio", ty: Type::Gauge, help: "Headroom as a fraction of the effective limit.", needs_probe: None, kind_label: "", kinds: &[("", |c: &Container| Some(Value::Float(c.headroom_ratio)))] },
     Family { name: "memwatch_container_memory_high_bytes", ty: Type::Gauge, help: "memory.high throttling threshold, when set (cgroup v2).", needs_probe: None, kind_label: "", kinds: &[("", int!(|c: &Container| c.high_bytes))] },
-    Family { name: "memwatch_container_page_faults_total", ty: Type::Counter, help: "User page faults by the cgroup's processes (eBPF).", needs_probe: Some("page_fault_user"), kind_label: "", kinds: &[("", int!(|c: &Container| c.ebpf.map(|e| e.page_faults)))] },
+    Family { name: "memwatch_container_page_faults_total", ty: Type::Counter, help: "Page faults (memory.stat pgfault; counted per event by eBPF with --ebpf-page-faults).", needs_probe: None, kind_label: "", kinds: &[("", int!(|c: &Container| c.page_faults))] },
     Family { name: "memwatch_container_major_page_faults_total", ty: Type::Counter, help: "Major page faults (memory.stat pgmajfault).", needs_probe: None, kind_label: "", kinds: &[("", int!(|c: &Container| c.major_page_faults))] },
     Family { name: "memwatch_container_mmap_calls_total", ty: Type::Counter, help: "Successful mmap calls (eBPF).", needs_probe: Some("mmap"), kind_label: "", kinds: &[("", int!(|c: &Container| c.ebpf.map(|e| e.mmap_calls)))] },
     Family { name: "memwatch_container_mmap_bytes_total", ty: Type::Counter, help: "Bytes mapped by successful mmap calls, page-rounded (eBPF).", needs_probe: Some("mmap"), kind_label: "kind", kinds: &[("anon", int!(|c: &Container| c.ebpf.map(|e| e.mmap_anon_bytes))), ("file", int!(|c: &Container| c.ebpf.map(|e| e.mmap_file_bytes)))] },
@@ -197,14 +200,26 @@ pub fn render(snap: &Snapshot, format: Format) -> String {
     w.out
 }
 
+/// Label values of `memwatch_ebpf_drops_total`, by [`memwatch_common::drop`] index.
+const DROP_KINDS: [&str; memwatch_common::drop::COUNT as usize] =
+    ["process_map_full", "oom_ring_full", "no_slot", "retired_ring_full", "no_memcg"];
+
 fn render_self(snap: &Snapshot, w: &mut Writer) {
     let s = &snap.self_stats;
     w.header("memwatch_build_info", Type::Gauge, "memwatch's version; always 1.");
     w.sample("memwatch_build_info", "", Some(("version", env!("CARGO_PKG_VERSION"))), Value::Int(1));
-    w.header("memwatch_probe_attached", Type::Gauge, "1 when the kernel probe is attached, 0 when disabled.");
+    w.header("memwatch_probe_attached", Type::Gauge, "1 when the kernel probe is attached (method says how), 0 when it was asked for but is unavailable; probes not asked for are absent.");
     for p in &snap.probes {
-        let v = u64::from(p.state == crate::probes::ProbeState::Attached);
-        w.sample("memwatch_probe_attached", "", Some(("probe", p.name)), Value::Int(v));
+        match &p.state {
+            ProbeState::Attached { method } => {
+                let mut l = String::from("probe=\"");
+                escape_label(p.name, &mut l);
+                l.push('"');
+                w.sample("memwatch_probe_attached", &l, Some(("method", method)), Value::Int(1));
+            }
+            ProbeState::Disabled(_) => w.sample("memwatch_probe_attached", "", Some(("probe", p.name)), Value::Int(0)),
+            ProbeState::Off(_) => {}
+        }
     }
     w.header("memwatch_sample_duration_seconds", Type::Gauge, "How long the last sample took.");
     w.sample("memwatch_sample_duration_seconds", "", None, Value::Float(s.sample_duration_seconds));
@@ -218,13 +233,25 @@ fn render_self(snap: &Snapshot, w: &mut Writer) {
         l.push('"');
         w.sample("memwatch_sample_errors_total", &l, Some(("reason", reason)), Value::Int(*n));
     }
-    w.header("memwatch_tracked_processes", Type::Gauge, "Processes the kernel side tracks (recounted every 10 s).");
-    w.sample("memwatch_tracked_processes", "", None, Value::Int(s.tracked_processes));
+    w.header("memwatch_ebpf_cgroup_slots", Type::Gauge, "Per-cgroup counter slots in the kernel: in use (highest memory css id seen plus one) and capacity (--ebpf-cgroup-slots).");
+    w.sample("memwatch_ebpf_cgroup_slots", "", Some(("state", "used")), Value::Int(s.ebpf_slots_used.into()));
+    w.sample("memwatch_ebpf_cgroup_slots", "", Some(("state", "capacity")), Value::Int(s.ebpf_slots_capacity.into()));
     w.header("memwatch_series_dropped_total", Type::Counter, "Container series not exported because of --max-series.");
     w.sample("memwatch_series_dropped_total", "", None, Value::Int(s.series_dropped_total));
-    w.header("memwatch_ebpf_drops_total", Type::Counter, "Events the kernel side could not record: map full, OOM ring buffer full.");
-    w.sample("memwatch_ebpf_drops_total", "", Some(("kind", "map_full")), Value::Int(s.ebpf_map_full_total));
-    w.sample("memwatch_ebpf_drops_total", "", Some(("kind", "ring_full")), Value::Int(s.ebpf_ring_full_total));
+    if let Some(runs) = &s.probe_runs {
+        w.header("memwatch_probe_runs_total", Type::Counter, "Times the probe's kernel programs ran while BPF statistics were on (memwatch serve --bpf-stats, or the kernel.bpf_stats_enabled sysctl).");
+        for (probe, n, _) in runs {
+            w.sample("memwatch_probe_runs_total", "", Some(("probe", probe)), Value::Int(*n));
+        }
+        w.header("memwatch_probe_run_seconds_total", Type::Counter, "Time the probe's kernel programs ran while BPF statistics were on: divided by runs, its cost per event.");
+        for (probe, _, secs) in runs {
+            w.sample("memwatch_probe_run_seconds_total", "", Some(("probe", probe)), Value::Float(*secs));
+        }
+    }
+    w.header("memwatch_ebpf_drops_total", Type::Counter, "Events the kernel side could not record, by kind.");
+    for (i, kind) in DROP_KINDS.iter().enumerate() {
+        w.sample("memwatch_ebpf_drops_total", "", Some(("kind", kind)), Value::Int(s.ebpf_drops[i]));
+    }
 }
 
 #[cfg(test)]

@@ -39,7 +39,7 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn probe_attached(&self, name: &str) -> bool {
-        self.probes.iter().any(|p| p.name == name && p.state == crate::probes::ProbeState::Attached)
+        self.probes.iter().any(|p| p.name == name && p.is_attached())
     }
 }
 
@@ -75,11 +75,14 @@ pub struct SelfStats {
     pub sample_duration_seconds: f64,
     /// Cumulative, by (collector, reason).
     pub sample_errors: BTreeMap<(String, String), u64>,
-    pub tracked_processes: u64,
     pub series_dropped_total: u64,
-    /// Kernel-side drops: map full, OOM ring buffer full.
-    pub ebpf_map_full_total: u64,
-    pub ebpf_ring_full_total: u64,
+    /// Events the kernel side could not record, by [`memwatch_common::drop`] index.
+    pub ebpf_drops: crate::probes::maps::Drops,
+    /// Per-cgroup slots in use in the kernel, and how many there are.
+    pub ebpf_slots_used: u32,
+    pub ebpf_slots_capacity: u32,
+    /// Per probe: (runs, seconds spent), while the kernel keeps BPF run-time statistics.
+    pub probe_runs: Option<Vec<(&'static str, u64, f64)>>,
 }
 
 /// One exported cgroup. Label fields are empty strings where they do not apply.
@@ -110,6 +113,10 @@ pub struct Container {
     pub headroom_ratio: f64,
     pub high_bytes: Option<u64>,
     pub major_page_faults: Option<u64>,
+    /// Page faults over its subtree: counted per event by the eBPF probe when it runs, else
+    /// the kernel's own counter from memory.stat.
+    #[serde(default)]
+    pub page_faults: Option<u64>,
     /// Kernel-side counters over its subtree, including exited processes and removed children.
     pub ebpf: Option<Counters>,
     pub pressure: Option<Pressure>,
@@ -126,6 +133,9 @@ pub struct Process {
     pub comm: String,
     pub vsz_bytes: u64,
     pub rss_bytes: u64,
+    /// Page faults since it started, minor and major (`/proc/<pid>/stat`).
+    #[serde(default)]
+    pub faults: u64,
     /// The kernel side's counters for this process, when asked for (`memwatch top`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ebpf: Option<memwatch_common::Counters>,

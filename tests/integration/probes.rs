@@ -10,25 +10,52 @@ use std::{
 
 use memwatch::{
     Roots,
+    ledger::{Deltas, Ledger},
     oom::{self, OomKill},
-    probes::{MemcgIds, ProbeState, Probes, ProcSample, PROBES},
+    probes::{MemcgIds, Method, ProbeOptions, ProbeState, Probes, PROBES, maps::SlotRead},
 };
+use memwatch_common::Counters;
 
 use crate::{
     plan::*,
     util::{self, Workload, cgroup::TestCgroup},
 };
 
+/// Every probe on, with the fallbacks allowed: exact counts on any kernel this runs on.
 fn load() -> Probes {
-    let probes = Probes::load(&Roots::default().load_options()).expect("load probes");
+    let probes = Probes::load(&Roots::default().load_options(ProbeOptions::all())).expect("load probes");
     for s in probes.status() {
-        assert_eq!(s.state, ProbeState::Attached, "probe {} on this host", s.name);
+        assert!(s.is_attached(), "probe {} on this host: {:?}", s.name, s.state);
     }
     probes
 }
 
-fn sample(probes: &Probes, pid: u32) -> ProcSample {
+fn process(probes: &Probes, pid: u32) -> Counters {
     probes.process(pid).expect("read map").unwrap_or_default()
+}
+
+fn cgroup(probes: &Probes, id: u64) -> Counters {
+    probes.cgroups_now().expect("read slots").get(&id).copied().unwrap_or_default()
+}
+
+/// Minor plus major faults of a process, the kernel's own count.
+fn proc_faults(pid: u32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    memwatch::parse::proc::stat(&stat).unwrap().faults
+}
+
+fn assert_exact(b: &Counters, a: &Counters, what: &str) {
+    assert_eq!(a.mmap_calls - b.mmap_calls, EXPECT_MMAP_CALLS, "{what}: mmap calls");
+    assert_eq!(a.mmap_anon_bytes - b.mmap_anon_bytes, EXPECT_ANON_BYTES, "{what}: anonymous bytes");
+    assert_eq!(a.mmap_file_bytes - b.mmap_file_bytes, EXPECT_FILE_BYTES, "{what}: file-backed bytes");
+    assert_eq!(a.munmap_calls - b.munmap_calls, EXPECT_MUNMAP_CALLS, "{what}: munmap calls");
+    assert_eq!(a.munmap_bytes - b.munmap_bytes, EXPECT_MUNMAP_BYTES, "{what}: munmap bytes");
+    assert_eq!(a.mremap_calls - b.mremap_calls, 1, "{what}: mremap calls");
+    assert_eq!(a.mremap_grow_bytes - b.mremap_grow_bytes, REMAP_TO - REMAP_FROM, "{what}: mremap growth");
+    assert_eq!(a.brk_calls - b.brk_calls, EXPECT_BRK_CALLS, "{what}: brk calls");
+    assert_eq!(a.brk_net_bytes() - b.brk_net_bytes(), EXPECT_BRK_BYTES, "{what}: brk net growth");
+    assert_eq!(a.brk_grow_bytes - b.brk_grow_bytes, 3 * BRK_STEP, "{what}: brk growth");
+    assert_eq!(a.brk_shrink_bytes - b.brk_shrink_bytes, BRK_STEP, "{what}: brk shrinkage");
 }
 
 #[test]
@@ -36,55 +63,134 @@ fn counters_match_a_known_workload_exactly() {
     if !util::require_root("counters_match_a_known_workload_exactly") {
         return;
     }
-    let probes = load();
+    let mut probes = load();
+    probes.set_per_process(true).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("mapped");
     fs::write(&file, vec![7u8; FILE_SIZE as usize]).unwrap();
     let cg = TestCgroup::new("counts", 256 << 20);
     let mut w = Workload::start(&["ops", file.to_str().unwrap()], Some(&cg));
     w.expect_line("ready");
-    let before = sample(&probes, w.pid());
-    let cg_before = probes.cgroups().unwrap().get(&cg.id()).copied().unwrap_or_default();
+    let (before, cg_before, faults_before) = (process(&probes, w.pid()), cgroup(&probes, cg.id()), proc_faults(w.pid()));
     w.send_line();
     w.expect_line("done");
-    let after = sample(&probes, w.pid());
-    let (b, a) = (before.counters, after.counters);
+    let (after, cg_after, faults_after) = (process(&probes, w.pid()), cgroup(&probes, cg.id()), proc_faults(w.pid()));
 
-    assert_eq!(a.mmap_calls - b.mmap_calls, EXPECT_MMAP_CALLS, "mmap calls");
-    assert_eq!(a.mmap_anon_bytes - b.mmap_anon_bytes, EXPECT_ANON_BYTES, "anonymous bytes");
-    assert_eq!(a.mmap_file_bytes - b.mmap_file_bytes, EXPECT_FILE_BYTES, "file-backed bytes");
-    assert_eq!(a.munmap_calls - b.munmap_calls, EXPECT_MUNMAP_CALLS, "munmap calls");
-    assert_eq!(a.munmap_bytes - b.munmap_bytes, EXPECT_MUNMAP_BYTES, "munmap bytes");
-    assert_eq!(a.mremap_calls - b.mremap_calls, 1, "mremap calls");
-    assert_eq!(a.mremap_grow_bytes - b.mremap_grow_bytes, REMAP_TO - REMAP_FROM, "mremap growth");
-    assert_eq!(a.brk_calls - b.brk_calls, EXPECT_BRK_CALLS, "brk calls");
-    assert_eq!(a.brk_net_bytes() - b.brk_net_bytes(), EXPECT_BRK_BYTES, "brk net growth");
-    assert_eq!(a.brk_grow_bytes - b.brk_grow_bytes, 3 * BRK_STEP, "brk growth");
-    assert_eq!(a.brk_shrink_bytes - b.brk_shrink_bytes, BRK_STEP, "brk shrinkage");
+    // Per process (counted only while switched on) and per memory cgroup (on v1 too, via
+    // BTF): the workload is alone in its cgroup, so both saw exactly its work.
+    assert_exact(&before, &after, "process");
+    assert_exact(&cg_before, &cg_after, "cgroup");
     assert!(
-        a.page_faults - b.page_faults >= TOUCH_PAGES,
-        "faults {} < touched pages {TOUCH_PAGES}",
-        a.page_faults - b.page_faults
+        cg_after.page_faults - cg_before.page_faults >= TOUCH_PAGES,
+        "eBPF faults {} < touched pages {TOUCH_PAGES}",
+        cg_after.page_faults - cg_before.page_faults
     );
-
-    // The process is attributed to its memory cgroup (on v1 too, via BTF), and the cgroup's
-    // own counters saw the same work.
-    if *probes.memcg_ids() == MemcgIds::Btf || cg.v2 {
-        assert_eq!(after.memcg_id, cg.id(), "memory cgroup id of the workload");
-        let cg_after = probes.cgroups().unwrap()[&cg.id()];
-        assert_eq!(cg_after.mmap_calls - cg_before.mmap_calls, EXPECT_MMAP_CALLS);
-        assert_eq!(cg_after.brk_net_bytes() - cg_before.brk_net_bytes(), EXPECT_BRK_BYTES);
-    }
+    assert!(faults_after - faults_before >= TOUCH_PAGES, "the kernel's own fault count");
+    assert!(matches!(probes.memcg_ids(), MemcgIds::Btf | MemcgIds::BtfProbeRead), "{:?}", probes.memcg_ids());
     w.finish();
+    probes.set_per_process(false).unwrap();
+    assert!(probes.processes().unwrap().is_empty(), "switching off forgets per-process counts");
 }
 
-/// Waits up to `timeout` for the kill of `pid` on the OOM ring buffer.
-fn wait_for_kill(ring: &mut aya::maps::RingBuf<aya::maps::MapData>, unit: u64, pid: u32, timeout: Duration) -> Option<OomKill> {
+/// The daemon's defaults never put a tracepoint on the syscall path, and say why a probe
+/// that would need one is not running.
+#[test]
+fn defaults_never_tax_unwatched_syscalls() {
+    if !util::require_root("defaults_never_tax_unwatched_syscalls") {
+        return;
+    }
+    let probes = Probes::load(&Roots::default().load_options(ProbeOptions::default())).expect("load");
+    for st in probes.status() {
+        let spec = PROBES.iter().find(|p| p.name == st.name).unwrap();
+        match &st.state {
+            ProbeState::Attached { method } => {
+                assert!(!method.contains("syscalls:"), "{}: {method}", st.name);
+            }
+            ProbeState::Off(why) => {
+                assert_eq!(st.name, "page_fault_user");
+                assert!(why.contains("--ebpf-page-faults") && why.contains("pgfault"), "{why}");
+            }
+            ProbeState::Disabled(why) => {
+                // Only where fexit is refused, and then the reason says what to do.
+                assert!(spec.methods.iter().any(|m| matches!(m, Method::Fexit { .. })), "{}: {why}", st.name);
+                assert!(why.contains("fexit") && why.contains("--syscall-tracepoints"), "{}: {why}", st.name);
+            }
+        }
+    }
+}
+
+#[test]
+fn counts_survive_a_css_id_handed_to_a_new_cgroup() {
+    if !util::require_root("counts_survive_a_css_id_handed_to_a_new_cgroup") {
+        return;
+    }
+    let _serial = util::serial();
+    let mut probes = load();
+    let mut ledger = Ledger::new();
+    let mut totals: std::collections::HashMap<u64, Counters> = Default::default();
+    let mut read = SlotRead::default();
+    let mut sample = |probes: &mut Probes, ledger: &mut Ledger| {
+        let mut d = Deltas::default();
+        probes.drain_retired(|r| ledger.retired(r, &mut d));
+        probes.read_slots(&mut read).unwrap();
+        let slots: Vec<(u32, u64)> = read.used().map(|(i, _, s)| (i, s.cgroup_id)).collect();
+        for (i, cpu, s) in read.used() {
+            ledger.reading(i, cpu, s, &mut d);
+        }
+        ledger.end_reading();
+        for (id, delta) in d.0 {
+            totals.entry(id).or_default().accumulate(&delta.counters);
+        }
+        slots
+    };
+    let run = |cg: &TestCgroup| {
+        let mut cmd = Command::new(util::workload_bin());
+        cmd.args(["fill-exit", "4"]);
+        cg.join_before_exec(&mut cmd);
+        assert!(cmd.status().unwrap().success());
+    };
+    let slot_of = |slots: &[(u32, u64)], id: u64| slots.iter().find(|(_, c)| *c == id).map(|(i, _)| *i);
+
+    // A cgroup does known work, is read once, does more, and is removed unread.
+    let first = TestCgroup::new("handover-a", 64 << 20);
+    run(&first);
+    let a_id = first.id();
+    let a_slot = slot_of(&sample(&mut probes, &mut ledger), a_id).expect("the first cgroup has a slot");
+    run(&first);
+    drop(first);
+    // New cgroups until one is given the freed css id (the kernel hands out the lowest free
+    // one once the old css is freed, which takes a moment).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let second = loop {
+        let cg = TestCgroup::new("handover-b", 64 << 20);
+        run(&cg);
+        let slots = sample(&mut probes, &mut ledger);
+        if slot_of(&slots, cg.id()) == Some(a_slot) {
+            break cg;
+        }
+        assert!(Instant::now() < deadline, "css id {a_slot} was not reused within 20 s");
+        drop(cg);
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    run(&second);
+    sample(&mut probes, &mut ledger);
+    sample(&mut probes, &mut ledger);
+    // Each run is one process: an anonymous 4 MiB mapping and an exit.
+    let (a, b) = (totals.get(&a_id).copied().unwrap_or_default(), totals[&second.id()]);
+    assert_eq!(a.exits, 2, "the removed cgroup's exits, including those after its last read: {a:?}");
+    assert_eq!(b.exits, 2, "the new owner starts from zero: {b:?}");
+    assert!(a.mmap_anon_bytes >= 2 * (4 << 20) && b.mmap_anon_bytes >= 2 * (4 << 20), "{a:?} {b:?}");
+    assert_eq!(ledger.pending_hand_overs(), 0, "every hand-over was matched by its record");
+}
+
+/// Waits up to `timeout` for the kill of `pid` on the OOM ring buffer: the record of the kill
+/// (`exit` false) or the one its victim sends when it exits (`exit` true).
+fn wait_for_kill(ring: &mut aya::maps::RingBuf<aya::maps::MapData>, unit: u64, pid: u32, timeout: Duration, exit: bool) -> Option<OomKill> {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         while let Some(item) = ring.next() {
             let kill = oom::decode(&item, unit).expect("decode OOM record");
-            if kill.victim_pid == pid && !kill.victim_exit {
+            if kill.victim_pid == pid && kill.victim_exit == exit {
                 return Some(kill);
             }
         }
@@ -106,7 +212,7 @@ fn oom_kill_arrives_with_pid_and_comm_within_two_seconds() {
     let cg = TestCgroup::new("oom", 32 << 20);
     let started = Instant::now();
     let mut hog = Workload::start(&["hog"], Some(&cg));
-    let kill = wait_for_kill(&mut ring, probes.oom_size_unit(), hog.pid(), Duration::from_secs(2))
+    let kill = wait_for_kill(&mut ring, probes.oom_size_unit(), hog.pid(), Duration::from_secs(2), false)
         .unwrap_or_else(|| panic!("no OOM event for pid {} within 2 s", hog.pid()));
     let took = started.elapsed();
     assert_eq!(kill.victim_comm.as_deref(), Some("memwatch-worklo"), "{kill:?}");
@@ -115,8 +221,9 @@ fn oom_kill_arrives_with_pid_and_comm_within_two_seconds() {
     let anon = kill.anon_rss_bytes.unwrap();
     assert!(anon > 16 << 20 && anon <= 32 << 20, "victim anon RSS {anon} at kill: {kill:?}");
     assert!(kill.total_vm_bytes.unwrap() >= anon + kill.file_rss_bytes.unwrap(), "{kill:?}");
-    assert_eq!(kill.victim_memcg_id, Some(cg.id()), "the victim's memory cgroup, from the probe");
     assert!(took < Duration::from_secs(2), "took {took:?}");
+    let exit = wait_for_kill(&mut ring, probes.oom_size_unit(), hog.pid(), Duration::from_secs(2), true).expect("victim's exit record");
+    assert_eq!(exit.victim_memcg_id, Some(cg.id()), "the victim's memory cgroup, from its own context");
     let status = hog.child.wait().unwrap();
     util::assert_killed(status, "hog");
     assert!(cg.oom_kills() >= 1, "the kernel's own counter agrees");
@@ -129,7 +236,8 @@ fn exited_processes_leave_nothing_in_the_maps() {
         return;
     }
     let _serial = util::serial();
-    let probes = load();
+    let mut probes = load();
+    probes.set_per_process(true).unwrap();
     // Children run in a cgroup of their own, so its exit counter counts exactly them.
     let cg = TestCgroup::new("exits", 256 << 20);
     const N: usize = 10_000;
@@ -141,7 +249,7 @@ fn exited_processes_leave_nothing_in_the_maps() {
         pids.push(child.id());
         assert!(child.wait().unwrap().success());
     }
-    let exits = probes.cgroups().unwrap().get(&cg.id()).map(|c| c.exits).unwrap_or(0);
+    let exits = cgroup(&probes, cg.id()).exits;
     assert!(exits >= N as u64, "the exit hook saw {exits} of {N} exits");
     let tracked = probes.processes().unwrap();
     let leftovers: Vec<u32> = pids.iter().copied().filter(|p| tracked.contains_key(p) && !util::is_alive(*p)).collect();
@@ -151,12 +259,10 @@ fn exited_processes_leave_nothing_in_the_maps() {
 /// Copies this kernel's format files for every probe into a fake tracefs under `dir`.
 fn fake_tracefs(dir: &Path) {
     let real = Path::new("/sys/kernel/tracing/events");
-    for spec in PROBES {
-        for h in spec.hooks {
-            let d = dir.join("events").join(h.category).join(h.event);
-            fs::create_dir_all(&d).unwrap();
-            fs::copy(real.join(h.category).join(h.event).join("format"), d.join("format")).unwrap();
-        }
+    for (category, event) in PROBES.iter().flat_map(|p| p.methods).filter_map(Method::format) {
+        let d = dir.join("events").join(category).join(&event);
+        fs::create_dir_all(&d).unwrap();
+        fs::copy(real.join(category).join(&event).join("format"), d.join("format")).unwrap();
     }
 }
 
@@ -169,47 +275,64 @@ fn bad_tracefs_input_disables_only_that_probe() {
     if !util::require_root("bad_tracefs_input_disables_only_that_probe") {
         return;
     }
+    let _serial = util::serial();
     let dir = tempfile::tempdir().unwrap();
     fake_tracefs(dir.path());
     let ev = dir.path().join("events");
     // Garbled: a field line that does not parse.
-    fs::write(ev.join("syscalls/sys_enter_mmap/format"), "name: sys_enter_mmap\nformat:\n\tfield:unsigned long len;\toffset:what;\n").unwrap();
+    fs::write(ev.join("syscalls/sys_exit_mmap/format"), "name: sys_exit_mmap\nformat:\n\tfield:long ret;\toffset:what;\n").unwrap();
     // Truncated: no fields at all.
     fs::write(ev.join("syscalls/sys_exit_munmap/format"), "name: sys_exit_munmap\nID: 1\n").unwrap();
     // Missing tracepoint.
     fs::remove_dir_all(ev.join("oom/mark_victim")).unwrap();
     // Unreadable: a directory where the file should be.
-    fs::remove_file(ev.join("syscalls/sys_enter_brk/format")).unwrap();
-    fs::create_dir(ev.join("syscalls/sys_enter_brk/format")).unwrap();
+    fs::remove_file(ev.join("syscalls/sys_exit_brk/format")).unwrap();
+    fs::create_dir(ev.join("syscalls/sys_exit_brk/format")).unwrap();
     // A required field missing.
-    let mremap = fs::read_to_string(ev.join("syscalls/sys_enter_mremap/format")).unwrap();
-    let without: String = mremap.lines().filter(|l| !l.contains(" new_len;")).map(|l| format!("{l}\n")).collect();
-    fs::write(ev.join("syscalls/sys_enter_mremap/format"), without).unwrap();
+    let mremap = fs::read_to_string(ev.join("syscalls/sys_exit_mremap/format")).unwrap();
+    let without: String = mremap.lines().filter(|l| !l.contains(" ret;")).map(|l| format!("{l}\n")).collect();
+    fs::write(ev.join("syscalls/sys_exit_mremap/format"), without).unwrap();
 
     let roots = Roots { tracefs: Some(dir.path().to_path_buf()), ..Roots::default() };
-    let probes = Probes::load(&roots.load_options()).expect("the daemon still loads");
-    let disabled = |name: &str, needle: &str| match state(&probes, name) {
-        ProbeState::Disabled(why) => assert!(why.contains(needle), "{name}: {why}"),
-        ProbeState::Attached => panic!("{name} should be disabled"),
+    let probes = Probes::load(&roots.load_options(ProbeOptions::all())).expect("the daemon still loads");
+    // A syscall probe still runs where fexit works (it needs no format); where it does not,
+    // the broken format of its fallback disables it, and the reason says which.
+    let broken = |name: &str, needle: &str| match state(&probes, name) {
+        ProbeState::Disabled(why) => assert!(why.contains(needle) && why.contains("fexit"), "{name}: {why}"),
+        ProbeState::Attached { method } => assert!(method.starts_with("fexit"), "{name}: {method}"),
+        ProbeState::Off(why) => panic!("{name} is off: {why}"),
     };
-    disabled("mmap", "unreadable");
-    disabled("munmap", "no fields");
-    disabled("oom_mark_victim", "not found");
-    disabled("brk", "sys_enter_brk");
-    disabled("mremap", "new_len");
+    broken("mmap", "unreadable");
+    broken("munmap", "no fields");
+    broken("brk", "sys_exit_brk");
+    broken("mremap", "no field `ret`");
+    match state(&probes, "oom_mark_victim") {
+        ProbeState::Disabled(why) => assert!(why.contains("not found"), "{why}"),
+        other => panic!("oom_mark_victim: {other:?}"),
+    }
     for name in ["page_fault_user", "process_exit", "process_exec"] {
-        assert_eq!(state(&probes, name), &ProbeState::Attached, "{name}");
+        assert!(probes.is_attached(name), "{name}: {:?}", state(&probes, name));
     }
     // The probes that remain do their work.
-    let before = sample(&probes, std::process::id()).counters.page_faults;
-    let v = vec![1u8; 8 << 20];
-    assert!(sample(&probes, std::process::id()).counters.page_faults > before, "{}", v.len());
-    assert_eq!(sample(&probes, std::process::id()).counters.mmap_calls, 0, "mmap is off");
+    let cg = TestCgroup::new("badfmt", 64 << 20);
+    let mut cmd = Command::new(util::workload_bin());
+    cmd.args(["fill-exit", "8"]);
+    cg.join_before_exec(&mut cmd);
+    assert!(cmd.status().unwrap().success());
+    let c = cgroup(&probes, cg.id());
+    assert!(c.page_faults >= 2048, "faults of 8 MiB touched: {c:?}");
+    assert_eq!(c.exits, 1, "{c:?}");
+    if !probes.is_attached("mmap") {
+        assert_eq!(c.mmap_calls, 0, "mmap is off");
+    }
 
-    // No tracefs at all: every probe is disabled with the reason, nothing panics.
+    // No tracefs at all: the tracepoint probes are disabled with the reason, nothing panics.
     let nowhere = Roots { tracefs: Some(dir.path().join("nonexistent")), ..Roots::default() };
-    let probes = Probes::load(&nowhere.load_options()).expect("still loads");
-    assert!(probes.status().iter().all(|s| matches!(&s.state, ProbeState::Disabled(w) if w.contains("not found"))));
+    let probes = Probes::load(&nowhere.load_options(ProbeOptions::all())).expect("still loads");
+    for name in ["oom_mark_victim", "process_exit", "process_exec"] {
+        assert!(matches!(state(&probes, name), ProbeState::Disabled(w) if w.contains("not found")), "{name}");
+    }
+    assert!(probes.is_attached("page_fault_user"), "a BTF tracepoint needs no tracefs");
 }
 
 #[test]
@@ -224,33 +347,70 @@ fn pid_only_mark_victim_format_still_reports_kills() {
     let old = "name: mark_victim\nID: 402\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:int pid;\toffset:8;\tsize:4;\tsigned:1;\n";
     fs::write(dir.path().join("events/oom/mark_victim/format"), old).unwrap();
     let roots = Roots { tracefs: Some(dir.path().to_path_buf()), ..Roots::default() };
-    let mut probes = Probes::load(&roots.load_options()).unwrap();
-    assert_eq!(state(&probes, "oom_mark_victim"), &ProbeState::Attached);
+    let mut probes = Probes::load(&roots.load_options(ProbeOptions::default())).unwrap();
+    assert!(probes.is_attached("oom_mark_victim"), "{:?}", state(&probes, "oom_mark_victim"));
     let mut ring = probes.take_oom_events().unwrap();
     let cg = TestCgroup::new("oldfmt", 32 << 20);
     let hog = Workload::start(&["hog"], Some(&cg));
-    let kill = wait_for_kill(&mut ring, probes.oom_size_unit(), hog.pid(), Duration::from_secs(5)).expect("kill reported");
+    let kill = wait_for_kill(&mut ring, probes.oom_size_unit(), hog.pid(), Duration::from_secs(5), false).expect("kill reported");
     assert_eq!(kill.victim_comm, None, "comm is not read when the format lacks it");
     assert_eq!(kill.total_vm_bytes, None);
 }
 
 #[test]
-fn memwatch_check_reports_every_probe_attached() {
-    if !util::require_root("memwatch_check_reports_every_probe_attached") {
+fn memwatch_check_reports_every_probe_and_its_method() {
+    if !util::require_root("memwatch_check_reports_every_probe_and_its_method") {
         return;
     }
-    let out = Command::new(util::memwatch_bin()).args(["check", "--json"]).output().unwrap();
-    assert!(out.status.success(), "check failed: {}", String::from_utf8_lossy(&out.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Other tests turn BPF statistics on; this one checks they are off after the check.
+    let _serial = util::serial();
+    let check = |args: &[&str]| {
+        let out = Command::new(util::memwatch_bin()).arg("check").args(args).arg("--json").output().unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("check JSON: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code(), report)
+    };
+    // Everything asked for: every probe attached, each saying how.
+    let (code, report) = check(&["--ebpf-page-faults", "--syscall-tracepoints"]);
+    assert_eq!(code, Some(0), "{report:#}");
     let probes = report["probes"].as_array().unwrap();
     assert_eq!(probes.len(), PROBES.len());
-    assert!(probes.iter().all(|p| p["state"] == "attached"), "{report:#}");
+    for p in probes {
+        assert_eq!(p["state"], "attached", "{report:#}");
+        let method = p["method"].as_str().unwrap();
+        assert!(["fexit ", "tp_btf ", "tracepoint "].iter().any(|m| method.starts_with(m)), "{method}");
+    }
+    let method = |r: &serde_json::Value, name: &str| {
+        r["probes"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap().clone()
+    };
+    assert_eq!(method(&report, "page_fault_user")["method"], "tp_btf page_fault_user");
     assert_eq!(report["btf"], true);
     assert!(["v2", "hybrid", "v1"].contains(&report["cgroups"]["mode"].as_str().unwrap()));
     // And the cgroup mode agrees with the host's mount table.
     let mounts = fs::read_to_string("/proc/self/mounts").unwrap();
     let v1_memory = mounts.lines().any(|l| l.contains(" cgroup ") && l.split(' ').nth(3).is_some_and(|o| o.split(',').any(|x| x == "memory")));
     assert_eq!(report["cgroups"]["mode"] == "v2", !v1_memory);
+
+    // The defaults: the fault probe off; the syscall probes by fexit, or, where the kernel
+    // refuses fexit, disabled (exit code 3) with the reason and the flag that would allow them.
+    let (code, report) = check(&[]);
+    assert_eq!(method(&report, "page_fault_user")["state"], "off");
+    let mmap = method(&report, "mmap");
+    if mmap["state"] == "attached" {
+        assert_eq!(code, Some(0));
+        assert!(mmap["method"].as_str().unwrap().starts_with("fexit __"), "{mmap}");
+    } else {
+        assert_eq!(code, Some(3), "{report:#}");
+        let why = mmap["reason"].as_str().unwrap();
+        assert!(why.contains("fexit") && why.contains("--syscall-tracepoints"), "{why}");
+    }
+
+    // Costs per event, measured with BPF statistics on for the check only.
+    let (_, report) = check(&["--ebpf-page-faults", "--bpf-stats", "--bpf-stats-window", "500ms"]);
+    let costs = report["costs"].as_array().unwrap_or_else(|| panic!("{report:#}"));
+    let names: Vec<&str> = costs.iter().map(|c| c["probe"].as_str().unwrap()).collect();
+    assert!(names.contains(&"page_fault_user") && names.contains(&"page_fault_user (empty)"), "{names:?}");
+    assert_eq!(fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap().trim(), "0", "statistics are off again");
 }
 
 #[test]

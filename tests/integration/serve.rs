@@ -20,7 +20,8 @@ fn metrics_match_the_kernel_and_the_workload() {
     }
     let cg = TestCgroup::new("e2e", 128 * MIB);
     let label = cg.label();
-    let d = Daemon::start(&["--interval", "200ms"]);
+    // The syscall probes by fexit where the kernel allows it, else by their fallback.
+    let d = Daemon::start(&["--interval", "200ms", "--syscall-tracepoints"]);
     let mut w = Workload::start(&["fill", "40"], Some(&cg));
     w.expect_line("ready");
     let pid = w.pid();
@@ -42,6 +43,9 @@ fn metrics_match_the_kernel_and_the_workload() {
     eventually_eq("memwatch_container_memory_cache_bytes", None, &|| cg.stat(file) as f64);
     let pgmaj = if cg.v2 { "pgmajfault" } else { "total_pgmajfault" };
     eventually_eq("memwatch_container_major_page_faults_total", None, &|| cg.stat(pgmaj) as f64);
+    // Page faults are the kernel's own count unless --ebpf-page-faults.
+    let pgfault = if cg.v2 { "pgfault" } else { "total_pgfault" };
+    eventually_eq("memwatch_container_page_faults_total", None, &|| cg.stat(pgfault) as f64);
     eventually_eq("memwatch_container_processes", None, &|| 1.0);
     eventually_eq("memwatch_container_oom_kills_total", None, &|| cg.oom_kills() as f64);
     let vsize = || -> f64 {
@@ -71,10 +75,13 @@ fn metrics_match_the_kernel_and_the_workload() {
         assert!(m.get("memwatch_container_memory_high_bytes", &label, None).is_none(), "memory.high is max");
     }
     // Self-metrics.
-    for probe in ["mmap", "munmap", "brk", "mremap", "page_fault_user", "oom_mark_victim", "process_exit", "process_exec"] {
-        assert!(m.text.contains(&format!("memwatch_probe_attached{{probe=\"{probe}\"}} 1")), "{probe}");
+    for probe in ["mmap", "munmap", "brk", "mremap", "oom_mark_victim", "process_exit", "process_exec"] {
+        let line = m.text.lines().find(|l| l.starts_with(&format!("memwatch_probe_attached{{probe=\"{probe}\",method=\""))).unwrap_or_else(|| panic!("{probe}"));
+        assert!(line.ends_with("} 1"), "{line}");
     }
-    assert!(m.has_family("memwatch_build_info") && m.has_family("memwatch_sample_duration_seconds") && m.has_family("memwatch_tracked_processes"));
+    assert!(!m.text.contains("memwatch_probe_attached{probe=\"page_fault_user\""), "a probe not asked for is absent");
+    assert!(m.has_family("memwatch_build_info") && m.has_family("memwatch_sample_duration_seconds") && m.has_family("memwatch_ebpf_cgroup_slots"));
+    assert!(!m.has_family("memwatch_probe_runs_total"), "BPF statistics are off");
     promtool_check(&m.text);
 
     // A process that maps 8 MiB and exits: its counts stay in the container's totals.
@@ -102,6 +109,44 @@ fn metrics_match_the_kernel_and_the_workload() {
     let tto = tto.unwrap();
     assert!(tto > 0.0 && tto < 600.0, "time to OOM {tto}s while growing 10 MiB/s with < 128 MiB headroom");
     drop(g);
+    w.finish();
+}
+
+/// `--bpf-stats`: the kernel keeps run-time statistics while the daemon runs (and only then,
+/// without writing the sysctl), and /metrics reports each probe's runs and run time.
+#[test]
+fn bpf_stats_report_each_probes_cost() {
+    if !util::require_root("bpf_stats_report_each_probes_cost") {
+        return;
+    }
+    let _serial = util::serial();
+    let sysctl = || std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap().trim().to_string();
+    assert_eq!(sysctl(), "0", "statistics are off before the test");
+    let cg = TestCgroup::new("stats", 128 * MIB);
+    let d = Daemon::start(&["--interval", "200ms", "--bpf-stats", "--ebpf-page-faults"]);
+    d.wait_until("the probes to load", Duration::from_secs(10), || d.get("/readyz").is_ok_and(|(s, _)| s == 200));
+    let mut w = Workload::start(&["fill", "16"], Some(&cg));
+    w.expect_line("ready");
+    let mut runs = 0.0;
+    d.wait_until("page-fault runs", Duration::from_secs(5), || {
+        let m = d.metrics();
+        runs = m.get_plain("memwatch_probe_runs_total", &[("probe", "page_fault_user")]).unwrap_or(0.0);
+        runs >= (16 * MIB / 4096) as f64
+    });
+    let m = d.metrics();
+    let secs = m.get_plain("memwatch_probe_run_seconds_total", &[("probe", "page_fault_user")]).unwrap();
+    let ns = secs * 1e9 / runs;
+    assert!(ns > 1.0 && ns < 100_000.0, "{ns} ns per fault");
+    promtool_check(&m.text);
+    w.finish();
+    assert_eq!(sysctl(), "0", "no sysctl was written");
+    drop(d);
+    // Gone with the daemon: a fresh probe's programs run uncounted.
+    let probes = memwatch::probes::Probes::load(&memwatch::Roots::default().load_options(memwatch::probes::ProbeOptions::all())).unwrap();
+    let mut w = Workload::start(&["fill", "8"], Some(&cg));
+    w.expect_line("ready");
+    let runs: u64 = probes.run_stats().iter().map(|r| r.runs).sum();
+    assert_eq!(runs, 0, "statistics are off again once the daemon is gone");
     w.finish();
 }
 

@@ -120,12 +120,48 @@ fn memwatch_on_a_pure_cgroup_v2_kernel() {
     assert!(results.contains_key("done"), "the VM's script did not finish; {}", show());
     assert!(results["kernel"].starts_with("6.1."), "{}", results["kernel"]);
 
-    // memwatch check: pure v2, every probe attached, memory cgroups via BTF.
+    // memwatch check: pure v2; by default every probe attached but the fault probe (off), the
+    // syscall probes by fexit; memory cgroups via BTF with direct loads.
     assert_eq!(results["check_rc"], "0", "{}", show());
     let check: Value = serde_json::from_str(&sections["check"]).unwrap_or_else(|e| panic!("check JSON: {e}; {}", show()));
     assert_eq!(check["cgroups"]["mode"], "v2");
-    assert!(check["probes"].as_array().unwrap().iter().all(|p| p["state"] == "attached"), "{check:#}");
-    assert_eq!(check["memcg_ids"], "memory cgroup of each task, via BTF");
+    for p in check["probes"].as_array().unwrap() {
+        if p["name"] == "page_fault_user" {
+            assert_eq!(p["state"], "off", "{check:#}");
+        } else {
+            assert_eq!(p["state"], "attached", "{check:#}");
+        }
+        if ["mmap", "munmap", "brk", "mremap"].contains(&p["name"].as_str().unwrap()) {
+            assert_eq!(p["method"].as_str().unwrap(), format!("fexit __x64_sys_{}", p["name"].as_str().unwrap()), "{p}");
+        }
+    }
+    assert_eq!(check["memcg_ids"], "memory cgroup of each task, via BTF (direct loads)");
+    // Everything on, with costs measured on the VM's own activity; statistics off afterwards.
+    assert_eq!(results["check_all_rc"], "0", "{}", show());
+    let all: Value = serde_json::from_str(&sections["check_all"]).unwrap_or_else(|e| panic!("check JSON: {e}; {}", show()));
+    assert!(all["probes"].as_array().unwrap().iter().all(|p| p["state"] == "attached"), "{all:#}");
+    let faults = all["costs"].as_array().unwrap().iter().find(|c| c["probe"] == "page_fault_user").cloned().unwrap();
+    assert!(faults["events"].as_u64().unwrap() > 0 && faults["ns_per_event"].as_f64().unwrap() > 0.0, "{faults}");
+    assert_eq!(results["stats_after_check"], "0");
+
+    // Exact counts by fexit, from the daemon's JSON API, for a workload alone in its cgroup.
+    let counters = |name: &str| -> Value {
+        let v: Value = serde_json::from_str(&sections[name]).unwrap_or_else(|e| panic!("{name}: {e}; {}", show()));
+        v["containers"].as_array().unwrap().iter().find(|c| c["cgroup"] == "/exact").unwrap_or_else(|| panic!("/exact in {name}; {}", show()))["ebpf"].clone()
+    };
+    let (before, after) = (counters("exact_before"), counters("exact_after"));
+    let delta = |f: &str| after[f].as_u64().unwrap() - before[f].as_u64().unwrap();
+    use crate::plan::*;
+    assert_eq!(delta("mmap_calls"), EXPECT_MMAP_CALLS, "{before} -> {after}");
+    assert_eq!(delta("mmap_anon_bytes"), EXPECT_ANON_BYTES);
+    assert_eq!(delta("mmap_file_bytes"), EXPECT_FILE_BYTES);
+    assert_eq!(delta("munmap_calls"), EXPECT_MUNMAP_CALLS);
+    assert_eq!(delta("munmap_bytes"), EXPECT_MUNMAP_BYTES);
+    assert_eq!(delta("mremap_calls"), 1);
+    assert_eq!(delta("mremap_grow_bytes"), REMAP_TO - REMAP_FROM);
+    assert_eq!(delta("brk_calls"), EXPECT_BRK_CALLS);
+    assert_eq!(delta("brk_grow_bytes"), 3 * BRK_STEP);
+    assert_eq!(delta("brk_shrink_bytes"), BRK_STEP);
 
     // The series for the cgroup, against the kernel's own file and the known 40 MiB.
     let m = Metrics::parse(&sections["metrics"]);
@@ -148,6 +184,7 @@ fn memwatch_on_a_pure_cgroup_v2_kernel() {
     let own = &sections["self"];
     assert!(!own.contains("memwatch_sample_errors_total{"), "a clean sample on v2:\n{own}");
     assert_eq!(own.matches("memwatch_probe_attached{").count(), own.matches("} 1").count(), "{own}");
+    assert!(own.contains("memwatch_probe_attached{probe=\"mmap\",method=\"fexit __x64_sys_mmap\"} 1"), "{own}");
 
     // OOM kills: each one recorded, in /box, because of its limit; matching the kernel's counter.
     assert_eq!(results["hog_exit"], "137", "the hog was OOM-killed; {}", show());

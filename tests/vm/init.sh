@@ -21,6 +21,14 @@ memwatch check --json > /tmp/check.json 2>/tmp/check.err
 echo "RESULT check_rc $?"
 section check /tmp/check.json
 section check_err /tmp/check.err
+# Every probe, with BPF statistics on for a second of this VM's own activity (some page faults).
+touch /tmp/busy
+(while [ -e /tmp/busy ]; do memwatch-workload fill-exit 4 > /dev/null; done) &
+memwatch check --json --ebpf-page-faults --bpf-stats --bpf-stats-window 1s > /tmp/check_all.json 2>&1
+echo "RESULT check_all_rc $?"
+rm /tmp/busy
+section check_all /tmp/check_all.json
+echo "RESULT stats_after_check $(cat /proc/sys/kernel/bpf_stats_enabled)"
 
 memwatch serve --listen 127.0.0.1:9753 --interval 500ms --state-dir /tmp/state > /tmp/serve.log 2>&1 &
 i=0
@@ -42,6 +50,27 @@ grep 'cgroup="/box"' /tmp/metrics > /tmp/box.prom
 section metrics /tmp/box.prom
 grep -E '^memwatch_(probe_attached|sample_errors_total)' /tmp/metrics > /tmp/self.prom
 section self /tmp/self.prom
+
+# Exact counts by fexit: the workload's known mmaps, munmaps, mremap and brk calls, alone in
+# a cgroup of its own, between a snapshot taken when it is ready and one after it is done.
+mkdir /sys/fs/cgroup/exact
+echo 268435456 > /sys/fs/cgroup/exact/memory.max
+dd if=/dev/zero of=/tmp/mapped bs=1024 count=256 2>/dev/null
+mkfifo /tmp/ops_in
+sh -c 'echo $$ > /sys/fs/cgroup/exact/cgroup.procs; exec memwatch-workload ops /tmp/mapped' < /tmp/ops_in > /tmp/ops.out &
+exec 4>/tmp/ops_in
+i=0
+until grep -q ready /tmp/ops.out; do i=$((i + 1)); [ $i -gt 240 ] && break; sleep 0.25; done
+sleep 1.5
+wget -q -O /tmp/exact_before http://127.0.0.1:9753/api/v1/containers
+echo go >&4
+i=0
+until grep -q done /tmp/ops.out; do i=$((i + 1)); [ $i -gt 240 ] && break; sleep 0.25; done
+sleep 1.5
+wget -q -O /tmp/exact_after http://127.0.0.1:9753/api/v1/containers
+exec 4>&-
+section exact_before /tmp/exact_before
+section exact_after /tmp/exact_after
 
 # An OOM kill in the cgroup.
 sh -c 'echo $$ > /sys/fs/cgroup/box/cgroup.procs; exec memwatch-workload hog' < /dev/null

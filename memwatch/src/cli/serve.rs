@@ -30,6 +30,12 @@ pub struct ServeArgs {
     /// Run without the eBPF probes (cgroup and /proc data only)
     #[arg(long)]
     no_ebpf: bool,
+    #[command(flatten)]
+    probes: super::probe_args::ProbeArgs,
+    /// Keep the kernel's BPF run-time statistics on while the daemon runs, so /metrics reports
+    /// each probe's runs and run time (costs a clock read per program run)
+    #[arg(long)]
+    bpf_stats: bool,
     /// Directory for the OOM event journal, so recent kills survive a restart
     #[arg(long, default_value = "/var/lib/memwatch")]
     state_dir: PathBuf,
@@ -60,15 +66,22 @@ async fn serve(roots: Roots, args: ServeArgs) -> anyhow::Result<()> {
     let probes = if args.no_ebpf {
         None
     } else {
-        match Probes::load(&roots.load_options()) {
+        match Probes::load(&roots.load_options(args.probes.options())) {
             Ok(mut p) => {
                 for w in p.warnings() {
                     tracing::warn!("{w}");
                 }
                 for s in p.status() {
                     match &s.state {
-                        ProbeState::Attached => tracing::info!(probe = s.name, "probe attached"),
+                        ProbeState::Attached { method } => tracing::info!(probe = s.name, "probe attached: {method}"),
+                        ProbeState::Off(why) => tracing::info!(probe = s.name, "probe off: {why}"),
                         ProbeState::Disabled(why) => tracing::warn!(probe = s.name, "probe disabled: {why}"),
+                    }
+                }
+                if args.bpf_stats {
+                    match p.enable_stats() {
+                        Ok(()) => tracing::info!("BPF run-time statistics on while memwatch runs"),
+                        Err(e) => tracing::warn!("cannot turn on BPF run-time statistics: {e}"),
                     }
                 }
                 if let Some(logger) = p.take_logger() {

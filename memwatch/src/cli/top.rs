@@ -41,6 +41,8 @@ pub struct TopArgs {
     /// Which cgroups to show when sampling here
     #[arg(long, value_enum, default_value = "default")]
     cgroups: CgroupFilter,
+    #[command(flatten)]
+    probes: super::probe_args::ProbeArgs,
 }
 
 pub fn run(roots: Roots, args: TopArgs) -> anyhow::Result<ExitCode> {
@@ -76,7 +78,7 @@ impl OneShot {
         Ok(match &args.remote {
             Some(url) => OneShot::Remote(url.clone()),
             None => {
-                let probes = Probes::load(&roots.load_options()).ok();
+                let probes = Probes::load(&roots.load_options(args.probes.options())).ok();
                 let opts = Options { filter: args.cgroups, ..Options::default() };
                 OneShot::Local(Box::new(Sampler::new(roots.clone(), Sampler::default_collectors(probes, true), opts)))
             }
@@ -117,7 +119,7 @@ impl Live {
                 Live::Remote(rx)
             }
             None => {
-                let mut probes = Probes::load(&roots.load_options()).ok();
+                let mut probes = Probes::load(&roots.load_options(args.probes.options())).ok();
                 let ring = probes.as_mut().and_then(|p| p.take_oom_events());
                 let unit = probes.as_ref().map(|p| p.oom_size_unit()).unwrap_or(1024);
                 let (oom, _) = OomTracker::new(roots.clone(), None, 100);

@@ -128,6 +128,7 @@ fn read_cgroup(dir: &Path, rel: &str, parent: Option<usize>, v2: bool, buf: &mut
             cg.file = stat.get("file").copied().unwrap_or(0);
             cg.inactive_file = stat.get("inactive_file").copied().unwrap_or(0);
             cg.major_faults = stat.get("pgmajfault").copied();
+            cg.page_faults = stat.get("pgfault").copied();
         }
     } else {
         match get(&f("memory.usage_in_bytes"), buf, out, parse::value) {
@@ -146,6 +147,7 @@ fn read_cgroup(dir: &Path, rel: &str, parent: Option<usize>, v2: bool, buf: &mut
             cg.file = stat.get("total_cache").copied().unwrap_or(0);
             cg.inactive_file = stat.get("total_inactive_file").copied().unwrap_or(0);
             cg.major_faults = stat.get("total_pgmajfault").copied();
+            cg.page_faults = stat.get("total_pgfault").copied();
         }
     }
     cg.pids = opt(get(&f("cgroup.procs"), buf, out, |t| Ok::<_, ()>(parse::procs(t)))).unwrap_or_default();

@@ -1,30 +1,31 @@
-//! The kernel side's counters per memory cgroup, and forgetting cgroups that are gone so the
-//! bounded map does not fill with the dead.
-
-use std::{
-    collections::HashSet,
-    time::{Duration, Instant},
-};
+//! The kernel side's counters: what each memory cgroup did since the last sample (from the
+//! per-cgroup slots and the slots retired meanwhile), the kernel side's drop counters, and,
+//! for `memwatch top`, per-process counters while they are switched on.
 
 use super::{CollectError, Collector, EbpfData, SnapshotBuilder};
-use crate::{Roots, probes::Probes};
+use crate::{
+    Roots,
+    ledger::{Deltas, Ledger},
+    probes::{Probes, maps::SlotRead},
+};
 
 pub struct Ebpf {
     probes: Probes,
     /// Also read each listed process's counters (one map lookup per process): for `top`.
     per_process: bool,
-    /// Ids in the kernel map that were not in the previous walk either.
-    absent_before: HashSet<u64>,
-    /// Counting the per-process map's keys costs a syscall per key: done at most every
-    /// TRACKED_EVERY, the gauge it feeds does not need more.
-    tracked: Option<(Instant, u64)>,
+    ledger: Ledger,
+    /// Reused between samples: a read of every used slot on every CPU.
+    read: SlotRead,
 }
 
-const TRACKED_EVERY: Duration = Duration::from_secs(10);
-
 impl Ebpf {
-    pub fn new(probes: Probes, per_process: bool) -> Self {
-        Ebpf { probes, per_process, absent_before: HashSet::new(), tracked: None }
+    pub fn new(mut probes: Probes, per_process: bool) -> Self {
+        if per_process {
+            if let Err(e) = probes.set_per_process(true) {
+                tracing::warn!("per-process counters unavailable: {e}");
+            }
+        }
+        Ebpf { probes, per_process, ledger: Ledger::new(), read: SlotRead::default() }
     }
 }
 
@@ -33,37 +34,37 @@ impl Collector for Ebpf {
         "ebpf"
     }
 
-    fn collect(&mut self, _roots: &Roots, out: &mut SnapshotBuilder) -> Result<(), CollectError> {
+    fn collect(&mut self, roots: &Roots, out: &mut SnapshotBuilder) -> Result<(), CollectError> {
         out.probes = self.probes.status().to_vec();
-        let by_memcg = self.probes.cgroups()?;
-        let (map_full, ring_full) = self.probes.drops();
-        let tracked_processes = match self.tracked {
-            Some((at, n)) if at.elapsed() < TRACKED_EVERY => n,
-            _ => {
-                let n = self.probes.tracked_processes()?;
-                self.tracked = Some((Instant::now(), n));
-                n
-            }
-        };
-        // A cgroup missing from two walks in a row is gone (one miss may be a race with its
-        // creation). The model has already folded its counters into its parent.
-        if !out.cgroups.is_empty() {
-            let present: HashSet<u64> = out.cgroups.iter().map(|c| c.id).collect();
-            let absent: HashSet<u64> = by_memcg.keys().copied().filter(|id| !present.contains(id)).collect();
-            for id in absent.intersection(&self.absent_before) {
-                self.probes.forget_cgroup(*id);
-            }
-            self.absent_before = absent;
+        let mut deltas = Deltas::default();
+        // Records first: a hand-over seen in the slots is then matched by its record, now or
+        // at a later sample, whichever comes first (see `ledger`).
+        let ledger = &mut self.ledger;
+        self.probes.drain_retired(|r| ledger.retired(r, &mut deltas));
+        self.probes.read_slots(&mut self.read)?;
+        let mut used = 0u32;
+        for (slot, cpu, s) in self.read.used() {
+            self.ledger.reading(slot, cpu, s, &mut deltas);
+            used = used.max(slot + 1);
         }
+        self.ledger.end_reading();
         if self.per_process {
             for pid in out.cgroups.iter().flat_map(|c| c.procs.iter().map(|p| p.pid)).collect::<Vec<_>>() {
-                // No entry: nothing happened since the probes loaded, which is zero, not unknown.
-                if let Ok(s) = self.probes.process(pid) {
-                    out.proc_counters.insert(pid, s.map(|s| s.counters).unwrap_or_default());
+                // No entry: nothing counted since counting began, which is zero, not unknown.
+                if let Ok(c) = self.probes.process(pid) {
+                    out.proc_counters.insert(pid, c.unwrap_or_default());
                 }
             }
         }
-        out.ebpf = Some(EbpfData { by_memcg, tracked_processes, map_full, ring_full });
+        if self.probes.stats_enabled(&roots.procfs) {
+            out.probe_runs = Some(self.probes.run_stats());
+        }
+        out.ebpf = Some(EbpfData {
+            deltas,
+            drops: self.probes.drops(),
+            slots_used: used,
+            slots_capacity: self.probes.slot_capacity(),
+        });
         Ok(())
     }
 }

@@ -60,6 +60,8 @@ pub struct RawCgroup {
     pub file: u64,
     pub inactive_file: u64,
     pub major_faults: Option<u64>,
+    /// Page faults, the kernel's own count (`pgfault` in memory.stat, `total_pgfault` on v1).
+    pub page_faults: Option<u64>,
     pub swap: Option<u64>,
     pub oom_kills: Option<u64>,
     /// How often the cgroup's own limit was hit: `oom` in v2's memory.events, `memory.failcnt`
@@ -82,11 +84,13 @@ pub struct KubeNames {
 
 #[derive(Debug, Clone, Default)]
 pub struct EbpfData {
-    /// Counters per memory cgroup id.
-    pub by_memcg: HashMap<u64, Counters>,
-    pub tracked_processes: u64,
-    pub map_full: u64,
-    pub ring_full: u64,
+    /// What each memory cgroup (by id) did since the previous sample.
+    pub deltas: crate::ledger::Deltas,
+    /// Events the kernel side could not record, by kind, since the probes loaded.
+    pub drops: crate::probes::maps::Drops,
+    /// Slots in use (the highest css id seen, plus one) and the array's capacity.
+    pub slots_used: u32,
+    pub slots_capacity: u32,
 }
 
 /// Everything one sample gathered, before the model derives the snapshot from it.
@@ -102,6 +106,8 @@ pub struct SnapshotBuilder {
     /// Per-process kernel counters, only when the ebpf collector is asked for them.
     pub proc_counters: HashMap<u32, Counters>,
     pub probes: Vec<ProbeStatus>,
+    /// Per probe, its programs' runs and run time, while the kernel keeps BPF statistics.
+    pub probe_runs: Option<Vec<crate::probes::ProbeRuns>>,
     /// Per-item problems in this sample, by (collector, reason).
     pub errors: BTreeMap<(String, String), u64>,
 }

@@ -7,6 +7,8 @@ pub struct ProcStat {
     pub comm: String,
     pub vsize_bytes: u64,
     pub rss_pages: u64,
+    /// Page faults, minor and major, since the process started (the kernel's own count).
+    pub faults: u64,
 }
 
 /// `/proc/<pid>/stat`. The comm is between the first `(` and the *last* `)`: it may itself
@@ -19,7 +21,7 @@ pub fn stat(text: &str) -> Option<ProcStat> {
     // Fields after the comm, starting at field 3 (state).
     let rest: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
     let field = |n: usize| rest.get(n - 3).and_then(|v| v.parse::<u64>().ok());
-    Some(ProcStat { pid, comm, vsize_bytes: field(23)?, rss_pages: field(24)? })
+    Some(ProcStat { pid, comm, vsize_bytes: field(23)?, rss_pages: field(24)?, faults: field(10)? + field(12)? })
 }
 
 /// `MemTotal` from `/proc/meminfo`, in bytes.
@@ -41,6 +43,7 @@ mod tests {
         assert_eq!(s.comm, "my (weird) prog");
         assert_eq!(s.vsize_bytes, 398458880);
         assert_eq!(s.rss_pages, 1280);
+        assert_eq!(s.faults, 1203);
     }
 
     #[test]

@@ -120,7 +120,7 @@ pub struct State {
     pub events: Vec<Event>,
     all: Vec<Row>,
     prev: HashMap<u64, Prev>,
-    prev_procs: HashMap<u32, (f64, u64, u64)>,
+    prev_procs: HashMap<u32, (f64, u64, Option<u64>)>,
     history: HashMap<u64, VecDeque<u64>>,
     oomed: HashMap<u64, bool>,
 }
@@ -159,7 +159,7 @@ impl State {
         let mut rows = Vec::with_capacity(frame.containers.len());
         let mut seen = HashMap::new();
         for c in frame.containers.iter() {
-            let faults = c.ebpf.map(|e| e.page_faults);
+            let faults = c.page_faults;
             let mmap = c.ebpf.map(|e| e.mmap_anon_bytes + e.mmap_file_bytes);
             let pressure_us = c.pressure.map(|p| p.some_us);
             let prev = self.prev.get(&c.id).copied();
@@ -184,21 +184,20 @@ impl State {
                 .top_processes
                 .iter()
                 .map(|p| {
-                    let counts = p.ebpf.map(|e| (e.page_faults, e.mmap_anon_bytes + e.mmap_file_bytes));
+                    let mmap = p.ebpf.map(|e| e.mmap_anon_bytes + e.mmap_file_bytes);
                     let before = self.prev_procs.get(&p.pid).copied();
-                    let (faults_per_s, mmap_bytes_per_s) = match (counts, before) {
-                        (Some((f, m)), Some((bt, bf, bm))) if t > bt => {
-                            (Some(f.saturating_sub(bf) as f64 / (t - bt)), Some(m.saturating_sub(bm) as f64 / (t - bt)))
-                        }
+                    let (faults_per_s, mmap_bytes_per_s) = match before {
+                        Some((bt, bf, bm)) if t > bt => (
+                            Some(p.faults.saturating_sub(bf) as f64 / (t - bt)),
+                            mmap.zip(bm).map(|(m, bm)| m.saturating_sub(bm) as f64 / (t - bt)),
+                        ),
                         _ => (None, None),
                     };
                     ProcRow { pid: p.pid, comm: p.comm.clone(), vsz: p.vsz_bytes, rss: p.rss_bytes, faults_per_s, mmap_bytes_per_s }
                 })
                 .collect();
             for p in &c.top_processes {
-                if let Some(e) = p.ebpf {
-                    self.prev_procs.insert(p.pid, (t, e.page_faults, e.mmap_anon_bytes + e.mmap_file_bytes));
-                }
+                self.prev_procs.insert(p.pid, (t, p.faults, p.ebpf.map(|e| e.mmap_anon_bytes + e.mmap_file_bytes)));
             }
             seen.insert(c.id, Prev { t, faults, mmap, pressure_us, oom_kills: c.oom_kills });
             rows.push(Row {

@@ -124,6 +124,13 @@ impl Metrics {
         })
     }
 
+    /// The value of `name` for the sample whose labels include all of `labels`.
+    pub fn get_plain(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.samples.get(name)?.iter().find_map(|(l, v)| {
+            labels.iter().all(|(k, want)| l.get(*k).map(String::as_str) == Some(*want)).then_some(*v)
+        })
+    }
+
     pub fn has_family(&self, name: &str) -> bool {
         self.samples.contains_key(name)
     }

@@ -1,0 +1,593 @@
+//! Loading and attaching memwatch's kernel programs, and reading what they aggregate.
+//!
+//! Each probe (see [`spec::PROBES`]) has attach methods in order of preference; the first this
+//! kernel accepts is used, and `memwatch check` says which. A probe whose tracepoint format is
+//! missing or garbled, or whose every method fails to load or attach, is disabled with a reason
+//! and the others run. Probes that cost every process on the node something are off unless
+//! asked for ([`ProbeOptions`]). Only a failure to load the object itself (no privilege) is
+//! fatal.
+
+pub mod maps;
+pub mod spec;
+
+use std::{fs, os::fd::OwnedFd, path::Path, time::Duration};
+
+use aya::{
+    Btf, Ebpf, EbpfLoader, Endianness,
+    maps::{MapData, RingBuf},
+    programs::{BtfTracePoint, FExit, Program, TracePoint},
+};
+use memwatch_common::{Config, DEFAULT_SLOTS, walk};
+use thiserror::Error;
+
+pub use spec::{Method, OptIn, PROBES, ProbeSpec, Units};
+
+use crate::{
+    parse::{btf::Btf as BtfOffsets, caps, tracefs_format},
+    tracefs::Tracefs,
+};
+
+/// The compiled eBPF object, built by build.rs with aya-build.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/memwatch"));
+
+#[derive(Debug, Error)]
+pub enum ProbeError {
+    #[error("loading the eBPF object needs {missing}; run memwatch as root or grant those capabilities")]
+    Privilege { missing: String },
+    #[error("loading the eBPF object: {0}")]
+    Load(#[source] aya::EbpfError),
+    #[error("map {name}: {source}")]
+    Map { name: &'static str, source: aya::maps::MapError },
+    #[error("map {name}: {source}")]
+    Syscall { name: &'static str, source: std::io::Error },
+}
+
+/// Which probes to run beyond the defaults, and how big the per-cgroup array is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeOptions {
+    /// Count user page faults per event in the kernel (`--ebpf-page-faults`). Off by default:
+    /// the kernel's own per-cgroup counters (memory.stat `pgfault`) cost nothing extra.
+    pub page_faults: bool,
+    /// Where fexit is unavailable, count mmap/munmap/brk/mremap on the `syscalls:sys_exit_*`
+    /// tracepoints (`--syscall-tracepoints`), which slow every syscall on the node.
+    pub syscall_tracepoints: bool,
+    /// Memory css ids below this are counted (`--ebpf-cgroup-slots`).
+    pub slots: u32,
+}
+
+impl Default for ProbeOptions {
+    fn default() -> Self {
+        ProbeOptions { page_faults: false, syscall_tracepoints: false, slots: DEFAULT_SLOTS }
+    }
+}
+
+impl ProbeOptions {
+    /// Everything on: what tests of exact counts want on any kernel.
+    pub fn all() -> Self {
+        ProbeOptions { page_faults: true, syscall_tracepoints: true, slots: DEFAULT_SLOTS }
+    }
+
+    fn wants(&self, opt_in: OptIn) -> bool {
+        match opt_in {
+            OptIn::Default => true,
+            OptIn::PageFaults => self.page_faults,
+        }
+    }
+}
+
+/// Whether a probe runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeState {
+    /// Running, attached by `method` (e.g. `fexit __x64_sys_mmap`).
+    Attached { method: String },
+    /// Not asked for; the reason says what it would cost and how to turn it on.
+    Off(String),
+    /// Asked for but unavailable here; the reason names what is missing.
+    Disabled(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct ProbeStatus {
+    pub name: &'static str,
+    pub state: ProbeState,
+}
+
+impl ProbeStatus {
+    pub fn is_attached(&self) -> bool {
+        matches!(self.state, ProbeState::Attached { .. })
+    }
+}
+
+impl serde::Serialize for ProbeStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("name", self.name)?;
+        match &self.state {
+            ProbeState::Attached { method } => {
+                m.serialize_entry("state", "attached")?;
+                m.serialize_entry("method", method)?;
+            }
+            ProbeState::Off(why) => {
+                m.serialize_entry("state", "off")?;
+                m.serialize_entry("reason", why)?;
+            }
+            ProbeState::Disabled(why) => {
+                m.serialize_entry("state", "disabled")?;
+                m.serialize_entry("reason", why)?;
+            }
+        }
+        m.end()
+    }
+}
+
+/// How the kernel side finds a task's memory cgroup.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum MemcgIds {
+    /// task->cgroups->subsys[memory], offsets from BTF, read with direct loads (5.11+).
+    Btf,
+    /// The same walk with `bpf_probe_read_kernel` at each step (kernels before 5.11).
+    BtfProbeRead,
+    /// BTF unusable: per-cgroup counting is off; the reason says why.
+    Unavailable(String),
+}
+
+/// Where to find the kernel's interfaces.
+#[derive(Debug, Clone)]
+pub struct LoadOptions<'a> {
+    pub sysfs: &'a Path,
+    pub procfs: &'a Path,
+    /// Overrides tracefs discovery (and mounting) under `sysfs`.
+    pub tracefs: Option<&'a Path>,
+    pub probes: ProbeOptions,
+}
+
+/// The loaded programs and their maps. Dropping it detaches everything.
+pub struct Probes {
+    ebpf: Ebpf,
+    status: Vec<ProbeStatus>,
+    memcg: MemcgIds,
+    tracefs: Result<Tracefs, String>,
+    logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    warnings: Vec<String>,
+    page_size: u64,
+    units: Units,
+    slots: u32,
+    retired: Option<RingBuf<MapData>>,
+    /// Held while memwatch keeps the kernel's BPF run-time statistics on.
+    stats: Option<OwnedFd>,
+    btf: Option<Btf>,
+}
+
+impl Probes {
+    pub fn load(opts: &LoadOptions<'_>) -> Result<Probes, ProbeError> {
+        let mut warnings = Vec::new();
+        if let Err(e) = raise_memlock() {
+            // Kernels >= 5.11 account BPF memory to the cgroup and ignore this limit.
+            warnings.push(format!("could not raise RLIMIT_MEMLOCK ({e}); fine on Linux >= 5.11"));
+        }
+        let page_size = page_size();
+        let mut cfg = Config { page_size, ..Config::empty() };
+        let btf_path = opts.sysfs.join("kernel/btf/vmlinux");
+        let kernel = crate::host::kernel_version(opts.procfs);
+        let memcg = match kernel_offsets(&btf_path, &mut cfg) {
+            Ok(()) if kernel.is_some_and(|v| v < (5, 11)) => {
+                cfg.walk = walk::PROBE_READ;
+                MemcgIds::BtfProbeRead
+            }
+            Ok(()) => {
+                cfg.walk = walk::BTF;
+                MemcgIds::Btf
+            }
+            Err(why) => MemcgIds::Unavailable(why),
+        };
+        let btf = Btf::parse_file(&btf_path, Endianness::default()).ok();
+        let tracefs = Tracefs::open(opts.sysfs, opts.tracefs).map_err(|e| e.to_string());
+        let mut units = Units { oom_size: page_size };
+
+        // Per probe, the methods worth trying, each configured from its format where it has one.
+        let mut plans: Vec<Result<Plan, ProbeState>> = PROBES
+            .iter()
+            .map(|spec| plan(spec, &opts.probes, &memcg, tracefs.as_ref(), &mut cfg, &mut units))
+            .collect();
+
+        let slots = opts.probes.slots.max(16);
+        let mut ebpf = match EbpfLoader::new()
+            .override_global("CONFIG", &cfg, true)
+            .map_max_entries("SLOTS", slots)
+            .load(EBPF_OBJECT)
+        {
+            Ok(ebpf) => ebpf,
+            Err(e) => return Err(load_error(e, opts.procfs)),
+        };
+        let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                warnings.push(format!("kernel-side logging unavailable: {e}"));
+                None
+            }
+        };
+
+        let mut status = Vec::with_capacity(PROBES.len());
+        for (spec, plan) in PROBES.iter().zip(plans.iter_mut()) {
+            let state = match plan {
+                Err(state) => state.clone(),
+                Ok(plan) => attach_first(&mut ebpf, btf.as_ref(), spec, plan, &opts.probes),
+            };
+            status.push(ProbeStatus { name: spec.name, state });
+        }
+        let retired = ebpf.take_map("RETIRED").and_then(|m| RingBuf::try_from(m).ok());
+        Ok(Probes { ebpf, status, memcg, tracefs, logger, warnings, page_size, units, slots, retired, stats: None, btf })
+    }
+
+    pub fn status(&self) -> &[ProbeStatus] {
+        &self.status
+    }
+
+    pub fn is_attached(&self, probe: &str) -> bool {
+        self.status.iter().any(|s| s.name == probe && s.is_attached())
+    }
+
+    pub fn memcg_ids(&self) -> &MemcgIds {
+        &self.memcg
+    }
+
+    pub fn tracefs(&self) -> &Result<Tracefs, String> {
+        &self.tracefs
+    }
+
+    /// Non-fatal problems met while loading, to be reported once.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    pub fn page_size(&self) -> u64 {
+        self.page_size
+    }
+
+    /// Capacity of the per-cgroup slot array.
+    pub fn slot_capacity(&self) -> u32 {
+        self.slots
+    }
+
+    /// Bytes per unit of the OOM record's size fields on this kernel.
+    pub fn oom_size_unit(&self) -> u64 {
+        self.units.oom_size
+    }
+
+    /// The kernel-side logger; whoever takes it must keep it alive and `flush()` it when its
+    /// fd is readable. Until taken, [`Probes::flush_logs`] drains it.
+    pub fn take_logger(&mut self) -> Option<aya_log::EbpfLogger<&'static dyn log::Log>> {
+        self.logger.take()
+    }
+
+    pub fn flush_logs(&mut self) {
+        if let Some(l) = self.logger.as_mut() {
+            l.flush();
+        }
+    }
+
+    /// The OOM ring buffer; can be taken once.
+    pub fn take_oom_events(&mut self) -> Option<RingBuf<MapData>> {
+        self.ebpf.take_map("OOM_EVENTS").and_then(|m| RingBuf::try_from(m).ok())
+    }
+
+    /// Turns the kernel's BPF run-time statistics on for as long as this `Probes` lives (or
+    /// until [`Probes::disable_stats`]), through BPF_ENABLE_STATS: no sysctl is written, and the
+    /// kernel turns them off again when the last holder closes its fd, also if memwatch dies.
+    pub fn enable_stats(&mut self) -> Result<(), String> {
+        if self.stats.is_none() {
+            let fd = aya::sys::enable_stats(aya::sys::Stats::RunTime).map_err(|e| error_chain(&e))?;
+            self.stats = Some(fd);
+        }
+        Ok(())
+    }
+
+    pub fn disable_stats(&mut self) {
+        self.stats = None;
+    }
+
+    /// Whether the kernel is keeping run-time statistics now: by our request or by the sysctl.
+    pub fn stats_enabled(&self, procfs: &Path) -> bool {
+        self.stats.is_some()
+            || fs::read_to_string(procfs.join("sys/kernel/bpf_stats_enabled")).is_ok_and(|s| s.trim() == "1")
+    }
+
+    /// Per attached probe: how often its programs ran and for how long in all, since they
+    /// were loaded (only runs while statistics were on are counted).
+    pub fn run_stats(&self) -> Vec<ProbeRuns> {
+        PROBES
+            .iter()
+            .zip(&self.status)
+            .filter(|(_, st)| st.is_attached())
+            .map(|(spec, st)| {
+                let mut r = ProbeRuns { probe: spec.name, runs: 0, run_time: Duration::ZERO };
+                for m in spec.methods {
+                    if let Some(info) = self.ebpf.program(m.program()).and_then(|p| p.info().ok()) {
+                        r.runs += info.run_count();
+                        r.run_time += info.run_time();
+                    }
+                }
+                debug_assert!(st.is_attached());
+                r
+            })
+            .collect()
+    }
+
+    /// Attaches the empty program on the page-fault hook, to measure what the hook itself
+    /// costs here; its runs are reported by [`Probes::empty_fault_runs`].
+    pub fn attach_empty_fault_program(&mut self) -> Result<(), String> {
+        let btf = self.btf.as_ref().ok_or("no BTF")?;
+        let prog: &mut BtfTracePoint = program(&mut self.ebpf, spec::EMPTY_FAULT_PROGRAM)?;
+        prog.load("page_fault_user", btf).map_err(|e| error_chain(&e))?;
+        prog.attach().map(|_| ()).map_err(|e| error_chain(&e))
+    }
+
+    pub fn empty_fault_runs(&self) -> Option<ProbeRuns> {
+        let info = self.ebpf.program(spec::EMPTY_FAULT_PROGRAM)?.info().ok()?;
+        Some(ProbeRuns { probe: "page_fault_user (empty)", runs: info.run_count(), run_time: info.run_time() })
+    }
+}
+
+/// How often a probe's programs ran and their total run time, from the kernel's statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeRuns {
+    pub probe: &'static str,
+    pub runs: u64,
+    pub run_time: Duration,
+}
+
+impl ProbeRuns {
+    /// Nanoseconds per run between two readings; None without runs in between.
+    pub fn ns_per_run_since(&self, earlier: &ProbeRuns) -> Option<f64> {
+        let runs = self.runs.checked_sub(earlier.runs)?;
+        (runs > 0).then(|| self.run_time.saturating_sub(earlier.run_time).as_nanos() as f64 / runs as f64)
+    }
+}
+
+/// The methods a probe may try here, and why the others were dropped.
+struct Plan {
+    methods: Vec<Method>,
+    dropped: Vec<String>,
+}
+
+/// Decides which methods a probe may use here, configuring each from its tracepoint format;
+/// Err is the probe's final state when none is left.
+fn plan(
+    spec: &ProbeSpec,
+    opts: &ProbeOptions,
+    memcg: &MemcgIds,
+    tracefs: Result<&Tracefs, &String>,
+    cfg: &mut Config,
+    units: &mut Units,
+) -> Result<Plan, ProbeState> {
+    if !opts.wants(spec.opt_in) {
+        return Err(ProbeState::Off(off_reason(spec.opt_in)));
+    }
+    if let (MemcgIds::Unavailable(why), true) = (memcg, spec.per_cgroup) {
+        return Err(ProbeState::Disabled(format!("needs the memory cgroup of a task from BTF: {why}")));
+    }
+    let mut methods = Vec::new();
+    let mut reasons = Vec::new();
+    for m in spec.methods {
+        if matches!(m, Method::SyscallExit { .. }) && !opts.syscall_tracepoints {
+            continue;
+        }
+        let format = match (m.format(), tracefs) {
+            (None, _) => None,
+            (Some(_), Err(e)) => {
+                reasons.push(e.clone());
+                continue;
+            }
+            (Some((category, event)), Ok(t)) => match read_format(t, category, &event) {
+                Ok(f) => Some(f),
+                Err(why) => {
+                    reasons.push(why);
+                    continue;
+                }
+            },
+        };
+        // Configure into a scratch copy so a half-configured method leaves nothing behind.
+        let (mut scratch, mut scratch_units) = (*cfg, *units);
+        match (spec.configure)(format.as_ref(), &mut scratch, &mut scratch_units) {
+            Ok(()) => {
+                (*cfg, *units) = (scratch, scratch_units);
+                methods.push(*m);
+            }
+            Err(why) => reasons.push(why),
+        }
+    }
+    if methods.is_empty() {
+        let mut why = reasons.join("; ");
+        if why.is_empty() {
+            why = "no attach method available".into();
+        }
+        return Err(ProbeState::Disabled(why));
+    }
+    Ok(Plan { methods, dropped: reasons })
+}
+
+fn off_reason(opt_in: OptIn) -> String {
+    match opt_in {
+        OptIn::Default => String::new(),
+        OptIn::PageFaults => "page faults come from the kernel's own counters (memory.stat pgfault) at no cost; \
+            --ebpf-page-faults counts each fault in the kernel instead (a few tens of ns per fault)"
+            .into(),
+    }
+}
+
+fn read_format(t: &Tracefs, category: &str, event: &str) -> Result<tracefs_format::Format, String> {
+    let text = t.read_format(category, event).map_err(|e| match &e {
+        crate::tracefs::TracefsError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            format!("tracepoint {category}:{event} not found on this kernel")
+        }
+        _ => e.to_string(),
+    })?;
+    tracefs_format::parse(&text).map_err(|e| format!("format of {category}:{event} is unreadable: {e}"))
+}
+
+/// The prefix of syscall entry points on this architecture.
+pub fn syscall_prefix() -> &'static str {
+    if cfg!(target_arch = "aarch64") { "__arm64_sys_" } else { "__x64_sys_" }
+}
+
+/// Tries each method in turn; the first that loads and attaches wins.
+fn attach_first(ebpf: &mut Ebpf, btf: Option<&Btf>, spec: &ProbeSpec, plan: &Plan, opts: &ProbeOptions) -> ProbeState {
+    let mut failures = Vec::new();
+    for m in &plan.methods {
+        match attach(ebpf, btf, m) {
+            Ok(label) => return ProbeState::Attached { method: label },
+            Err(why) => {
+                // Unload so a failed method holds nothing in the kernel.
+                unload(ebpf, m.program());
+                failures.push(why);
+            }
+        }
+    }
+    failures.extend(plan.dropped.iter().cloned());
+    let has_fallback = spec.methods.iter().any(|m| matches!(m, Method::SyscallExit { .. }));
+    if has_fallback && !opts.syscall_tracepoints {
+        failures.push(format!(
+            "the fallback, syscalls:sys_exit_{}, slows every syscall on the node (tens of ns each) and is off: \
+             allow it with --syscall-tracepoints",
+            spec.name
+        ));
+    }
+    ProbeState::Disabled(failures.join("; "))
+}
+
+fn unload(ebpf: &mut Ebpf, name: &str) {
+    let _ = match ebpf.program_mut(name) {
+        Some(Program::FExit(p)) => p.unload(),
+        Some(Program::BtfTracePoint(p)) => p.unload(),
+        Some(Program::TracePoint(p)) => p.unload(),
+        _ => Ok(()),
+    };
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, String>
+where
+    &'a mut T: TryFrom<&'a mut Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or_else(|| format!("program {name} missing from the object"))?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| format!("program {name}: {e}"))
+}
+
+/// Loads and attaches one method; Ok is the label `memwatch check` shows.
+fn attach(ebpf: &mut Ebpf, btf: Option<&Btf>, m: &Method) -> Result<String, String> {
+    match *m {
+        Method::Fexit { program: name, syscall } => {
+            let btf = btf.ok_or("fexit needs the kernel's BTF")?;
+            let function = format!("{}{syscall}", syscall_prefix());
+            let p: &mut FExit = program(ebpf, name)?;
+            p.load(&function, btf).map_err(|e| match os_error(&e) {
+                Some(libc::EPERM) => format!(
+                    "fexit on {function} refused (EPERM): this kernel or its security policy does not allow BPF trampolines"
+                ),
+                _ => format!("fexit on {function}: {}", error_chain(&e)),
+            })?;
+            p.attach().map_err(|e| format!("fexit on {function}: {}", error_chain(&e)))?;
+            Ok(format!("fexit {function}"))
+        }
+        Method::BtfTracepoint { program: name, event } => {
+            let btf = btf.ok_or("BTF tracepoints need the kernel's BTF")?;
+            let p: &mut BtfTracePoint = program(ebpf, name)?;
+            p.load(event, btf).map_err(|e| format!("tp_btf {event}: {}", error_chain(&e)))?;
+            p.attach().map_err(|e| format!("tp_btf {event}: {}", error_chain(&e)))?;
+            Ok(format!("tp_btf {event}"))
+        }
+        Method::Tracepoint { program: name, category, event } => {
+            let p: &mut TracePoint = program(ebpf, name)?;
+            p.load().map_err(|e| format!("loading {name}: {}", error_chain(&e)))?;
+            p.attach(category, event).map_err(|e| format!("attaching {category}:{event}: {}", error_chain(&e)))?;
+            Ok(format!("tracepoint {category}:{event}"))
+        }
+        Method::SyscallExit { program: name, syscall } => {
+            let event = format!("sys_exit_{syscall}");
+            let p: &mut TracePoint = program(ebpf, name)?;
+            p.load().map_err(|e| format!("loading {name} (needs Linux 5.15+): {}", error_chain(&e)))?;
+            p.attach("syscalls", &event).map_err(|e| format!("attaching syscalls:{event}: {}", error_chain(&e)))?;
+            Ok(format!("tracepoint syscalls:{event} (taxes every syscall)"))
+        }
+    }
+}
+
+/// The OS error number at the bottom of an error chain, if any.
+fn os_error(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return io.raw_os_error();
+        }
+        cur = err.source();
+    }
+    None
+}
+
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+fn load_error(e: aya::EbpfError, procfs: &Path) -> ProbeError {
+    let status = fs::read_to_string(procfs.join("self/status")).unwrap_or_default();
+    let missing = caps::effective(&status).map(caps::missing_for_bpf).unwrap_or_default();
+    if !missing.is_empty() {
+        return ProbeError::Privilege { missing: missing.join(" and ") };
+    }
+    ProbeError::Load(e)
+}
+
+/// Reads from the kernel's BTF the offsets of the task -> memory css walk and of the syscall
+/// arguments in `struct pt_regs`.
+fn kernel_offsets(btf_path: &Path, cfg: &mut Config) -> Result<(), String> {
+    let data = fs::read(btf_path).map_err(|e| format!("{}: {e}", btf_path.display()))?;
+    let btf = BtfOffsets::parse(&data).map_err(|e| format!("{}: {e}", btf_path.display()))?;
+    let member = |s: &str, m: &str| btf.member_offset(s, m).ok_or_else(|| format!("BTF has no {s}.{m}"));
+    let memory_id = btf
+        .enum_value("cgroup_subsys_id", "memory_cgrp_id")
+        .ok_or("BTF has no memory_cgrp_id (kernel built without memcg?)")?;
+    cfg.task_cgroups = member("task_struct", "cgroups")?;
+    cfg.css_set_memcg = member("css_set", "subsys")? + 8 * memory_id as u32;
+    cfg.css_id = member("cgroup_subsys_state", "id")?;
+    cfg.css_serial = member("cgroup_subsys_state", "serial_nr")?;
+    cfg.css_cgroup = member("cgroup_subsys_state", "cgroup")?;
+    cfg.css_parent = member("cgroup_subsys_state", "parent")?;
+    cfg.cgroup_kn = member("cgroup", "kn")?;
+    cfg.kn_id = member("kernfs_node", "id")?;
+    let regs: [u32; 5] = if cfg!(target_arch = "aarch64") {
+        // orig_x0: the first argument is overwritten by the return value in `regs[0]`.
+        let base = member("pt_regs", "regs")?;
+        [member("pt_regs", "orig_x0")?, base + 8, base + 16, base + 24, base + 32]
+    } else {
+        [member("pt_regs", "di")?, member("pt_regs", "si")?, member("pt_regs", "dx")?, member("pt_regs", "r10")?, member("pt_regs", "r8")?]
+    };
+    for (dst, off) in cfg.regs_arg.iter_mut().zip(regs) {
+        *dst = u16::try_from(off).map_err(|_| "pt_regs offsets out of range".to_string())?;
+    }
+    Ok(())
+}
+
+fn raise_memlock() -> std::io::Result<()> {
+    let lim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: setrlimit with a valid pointer to an initialised struct.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 { n as u64 } else { 4096 }
+}
