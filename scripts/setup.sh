@@ -24,6 +24,7 @@ pkgs=(
   golang-go                                                       # real Go workloads
   tmux                                                            # real-terminal TUI tests
   qemu-system-x86 busybox-static cpio                             # the pure cgroup v2 VM test
+  bpftrace                                                        # the peer in the overhead benchmark
   curl ca-certificates
 )
 missing=()

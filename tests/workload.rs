@@ -7,6 +7,14 @@
 //! `fill MIB`: maps and touches MIB MiB, prints `ready`, holds it until stdin closes.
 //! `fill-exit MIB`: the same, then exits at once.
 //! `grow STEP_KIB MAX_MIB`: prints `ready`, grows by STEP_KIB every 100 ms up to MAX_MIB.
+//! `brk-exec MIB MODE ARGS...`: grows the program break by MIB MiB, then execs itself as
+//! `memwatch-workload MODE ARGS...` (a new program image, whose break starts elsewhere).
+//!
+//! Benchmark loops (`cargo xtask bench`), each printing nanoseconds per operation:
+//! `bench-faults MIB ROUNDS`: touch MIB MiB of fresh anonymous memory, 4 KiB pages, ROUNDS times;
+//! `bench-mmap N`: N times mmap 64 KiB anonymous and munmap it;
+//! `bench-getppid N`: N getppid syscalls (one memwatch does not watch).
+//! Each prints the median over batches (a round; 1,000 pairs; 10,000 calls).
 #[allow(dead_code)]
 mod plan {
     include!("plan.rs");
@@ -138,6 +146,89 @@ fn grow(step_kib: u64, max_mib: u64) {
     wait_eof();
 }
 
+/// The median of per-batch times, in ns per operation: robust against the odd batch that a
+/// host hiccup slowed down, which a plain mean over one long run is not.
+fn median_per_op(mut batches: Vec<f64>) -> f64 {
+    batches.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    batches[batches.len() / 2]
+}
+
+/// Nanoseconds per page fault: each round maps MIB MiB, touches every 4 KiB page (timed) and
+/// unmaps it (not timed).
+fn bench_faults(mib: u64, rounds: u64) -> f64 {
+    let len = mib << 20;
+    let mut batches = Vec::with_capacity(rounds as usize);
+    for _ in 0..rounds {
+        // SAFETY: a fresh anonymous mapping, touched within its length, then unmapped.
+        unsafe {
+            let p = anon(len) as *mut u8;
+            // 4 KiB faults on every kernel, whatever its transparent huge page setting.
+            check(libc::madvise(p.cast(), len as usize, libc::MADV_NOHUGEPAGE) == 0, "madvise");
+            let t = std::time::Instant::now();
+            for off in (0..len).step_by(4096) {
+                std::ptr::write_volatile(p.add(off as usize), 1);
+            }
+            batches.push(t.elapsed().as_nanos() as f64 / (len / 4096) as f64);
+            check(libc::munmap(p.cast(), len as usize) == 0, "munmap");
+        }
+    }
+    median_per_op(batches)
+}
+
+const BATCH: u64 = 1000;
+
+fn bench_mmap(n: u64) -> f64 {
+    let batches = (0..n.div_ceil(BATCH))
+        .map(|_| {
+            let t = std::time::Instant::now();
+            for _ in 0..BATCH {
+                // SAFETY: map and unmap a fresh anonymous region, never touched.
+                unsafe {
+                    let p = anon(64 << 10);
+                    check(libc::munmap(p, 64 << 10) == 0, "munmap");
+                }
+            }
+            t.elapsed().as_nanos() as f64 / BATCH as f64
+        })
+        .collect();
+    median_per_op(batches)
+}
+
+fn bench_getppid(n: u64) -> f64 {
+    let per = 10 * BATCH;
+    let batches = (0..n.div_ceil(per))
+        .map(|_| {
+            let t = std::time::Instant::now();
+            for _ in 0..per {
+                // SAFETY: getppid has no arguments and no side effects.
+                std::hint::black_box(unsafe { libc::syscall(libc::SYS_getppid) });
+            }
+            t.elapsed().as_nanos() as f64 / per as f64
+        })
+        .collect();
+    median_per_op(batches)
+}
+
+fn brk_exec(mib: u64, rest: &[String]) -> ! {
+    // SAFETY: raw brk calls and an exec of this same binary with valid C strings.
+    unsafe {
+        let base = libc::syscall(libc::SYS_brk, 0usize) as u64;
+        check(libc::syscall(libc::SYS_brk, base + (mib << 20)) as u64 == base + (mib << 20), "brk grow");
+        let exe = CString::new("/proc/self/exe").unwrap();
+        let argv: Vec<CString> =
+            std::iter::once("memwatch-workload".to_string()).chain(rest.iter().cloned()).map(|a| CString::new(a).unwrap()).collect();
+        let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+        ptrs.push(ptr::null());
+        libc::execv(exe.as_ptr(), ptrs.as_ptr());
+    }
+    check(false, "exec");
+    unreachable!()
+}
+
+fn num(args: &[String], i: usize, usage: &str) -> u64 {
+    args.get(i).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("usage: {usage}"))
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
@@ -150,6 +241,10 @@ fn main() {
             args.get(2).and_then(|s| s.parse().ok()).expect("grow STEP_KIB MAX_MIB"),
             args.get(3).and_then(|s| s.parse().ok()).expect("grow STEP_KIB MAX_MIB"),
         ),
+        Some("brk-exec") => brk_exec(num(&args, 2, "brk-exec MIB MODE ARGS..."), &args[3..]),
+        Some("bench-faults") => println!("{:.1}", bench_faults(num(&args, 2, "bench-faults MIB ROUNDS"), num(&args, 3, "bench-faults MIB ROUNDS"))),
+        Some("bench-mmap") => println!("{:.1}", bench_mmap(num(&args, 2, "bench-mmap N"))),
+        Some("bench-getppid") => println!("{:.2}", bench_getppid(num(&args, 2, "bench-getppid N"))),
         _ => {
             eprintln!("usage: memwatch-workload ops FILE | hog [STEP_KIB] | sleep | fill MIB | fill-exit MIB | grow STEP_KIB MAX_MIB");
             std::process::exit(2);

@@ -204,11 +204,14 @@ pub struct Config {
     pub kn_id: u32,
     /// One of [`walk`].
     pub walk: u32,
+    // task_struct -> mm -> start_brk: which program image a remembered break belongs to
+    pub task_mm: u32,
+    pub mm_start_brk: u32,
     pub _pad1: u32,
     /// The page size, for rounding mapping lengths as the kernel does.
     pub page_size: u64,
 }
-const _: () = assert!(core::mem::size_of::<Config>() == 88);
+const _: () = assert!(core::mem::size_of::<Config>() == 96);
 
 impl Config {
     /// Every field absent, no memcg walk: what the programs see if userspace wrote nothing.
@@ -239,6 +242,8 @@ impl Config {
             cgroup_kn: 0,
             kn_id: 0,
             walk: walk::NONE,
+            task_mm: 0,
+            mm_start_brk: 0,
             _pad1: 0,
             page_size: 4096,
         }
@@ -261,6 +266,18 @@ pub mod oom_present {
 
 pub const OOM_KIND_MARK: u32 = 0;
 pub const OOM_KIND_VICTIM_EXIT: u32 = 1;
+/// The last program break seen for a process (the value of the per-tgid `BRK_LAST` map), with
+/// what identifies its program image: a forked child or an exec gets a new `mm`, and exec a new
+/// (randomised) `start_brk`, so a remembered break from another image is never used as a base.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BrkLast {
+    pub mm: u64,
+    pub start_brk: u64,
+    pub brk: u64,
+}
+const _: () = assert!(core::mem::size_of::<BrkLast>() == 24);
+
 /// Capacity of the map of OOM victims not yet exited.
 pub const MAX_OOM_VICTIMS: u32 = 1024;
 

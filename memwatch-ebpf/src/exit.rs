@@ -1,22 +1,23 @@
-//! Process lifecycle: count a process's exit in its cgroup and forget its state when its
-//! thread group dies; start its per-process state afresh at exec.
+//! Process exits: count a process's exit in its cgroup, tell userspace when an OOM victim
+//! dies (from its own context), and forget per-process state.
+//!
+//! There is no exec hook: the remembered program break carries its image's identity (see
+//! `memwatch_common::BrkLast`), and per-process counts simply continue across an exec.
 use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext};
-use memwatch_common::{FIELD_ABSENT, switch, walk};
+use memwatch_common::{switch, walk};
 
-use crate::state::{BRK_LAST, Direct, PROCESSES, Probe, config, slot, switched_on};
+use crate::state::{Direct, PROCESSES, Probe, VICTIMS_PENDING, config, record, slot, switched_on};
 
 #[tracepoint]
 pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let (tgid, pid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
-    crate::oom::victim_exit(pid);
-    let off = config!(exit_group_dead);
-    let group_dead = if off == FIELD_ABSENT {
-        // Older kernels: the group leader's exit stands for the process.
-        pid == tgid
-    } else {
-        unsafe { ctx.read_at::<u8>(off as usize) }.map(|b| b != 0).unwrap_or(pid == tgid)
-    };
+    // Most exits are not OOM victims: look the thread up only while some victim is pending.
+    if VICTIMS_PENDING.get(0).is_some_and(|n| *n != 0) {
+        crate::oom::victim_exit(pid);
+    }
+    // Older kernels lack `group_dead`: the group leader's exit stands for the process.
+    let group_dead = record::<u8>(&ctx, config!(exit_group_dead)).map(|b| b != 0).unwrap_or(pid == tgid);
     if group_dead {
         let s = if config!(walk) == walk::BTF { slot::<Direct>() } else { slot::<Probe>() };
         if let Some(s) = s {
@@ -25,18 +26,6 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
         if switched_on(switch::PER_PROCESS) {
             let _ = PROCESSES.remove(tgid);
         }
-        let _ = BRK_LAST.remove(tgid);
     }
-    0
-}
-
-/// A new program image: the old break is meaningless, and per-process counts start again.
-#[tracepoint]
-pub fn sched_process_exec(_ctx: TracePointContext) -> u32 {
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    if switched_on(switch::PER_PROCESS) {
-        let _ = PROCESSES.remove(tgid);
-    }
-    let _ = BRK_LAST.remove(tgid);
     0
 }

@@ -11,9 +11,9 @@ use aya_ebpf::{
     macros::{fexit, tracepoint},
     programs::{FExitContext, TracePointContext},
 };
-use memwatch_common::walk;
+use memwatch_common::{BrkLast, walk};
 
-use crate::state::{BRK_LAST, Direct, Mem, Probe, config, is_err, tgid, update};
+use crate::state::{BRK_LAST, Direct, Mem, Probe, config, current_image, is_err, record, tgid, update};
 
 const MAP_ANONYMOUS: u64 = 0x20;
 
@@ -100,20 +100,24 @@ fn count_with<W: Mem>(call: Call, regs: *const u8, ret: i64) {
 }
 
 /// brk returns the new break on success and the old one on failure; brk(0) asks for the
-/// current break. Net growth is the sum of changes between breaks seen for this process.
+/// current break. Net growth is the sum of changes between breaks seen for this program image.
 #[inline(always)]
 fn brk<W: Mem>(requested: u64, now: u64) {
     if requested != 0 && requested != now {
         return; // refused
     }
     let tgid = tgid();
-    // First sight (a forked child, or a process older than memwatch): no base to measure
-    // from, so this call only sets one.
-    let seen = BRK_LAST.get_ptr(tgid).map(|p| unsafe { *p });
-    if seen != Some(now) {
-        let _ = BRK_LAST.insert(tgid, now, 0);
+    let (mm, start_brk) = current_image::<W>();
+    // First sight of this image (a forked child, an exec, a process older than memwatch): no
+    // base to measure from, so this call only sets one.
+    let last = match BRK_LAST.get_ptr(tgid).map(|p| unsafe { *p }) {
+        Some(b) if b.mm == mm && b.start_brk == start_brk => Some(b.brk),
+        _ => None,
+    };
+    if last != Some(now) {
+        let _ = BRK_LAST.insert(tgid, BrkLast { mm, start_brk, brk: now }, 0);
     }
-    let last = seen.unwrap_or(now);
+    let last = last.unwrap_or(now);
     update::<W>(|c| {
         c.brk_calls += 1;
         if now >= last {
@@ -159,7 +163,7 @@ pub fn fexit_mremap(ctx: FExitContext) -> i32 {
 /// arguments are still in the task's saved user registers.
 #[inline(always)]
 fn on_sys_exit(ctx: &TracePointContext, ret_off: u16, call: Call) -> u32 {
-    let Ok(ret) = (unsafe { ctx.read_at::<i64>(ret_off as usize) }) else { return 0 };
+    let Some(ret) = record::<i64>(ctx, ret_off) else { return 0 };
     let task = Direct::current_task();
     let regs = unsafe { bpf_task_pt_regs(task as *mut _) } as *const u8;
     count(call, regs, ret);

@@ -7,16 +7,13 @@ use aya_ebpf::{
 };
 use aya_ebpf::EbpfContext as _;
 use aya_log_ebpf::warn;
-use memwatch_common::{FIELD_ABSENT, OomEvent, drop, oom_present as has};
+use memwatch_common::{OomEvent, drop, oom_present as has};
 
-use crate::state::{OOM_EVENTS, OOM_VICTIMS, config, count_drop, current_memcg_id};
+use crate::state::{OOM_EVENTS, OOM_VICTIMS, VICTIMS_PENDING, atomic_add, config, count_drop, current_memcg_id, record};
 
 #[inline(always)]
-fn field<T>(ctx: &TracePointContext, off: u16) -> Option<T> {
-    if off == FIELD_ABSENT {
-        return None;
-    }
-    unsafe { ctx.read_at::<T>(off as usize) }.ok()
+fn field<T: Copy>(ctx: &TracePointContext, off: u16) -> Option<T> {
+    record(ctx, off)
 }
 
 #[tracepoint]
@@ -71,7 +68,11 @@ pub fn mark_victim(ctx: TracePointContext) -> u32 {
     opt!(oom_pgtables, pgtables_bytes, u64, has::PGTABLES);
     opt!(oom_score_adj, oom_score_adj, i16, has::SCORE_ADJ);
     e.present = present;
-    let _ = OOM_VICTIMS.insert(victim as u32, e.boot_ns, 0);
+    if OOM_VICTIMS.insert(victim as u32, e.boot_ns, 0).is_ok() {
+        if let Some(n) = VICTIMS_PENDING.get_ptr_mut(0) {
+            atomic_add(n, 1);
+        }
+    }
     slot.write(e);
     slot.submit(0);
     0
@@ -84,7 +85,11 @@ pub fn victim_exit(pid: u32) {
     if OOM_VICTIMS.get_ptr(pid).is_none() {
         return;
     }
-    let _ = OOM_VICTIMS.remove(pid);
+    if OOM_VICTIMS.remove(pid).is_ok() {
+        if let Some(n) = VICTIMS_PENDING.get_ptr_mut(0) {
+            atomic_add(n, u64::MAX); // minus one
+        }
+    }
     let Some(mut slot) = OOM_EVENTS.reserve::<OomEvent>(0) else {
         count_drop(drop::OOM_RING_FULL);
         return;

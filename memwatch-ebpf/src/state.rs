@@ -12,8 +12,8 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use memwatch_common::{
-    Config, Counters, DEFAULT_SLOTS, MAX_PROCESSES, OOM_RING_BYTES, RETIRED_RING_BYTES, Retired, Slot, drop, switch,
-    walk,
+    BrkLast, Config, Counters, DEFAULT_SLOTS, MAX_PROCESSES, OOM_RING_BYTES, RETIRED_RING_BYTES, Retired, Slot, drop,
+    switch, walk,
 };
 
 /// Offsets written by userspace at load time (read-only data, so the verifier sees constants).
@@ -55,9 +55,16 @@ pub static SWITCHES: Array<u32> = Array::with_max_entries(switch::COUNT, 0);
 #[map]
 pub static PROCESSES: LruHashMap<u32, Counters> = LruHashMap::with_max_entries(MAX_PROCESSES, 0);
 
-/// The last program break seen per tgid, to turn brk calls into net growth.
+/// The last program break seen per tgid, to turn brk calls into net growth. An LRU: entries
+/// of processes gone are evicted in time, and one of another program image (a reused pid, an
+/// exec) is recognised by its `mm` and `start_brk` and not used.
 #[map]
-pub static BRK_LAST: LruHashMap<u32, u64> = LruHashMap::with_max_entries(MAX_PROCESSES, 0);
+pub static BRK_LAST: LruHashMap<u32, BrkLast> = LruHashMap::with_max_entries(MAX_PROCESSES, 0);
+
+/// OOM victims marked and not yet exited (may overcount if the victims map evicts): the exit
+/// hook looks a dying thread up only while this is non-zero.
+#[map]
+pub static VICTIMS_PENDING: Array<u64> = Array::with_max_entries(1, 0);
 
 /// Victims chosen by the OOM killer that have not exited yet: pid -> when chosen (boot ns).
 #[map]
@@ -121,6 +128,37 @@ impl Mem for Probe {
         }
         unsafe { bpf_probe_read_kernel(base.add(off as usize) as *const T) }.ok()
     }
+}
+
+/// The current task's program image: (its `mm`, the `mm`'s `start_brk`); zeros for a kernel
+/// thread.
+#[inline(always)]
+pub fn current_image<W: Mem>() -> (u64, u64) {
+    unsafe {
+        let mm: Option<*const u8> = W::load(W::current_task(), config!(task_mm));
+        match mm {
+            Some(mm) => (mm as u64, W::load::<u64>(mm, config!(mm_start_brk)).unwrap_or(0)),
+            None => (0, 0),
+        }
+    }
+}
+
+/// Adds `v` to a shared `u64` with an atomic add (BPF_XADD): the BPF target has no
+/// `AtomicU64::fetch_add` in `core`.
+#[inline(always)]
+pub fn atomic_add(dst: *mut u64, v: u64) {
+    unsafe { core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(dst, v) };
+}
+
+/// Reads a field of a classic tracepoint's record; None when this kernel's format lacks it.
+/// (A helper read: the verifier allows direct context loads only at offsets compiled in, and
+/// these offsets come from the format at load time.)
+#[inline(always)]
+pub fn record<T: Copy>(ctx: &aya_ebpf::programs::TracePointContext, off: u16) -> Option<T> {
+    if off == memwatch_common::FIELD_ABSENT {
+        return None;
+    }
+    unsafe { ctx.read_at::<T>(off as usize) }.ok()
 }
 
 /// The current task's memory css (`task->cgroups->subsys[memory_cgrp_id]`).
@@ -244,8 +282,7 @@ fn update_process(f: impl Fn(&mut Counters)) {
     for i in 0..words {
         let v = unsafe { *src.add(i) };
         if v != 0 {
-            // An atomic add (BPF_XADD): the BPF target has no `AtomicU64::fetch_add` in `core`.
-            unsafe { core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(dst.add(i), v) };
+            atomic_add(unsafe { dst.add(i) }, v);
         }
     }
 }

@@ -69,7 +69,9 @@ fn counters_match_a_known_workload_exactly() {
     let file = dir.path().join("mapped");
     fs::write(&file, vec![7u8; FILE_SIZE as usize]).unwrap();
     let cg = TestCgroup::new("counts", 256 << 20);
-    let mut w = Workload::start(&["ops", file.to_str().unwrap()], Some(&cg));
+    // The workload first grows its break by 16 MiB, then execs into the known work: the new
+    // image's break starts elsewhere, which must not count as growth or shrinkage.
+    let mut w = Workload::start(&["brk-exec", "16", "ops", file.to_str().unwrap()], Some(&cg));
     w.expect_line("ready");
     let (before, cg_before, faults_before) = (process(&probes, w.pid()), cgroup(&probes, cg.id()), proc_faults(w.pid()));
     w.send_line();
@@ -87,6 +89,11 @@ fn counters_match_a_known_workload_exactly() {
     );
     assert!(faults_after - faults_before >= TOUCH_PAGES, "the kernel's own fault count");
     assert!(matches!(probes.memcg_ids(), MemcgIds::Btf | MemcgIds::BtfProbeRead), "{:?}", probes.memcg_ids());
+    // Everything the cgroup ever did: the 16 MiB before the exec, the work, and the small
+    // breaks of the runtime's start-up; never a jump between two images' breaks.
+    let grow = cg_after.brk_grow_bytes;
+    assert!((16 << 20) + 3 * BRK_STEP <= grow && grow < 32 << 20, "brk growth over the exec: {cg_after:?}");
+    assert!(cg_after.brk_shrink_bytes < 1 << 20, "brk shrinkage over the exec: {cg_after:?}");
     w.finish();
     probes.set_per_process(false).unwrap();
     assert!(probes.processes().unwrap().is_empty(), "switching off forgets per-process counts");
@@ -310,7 +317,7 @@ fn bad_tracefs_input_disables_only_that_probe() {
         ProbeState::Disabled(why) => assert!(why.contains("not found"), "{why}"),
         other => panic!("oom_mark_victim: {other:?}"),
     }
-    for name in ["page_fault_user", "process_exit", "process_exec"] {
+    for name in ["page_fault_user", "process_exit"] {
         assert!(probes.is_attached(name), "{name}: {:?}", state(&probes, name));
     }
     // The probes that remain do their work.
@@ -329,7 +336,7 @@ fn bad_tracefs_input_disables_only_that_probe() {
     // No tracefs at all: the tracepoint probes are disabled with the reason, nothing panics.
     let nowhere = Roots { tracefs: Some(dir.path().join("nonexistent")), ..Roots::default() };
     let probes = Probes::load(&nowhere.load_options(ProbeOptions::all())).expect("still loads");
-    for name in ["oom_mark_victim", "process_exit", "process_exec"] {
+    for name in ["oom_mark_victim", "process_exit"] {
         assert!(matches!(state(&probes, name), ProbeState::Disabled(w) if w.contains("not found")), "{name}");
     }
     assert!(probes.is_attached("page_fault_user"), "a BTF tracepoint needs no tracefs");

@@ -5,5 +5,7 @@ use crate::{setup, util};
 pub fn run() -> anyhow::Result<()> {
     setup::run()?;
     util::run(util::cargo().args(["build", "--release", "--bins"]))?;
+    // The kernel hooks' cost to the processes they watch, then the daemon's own cost.
+    util::run(util::cargo().args(["bench", "--package", "memwatch-tests", "--bench", "overhead"]))?;
     util::run(util::cargo().args(["bench", "--package", "memwatch-tests", "--bench", "sample"]))
 }

@@ -563,6 +563,8 @@ fn kernel_offsets(btf_path: &Path, cfg: &mut Config) -> Result<(), String> {
     cfg.css_parent = member("cgroup_subsys_state", "parent")?;
     cfg.cgroup_kn = member("cgroup", "kn")?;
     cfg.kn_id = member("kernfs_node", "id")?;
+    cfg.task_mm = member("task_struct", "mm")?;
+    cfg.mm_start_brk = member("mm_struct", "start_brk")?;
     let regs: [u32; 5] = if cfg!(target_arch = "aarch64") {
         // orig_x0: the first argument is overwritten by the return value in `regs[0]`.
         let base = member("pt_regs", "regs")?;

@@ -137,13 +137,6 @@ pub static PROBES: &[ProbeSpec] = &[
             Ok(())
         },
     },
-    ProbeSpec {
-        name: "process_exec",
-        opt_in: OptIn::Default,
-        per_cgroup: false,
-        methods: &[Method::Tracepoint { program: "sched_process_exec", category: "sched", event: "sched_process_exec" }],
-        configure: |_, _, _| Ok(()),
-    },
 ];
 
 /// The program that measures the page-fault hook's own cost (an empty body).
