@@ -207,7 +207,8 @@ pub struct Config {
     // task_struct -> mm -> start_brk: which program image a remembered break belongs to
     pub task_mm: u32,
     pub mm_start_brk: u32,
-    pub _pad1: u32,
+    /// task_struct -> pid
+    pub task_pid: u32,
     /// The page size, for rounding mapping lengths as the kernel does.
     pub page_size: u64,
 }
@@ -244,7 +245,7 @@ impl Config {
             walk: walk::NONE,
             task_mm: 0,
             mm_start_brk: 0,
-            _pad1: 0,
+            task_pid: 0,
             page_size: 4096,
         }
     }
@@ -266,6 +267,9 @@ pub mod oom_present {
 
 pub const OOM_KIND_MARK: u32 = 0;
 pub const OOM_KIND_VICTIM_EXIT: u32 = 1;
+/// From the BTF tracepoint on `mark_victim` where the kernel passes the victim task itself
+/// (Linux 6.8+): `victim_pid` and `victim_memcg_id`, the victim's own memory cgroup at the kill.
+pub const OOM_KIND_VICTIM_TASK: u32 = 2;
 /// The last program break seen for a process (the value of the per-tgid `BRK_LAST` map), with
 /// what identifies its program image: a forked child or an exec gets a new `mm`, and exec a new
 /// (randomised) `start_brk`, so a remembered break from another image is never used as a base.

@@ -2,14 +2,17 @@
 //! read only where this kernel's format has them (their offsets come from userspace).
 use aya_ebpf::{
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns, bpf_get_current_cgroup_id},
-    macros::tracepoint,
-    programs::TracePointContext,
+    macros::{btf_tracepoint, tracepoint},
+    programs::{BtfTracePointContext, TracePointContext},
 };
 use aya_ebpf::EbpfContext as _;
 use aya_log_ebpf::warn;
 use memwatch_common::{OomEvent, drop, oom_present as has};
 
-use crate::state::{OOM_EVENTS, OOM_VICTIMS, VICTIMS_PENDING, atomic_add, config, count_drop, current_memcg_id, record};
+use crate::state::{
+    Direct, Mem, OOM_EVENTS, OOM_VICTIMS, VICTIMS_PENDING, atomic_add, config, count_drop, current_memcg_id, record,
+    task_memcg_id,
+};
 
 #[inline(always)]
 fn field<T: Copy>(ctx: &TracePointContext, off: u16) -> Option<T> {
@@ -74,6 +77,29 @@ pub fn mark_victim(ctx: TracePointContext) -> u32 {
         }
     }
     slot.write(e);
+    slot.submit(0);
+    0
+}
+
+/// Where `mark_victim` passes the victim task (Linux 6.8+), the victim's own memory cgroup at
+/// the moment of the kill: a second, small record beside the tracepoint's. On older kernels the
+/// argument is a pid, the verifier refuses this program, and the victim's exit says instead.
+#[btf_tracepoint(function = "mark_victim")]
+pub fn mark_victim_task(ctx: BtfTracePointContext) -> u32 {
+    let task: *const u8 = ctx.arg(0);
+    let Some(pid) = (unsafe { Direct::load::<i32>(task, config!(task_pid)) }) else { return 0 };
+    let Some(mut slot) = OOM_EVENTS.reserve::<OomEvent>(0) else {
+        count_drop(drop::OOM_RING_FULL);
+        return 0;
+    };
+    slot.write(OomEvent {
+        kind: memwatch_common::OOM_KIND_VICTIM_TASK,
+        boot_ns: unsafe { bpf_ktime_get_boot_ns() },
+        victim_pid: pid as u32,
+        victim_memcg_id: task_memcg_id(task),
+        present: has::VICTIM_MEMCG,
+        ..OomEvent::default()
+    });
     slot.submit(0);
     0
 }

@@ -161,13 +161,25 @@ pub fn record<T: Copy>(ctx: &aya_ebpf::programs::TracePointContext, off: u16) ->
     unsafe { ctx.read_at::<T>(off as usize) }.ok()
 }
 
-/// The current task's memory css (`task->cgroups->subsys[memory_cgrp_id]`).
+/// A task's memory css (`task->cgroups->subsys[memory_cgrp_id]`).
 #[inline(always)]
-unsafe fn current_css<W: Mem>() -> Option<*const u8> {
+unsafe fn task_css<W: Mem>(task: *const u8) -> Option<*const u8> {
     unsafe {
-        let css_set: *const u8 = W::load(W::current_task(), config!(task_cgroups))?;
+        let css_set: *const u8 = W::load(task, config!(task_cgroups))?;
         W::load(css_set, config!(css_set_memcg))
     }
+}
+
+/// The current task's memory css.
+#[inline(always)]
+unsafe fn current_css<W: Mem>() -> Option<*const u8> {
+    unsafe { task_css::<W>(W::current_task()) }
+}
+
+/// The id of a task's memory cgroup, from a BTF pointer to it; 0 when unresolved.
+#[inline(always)]
+pub fn task_memcg_id(task: *const u8) -> u64 {
+    unsafe { task_css::<Direct>(task).map(|css| css_cgroup_id::<Direct>(css)).unwrap_or(0) }
 }
 
 /// The kernfs id of a css's cgroup: the inode of its directory, which userspace sees.

@@ -134,6 +134,8 @@ struct Pending {
     seen: Instant,
     time: f64,
     exit: Option<OomKill>,
+    /// The victim's own memory cgroup at the kill, where the kernel tells (6.8+).
+    task_memcg: Option<u64>,
     /// Read from /proc as soon as the record arrived, while the victim may still be there.
     proc_stat: Option<Process>,
     proc_cgroup: Option<String>,
@@ -153,6 +155,9 @@ pub struct OomTracker {
     events: Vec<Event>,
     next_seq: u64,
     pending: Vec<Pending>,
+    /// Victim cgroups reported before their kill's own record (the two come from different
+    /// programs on the same tracepoint, in no set order): pid -> (memcg id, when).
+    early_memcg: HashMap<u32, (u64, Instant)>,
     reconciled: HashMap<u64, u64>,
     discrepancy_since: HashMap<u64, Instant>,
     by_constraint: BTreeMap<&'static str, u64>,
@@ -175,6 +180,7 @@ impl OomTracker {
             events: Vec::new(),
             next_seq: 1,
             pending: Vec::new(),
+            early_memcg: HashMap::new(),
             reconciled: HashMap::new(),
             discrepancy_since: HashMap::new(),
             by_constraint: BTreeMap::new(),
@@ -233,6 +239,19 @@ impl OomTracker {
 
     /// A record from the kernel. Returns true when an event was completed.
     pub fn on_record(&mut self, k: OomKill) -> bool {
+        if k.victim_task {
+            let memcg = k.victim_memcg_id.filter(|id| *id != 0);
+            match (self.pending.iter_mut().find(|p| p.mark.victim_pid == k.victim_pid), memcg) {
+                (Some(p), Some(id)) => p.task_memcg = Some(id),
+                (None, Some(id)) => {
+                    let now = Instant::now();
+                    self.early_memcg.retain(|_, (_, at)| now.duration_since(*at) < EXIT_WAIT * 4);
+                    self.early_memcg.insert(k.victim_pid, (id, now));
+                }
+                _ => {}
+            }
+            return false;
+        }
         if k.victim_exit {
             if let Some(p) = self.pending.iter_mut().find(|p| p.mark.victim_pid == k.victim_pid) {
                 p.exit = Some(k);
@@ -252,7 +271,8 @@ impl OomTracker {
             gomemlimit,
             gogc,
         });
-        self.pending.push(Pending { time: kill_time(k.boot_ns), mark: k, seen: Instant::now(), exit: None, proc_stat, proc_cgroup, go });
+        let task_memcg = self.early_memcg.remove(&pid).map(|(id, _)| id);
+        self.pending.push(Pending { time: kill_time(k.boot_ns), mark: k, seen: Instant::now(), exit: None, task_memcg, proc_stat, proc_cgroup, go });
         false
     }
 
@@ -343,7 +363,7 @@ impl OomTracker {
 
     fn explain(&self, p: Pending) -> Event {
         let mark = &p.mark;
-        let memcg = p.exit.as_ref().and_then(|x| x.victim_memcg_id).or(mark.victim_memcg_id);
+        let memcg = p.exit.as_ref().and_then(|x| x.victim_memcg_id).filter(|id| *id != 0).or(p.task_memcg).or(mark.victim_memcg_id);
         let memory_root = self.newer.as_ref().and_then(|_| crate::host::cgroup_mode(&self.roots.cgroupfs).memory_root().map(Path::to_path_buf));
         let v2 = self.newer.as_ref().is_some_and(|s| s.cgroup_mode == "v2");
         let snaps = [self.newer.as_ref(), self.older.as_ref()];

@@ -15,6 +15,8 @@ pub enum DecodeError {
 pub struct OomKill {
     /// True for the record sent when the victim exits (its cgroup ids are its own).
     pub victim_exit: bool,
+    /// True for the record with the victim task's own cgroup at the kill (Linux 6.8+).
+    pub victim_task: bool,
     pub boot_ns: u64,
     pub victim_pid: u32,
     pub victim_comm: Option<String>,
@@ -50,6 +52,7 @@ pub fn decode(record: &[u8], unit: u64) -> Result<OomKill, DecodeError> {
     let opt = |bit: u16, v: u64| (e.present & bit != 0).then_some(v);
     Ok(OomKill {
         victim_exit: e.kind == memwatch_common::OOM_KIND_VICTIM_EXIT,
+        victim_task: e.kind == memwatch_common::OOM_KIND_VICTIM_TASK,
         boot_ns: e.boot_ns,
         victim_pid: e.victim_pid,
         victim_comm: (e.present & has::COMM != 0).then(|| comm(&e.victim_comm)),

@@ -190,22 +190,40 @@ fn counts_survive_a_css_id_handed_to_a_new_cgroup() {
     assert_eq!(ledger.pending_hand_overs(), 0, "every hand-over was matched by its record");
 }
 
-/// Waits up to `timeout` for the kill of `pid` on the OOM ring buffer: the record of the kill
-/// (`exit` false) or the one its victim sends when it exits (`exit` true).
-fn wait_for_kill(ring: &mut aya::maps::RingBuf<aya::maps::MapData>, unit: u64, pid: u32, timeout: Duration, exit: bool) -> Option<OomKill> {
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Record {
+    /// The tracepoint's record of the kill.
+    Mark,
+    /// The one the victim sends when it exits.
+    Exit,
+    /// The victim task's own cgroup at the kill (6.8+).
+    Task,
+}
+
+/// Reads the OOM ring buffer for up to `timeout`, until a record of each kind in `want` has
+/// come for the kill of `pid`.
+fn wait_for_kill(
+    ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
+    unit: u64,
+    pid: u32,
+    timeout: Duration,
+    want: &[Record],
+) -> std::collections::HashMap<Record, OomKill> {
+    let mut got = std::collections::HashMap::new();
     let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
+    while Instant::now() < deadline && !want.iter().all(|w| got.contains_key(w)) {
         while let Some(item) = ring.next() {
             let kill = oom::decode(&item, unit).expect("decode OOM record");
-            if kill.victim_pid == pid && kill.victim_exit == exit {
-                return Some(kill);
+            let kind = if kill.victim_exit { Record::Exit } else if kill.victim_task { Record::Task } else { Record::Mark };
+            if kill.victim_pid == pid {
+                got.insert(kind, kill);
             }
         }
         let mut pfd = libc::pollfd { fd: ring.as_raw_fd(), events: libc::POLLIN, revents: 0 };
         // SAFETY: polling one valid fd.
         unsafe { libc::poll(&mut pfd, 1, 50) };
     }
-    None
+    got
 }
 
 #[test]
@@ -219,8 +237,10 @@ fn oom_kill_arrives_with_pid_and_comm_within_two_seconds() {
     let cg = TestCgroup::new("oom", 32 << 20);
     let started = Instant::now();
     let mut hog = Workload::start(&["hog"], Some(&cg));
-    let kill = wait_for_kill(&mut ring, probes.oom_size_unit(), hog.pid(), Duration::from_secs(2), false)
-        .unwrap_or_else(|| panic!("no OOM event for pid {} within 2 s", hog.pid()));
+    let with_task = matches!(state(&probes, "oom_mark_victim"), ProbeState::Attached { method } if method.contains("tp_btf mark_victim"));
+    let want: &[Record] = if with_task { &[Record::Mark, Record::Task] } else { &[Record::Mark] };
+    let mut got = wait_for_kill(&mut ring, probes.oom_size_unit(), hog.pid(), Duration::from_secs(2), want);
+    let kill = got.remove(&Record::Mark).unwrap_or_else(|| panic!("no OOM event for pid {} within 2 s", hog.pid()));
     let took = started.elapsed();
     assert_eq!(kill.victim_comm.as_deref(), Some("memwatch-worklo"), "{kill:?}");
     // Anonymous memory at the kill: most of the 32 MiB limit, never more (file pages such as
@@ -229,7 +249,14 @@ fn oom_kill_arrives_with_pid_and_comm_within_two_seconds() {
     assert!(anon > 16 << 20 && anon <= 32 << 20, "victim anon RSS {anon} at kill: {kill:?}");
     assert!(kill.total_vm_bytes.unwrap() >= anon + kill.file_rss_bytes.unwrap(), "{kill:?}");
     assert!(took < Duration::from_secs(2), "took {took:?}");
-    let exit = wait_for_kill(&mut ring, probes.oom_size_unit(), hog.pid(), Duration::from_secs(2), true).expect("victim's exit record");
+    if with_task {
+        let task = got.remove(&Record::Task).expect("the victim task's record (6.8+)");
+        assert_eq!(task.victim_memcg_id, Some(cg.id()), "the victim's memory cgroup at the kill");
+    }
+    let exit = got.remove(&Record::Exit).or_else(|| {
+        wait_for_kill(&mut ring, probes.oom_size_unit(), hog.pid(), Duration::from_secs(2), &[Record::Exit]).remove(&Record::Exit)
+    });
+    let exit = exit.expect("the victim's exit record");
     assert_eq!(exit.victim_memcg_id, Some(cg.id()), "the victim's memory cgroup, from its own context");
     let status = hog.child.wait().unwrap();
     util::assert_killed(status, "hog");
@@ -359,7 +386,7 @@ fn pid_only_mark_victim_format_still_reports_kills() {
     let mut ring = probes.take_oom_events().unwrap();
     let cg = TestCgroup::new("oldfmt", 32 << 20);
     let hog = Workload::start(&["hog"], Some(&cg));
-    let kill = wait_for_kill(&mut ring, probes.oom_size_unit(), hog.pid(), Duration::from_secs(5), false).expect("kill reported");
+    let kill = wait_for_kill(&mut ring, probes.oom_size_unit(), hog.pid(), Duration::from_secs(5), &[Record::Mark]).remove(&Record::Mark).expect("kill reported");
     assert_eq!(kill.victim_comm, None, "comm is not read when the format lacks it");
     assert_eq!(kill.total_vm_bytes, None);
 }

@@ -436,7 +436,17 @@ fn attach_first(ebpf: &mut Ebpf, btf: Option<&Btf>, spec: &ProbeSpec, plan: &Pla
     let mut failures = Vec::new();
     for m in &plan.methods {
         match attach(ebpf, btf, m) {
-            Ok(label) => return ProbeState::Attached { method: label },
+            Ok(mut label) => {
+                // Companions add detail where the kernel allows them; without them the probe
+                // still works.
+                for c in spec.companions {
+                    match attach(ebpf, btf, c) {
+                        Ok(l) => label.push_str(&format!(" + {l}")),
+                        Err(_) => unload(ebpf, c.program()),
+                    }
+                }
+                return ProbeState::Attached { method: label };
+            }
             Err(why) => {
                 // Unload so a failed method holds nothing in the kernel.
                 unload(ebpf, m.program());
@@ -564,6 +574,7 @@ fn kernel_offsets(btf_path: &Path, cfg: &mut Config) -> Result<(), String> {
     cfg.cgroup_kn = member("cgroup", "kn")?;
     cfg.kn_id = member("kernfs_node", "id")?;
     cfg.task_mm = member("task_struct", "mm")?;
+    cfg.task_pid = member("task_struct", "pid")?;
     cfg.mm_start_brk = member("mm_struct", "start_brk")?;
     let regs: [u32; 5] = if cfg!(target_arch = "aarch64") {
         // orig_x0: the first argument is overwritten by the return value in `regs[0]`.

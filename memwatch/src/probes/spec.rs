@@ -56,6 +56,8 @@ pub struct ProbeSpec {
     pub per_cgroup: bool,
     /// In order of preference.
     pub methods: &'static [Method],
+    /// Programs attached beside the chosen method where this kernel accepts them.
+    pub companions: &'static [Method],
     /// Fills `cfg` from the format of the method's tracepoint (when it has one); Err names
     /// what is missing.
     pub configure: fn(Option<&Format>, &mut Config, &mut Units) -> Result<(), String>,
@@ -79,6 +81,7 @@ macro_rules! syscall_probe {
                 Method::Fexit { program: $fexit, syscall: $name },
                 Method::SyscallExit { program: $exit, syscall: $name },
             ],
+            companions: &[],
             configure: |f, c, _| {
                 if let Some(f) = f {
                     c.$ret = need(f, "ret", 8)?;
@@ -100,6 +103,7 @@ pub static PROBES: &[ProbeSpec] = &[
         opt_in: OptIn::PageFaults,
         per_cgroup: true,
         methods: &[Method::BtfTracepoint { program: "page_fault_user", event: "page_fault_user" }],
+        companions: &[],
         configure: |_, _, _| Ok(()),
     },
     ProbeSpec {
@@ -107,6 +111,8 @@ pub static PROBES: &[ProbeSpec] = &[
         opt_in: OptIn::Default,
         per_cgroup: false,
         methods: &[Method::Tracepoint { program: "mark_victim", category: "oom", event: "mark_victim" }],
+        // The victim's own cgroup at the kill, where the kernel passes the victim (6.8+).
+        companions: &[Method::BtfTracepoint { program: "mark_victim_task", event: "mark_victim" }],
         configure: |f, c, units| {
             let f = f.ok_or("no format")?;
             if f.print_fmt.contains("total-vm=%lukB") {
@@ -132,6 +138,7 @@ pub static PROBES: &[ProbeSpec] = &[
         opt_in: OptIn::Default,
         per_cgroup: false,
         methods: &[Method::Tracepoint { program: "sched_process_exit", category: "sched", event: "sched_process_exit" }],
+        companions: &[],
         configure: |f, c, _| {
             c.exit_group_dead = f.map(|f| optional(f, "group_dead", 1)).unwrap_or(FIELD_ABSENT);
             Ok(())
