@@ -7,6 +7,8 @@
 //! `fill MIB`: maps and touches MIB MiB, prints `ready`, holds it until stdin closes.
 //! `fill-exit MIB`: the same, then exits at once.
 //! `grow STEP_KIB MAX_MIB`: prints `ready`, grows by STEP_KIB every 100 ms up to MAX_MIB.
+//! `breathe KIB MS`: every MS ms, maps and touches KIB KiB, then the next time unmaps it, so
+//! its cgroup's usage keeps changing (a busy container, for the daemon's benchmark).
 //! `brk-exec MIB MODE ARGS...`: grows the program break by MIB MiB, then execs itself as
 //! `memwatch-workload MODE ARGS...` (a new program image, whose break starts elsewhere).
 //!
@@ -225,6 +227,22 @@ fn brk_exec(mib: u64, rest: &[String]) -> ! {
     unreachable!()
 }
 
+fn breathe(kib: u64, ms: u64) -> ! {
+    let len = (kib << 10) as usize;
+    loop {
+        // SAFETY: a fresh anonymous mapping, touched within its length, then unmapped.
+        unsafe {
+            let p = anon(len as u64) as *mut u8;
+            for off in (0..len).step_by(4096) {
+                *p.add(off) = 1;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            check(libc::munmap(p.cast(), len) == 0, "munmap");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+}
+
 fn num(args: &[String], i: usize, usage: &str) -> u64 {
     args.get(i).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("usage: {usage}"))
 }
@@ -241,6 +259,7 @@ fn main() {
             args.get(2).and_then(|s| s.parse().ok()).expect("grow STEP_KIB MAX_MIB"),
             args.get(3).and_then(|s| s.parse().ok()).expect("grow STEP_KIB MAX_MIB"),
         ),
+        Some("breathe") => breathe(num(&args, 2, "breathe KIB MS"), num(&args, 3, "breathe KIB MS")),
         Some("brk-exec") => brk_exec(num(&args, 2, "brk-exec MIB MODE ARGS..."), &args[3..]),
         Some("bench-faults") => println!("{:.1}", bench_faults(num(&args, 2, "bench-faults MIB ROUNDS"), num(&args, 3, "bench-faults MIB ROUNDS"))),
         Some("bench-mmap") => println!("{:.1}", bench_mmap(num(&args, 2, "bench-mmap N"))),

@@ -276,6 +276,24 @@ impl OomTracker {
         false
     }
 
+    /// The processes of the cgroup at `path` under `root` (the memory hierarchy), largest RSS
+    /// first, at most ten, read now: the sampled list may be a slow period old.
+    fn cgroup_processes(&self, root: &Path, path: &str) -> Vec<Process> {
+        let Ok(text) = std::fs::read_to_string(root.join(path.trim_start_matches('/')).join("cgroup.procs")) else { return vec![] };
+        let page = crate::probes::page_size();
+        let mut procs: Vec<Process> = crate::parse::cgroup::procs(&text)
+            .into_iter()
+            .take(1000)
+            .filter_map(|pid| {
+                let s = crate::parse::proc::stat(&std::fs::read_to_string(self.roots.procfs.join(format!("{pid}/stat"))).ok()?)?;
+                Some(Process { pid, comm: s.comm, vsz_bytes: s.vsize_bytes, rss_bytes: s.rss_pages * page, faults: s.faults, ebpf: None })
+            })
+            .collect();
+        procs.sort_by(|a, b| b.rss_bytes.cmp(&a.rss_bytes).then(a.pid.cmp(&b.pid)));
+        procs.truncate(10);
+        procs
+    }
+
     /// A new snapshot: completes waiting kills whose time is up and reconciles with the
     /// kernel's counters. Returns true when events changed.
     pub fn on_snapshot(&mut self, snap: Arc<Snapshot>, now: Instant) -> bool {
@@ -369,7 +387,7 @@ impl OomTracker {
         let snaps = [self.newer.as_ref(), self.older.as_ref()];
         // The victim's cgroup path: from a snapshot, else by walking for its id, else /proc.
         let path = memcg
-            .and_then(|id| snaps.iter().flatten().find_map(|s| s.cgroups.get(&id).map(|c| c.path.clone())))
+            .and_then(|id| snaps.iter().flatten().find_map(|s| s.cgroups.get(&id).map(|c| c.path.to_string())))
             .or_else(|| memcg.zip(memory_root.as_ref()).and_then(|(id, root)| cgroupfs::find_by_id(root, id)))
             .or_else(|| p.proc_cgroup.clone());
         let id = memcg.or_else(|| path.as_ref().zip(memory_root.as_ref()).and_then(|(pth, root)| cgroupfs::id_of(root, pth))).unwrap_or(0);
@@ -382,7 +400,7 @@ impl OomTracker {
         let before = self.before(p.time);
         let container = before.and_then(|s| s.container(id)).or_else(|| snaps.iter().flatten().find_map(|s| s.container(id)));
         let (namespace, pod, name, container_id) = match container {
-            Some(c) => (c.namespace.clone(), c.pod.clone(), c.container.clone(), c.container_id.clone()),
+            Some(c) => (c.namespace.to_string(), c.pod.to_string(), c.container.to_string(), c.container_id.to_string()),
             None => {
                 let ident = identity::classify(path.as_deref().unwrap_or(""));
                 (String::new(), String::new(), String::new(), ident.container_id.unwrap_or_default())
@@ -413,18 +431,28 @@ impl OomTracker {
                 .victim_comm
                 .clone()
                 .or_else(|| p.exit.as_ref().and_then(|x| x.victim_comm.clone()))
-                .or_else(|| p.proc_stat.as_ref().map(|s| s.comm.clone()))
+                .or_else(|| p.proc_stat.as_ref().map(|s| s.comm.to_string()))
                 .unwrap_or_default(),
             vsz_bytes: mark.total_vm_bytes.or_else(|| p.proc_stat.as_ref().map(|s| s.vsz_bytes)),
             rss_bytes: rss,
             anon_rss_bytes: mark.anon_rss_bytes,
             oom_score_adj: mark.oom_score_adj,
         };
-        let top: Vec<Process> = container.map(|c| c.top_processes.clone()).unwrap_or_default();
+        // The container's other processes as they are now (the victim is in `victim`).
+        let now: Vec<Process> = path.as_deref().zip(memory_root.as_deref()).map(|(pth, root)| self.cgroup_processes(root, pth)).unwrap_or_default();
+        // Largest first: those now, and those of the last sample that are gone (the victim).
+        let mut top = now;
+        for before in container.map(|c| c.top_processes.as_slice()).unwrap_or_default() {
+            if !top.iter().any(|p| p.pid == before.pid) {
+                top.push(before.clone());
+            }
+        }
+        top.sort_by(|a, b| b.rss_bytes.cmp(&a.rss_bytes).then(a.pid.cmp(&b.pid)));
+        top.truncate(10);
         let mut go: Vec<GoProcess> = p.go.into_iter().collect();
         for proc_ in top.iter().filter(|t| t.pid != mark.victim_pid) {
             if let Some((gomemlimit, gogc)) = procfs::go_info(&self.roots.procfs, proc_.pid) {
-                go.push(GoProcess { pid: proc_.pid, comm: proc_.comm.clone(), gomemlimit, gogc });
+                go.push(GoProcess { pid: proc_.pid, comm: proc_.comm.to_string(), gomemlimit, gogc });
             }
         }
         Event {
@@ -460,7 +488,7 @@ impl OomTracker {
         let Some(snap) = self.newer.clone() else { return false };
         let mut containers: Vec<_> = snap.containers.iter().filter(|c| c.oom_kills.is_some()).collect();
         // Deepest first: a child's missed kill also explains its ancestors' counters.
-        containers.sort_by_key(|c| std::cmp::Reverse(c.cgroup.matches('/').count()));
+        containers.sort_by_cached_key(|c| std::cmp::Reverse(c.cgroup.matches('/').count()));
         let mut changed = false;
         for c in containers {
             let kernel = c.oom_kills.unwrap_or(0);
@@ -484,11 +512,11 @@ impl OomTracker {
                 time: crate::unix_seconds(SystemTime::now()),
                 source: Source::KernelCounter,
                 count: kernel - explained,
-                namespace: c.namespace.clone(),
-                pod: c.pod.clone(),
-                container: c.container.clone(),
-                container_id: c.container_id.clone(),
-                cgroup: c.cgroup.clone(),
+                namespace: c.namespace.to_string(),
+                pod: c.pod.to_string(),
+                container: c.container.to_string(),
+                container_id: c.container_id.to_string(),
+                cgroup: c.cgroup.to_string(),
                 cgroup_id: c.id,
                 cgroup_ids: snap.ancestry(c.id),
                 constraint: Constraint::Unknown,

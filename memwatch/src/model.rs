@@ -3,6 +3,7 @@
 //! their parents, which cgroups to export, and the predicted time to OOM.
 
 use std::{
+    sync::Arc,
     collections::{BTreeMap, HashMap, VecDeque},
     time::SystemTime,
 };
@@ -50,6 +51,8 @@ pub struct ModelState {
     ebpf: EbpfTotals,
     /// (monotonic seconds, working set) per cgroup id.
     history: HashMap<u64, VecDeque<(f64, u64)>>,
+    /// Per cgroup id: its path, what the path says it is, and its container id.
+    identity: HashMap<u64, (Arc<str>, identity::Identity, Arc<str>)>,
     errors_total: BTreeMap<(String, String), u64>,
     series_dropped_total: u64,
 }
@@ -162,7 +165,7 @@ pub fn build(mut b: SnapshotBuilder, st: &mut ModelState, opts: &Options, t: Tim
     let page = if b.page_size > 0 { b.page_size } else { 4096 };
     let mut procs = vec![(0u64, 0u64, 0u64); n]; // (count, vsz, rss)
     for (i, c) in b.cgroups.iter().enumerate() {
-        for p in &c.procs {
+        for p in c.procs.iter() {
             procs[i].0 += 1;
             procs[i].1 += p.vsize_bytes;
             procs[i].2 += p.rss_pages * page;
@@ -186,11 +189,22 @@ pub fn build(mut b: SnapshotBuilder, st: &mut ModelState, opts: &Options, t: Tim
     }
 
     let mut containers = Vec::new();
+    let empty: Arc<str> = Arc::from("");
     for (i, c) in b.cgroups.iter().enumerate() {
         if c.parent.is_none() {
             continue; // the root: node-level numbers are node_exporter's job
         }
-        let ident = identity::classify(&c.path);
+        // A cgroup's path does not change while it lives: classify it once.
+        let (ident, container_id) = match st.identity.get(&c.id) {
+            Some((path, ident, cid)) if Arc::ptr_eq(path, &c.path) || **path == *c.path => (ident, cid.clone()),
+            _ => {
+                let ident = identity::classify(&c.path);
+                let cid: Arc<str> = ident.container_id.as_deref().map(Arc::from).unwrap_or_else(|| empty.clone());
+                st.identity.insert(c.id, (c.path.clone(), ident, cid));
+                let (_, ident, cid) = &st.identity[&c.id];
+                (ident, cid.clone())
+            }
+        };
         let export = match opts.filter {
             CgroupFilter::All => true,
             CgroupFilter::Default => match ident.kind {
@@ -205,12 +219,12 @@ pub fn build(mut b: SnapshotBuilder, st: &mut ModelState, opts: &Options, t: Tim
         let (namespace, pod, container) = ident
             .container_id
             .as_ref()
-            .and_then(|id| b.names.containers.get(id).cloned())
+            .and_then(|id| b.names.containers.get(id.as_str()).cloned())
             .or_else(|| {
-                let (ns, pod) = b.names.pods.get(ident.pod_uid.as_ref()?)?.clone();
-                Some((ns, pod, String::new()))
+                let (ns, pod) = b.names.pods.get(ident.pod_uid.as_deref()?)?.clone();
+                Some((ns, pod, empty.clone()))
             })
-            .unwrap_or_default();
+            .unwrap_or_else(|| (empty.clone(), empty.clone(), empty.clone()));
         let working_set = c.usage.saturating_sub(c.inactive_file);
         let (limit_bytes, limit_is_machine) = match limit[i] {
             Some(l) if l < machine || machine == 0 => (l, false),
@@ -231,6 +245,7 @@ pub fn build(mut b: SnapshotBuilder, st: &mut ModelState, opts: &Options, t: Tim
             .collect();
         top.sort_by(|a, b| b.rss_bytes.cmp(&a.rss_bytes).then(a.pid.cmp(&b.pid)));
         top.truncate(10);
+        let (kind, qos) = (ident.kind, ident.qos);
         let hist = st.history.entry(c.id).or_default();
         hist.push_back((t.mono, working_set));
         while hist.front().is_some_and(|(ts, _)| t.mono - ts > TREND_WINDOW_SECS) {
@@ -242,9 +257,9 @@ pub fn build(mut b: SnapshotBuilder, st: &mut ModelState, opts: &Options, t: Tim
             namespace,
             pod,
             container,
-            container_id: ident.container_id.clone().unwrap_or_default(),
-            kind: ident.kind,
-            qos: ident.qos,
+            container_id,
+            kind,
+            qos,
             usage_bytes: c.usage,
             working_set_bytes: working_set,
             rss_bytes: c.anon,
@@ -270,6 +285,8 @@ pub fn build(mut b: SnapshotBuilder, st: &mut ModelState, opts: &Options, t: Tim
     }
     let exported: std::collections::HashSet<u64> = containers.iter().map(|c| c.id).collect();
     st.history.retain(|id, _| exported.contains(id));
+    let walked: std::collections::HashSet<u64> = b.cgroups.iter().map(|c| c.id).collect();
+    st.identity.retain(|id, _| walked.contains(id));
 
     // The series guard: Kubernetes containers first, then by path.
     let max_containers = opts.max_series / SERIES_PER_CONTAINER;

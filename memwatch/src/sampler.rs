@@ -49,10 +49,12 @@ impl Sampler {
     }
 
     /// The collectors every sampler runs, in order (cgroupfs first: the others need its walk).
-    /// `per_process` also reads each process's kernel counters (for `memwatch top`).
-    pub fn default_collectors(probes: Option<crate::probes::Probes>, per_process: bool) -> Vec<Box<dyn Collector>> {
+    /// `per_process` also reads each process's kernel counters (for `memwatch top`); `slow` is
+    /// how old the files that are costly to read may get.
+    pub fn default_collectors(probes: Option<crate::probes::Probes>, per_process: bool, slow: Duration) -> Vec<Box<dyn Collector>> {
         use crate::collector::*;
-        let mut v: Vec<Box<dyn Collector>> = vec![Box::new(cgroupfs::Cgroupfs), Box::new(procfs::Procfs), Box::new(kubelet::Kubelet)];
+        let mut v: Vec<Box<dyn Collector>> =
+            vec![Box::new(cgroupfs::Cgroupfs::new(slow)), Box::new(procfs::Procfs::default()), Box::new(kubelet::Kubelet::default())];
         if let Some(p) = probes {
             v.push(Box::new(ebpf::Ebpf::new(p, per_process)));
         }

@@ -45,7 +45,7 @@ impl Snapshot {
 
 #[derive(Debug, Clone, Default)]
 pub struct CgroupInfo {
-    pub path: String,
+    pub path: Arc<str>,
     pub parent: Option<u64>,
     pub limit_events: Option<u64>,
 }
@@ -89,13 +89,13 @@ pub struct SelfStats {
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Container {
     /// Path relative to the memory hierarchy's root, e.g. `/kubepods.slice/...`.
-    pub cgroup: String,
+    pub cgroup: Arc<str>,
     /// The cgroup's id (inode of its directory).
     pub id: u64,
-    pub namespace: String,
-    pub pod: String,
-    pub container: String,
-    pub container_id: String,
+    pub namespace: Arc<str>,
+    pub pod: Arc<str>,
+    pub container: Arc<str>,
+    pub container_id: Arc<str>,
     pub kind: Kind,
     pub qos: Option<Qos>,
     pub usage_bytes: u64,
@@ -130,7 +130,7 @@ pub struct Container {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Process {
     pub pid: u32,
-    pub comm: String,
+    pub comm: Arc<str>,
     pub vsz_bytes: u64,
     pub rss_bytes: u64,
     /// Page faults since it started, minor and major (`/proc/<pid>/stat`).

@@ -1,6 +1,7 @@
-//! Sampling and rendering cost for 1,000 real memory cgroups, against a baseline measured in
-//! the same run: reading the same cgroup files with nothing else done. Also the real daemon's
-//! CPU and RSS while it samples them every second. Needs root; prints numbers, asserts nothing.
+//! Sampling and rendering cost for 1,000 real memory cgroups, each with an idle process, against
+//! a baseline measured in the same run: reading the same cgroup files with nothing else done.
+//! Also the real daemon's CPU and RSS while it samples them every second. Needs root; prints
+//! numbers, asserts nothing.
 //!
 //! `cargo bench -p memwatch-tests --bench sample` (after `cargo build --release --bins`)
 use std::{
@@ -19,9 +20,13 @@ use memwatch::{
 
 const N: usize = 1000;
 
-struct Tree(PathBuf);
+struct Tree(PathBuf, Vec<std::process::Child>);
 impl Drop for Tree {
     fn drop(&mut self) {
+        for c in &mut self.1 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
         for i in 0..N {
             let _ = fs::remove_dir(self.0.join(format!("c{i:04}")));
         }
@@ -50,13 +55,23 @@ fn main() {
     let mode = host::cgroup_mode(Path::new("/sys/fs/cgroup"));
     let root = mode.memory_root().unwrap().join(format!("memwatch-bench-{}", std::process::id()));
     fs::create_dir(&root).unwrap();
-    let tree = Tree(root.clone());
+    let mut tree = Tree(root.clone(), Vec::new());
     let limit_file = if mode.is_v2() { "memory.max" } else { "memory.limit_in_bytes" };
     for i in 0..N {
         let d = root.join(format!("c{i:04}"));
         fs::create_dir(&d).unwrap();
         fs::write(d.join(limit_file), format!("{}", (64 + i as u64) << 20)).unwrap();
+        // An idle process in each, as containers have.
+        let procs = d.join("cgroup.procs");
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(format!("echo $$ > {} && exec sleep 3600", procs.display()))
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        tree.1.push(child);
     }
+    std::thread::sleep(Duration::from_secs(1));
     let files: Vec<PathBuf> = (0..N)
         .flat_map(|i| {
             let d = root.join(format!("c{i:04}"));
@@ -78,14 +93,19 @@ fn main() {
     }
     let baseline = t.elapsed().as_secs_f64() / rounds as f64;
 
-    let mut s = Sampler::new(Roots::default(), Sampler::default_collectors(None, false), Options { filter: CgroupFilter::All, ..Options::default() });
-    let _ = s.sample();
+    let mut s = Sampler::new(Roots::default(), Sampler::default_collectors(None, false, Duration::from_secs(10)), Options { filter: CgroupFilter::All, ..Options::default() });
     let t = Instant::now();
-    let mut snap = s.sample();
-    for _ in 1..rounds {
+    let _ = s.sample();
+    let first = t.elapsed().as_secs_f64();
+    // Samples one second apart for 20 s: two slow periods, so the slow reads are in the mean.
+    let (mut spent, mut snap) = (0.0, s.sample());
+    for _ in 0..rounds {
+        std::thread::sleep(Duration::from_secs(1));
+        let t = Instant::now();
         snap = s.sample();
+        spent += t.elapsed().as_secs_f64();
     }
-    let sample = t.elapsed().as_secs_f64() / rounds as f64;
+    let sample = spent / rounds as f64;
     let containers = snap.containers.len();
     let t = Instant::now();
     let mut bytes = 0;
@@ -96,10 +116,12 @@ fn main() {
 
     println!("cgroup mode: {}; {containers} containers exported ({N} made by the bench)", mode.label());
     println!("baseline, reading the same {} cgroup files: {:.2} ms", files.len(), baseline * 1e3);
-    println!("memwatch sample (cgroupfs+procfs+kubelet, no eBPF): {:.2} ms = {:.2}x baseline", sample * 1e3, sample / baseline);
+    println!("memwatch first sample (walk, open, read everything): {:.2} ms = {:.2}x baseline", first * 1e3, first / baseline);
+    println!("memwatch sample at 1 s (usage each time, the rest every 10 s), mean of {rounds}: {:.2} ms = {:.3}x baseline", sample * 1e3, sample / baseline);
     println!("render /metrics: {:.2} ms for {containers} containers ({} KiB)", rendering * 1e3, bytes / 1024);
 
-    // The real daemon, with its eBPF probes, sampling every second for 10 s.
+    // The real daemon, with its eBPF probes, sampling every second: its CPU over a minute with
+    // the containers idle, then with each one's usage changing every second (busy).
     let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/memwatch");
     if !bin.exists() {
         println!("daemon: {} not built (cargo build --release --bins)", bin.display());
@@ -111,11 +133,30 @@ fn main() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(3));
-    let (c0, t0) = (cpu_seconds(child.id()), Instant::now());
-    std::thread::sleep(Duration::from_secs(10));
-    let cpu = (cpu_seconds(child.id()) - c0) / t0.elapsed().as_secs_f64();
-    println!("daemon, 1 s interval, {containers}+ cgroups: {:.2}% of one core, RSS {} KiB", cpu * 100.0, rss_kib(child.id()));
+    // Past its start-up and first full reads, then a minute: several slow periods (10 s).
+    std::thread::sleep(Duration::from_secs(5));
+    let measure = |what: &str| {
+        let (c0, t0) = (cpu_seconds(child.id()), Instant::now());
+        std::thread::sleep(Duration::from_secs(60));
+        let cpu = (cpu_seconds(child.id()) - c0) / t0.elapsed().as_secs_f64();
+        println!("daemon, 1 s interval, {containers}+ cgroups, {what}: {:.2}% of one core over 60 s, RSS {} KiB", cpu * 100.0, rss_kib(child.id()));
+    };
+    measure("idle (a sleeping process in each)");
+    // Busy: in each cgroup, a process whose usage changes every second.
+    let workload = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/memwatch-workload");
+    for i in 0..N {
+        let procs = root.join(format!("c{i:04}")).join("cgroup.procs");
+        let c = Command::new("sh")
+            .arg("-c")
+            .arg(format!("echo $$ > {} && exec \"$0\" breathe 256 1000", procs.display()))
+            .arg(&workload)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        tree.1.push(c);
+    }
+    std::thread::sleep(Duration::from_secs(12));
+    measure("busy (usage changing every second in each)");
     let _ = child.kill();
     let _ = child.wait();
     drop(tree);

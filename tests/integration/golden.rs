@@ -32,7 +32,7 @@ fn roots(scenario: &str) -> Roots {
 
 /// One sample of a scenario, with the varying self-metrics pinned.
 fn sample(scenario: &str, filter: CgroupFilter) -> Snapshot {
-    let mut s = Sampler::new(roots(scenario), Sampler::default_collectors(None, false), Options { filter, ..Options::default() });
+    let mut s = Sampler::new(roots(scenario), Sampler::default_collectors(None, false, std::time::Duration::from_secs(10)), Options { filter, ..Options::default() });
     let mut snap = s.sample();
     snap.taken_at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     snap.self_stats.sample_duration_seconds = 0.0;
@@ -89,10 +89,10 @@ fn golden_k8s_v2_systemd() {
     let snap = sample("k8s-v2-systemd", CgroupFilter::Default);
     assert_eq!(snap.cgroup_mode, "v2");
     // Pods, QoS slices and user.slice are not containers; the pause container is.
-    let paths: Vec<&str> = snap.containers.iter().map(|c| c.cgroup.as_str()).collect();
+    let paths: Vec<&str> = snap.containers.iter().map(|c| &*c.cgroup).collect();
     assert_eq!(paths.len(), 6, "{paths:?}");
     let app = find(&snap, &format!("cri-containerd-{}.scope", "02".repeat(32)));
-    assert_eq!((app.namespace.as_str(), app.pod.as_str(), app.container.as_str()), ("shop", "web-7d4b9c-x2x9z", "server"));
+    assert_eq!((&*app.namespace, &*app.pod, &*app.container), ("shop", "web-7d4b9c-x2x9z", "server"));
     // No limit of its own: the pod's 512Mi applies.
     assert_eq!(app.limit_bytes, 512 * MI);
     assert_eq!(app.working_set_bytes, 460 * MI);
@@ -101,7 +101,7 @@ fn golden_k8s_v2_systemd() {
     assert_eq!(app.oom_kills, Some(2));
     assert_eq!(app.pressure.unwrap().some_us, 2_500_000);
     let pause = find(&snap, &format!("cri-containerd-{}.scope", "01".repeat(32)));
-    assert_eq!((pause.namespace.as_str(), pause.pod.as_str(), pause.container.as_str()), ("shop", "web-7d4b9c-x2x9z", ""));
+    assert_eq!((&*pause.namespace, &*pause.pod, &*pause.container), ("shop", "web-7d4b9c-x2x9z", ""));
     let envoy = find(&snap, &format!("cri-containerd-{}.scope", "03".repeat(32)));
     assert_eq!((envoy.limit_bytes, envoy.high_bytes), (128 * MI, Some(100 * MI)));
     assert_eq!(find(&snap, "kubelet.service").limit_bytes, 8192 * MI, "machine memory");
@@ -113,10 +113,10 @@ fn golden_k8s_v2_cgroupfs_driver() {
     let snap = sample("k8s-v2-cgroupfs", CgroupFilter::Default);
     assert_eq!(snap.containers.len(), 3);
     let app = find(&snap, &"02".repeat(32));
-    assert_eq!((app.pod.as_str(), app.container.as_str(), app.limit_bytes), ("web-7d4b9c-x2x9z", "server", 512 * MI));
+    assert_eq!((&*app.pod, &*app.container, app.limit_bytes), ("web-7d4b9c-x2x9z", "server", 512 * MI));
     // No kubelet logs for these: ids but no names.
     let be = find(&snap, &"05".repeat(32));
-    assert_eq!((be.pod.as_str(), be.container_id.len()), ("", 64));
+    assert_eq!((&*be.pod, be.container_id.len()), ("", 64));
     golden("k8s-v2-cgroupfs", &snap);
 }
 
@@ -136,10 +136,10 @@ fn golden_hybrid_with_escaped_names() {
     let snap = sample("hybrid", CgroupFilter::Default);
     assert_eq!(snap.cgroup_mode, "hybrid");
     let odd = find(&snap, "with backslash");
-    assert_eq!(odd.cgroup, "/odd\"name\\with backslash");
+    assert_eq!(&*odd.cgroup, "/odd\"name\\with backslash");
     assert_eq!(odd.limit_bytes, 64 * MI);
     let crio = find(&snap, &format!("crio-{}.scope", "06".repeat(32)));
-    assert_eq!((crio.namespace.as_str(), crio.container.as_str()), ("batch", "report"));
+    assert_eq!((&*crio.namespace, &*crio.container), ("batch", "report"));
     let text = render::render(&snap, Format::Text);
     assert!(text.contains(r#"cgroup="/odd\"name\\with backslash""#), "escaped in the exposition");
     golden("hybrid", &snap);
@@ -152,7 +152,7 @@ fn golden_docker_host() {
     assert_eq!((limited.limit_bytes, limited.limit_is_machine), (400 * MI, false));
     let open = find(&snap, &format!("docker-{}.scope", "08".repeat(32)));
     assert_eq!((open.limit_bytes, open.limit_is_machine), (2048 * MI, true));
-    assert_eq!(open.container_id, "08".repeat(32));
+    assert_eq!(&*open.container_id, "08".repeat(32));
     golden("docker-v2", &snap);
 }
 
@@ -221,9 +221,9 @@ fn invalid_utf8_and_newlines_in_cgroup_names_are_escaped() {
         tracefs: None,
         kubelet_logs: dir.path().join("var/log"),
     };
-    let snap = Sampler::new(roots, Sampler::default_collectors(None, false), Options::default()).sample();
+    let snap = Sampler::new(roots, Sampler::default_collectors(None, false, std::time::Duration::from_secs(10)), Options::default()).sample();
     assert_eq!(snap.containers.len(), 1);
-    assert_eq!(snap.containers[0].cgroup, "/bad\u{FFFD}name\nwith \"quotes\"");
+    assert_eq!(&*snap.containers[0].cgroup, "/bad\u{FFFD}name\nwith \"quotes\"");
     let text = render::render(&snap, Format::Text);
     assert!(text.contains("cgroup=\"/bad\u{FFFD}name\\nwith \\\"quotes\\\"\""), "{text}");
     promtool_check(&text);
@@ -234,7 +234,7 @@ fn max_series_drops_and_counts() {
     let per = memwatch::model::SERIES_PER_CONTAINER;
     let mut s = Sampler::new(
         roots("k8s-v2-systemd"),
-        Sampler::default_collectors(None, false),
+        Sampler::default_collectors(None, false, std::time::Duration::from_secs(10)),
         Options { filter: CgroupFilter::Default, max_series: 2 * per },
     );
     let snap = s.sample();

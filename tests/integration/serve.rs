@@ -150,6 +150,30 @@ fn bpf_stats_report_each_probes_cost() {
     w.finish();
 }
 
+/// The daemon keeps its view of the hierarchy between samples; a cgroup made or removed after
+/// it started shows up, and goes, within a couple of samples (inotify, not the periodic walk).
+#[test]
+fn cgroups_made_and_removed_while_running_come_and_go_quickly() {
+    if !util::require_root("cgroups_made_and_removed_while_running_come_and_go_quickly") {
+        return;
+    }
+    let d = Daemon::start(&["--interval", "200ms"]);
+    d.wait_until("the first sample", Duration::from_secs(10), || d.get("/readyz").is_ok_and(|(s, _)| s == 200));
+    let cg = TestCgroup::new("late", 64 * MIB);
+    let label = cg.label();
+    let t = std::time::Instant::now();
+    d.wait_until("the new cgroup's series", Duration::from_secs(3), || {
+        d.metrics().get("memwatch_container_memory_limit_bytes", &label, None) == Some((64 * MIB) as f64)
+    });
+    eprintln!("appeared after {:?}", t.elapsed());
+    let mut w = Workload::start(&["fill", "8"], Some(&cg));
+    w.expect_line("ready");
+    d.wait_until("its process", Duration::from_secs(3), || d.metrics().get("memwatch_container_processes", &label, None) == Some(1.0));
+    drop(w);
+    drop(cg);
+    d.wait_until("its series to go", Duration::from_secs(3), || d.metrics().get("memwatch_container_memory_limit_bytes", &label, None).is_none());
+}
+
 #[test]
 fn http_api_health_negotiation_and_unknown_paths() {
     if !util::require_root("http_api_health_negotiation_and_unknown_paths") {

@@ -26,7 +26,7 @@ fn fixture_state() -> State {
         tracefs: None,
         kubelet_logs: dir.join("var/log"),
     };
-    let mut s = Sampler::new(roots, Sampler::default_collectors(None, false), Options { filter: CgroupFilter::Default, ..Options::default() });
+    let mut s = Sampler::new(roots, Sampler::default_collectors(None, false, std::time::Duration::from_secs(10)), Options { filter: CgroupFilter::Default, ..Options::default() });
     let mut state = State::new("fixture");
     state.update(Frame::from_snapshot(&s.sample()));
     state

@@ -21,6 +21,10 @@ pub struct ServeArgs {
     /// Sampling period, e.g. 1s, 500ms
     #[arg(long, default_value = "1s", value_parser = parse_interval)]
     interval: Duration,
+    /// How old the files that are costly to read (memory.stat, PSI, limits, process lists and
+    /// /proc/<pid>/stat) may get; cgroups near their limit are read every interval anyway
+    #[arg(long, default_value = "10s", value_parser = parse_interval)]
+    slow_interval: Duration,
     /// Which cgroups to export
     #[arg(long, value_enum, default_value = "default")]
     cgroups: CgroupFilter,
@@ -103,7 +107,7 @@ async fn serve(roots: Roots, args: ServeArgs) -> anyhow::Result<()> {
     }
     let opts = Options { filter: args.cgroups, max_series: args.max_series };
     let shared: Shared = Arc::default();
-    Sampler::new(roots, Sampler::default_collectors(probes, false), opts).spawn(args.interval, shared.clone(), oom, ring, oom_unit);
+    Sampler::new(roots, Sampler::default_collectors(probes, false, args.slow_interval.max(args.interval)), opts).spawn(args.interval, shared.clone(), oom, ring, oom_unit);
     let state = AppState { shared, stale_after: (args.interval * 10).max(Duration::from_secs(30)) };
     tracing::info!("listening on http://{}/metrics", args.listen);
     axum::serve(listener, http::router(state))

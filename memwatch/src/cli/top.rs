@@ -32,6 +32,9 @@ pub struct TopArgs {
     /// Refresh period, e.g. 1s, 500ms
     #[arg(long, default_value = "1s", value_parser = super::serve::parse_interval)]
     interval: Duration,
+    /// How old the files that are costly to read may get when sampling here (see `serve`)
+    #[arg(long, default_value = "2s", value_parser = super::serve::parse_interval)]
+    slow_interval: Duration,
     /// Print one plain table and exit (also when stdout is not a terminal)
     #[arg(long)]
     once: bool,
@@ -80,7 +83,7 @@ impl OneShot {
             None => {
                 let probes = Probes::load(&roots.load_options(args.probes.options())).ok();
                 let opts = Options { filter: args.cgroups, ..Options::default() };
-                OneShot::Local(Box::new(Sampler::new(roots.clone(), Sampler::default_collectors(probes, true), opts)))
+                OneShot::Local(Box::new(Sampler::new(roots.clone(), Sampler::default_collectors(probes, true, args.slow_interval.max(args.interval)), opts)))
             }
         })
     }
@@ -125,7 +128,7 @@ impl Live {
                 let (oom, _) = OomTracker::new(roots.clone(), None, 100);
                 let shared: Shared = Arc::default();
                 let opts = Options { filter: args.cgroups, ..Options::default() };
-                Sampler::new(roots, Sampler::default_collectors(probes, true), opts).spawn(args.interval, shared.clone(), oom, ring, unit);
+                Sampler::new(roots, Sampler::default_collectors(probes, true, args.slow_interval.max(args.interval)), opts).spawn(args.interval, shared.clone(), oom, ring, unit);
                 Live::Local(shared)
             }
         }

@@ -1,23 +1,94 @@
 //! The memory hierarchy: every cgroup with memory accounting and what its files say, on v2,
-//! v1 and hybrid hosts. A cgroup that vanishes mid-walk is skipped silently; a file that is
-//! unreadable or malformed skips that value and counts an error.
+//! v1 and hybrid hosts.
+//!
+//! Built to stay cheap at thousands of cgroups. The tree is kept between samples and changed by
+//! inotify (a full walk only at start, on overflow, and every [`FULL_WALK_EVERY`]: reading a
+//! directory costs as much as reading a file). Each cgroup's usage file (`memory.current`,
+//! `memory.usage_in_bytes`) stays open and is re-read with one `pread` per sample. The other
+//! files (`memory.stat`, which flushes per-CPU statistics; PSI; limits; events; `cgroup.procs`)
+//! are read on the slow cadence when the usage changed meanwhile (else after [`IDLE_PERIODS`]
+//! slow periods), and at once when the cgroup nears its limit or its usage moved a lot: so each
+//! is at most `slow` old while the cgroup is busy, a minute when idle, and fresh where it matters. A cgroup that vanishes
+//! mid-walk is skipped silently; a file that is unreadable or malformed skips that value and
+//! counts an error.
 
 use std::{
+    collections::{BTreeMap, HashMap},
+    ffi::CString,
+    fs::File,
     io,
-    os::unix::fs::MetadataExt,
+    os::{
+        fd::{AsRawFd, FromRawFd},
+        unix::fs::{FileExt, MetadataExt},
+    },
     path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
 };
 
-use super::{CollectError, Collector, RawCgroup, SnapshotBuilder, read_into};
-use crate::{
-    Roots,
-    host,
-    parse::cgroup as parse,
-};
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 
-pub struct Cgroupfs;
+use super::{CollectError, Collector, RawCgroup, SnapshotBuilder};
+use crate::{Roots, host, parse::cgroup as parse};
 
 const NAME: &str = "cgroupfs";
+
+/// A full walk of the hierarchy at least this often, for what inotify cannot tell (a
+/// controller enabled under an existing cgroup creates its files without an event).
+pub const FULL_WALK_EVERY: Duration = Duration::from_secs(60);
+
+pub struct Cgroupfs {
+    /// The most the slowly read files may age.
+    slow: Duration,
+    tree: Option<Tree>,
+    buf: Vec<u8>,
+}
+
+impl Cgroupfs {
+    pub fn new(slow: Duration) -> Self {
+        Cgroupfs { slow, tree: None, buf: vec![0; 64 * 1024] }
+    }
+}
+
+/// The hierarchy as last seen, by path relative to its root (`/` for the root itself; a
+/// parent's path sorts before its children's).
+struct Tree {
+    cgroupfs: PathBuf,
+    mode: host::CgroupMode,
+    root: PathBuf,
+    v2: bool,
+    nodes: BTreeMap<String, Node>,
+    watch: Option<Watch>,
+    walked_at: Instant,
+    needs_walk: bool,
+    /// Set after the first walk: cgroups found later are new.
+    started: bool,
+}
+
+struct Watch {
+    inotify: Inotify,
+    by_wd: HashMap<WatchDescriptor, String>,
+}
+
+struct Node {
+    dir: Arc<Path>,
+    /// Its path relative to the root, as labels show it (lossy UTF-8).
+    label: Arc<str>,
+    id: u64,
+    /// The directory, open, for reading its other files relative to it (one path step).
+    dirfd: Option<File>,
+    /// The usage file, open: one pread per sample.
+    usage_file: Option<File>,
+    wd: Option<WatchDescriptor>,
+    /// The slowly read part, and when and at what usage memory.stat and the process list were
+    /// read last.
+    slow: Option<(Instant, u64, RawCgroup)>,
+    /// When the files that rarely change (limits, events, swap, pressure) were read last.
+    rare_at: Option<Instant>,
+    /// When this cgroup appeared (None for those there when memwatch started): a young one
+    /// (processes moving in) is re-read whenever its usage changes.
+    born: Option<Instant>,
+}
 
 impl Collector for Cgroupfs {
     fn name(&self) -> &'static str {
@@ -25,40 +96,42 @@ impl Collector for Cgroupfs {
     }
 
     fn collect(&mut self, roots: &Roots, out: &mut SnapshotBuilder) -> Result<(), CollectError> {
-        let mode = host::cgroup_mode(&roots.cgroupfs);
-        let Some(root) = mode.memory_root().map(Path::to_path_buf) else {
-            out.mode = Some(mode);
-            return Err(CollectError::Unsupported(format!("no memory controller under {}", roots.cgroupfs.display())));
-        };
-        let v2 = mode.is_v2();
-        out.mode = Some(mode);
-        let mut buf = String::new();
-        // Depth-first, parents before children: (dir, relative path, parent index).
-        let mut stack: Vec<(PathBuf, String, Option<usize>)> = vec![(root.clone(), "/".into(), None)];
-        while let Some((dir, rel, parent)) = stack.pop() {
-            let Some(cg) = read_cgroup(&dir, &rel, parent, v2, &mut buf, out) else { continue };
-            let index = out.cgroups.len();
-            out.cgroups.push(cg);
-            let entries = match std::fs::read_dir(&dir) {
-                Ok(e) => e,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(_) => {
-                    out.error(NAME, "read");
-                    continue;
-                }
+        let now = Instant::now();
+        let stale_tree = self.tree.as_ref().is_none_or(|t| t.cgroupfs != roots.cgroupfs);
+        if stale_tree {
+            let mode = host::cgroup_mode(&roots.cgroupfs);
+            let Some(root) = mode.memory_root().map(Path::to_path_buf) else {
+                out.mode = Some(mode);
+                self.tree = None;
+                return Err(CollectError::Unsupported(format!("no memory controller under {}", roots.cgroupfs.display())));
             };
-            let mut children: Vec<(PathBuf, String)> = entries
-                .filter_map(Result::ok)
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                .map(|e| {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    (e.path(), child_path(&rel, &name))
-                })
-                .collect();
-            // Pop order = sorted order, so walks are deterministic.
-            children.sort_by(|a, b| b.1.cmp(&a.1));
-            stack.extend(children.into_iter().map(|(d, r)| (d, r, Some(index))));
+            super::raise_nofile_limit();
+            let watch = Inotify::init().ok().map(|inotify| Watch { inotify, by_wd: HashMap::new() });
+            self.tree = Some(Tree {
+                cgroupfs: roots.cgroupfs.clone(),
+                v2: mode.is_v2(),
+                mode,
+                root,
+                nodes: BTreeMap::new(),
+                watch,
+                walked_at: now,
+                needs_walk: true,
+                started: false,
+            });
         }
+        let tree = self.tree.as_mut().expect("tree set above");
+        out.mode = Some(tree.mode.clone());
+        tree.apply_events(&mut self.buf, out);
+        // Without inotify (no instance left for us), walk on the slow cadence instead.
+        let every = if tree.watch.is_some() { FULL_WALK_EVERY } else { self.slow };
+        if tree.needs_walk || now.duration_since(tree.walked_at) >= every {
+            let root = tree.root.clone();
+            tree.walk("/", root, out);
+            tree.walked_at = now;
+            tree.needs_walk = false;
+            tree.started = true;
+        }
+        tree.sample(now, self.slow, &mut self.buf, out);
         Ok(())
     }
 }
@@ -68,23 +141,320 @@ fn child_path(rel: &str, name: &str) -> String {
     if rel == "/" { format!("/{name}") } else { format!("{rel}/{name}") }
 }
 
+fn parent_path(rel: &str) -> Option<&str> {
+    match rel.rsplit_once('/') {
+        _ if rel == "/" => None,
+        Some(("", _)) => Some("/"),
+        Some((p, _)) => Some(p),
+        None => None,
+    }
+}
+
+impl Tree {
+    /// Applies what inotify reported since the last sample: new cgroups are walked, removed
+    /// ones forgotten. An overflowed queue asks for a full walk.
+    fn apply_events(&mut self, buf: &mut [u8], out: &mut SnapshotBuilder) {
+        let Some(w) = self.watch.as_mut() else { return };
+        let mut created = Vec::new();
+        let mut removed = Vec::new();
+        loop {
+            let events = match w.inotify.read_events(buf) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    self.needs_walk = true;
+                    break;
+                }
+            };
+            let mut any = false;
+            for e in events {
+                any = true;
+                if e.mask.contains(EventMask::Q_OVERFLOW) {
+                    self.needs_walk = true;
+                    continue;
+                }
+                let Some(rel) = w.by_wd.get(&e.wd).cloned() else { continue };
+                if e.mask.contains(EventMask::IGNORED) {
+                    w.by_wd.remove(&e.wd);
+                    removed.push(rel);
+                    continue;
+                }
+                let Some(name) = e.name else { continue };
+                let child = child_path(&rel, &name.to_string_lossy());
+                if e.mask.intersects(EventMask::DELETE | EventMask::MOVED_FROM) {
+                    removed.push(child);
+                } else if e.mask.intersects(EventMask::CREATE | EventMask::MOVED_TO) {
+                    if let Some(parent) = self.nodes.get(&rel) {
+                        created.push((child, parent.dir.join(name)));
+                    }
+                }
+            }
+            if !any {
+                break;
+            }
+        }
+        for rel in removed {
+            self.forget(&rel);
+        }
+        for (rel, dir) in created {
+            if parent_path(&rel).is_some_and(|p| self.nodes.contains_key(p)) {
+                self.walk(&rel, dir, out);
+            }
+        }
+    }
+
+    /// Forgets the cgroup at `rel` and everything below it.
+    fn forget(&mut self, rel: &str) {
+        let prefix = format!("{rel}/");
+        let gone: Vec<String> =
+            self.nodes.range(rel.to_string()..).map(|(k, _)| k).take_while(|k| *k == rel || k.starts_with(&prefix)).cloned().collect();
+        for k in gone {
+            if let Some(n) = self.nodes.remove(&k) {
+                if let (Some(w), Some(wd)) = (self.watch.as_mut(), n.wd) {
+                    w.by_wd.remove(&wd);
+                    let _ = w.inotify.watches().remove(wd);
+                }
+            }
+        }
+    }
+
+    /// Walks the hierarchy from `start` (a full walk from `/`): new cgroups are added, ones no
+    /// longer there forgotten, ones still there kept with their open files.
+    /// Paths are kept as the kernel spells them (`dir`); `rel`, the label, is lossy UTF-8.
+    fn walk(&mut self, start: &str, start_dir: PathBuf, out: &mut SnapshotBuilder) {
+        let mut seen: Vec<String> = Vec::new();
+        let mut stack = vec![(start.to_string(), start_dir)];
+        while let Some((rel, dir)) = stack.pop() {
+            let id = match std::fs::metadata(&dir) {
+                Ok(m) => m.ino(),
+                Err(_) => continue, // vanished
+            };
+            if self.nodes.get(&rel).is_none_or(|n| n.id != id) {
+                match self.open_node(&rel, dir.clone(), id) {
+                    Some(node) => {
+                        self.nodes.insert(rel.clone(), node);
+                    }
+                    None => {
+                        self.forget(&rel);
+                        continue; // not a memory cgroup (v2, controller off), or gone
+                    }
+                }
+            }
+            seen.push(rel.clone());
+            // Watch before listing: a child made after the listing still gives an event.
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(_) => {
+                    out.error(NAME, "read");
+                    continue;
+                }
+            };
+            for e in entries.filter_map(Result::ok) {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push((child_path(&rel, &e.file_name().to_string_lossy()), e.path()));
+                }
+            }
+        }
+        // Whatever under `start` the walk did not meet is gone.
+        let prefix = if start == "/" { "/".to_string() } else { format!("{start}/") };
+        seen.sort();
+        let stale: Vec<String> = self
+            .nodes
+            .keys()
+            .filter(|k| (*k == start || k.starts_with(&prefix)) && seen.binary_search(k).is_err())
+            .cloned()
+            .collect();
+        for k in stale {
+            self.forget(&k);
+        }
+    }
+
+    /// Opens a cgroup's directory and usage file and watches it; None when it is not a memory
+    /// cgroup (or vanished).
+    fn open_node(&mut self, rel: &str, dir: PathBuf, id: u64) -> Option<Node> {
+        let is_root = rel == "/";
+        let usage_name = if self.v2 { "memory.current" } else { "memory.usage_in_bytes" };
+        let usage_file = File::open(dir.join(usage_name));
+        match &usage_file {
+            // The v2 root has no memory.current; other cgroups without it have no memory
+            // controller enabled, and neither can their children.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !(self.v2 && is_root) => return None,
+            _ => {}
+        }
+        let dirfd = File::open(&dir).ok();
+        let wd = self.watch.as_mut().and_then(|w| {
+            let wd = w.inotify.watches().add(&dir, WatchMask::CREATE | WatchMask::DELETE | WatchMask::MOVE | WatchMask::ONLYDIR | WatchMask::DONT_FOLLOW).ok()?;
+            w.by_wd.insert(wd.clone(), rel.to_string());
+            Some(wd)
+        });
+        Some(Node { dir: Arc::from(dir), label: Arc::from(rel), id, dirfd, usage_file: usage_file.ok(), wd, slow: None, rare_at: None, born: self.started.then(Instant::now) })
+    }
+
+    /// One sample: every cgroup's usage, and the slow files of those that are due.
+    fn sample(&mut self, now: Instant, slow: Duration, buf: &mut [u8], out: &mut SnapshotBuilder) {
+        let v2 = self.v2;
+        let mut index: HashMap<&str, usize> = HashMap::with_capacity(self.nodes.len());
+        // Effective limits as known from the last slow reads, parents first.
+        let mut limits: HashMap<&str, Option<u64>> = HashMap::with_capacity(self.nodes.len());
+        let mut vanished = Vec::new();
+        for (rel, node) in self.nodes.iter_mut() {
+            let parent = parent_path(rel);
+            let usage = match read_usage(node, v2, buf) {
+                Ok(u) => u,
+                Err(Unusable::Gone) => {
+                    vanished.push(rel.clone());
+                    continue;
+                }
+                Err(Unusable::Malformed) => {
+                    out.error(NAME, "parse");
+                    continue;
+                }
+            };
+            let inherited = parent.and_then(|p| limits.get(p).copied().flatten());
+            let own = node.slow.as_ref().and_then(|(_, _, r)| r.own_limit);
+            let limit = match (own, inherited) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            limits.insert(rel.as_str(), limit);
+            let young = node.born.is_some_and(|b| now.duration_since(b) < slow);
+            let last = node.slow.as_ref().map(|(at, u, _)| (*at, *u));
+            let near = near_limit(usage, limit);
+            if slow_due(last, usage, limit, now, slow) || young && last.is_some_and(|(_, u)| u != usage) {
+                let rare = near || node.rare_at.is_none_or(|at| now.duration_since(at) >= slow * IDLE_PERIODS);
+                let mut raw = node.slow.take().map(|(_, _, r)| r).unwrap_or_default();
+                read_slow(node, v2, rare, buf, out, &mut raw);
+                raw.pids_fresh = true;
+                // Spread the next reads of cgroups seen together over the period.
+                let phase = if last.is_none() && !young { slow.mul_f64((node.id % 97) as f64 / 97.0) } else { Duration::ZERO };
+                let at = now.checked_sub(phase).unwrap_or(now);
+                if rare {
+                    node.rare_at = Some(at);
+                }
+                node.slow = Some((at, usage, raw));
+            } else if let Some((_, _, r)) = node.slow.as_mut() {
+                r.pids_fresh = false;
+            }
+            let Some((_, _, cached)) = node.slow.as_ref() else { continue };
+            let mut cg = cached.clone();
+            cg.usage = usage;
+            cg.path = node.label.clone();
+            cg.dir = node.dir.clone();
+            cg.id = node.id;
+            cg.parent = parent.and_then(|p| index.get(p).copied());
+            if parent.is_some() && cg.parent.is_none() {
+                continue; // its parent is gone: so is it
+            }
+            index.insert(rel.as_str(), out.cgroups.len());
+            out.cgroups.push(cg);
+        }
+        for rel in vanished {
+            self.forget(&rel);
+        }
+    }
+}
+
+enum Unusable {
+    /// The cgroup was removed.
+    Gone,
+    /// Its usage file does not hold a number: the cgroup is skipped this sample.
+    Malformed,
+}
+
+/// The usage file's value by pread on the open file (by path where it could not be kept open).
+fn read_usage(node: &mut Node, v2: bool, buf: &mut [u8]) -> Result<u64, Unusable> {
+    let n = match &node.usage_file {
+        Some(f) => f.read_at(buf, 0),
+        None => {
+            let name = if v2 { "memory.current" } else { "memory.usage_in_bytes" };
+            match File::open(node.dir.join(name)) {
+                Ok(f) => f.read_at(buf, 0),
+                // The v2 root has no usage file: its usage is not needed.
+                Err(e) if e.kind() == io::ErrorKind::NotFound && node.dir.exists() => return Ok(0),
+                Err(e) => Err(e),
+            }
+        }
+    };
+    match n {
+        Ok(n) => std::str::from_utf8(&buf[..n]).ok().and_then(|t| parse::value(t).ok()).ok_or(Unusable::Malformed),
+        // ENODEV: the cgroup was removed while its file was open.
+        Err(_) => Err(Unusable::Gone),
+    }
+}
+
+/// An idle cgroup (usage unchanged since its slow files were read) has them read again after
+/// this many slow periods.
+pub const IDLE_PERIODS: u32 = 6;
+
+/// Within 10% of its (effective) limit: where the working set must be right.
+fn near_limit(usage: u64, limit: Option<u64>) -> bool {
+    limit.is_some_and(|l| usage.saturating_mul(10) >= l.saturating_mul(9))
+}
+
+/// Whether a cgroup's memory.stat and process list are due: never read; near its limit; usage
+/// moved a lot since; older than `slow` with usage changed since (the cheap file says something
+/// happened); or older than [`IDLE_PERIODS`] × `slow` in any case. The files that rarely change
+/// (limits, events, swap, pressure) are read with them every [`IDLE_PERIODS`] × `slow`, and
+/// every sample near the limit.
+fn slow_due(last: Option<(Instant, u64)>, usage: u64, limit: Option<u64>, now: Instant, slow: Duration) -> bool {
+    let Some((at, then)) = last else { return true };
+    if near_limit(usage, limit) {
+        return true;
+    }
+    if usage.abs_diff(then) >= (4 << 20).max(then / 16) {
+        return true;
+    }
+    let age = now.duration_since(at);
+    age >= slow * IDLE_PERIODS || (age >= slow && usage != then)
+}
+
 enum Got<T> {
     Value(T),
     /// The file (or the cgroup) is not there.
     Absent,
 }
 
+/// Reads one file of a cgroup, relative to its open directory where it has one.
+fn read_file<'b>(node: &Node, name: &str, buf: &'b mut [u8]) -> io::Result<&'b str> {
+    let file = match &node.dirfd {
+        Some(d) => {
+            let c = CString::new(name).expect("file names have no NUL");
+            // SAFETY: openat with a valid directory fd and a NUL-terminated name.
+            let fd = unsafe { libc::openat(d.as_raw_fd(), c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: a fresh fd we own.
+            unsafe { File::from_raw_fd(fd) }
+        }
+        None => File::open(node.dir.join(name))?,
+    };
+    // A cgroup file comes whole in one read when the buffer has room (it is generated at
+    // once); read on only when a read filled the buffer.
+    let mut len = 0;
+    loop {
+        let n = file.read_at(&mut buf[len..], len as u64)?;
+        len += n;
+        if n == 0 || len < buf.len() {
+            break;
+        }
+    }
+    // Cgroup files are ASCII; anything else is malformed and parses as such.
+    Ok(std::str::from_utf8(&buf[..len]).unwrap_or(""))
+}
+
 /// Reads and parses one file; counts an error (and yields Absent) when it cannot.
-fn get<T, E>(path: &Path, buf: &mut String, out: &mut SnapshotBuilder, parse: impl Fn(&str) -> Result<T, E>) -> Got<T> {
-    match read_into(path, buf) {
-        Ok(()) => match parse(buf) {
+fn get<T, E>(node: &Node, name: &str, buf: &mut [u8], out: &mut SnapshotBuilder, parse: impl Fn(&str) -> Result<T, E>) -> Got<T> {
+    match read_file(node, name, buf) {
+        Ok(text) => match parse(text) {
             Ok(v) => Got::Value(v),
             Err(_) => {
                 out.error(NAME, "parse");
                 Got::Absent
             }
         },
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Got::Absent,
+        Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENODEV) => Got::Absent,
         Err(_) => {
             out.error(NAME, "read");
             Got::Absent
@@ -99,59 +469,42 @@ fn opt<T>(g: Got<T>) -> Option<T> {
     }
 }
 
-fn read_cgroup(dir: &Path, rel: &str, parent: Option<usize>, v2: bool, buf: &mut String, out: &mut SnapshotBuilder) -> Option<RawCgroup> {
-    let id = match std::fs::metadata(dir) {
-        Ok(m) => m.ino(),
-        Err(_) => return None, // vanished
-    };
-    let mut cg = RawCgroup { path: rel.to_string(), dir: dir.to_path_buf(), id, parent, ..Default::default() };
-    let is_root = parent.is_none();
-    let f = |name: &str| dir.join(name);
+/// The files that cost more to read, into `cg`: memory.stat and the process list always, the
+/// files that rarely change (limits, events, swap, pressure) when `rare`.
+fn read_slow(node: &Node, v2: bool, rare: bool, buf: &mut [u8], out: &mut SnapshotBuilder, cg: &mut RawCgroup) {
     if v2 {
-        // The v2 root has no memory.current; other cgroups without it have no memory
-        // controller enabled, and neither can their children.
-        match get(&f("memory.current"), buf, out, parse::value) {
-            Got::Value(v) => cg.usage = v,
-            Got::Absent if is_root => {}
-            Got::Absent => return None,
+        if rare {
+            cg.own_limit = opt(get(node, "memory.max", buf, out, parse::limit)).flatten();
+            cg.high = opt(get(node, "memory.high", buf, out, parse::limit)).flatten();
+            cg.swap = opt(get(node, "memory.swap.current", buf, out, parse::value));
+            [cg.oom_kills, cg.limit_events] =
+                opt(get(node, "memory.events", buf, out, |t| Ok::<_, ()>(parse::pick(t, ["oom_kill", "oom"])))).unwrap_or_default();
+            cg.pressure = opt(get(node, "memory.pressure", buf, out, |t| parse::psi(t).ok_or(())));
         }
-        cg.own_limit = opt(get(&f("memory.max"), buf, out, parse::limit)).flatten();
-        cg.high = opt(get(&f("memory.high"), buf, out, parse::limit)).flatten();
-        cg.swap = opt(get(&f("memory.swap.current"), buf, out, parse::value));
-        if let Some(ev) = opt(get(&f("memory.events"), buf, out, |t| Ok::<_, ()>(parse::flat_keyed(t)))) {
-            cg.oom_kills = ev.get("oom_kill").copied();
-            cg.limit_events = ev.get("oom").copied();
-        }
-        cg.pressure = opt(get(&f("memory.pressure"), buf, out, |t| parse::psi(t).ok_or(())));
-        if let Some(stat) = opt(get(&f("memory.stat"), buf, out, |t| Ok::<_, ()>(parse::flat_keyed(t)))) {
-            cg.anon = stat.get("anon").copied().unwrap_or(0);
-            cg.file = stat.get("file").copied().unwrap_or(0);
-            cg.inactive_file = stat.get("inactive_file").copied().unwrap_or(0);
-            cg.major_faults = stat.get("pgmajfault").copied();
-            cg.page_faults = stat.get("pgfault").copied();
+        let keys = ["anon", "file", "inactive_file", "pgmajfault", "pgfault"];
+        if let Some([anon, file, inactive, major, faults]) = opt(get(node, "memory.stat", buf, out, |t| Ok::<_, ()>(parse::pick(t, keys)))) {
+            (cg.anon, cg.file, cg.inactive_file) = (anon.unwrap_or(0), file.unwrap_or(0), inactive.unwrap_or(0));
+            (cg.major_faults, cg.page_faults) = (major, faults);
         }
     } else {
-        match get(&f("memory.usage_in_bytes"), buf, out, parse::value) {
-            Got::Value(v) => cg.usage = v,
-            Got::Absent => return None,
+        if rare {
+            cg.own_limit = opt(get(node, "memory.limit_in_bytes", buf, out, parse::limit)).flatten();
+            cg.swap = opt(get(node, "memory.memsw.usage_in_bytes", buf, out, parse::value)).map(|memsw| {
+                // The v1 swap figure needs usage; read it beside memsw, both now.
+                let usage = opt(get(node, "memory.usage_in_bytes", buf, out, parse::value)).unwrap_or(0);
+                memsw.saturating_sub(usage)
+            });
+            cg.oom_kills = opt(get(node, "memory.oom_control", buf, out, |t| Ok::<_, ()>(parse::pick(t, ["oom_kill"])[0]))).flatten();
+            cg.limit_events = opt(get(node, "memory.failcnt", buf, out, parse::value));
         }
-        cg.own_limit = opt(get(&f("memory.limit_in_bytes"), buf, out, parse::limit)).flatten();
-        if let Some(memsw) = opt(get(&f("memory.memsw.usage_in_bytes"), buf, out, parse::value)) {
-            cg.swap = Some(memsw.saturating_sub(cg.usage));
-        }
-        cg.oom_kills = opt(get(&f("memory.oom_control"), buf, out, |t| Ok::<_, ()>(parse::flat_keyed(t).get("oom_kill").copied()))).flatten();
-        cg.limit_events = opt(get(&f("memory.failcnt"), buf, out, parse::value));
-        if let Some(stat) = opt(get(&f("memory.stat"), buf, out, |t| Ok::<_, ()>(parse::flat_keyed(t)))) {
-            // The total_* keys include descendants, like v2's memory.stat.
-            cg.anon = stat.get("total_rss").copied().unwrap_or(0);
-            cg.file = stat.get("total_cache").copied().unwrap_or(0);
-            cg.inactive_file = stat.get("total_inactive_file").copied().unwrap_or(0);
-            cg.major_faults = stat.get("total_pgmajfault").copied();
-            cg.page_faults = stat.get("total_pgfault").copied();
+        // The total_* keys include descendants, like v2's memory.stat.
+        let keys = ["total_rss", "total_cache", "total_inactive_file", "total_pgmajfault", "total_pgfault"];
+        if let Some([anon, file, inactive, major, faults]) = opt(get(node, "memory.stat", buf, out, |t| Ok::<_, ()>(parse::pick(t, keys)))) {
+            (cg.anon, cg.file, cg.inactive_file) = (anon.unwrap_or(0), file.unwrap_or(0), inactive.unwrap_or(0));
+            (cg.major_faults, cg.page_faults) = (major, faults);
         }
     }
-    cg.pids = opt(get(&f("cgroup.procs"), buf, out, |t| Ok::<_, ()>(parse::procs(t)))).unwrap_or_default();
-    Some(cg)
+    cg.pids = opt(get(node, "cgroup.procs", buf, out, |t| Ok::<_, ()>(parse::procs(t)))).unwrap_or_default().into();
 }
 
 /// The path (relative to `root`) of the cgroup whose directory has inode `id`, found by a
@@ -191,14 +544,7 @@ pub fn ancestry(root: &Path, rel: &str) -> Vec<(u64, String)> {
         if let Some(id) = id_of(root, &p) {
             out.push((id, p.clone()));
         }
-        cur = if p == "/" || p.is_empty() {
-            None
-        } else {
-            Some(match p.rsplit_once('/') {
-                Some(("", _)) | None => "/".to_string(),
-                Some((parent, _)) => parent.to_string(),
-            })
-        };
+        cur = if p == "/" || p.is_empty() { None } else { Some(parent_path(&p).unwrap_or("/").to_string()) };
     }
     out
 }
@@ -226,5 +572,68 @@ mod tests {
         assert_eq!(paths, vec!["/a/b/c", "/a/b", "/a", "/"]);
         assert_eq!(find_by_id(dir.path(), chain[1].0).as_deref(), Some("/a/b"));
         assert_eq!(find_by_id(dir.path(), 1), None);
+    }
+
+    #[test]
+    fn slow_files_are_due_when_old_near_the_limit_or_moved() {
+        let t0 = Instant::now();
+        let slow = Duration::from_secs(10);
+        let later = t0 + Duration::from_secs(1);
+        let mib = 1 << 20;
+        assert!(slow_due(None, 0, None, t0, slow), "never read");
+        assert!(!slow_due(Some((t0, 100 * mib)), 100 * mib, Some(1024 * mib), later, slow), "fresh and far from the limit");
+        assert!(slow_due(Some((t0, 100 * mib)), 101 * mib, None, t0 + slow, slow), "old, and usage changed");
+        assert!(!slow_due(Some((t0, 100 * mib)), 100 * mib, None, t0 + slow, slow), "old, but idle");
+        assert!(slow_due(Some((t0, 100 * mib)), 100 * mib, None, t0 + slow * IDLE_PERIODS, slow), "idle for long");
+        assert!(slow_due(Some((t0, 950 * mib)), 950 * mib, Some(1024 * mib), later, slow), "within 10% of the limit");
+        assert!(slow_due(Some((t0, 100 * mib)), 107 * mib, None, later, slow), "moved by more than a sixteenth");
+        assert!(slow_due(Some((t0, 10 * mib)), 14 * mib, None, later, slow), "moved by 4 MiB");
+        assert!(!slow_due(Some((t0, 100 * mib)), 103 * mib, None, later, slow), "small moves wait");
+    }
+
+    /// A fake v1 memory hierarchy with the files the collector reads.
+    fn v1_cgroup(dir: &Path, usage: u64) {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("memory.usage_in_bytes"), format!("{usage}\n")).unwrap();
+        std::fs::write(dir.join("memory.limit_in_bytes"), "9223372036854771712\n").unwrap();
+        std::fs::write(dir.join("memory.stat"), "total_rss 1\ntotal_cache 2\ntotal_inactive_file 0\ntotal_pgfault 7\n").unwrap();
+        std::fs::write(dir.join("cgroup.procs"), "").unwrap();
+    }
+
+    fn paths(out: &SnapshotBuilder) -> Vec<&str> {
+        out.cgroups.iter().map(|c| &*c.path).collect()
+    }
+
+    #[test]
+    fn the_tree_follows_creations_and_removals_between_samples() {
+        let dir = tempfile::tempdir().unwrap();
+        let memory = dir.path().join("memory");
+        v1_cgroup(&memory, 10);
+        v1_cgroup(&memory.join("a"), 20);
+        let roots = Roots { cgroupfs: dir.path().to_path_buf(), ..Roots::default() };
+        let mut c = Cgroupfs::new(Duration::from_secs(10));
+        let mut out = SnapshotBuilder::new(4096);
+        c.collect(&roots, &mut out).unwrap();
+        assert_eq!(paths(&out), ["/", "/a"]);
+        assert_eq!(out.cgroups[1].parent, Some(0));
+        assert_eq!(out.cgroups[1].page_faults, Some(7));
+
+        // A new cgroup appears (by inotify, without a full walk), one goes, a value changes.
+        v1_cgroup(&memory.join("a/b"), 30);
+        v1_cgroup(&memory.join("c"), 40);
+        std::fs::write(memory.join("a/memory.usage_in_bytes"), "25\n").unwrap();
+        let mut out = SnapshotBuilder::new(4096);
+        c.collect(&roots, &mut out).unwrap();
+        assert_eq!(paths(&out), ["/", "/a", "/a/b", "/c"]);
+        assert_eq!(out.cgroups[2].parent, Some(1));
+        assert_eq!(out.cgroups[1].usage, 25, "usage is read every sample");
+
+        for f in ["memory.usage_in_bytes", "memory.limit_in_bytes", "memory.stat", "cgroup.procs"] {
+            std::fs::remove_file(memory.join("a/b").join(f)).unwrap();
+        }
+        std::fs::remove_dir(memory.join("a/b")).unwrap();
+        let mut out = SnapshotBuilder::new(4096);
+        c.collect(&roots, &mut out).unwrap();
+        assert_eq!(paths(&out), ["/", "/a", "/c"]);
     }
 }

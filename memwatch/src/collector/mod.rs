@@ -6,7 +6,12 @@ pub mod ebpf;
 pub mod kubelet;
 pub mod procfs;
 
-use std::{collections::{BTreeMap, HashMap}, io, path::PathBuf};
+use std::{
+    collections::{BTreeMap, HashMap},
+    io,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use memwatch_common::Counters;
 use thiserror::Error;
@@ -45,12 +50,13 @@ pub trait Collector: Send {
     fn collect(&mut self, roots: &Roots, out: &mut SnapshotBuilder) -> Result<(), CollectError>;
 }
 
-/// What the memory files of one cgroup say.
-#[derive(Debug, Clone, Default)]
+/// What the memory files of one cgroup say. Cheap to clone (the collectors keep their last
+/// reading and hand out clones every sample): the text and lists are shared.
+#[derive(Debug, Clone)]
 pub struct RawCgroup {
     /// Relative to the memory hierarchy's root; `/` for the root itself.
-    pub path: String,
-    pub dir: PathBuf,
+    pub path: Arc<str>,
+    pub dir: Arc<Path>,
     pub id: u64,
     pub parent: Option<usize>,
     pub usage: u64,
@@ -68,18 +74,46 @@ pub struct RawCgroup {
     /// on v1. Tells a cgroup-limit OOM from a machine-wide one.
     pub limit_events: Option<u64>,
     pub pressure: Option<Pressure>,
-    pub pids: Vec<u32>,
+    pub pids: Arc<[u32]>,
+    /// True when `pids` was read in this sample (else it is the last slow read's).
+    pub pids_fresh: bool,
     /// Filled by the procfs collector: its own processes.
-    pub procs: Vec<ProcStat>,
+    pub procs: Arc<[ProcStat]>,
+}
+
+impl Default for RawCgroup {
+    fn default() -> Self {
+        RawCgroup {
+            path: Arc::from("/"),
+            dir: Arc::from(Path::new("")),
+            id: 0,
+            parent: None,
+            usage: 0,
+            own_limit: None,
+            high: None,
+            anon: 0,
+            file: 0,
+            inactive_file: 0,
+            major_faults: None,
+            page_faults: None,
+            swap: None,
+            oom_kills: None,
+            limit_events: None,
+            pressure: None,
+            pids: Arc::from([]),
+            pids_fresh: false,
+            procs: Arc::from([]),
+        }
+    }
 }
 
 /// Names the kubelet's log layout gives to container ids and pod uids.
 #[derive(Debug, Clone, Default)]
 pub struct KubeNames {
     /// container id -> (namespace, pod, container)
-    pub containers: HashMap<String, (String, String, String)>,
+    pub containers: HashMap<String, (Arc<str>, Arc<str>, Arc<str>)>,
     /// pod uid -> (namespace, pod)
-    pub pods: HashMap<String, (String, String)>,
+    pub pods: HashMap<String, (Arc<str>, Arc<str>)>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -101,7 +135,7 @@ pub struct SnapshotBuilder {
     pub cgroups: Vec<RawCgroup>,
     pub machine_memory: Option<u64>,
     pub page_size: u64,
-    pub names: KubeNames,
+    pub names: Arc<KubeNames>,
     pub ebpf: Option<EbpfData>,
     /// Per-process kernel counters, only when the ebpf collector is asked for them.
     pub proc_counters: HashMap<u32, Counters>,
@@ -122,9 +156,53 @@ impl SnapshotBuilder {
     }
 }
 
-/// Reads a whole file into `buf` (reused across reads to spare allocations).
+/// Raises this process's soft limit on open files to its hard limit, once: the cgroupfs
+/// collector keeps two files open per cgroup. Failing is fine (it then reads by path).
+pub(crate) fn raise_nofile_limit() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit/setrlimit with a valid pointer to an initialised struct.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+                lim.rlim_cur = lim.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            }
+        }
+    });
+}
+
+/// Reads a whole file into `buf` (reused across reads to spare allocations): open, one read
+/// for the small files of /proc and cgroupfs (more only when a read fills the buffer), close.
+/// Bytes that are not UTF-8 (a process may name itself anything) become U+FFFD.
 pub(crate) fn read_into(path: &std::path::Path, buf: &mut String) -> io::Result<()> {
-    use io::Read;
-    buf.clear();
-    std::fs::File::open(path)?.read_to_string(buf).map(|_| ())
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path)?;
+    let mut bytes = std::mem::take(buf).into_bytes();
+    bytes.clear();
+    bytes.resize(4096, 0);
+    let mut len = 0;
+    let result = loop {
+        match file.read_at(&mut bytes[len..], len as u64) {
+            Ok(n) => {
+                len += n;
+                if n == 0 || len < bytes.len() {
+                    break Ok(());
+                }
+                bytes.resize(bytes.len() * 2, 0);
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    bytes.truncate(len);
+    match String::from_utf8(bytes) {
+        Ok(s) => {
+            *buf = s;
+            result
+        }
+        Err(e) => {
+            *buf = String::from_utf8_lossy(e.as_bytes()).into_owned();
+            result
+        }
+    }
 }

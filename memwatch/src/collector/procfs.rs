@@ -1,12 +1,20 @@
-//! Processes: for each cgroup's pids, `/proc/<pid>/stat` (comm, VSZ, RSS); and the machine's
-//! memory from `/proc/meminfo`. A process that exits mid-walk is skipped silently.
+//! Processes: for each cgroup's pids, `/proc/<pid>/stat` (comm, VSZ, RSS, faults); and the
+//! machine's memory from `/proc/meminfo`. Read when the cgroupfs collector re-read the
+//! cgroup's process list (its slow cadence), else the last reading is kept. A process that
+//! exits mid-walk is skipped silently.
 
-use std::io;
+use std::{collections::HashMap, io, sync::Arc};
 
 use super::{CollectError, Collector, SnapshotBuilder, read_into};
-use crate::{Roots, parse::proc as parse};
+use crate::{Roots, parse::{proc as parse, proc::ProcStat}};
 
-pub struct Procfs;
+#[derive(Default)]
+pub struct Procfs {
+    /// Per cgroup id, its processes as last read.
+    cache: HashMap<u64, Arc<[ProcStat]>>,
+    machine_memory: Option<u64>,
+    buf: String,
+}
 
 const NAME: &str = "procfs";
 
@@ -16,34 +24,53 @@ impl Collector for Procfs {
     }
 
     fn collect(&mut self, roots: &Roots, out: &mut SnapshotBuilder) -> Result<(), CollectError> {
-        let mut buf = String::new();
-        let meminfo = roots.procfs.join("meminfo");
-        read_into(&meminfo, &mut buf).map_err(|source| CollectError::Read { path: meminfo, source })?;
-        out.machine_memory = parse::mem_total(&buf);
-        if out.machine_memory.is_none() {
-            out.error(NAME, "parse");
+        let buf = &mut self.buf;
+        if self.machine_memory.is_none() {
+            let meminfo = roots.procfs.join("meminfo");
+            read_into(&meminfo, buf).map_err(|source| CollectError::Read { path: meminfo, source })?;
+            self.machine_memory = parse::mem_total(buf);
+            if self.machine_memory.is_none() {
+                out.error(NAME, "parse");
+            }
         }
+        out.machine_memory = self.machine_memory;
         let mut path = roots.procfs.clone();
-        for i in 0..out.cgroups.len() {
-            let pids = std::mem::take(&mut out.cgroups[i].pids);
-            let mut procs = Vec::with_capacity(pids.len());
-            for pid in &pids {
+        let mut live = std::collections::HashSet::with_capacity(out.cgroups.len());
+        let (mut parse_errors, mut read_errors) = (0, 0);
+        for cg in out.cgroups.iter_mut() {
+            live.insert(cg.id);
+            if !cg.pids_fresh {
+                if let Some(procs) = self.cache.get(&cg.id) {
+                    cg.procs = procs.clone();
+                    continue;
+                }
+            }
+            let mut procs = Vec::with_capacity(cg.pids.len());
+            for pid in cg.pids.iter() {
                 path.push(pid.to_string());
                 path.push("stat");
-                match read_into(&path, &mut buf) {
-                    Ok(()) => match parse::stat(&buf) {
+                match read_into(&path, buf) {
+                    Ok(()) => match parse::stat(buf) {
                         Some(s) => procs.push(s),
-                        None => out.error(NAME, "parse"),
+                        None => parse_errors += 1,
                     },
                     // ESRCH / ENOENT: it exited between listing and reading.
                     Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH) => {}
-                    Err(_) => out.error(NAME, "read"),
+                    Err(_) => read_errors += 1,
                 }
                 path.pop();
                 path.pop();
             }
-            out.cgroups[i].pids = pids;
-            out.cgroups[i].procs = procs;
+            let procs: Arc<[ProcStat]> = procs.into();
+            self.cache.insert(cg.id, procs.clone());
+            cg.procs = procs;
+        }
+        self.cache.retain(|id, _| live.contains(id));
+        for _ in 0..parse_errors {
+            out.error(NAME, "parse");
+        }
+        for _ in 0..read_errors {
+            out.error(NAME, "read");
         }
         Ok(())
     }

@@ -25,6 +25,23 @@ pub fn flat_keyed(text: &str) -> HashMap<String, u64> {
         .collect()
 }
 
+/// The values of `keys` in a flat keyed file, without building a map (memory.stat has dozens of
+/// keys and is read often). A key absent, or whose value is not a number, is None; unknown
+/// keys are skipped.
+pub fn pick<const N: usize>(text: &str, keys: [&str; N]) -> [Option<u64>; N] {
+    let mut out = [None; N];
+    for line in text.lines() {
+        let mut it = line.split_whitespace();
+        let (Some(k), Some(v)) = (it.next(), it.next()) else { continue };
+        if let Some(i) = keys.iter().position(|want| *want == k) {
+            if let Ok(v) = v.parse() {
+                out[i] = Some(v);
+            }
+        }
+    }
+    out
+}
+
 /// The first number of a single-value file; `max` (v2) is `None`.
 pub fn limit(text: &str) -> Result<Option<u64>, ValueError> {
     let t = text.trim();
@@ -83,6 +100,13 @@ pub fn procs(text: &str) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pick_takes_only_the_keys_asked_for() {
+        let stat = "anon 4096\nfile 8192\nweird line\nfile_mapped x\npgfault 12\n";
+        assert_eq!(pick(stat, ["file", "pgfault", "missing", "file_mapped"]), [Some(8192), Some(12), None, None]);
+        assert_eq!(pick("", ["anon"]), [None]);
+    }
 
     // From a 6.1 kernel, pure v2.
     const STAT_V2: &str = "anon 10485760\nfile 4194304\nkernel 319488\nkernel_stack 32768\nshmem 0\nactive_anon 10485760\ninactive_anon 0\nactive_file 1048576\ninactive_file 3145728\npgfault 4821\npgmajfault 7\nsome_future_key 1\n";

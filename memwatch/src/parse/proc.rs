@@ -4,7 +4,7 @@
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct ProcStat {
     pub pid: u32,
-    pub comm: String,
+    pub comm: std::sync::Arc<str>,
     pub vsize_bytes: u64,
     pub rss_pages: u64,
     /// Page faults, minor and major, since the process started (the kernel's own count).
@@ -17,7 +17,7 @@ pub fn stat(text: &str) -> Option<ProcStat> {
     let open = text.find('(')?;
     let close = text.rfind(')')?;
     let pid = text[..open].trim().parse().ok()?;
-    let comm = text.get(open + 1..close)?.to_string();
+    let comm = text.get(open + 1..close)?.into();
     // Fields after the comm, starting at field 3 (state).
     let rest: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
     let field = |n: usize| rest.get(n - 3).and_then(|v| v.parse::<u64>().ok());
@@ -40,7 +40,7 @@ mod tests {
         let line = "4242 (my (weird) prog) S 1 4242 4242 0 -1 4194560 1200 0 3 0 10 5 0 0 20 0 4 0 12345 398458880 1280 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
         let s = stat(line).unwrap();
         assert_eq!(s.pid, 4242);
-        assert_eq!(s.comm, "my (weird) prog");
+        assert_eq!(&*s.comm, "my (weird) prog");
         assert_eq!(s.vsize_bytes, 398458880);
         assert_eq!(s.rss_pages, 1280);
         assert_eq!(s.faults, 1203);

@@ -156,7 +156,9 @@ pub struct Probes {
     retired: Option<RingBuf<MapData>>,
     /// Held while memwatch keeps the kernel's BPF run-time statistics on.
     stats: Option<OwnedFd>,
-    btf: Option<Btf>,
+    /// Where the kernel's BTF is: parsed again only if a program is attached later (parsed, it
+    /// takes several MiB, too much to keep in a daemon that wants to stay small).
+    btf_path: std::path::PathBuf,
 }
 
 impl Probes {
@@ -217,7 +219,9 @@ impl Probes {
             status.push(ProbeStatus { name: spec.name, state });
         }
         let retired = ebpf.take_map("RETIRED").and_then(|m| RingBuf::try_from(m).ok());
-        Ok(Probes { ebpf, status, memcg, tracefs, logger, warnings, page_size, units, slots, retired, stats: None, btf })
+        drop(btf);
+        release_freed_memory();
+        Ok(Probes { ebpf, status, memcg, tracefs, logger, warnings, page_size, units, slots, retired, stats: None, btf_path })
     }
 
     pub fn status(&self) -> &[ProbeStatus] {
@@ -317,9 +321,9 @@ impl Probes {
     /// Attaches the empty program on the page-fault hook, to measure what the hook itself
     /// costs here; its runs are reported by [`Probes::empty_fault_runs`].
     pub fn attach_empty_fault_program(&mut self) -> Result<(), String> {
-        let btf = self.btf.as_ref().ok_or("no BTF")?;
+        let btf = Btf::parse_file(&self.btf_path, Endianness::default()).map_err(|e| error_chain(&e))?;
         let prog: &mut BtfTracePoint = program(&mut self.ebpf, spec::EMPTY_FAULT_PROGRAM)?;
-        prog.load("page_fault_user", btf).map_err(|e| error_chain(&e))?;
+        prog.load("page_fault_user", &btf).map_err(|e| error_chain(&e))?;
         prog.attach().map(|_| ()).map_err(|e| error_chain(&e))
     }
 
@@ -587,6 +591,13 @@ fn kernel_offsets(btf_path: &Path, cfg: &mut Config) -> Result<(), String> {
         *dst = u16::try_from(off).map_err(|_| "pt_regs offsets out of range".to_string())?;
     }
     Ok(())
+}
+
+/// Hands the heap's free memory back to the kernel: loading parses the kernel's BTF (several
+/// MiB), which the allocator would otherwise keep for good.
+fn release_freed_memory() {
+    // SAFETY: malloc_trim has no preconditions.
+    unsafe { libc::malloc_trim(0) };
 }
 
 fn raise_memlock() -> std::io::Result<()> {

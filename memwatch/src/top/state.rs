@@ -193,7 +193,7 @@ impl State {
                         ),
                         _ => (None, None),
                     };
-                    ProcRow { pid: p.pid, comm: p.comm.clone(), vsz: p.vsz_bytes, rss: p.rss_bytes, faults_per_s, mmap_bytes_per_s }
+                    ProcRow { pid: p.pid, comm: p.comm.to_string(), vsz: p.vsz_bytes, rss: p.rss_bytes, faults_per_s, mmap_bytes_per_s }
                 })
                 .collect();
             for p in &c.top_processes {
@@ -326,7 +326,7 @@ impl State {
 /// `namespace/pod/container` for Kubernetes, else the cgroup path.
 pub fn display_name(c: &Container) -> String {
     if c.pod.is_empty() {
-        c.cgroup.clone()
+        c.cgroup.to_string()
     } else {
         format!("{}/{}/{}", c.namespace, c.pod, if c.container.is_empty() { "(pause)" } else { &c.container })
     }
