@@ -54,6 +54,8 @@ struct Config {
 enum Running {
     None,
     Child(Child),
+    /// Held only to keep its programs attached.
+    #[allow(dead_code)]
     Probes(Box<Probes>),
 }
 

@@ -158,11 +158,13 @@ fn dashboard_and_alert_queries_work_on_a_real_scrape() {
     if !util::require_root("dashboard_and_alert_queries_work_on_a_real_scrape") {
         return;
     }
+    // BPF statistics are on for this daemon (the cost panels), which other tests check are off.
+    let _serial = util::serial();
     let exprs = expressions();
     assert!(exprs.len() >= 15, "{} expressions", exprs.len());
     // A container nearly full and still growing: 48 MiB held, then about 1 MiB/s more, in 64 MiB.
     let cg = TestCgroup::new("nearoom", 64 << 20);
-    let d = Daemon::start(&["--interval", "500ms"]);
+    let d = Daemon::start(&["--interval", "500ms", "--bpf-stats", "--ebpf-page-faults"]);
     let mut held = Workload::start(&["fill", "48"], Some(&cg));
     held.expect_line("ready");
     let prom = Prometheus::start(d.base.trim_start_matches("http://"));
@@ -179,6 +181,13 @@ fn dashboard_and_alert_queries_work_on_a_real_scrape() {
     let label = cg.label();
     d.wait_until("the near-OOM expression to return the test container", Duration::from_secs(40), || {
         prom.raw_query(&alert)["data"]["result"].as_array().is_some_and(|r| r.iter().any(|s| s["metric"]["cgroup"] == label.as_str()))
+    });
+    // The cost panel has the fault probe's nanoseconds per event.
+    let cost = exprs.iter().find(|(_, e)| e.contains("memwatch_probe_run_seconds_total") && e.contains("/ rate(")).unwrap().1.clone();
+    d.wait_until("the cost panel to show the fault probe", Duration::from_secs(40), || {
+        prom.raw_query(&cost)["data"]["result"].as_array().is_some_and(|r| {
+            r.iter().any(|s| s["metric"]["probe"] == "page_fault_user" && s["value"][1].as_str().and_then(|v| v.parse::<f64>().ok()).is_some_and(|v| v > 0.0 && v < 1e-3))
+        })
     });
     // And the dashboard's headroom panel ranks it among the fullest.
     let fullest = prom.raw_query(r#"bottomk(15, memwatch_container_memory_headroom_ratio{instance=~".*"})"#);

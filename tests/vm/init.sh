@@ -10,6 +10,8 @@ mount -t tmpfs tmpfs /tmp
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 ip link set lo up
 section() { echo "===BEGIN $1==="; cat "$2"; echo "===END $1==="; }
+# Waits (up to a minute) until the file $2 has a line with $1.
+wait_for() { i=0; until grep -q "$1" "$2"; do i=$((i + 1)); [ $i -gt 240 ] && break; sleep 0.25; done; }
 
 echo "RESULT kernel $(uname -r)"
 echo "RESULT thp $(cat /sys/kernel/mm/transparent_hugepage/enabled)"
@@ -40,8 +42,7 @@ done
 mkfifo /tmp/hold
 sh -c 'echo $$ > /sys/fs/cgroup/box/cgroup.procs; exec memwatch-workload fill 40' < /tmp/hold > /tmp/fill.out &
 exec 3>/tmp/hold
-i=0
-until grep -q ready /tmp/fill.out; do i=$((i + 1)); [ $i -gt 240 ] && break; sleep 0.25; done
+wait_for ready /tmp/fill.out
 sleep 3
 echo "RESULT memory_current $(cat /sys/fs/cgroup/box/memory.current)"
 wget -q -O /tmp/metrics http://127.0.0.1:9753/metrics
@@ -59,13 +60,11 @@ dd if=/dev/zero of=/tmp/mapped bs=1024 count=256 2>/dev/null
 mkfifo /tmp/ops_in
 sh -c 'echo $$ > /sys/fs/cgroup/exact/cgroup.procs; exec memwatch-workload ops /tmp/mapped' < /tmp/ops_in > /tmp/ops.out &
 exec 4>/tmp/ops_in
-i=0
-until grep -q ready /tmp/ops.out; do i=$((i + 1)); [ $i -gt 240 ] && break; sleep 0.25; done
+wait_for ready /tmp/ops.out
 sleep 1.5
 wget -q -O /tmp/exact_before http://127.0.0.1:9753/api/v1/containers
 echo go >&4
-i=0
-until grep -q done /tmp/ops.out; do i=$((i + 1)); [ $i -gt 240 ] && break; sleep 0.25; done
+wait_for done /tmp/ops.out
 sleep 1.5
 wget -q -O /tmp/exact_after http://127.0.0.1:9753/api/v1/containers
 exec 4>&-
