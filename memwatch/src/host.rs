@@ -20,7 +20,27 @@ pub enum CgroupMode {
     None,
 }
 
+/// Which kind of cgroup setup a host has, without its paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CgroupVersion {
+    V2,
+    Hybrid,
+    V1,
+    #[default]
+    None,
+}
+
 impl CgroupMode {
+    pub fn version(&self) -> CgroupVersion {
+        match self {
+            CgroupMode::V2 { .. } => CgroupVersion::V2,
+            CgroupMode::Hybrid { .. } => CgroupVersion::Hybrid,
+            CgroupMode::V1 { .. } => CgroupVersion::V1,
+            CgroupMode::None => CgroupVersion::None,
+        }
+    }
+
     /// The hierarchy whose directories carry memory accounting.
     pub fn memory_root(&self) -> Option<&Path> {
         match self {

@@ -1,7 +1,12 @@
-//! The HTTP endpoint: `/metrics`, `/api/v1/containers`, `/healthz`, `/readyz`. Handlers only
-//! load the latest snapshot; a panic in one request becomes a 500 for that request alone.
+//! The HTTP endpoint: `/metrics`, `/api/v1/containers`, `/api/v1/events`, `/healthz`,
+//! `/readyz`. Handlers only load the latest published values; a panic in one request becomes a
+//! 500 for that request alone. `/metrics` renders each snapshot once per format and lets
+//! concurrent scrapes share that body.
 
-use std::time::Duration;
+use std::{sync::Arc, time::{Duration, Instant}};
+
+use arc_swap::ArcSwapOption;
+use bytes::Bytes;
 
 use axum::{
     Json, Router,
@@ -13,8 +18,11 @@ use axum::{
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::{
+    oom::OomView,
     render::{self, Format},
     sampler::Shared,
+    selfmetrics::SelfMetrics,
+    snapshot::Snapshot,
 };
 
 #[derive(Clone)]
@@ -22,6 +30,22 @@ pub struct AppState {
     pub shared: Shared,
     /// A snapshot older than this means the sampler is stuck: `/healthz` fails.
     pub stale_after: Duration,
+    pub self_metrics: Arc<SelfMetrics>,
+    /// The last rendered body per format, for the snapshot and OOM view it was made from.
+    rendered: Arc<[ArcSwapOption<Rendered>; 2]>,
+}
+
+impl AppState {
+    pub fn new(shared: Shared, stale_after: Duration, self_metrics: Arc<SelfMetrics>) -> AppState {
+        AppState { shared, stale_after, self_metrics, rendered: Arc::default() }
+    }
+}
+
+/// A body rendered from one snapshot and OOM view.
+struct Rendered {
+    snapshot: Arc<Snapshot>,
+    oom: Arc<OomView>,
+    body: Bytes,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -48,14 +72,30 @@ fn not_ready() -> Response {
 }
 
 async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    let Some(snap) = st.shared.load_full() else { return not_ready() };
+    let started = Instant::now();
+    let Some(snap) = st.shared.snapshot.load_full() else { return not_ready() };
+    let oom = st.shared.oom.load_full();
     let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
-    let body = render::render(&snap, format);
-    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
+    let slot = &st.rendered[usize::from(format == Format::OpenMetrics)];
+    let cached = slot.load_full().filter(|r| Arc::ptr_eq(&r.snapshot, &snap) && Arc::ptr_eq(&r.oom, &oom));
+    let body = match cached {
+        Some(r) => r.body.clone(),
+        None => {
+            let body = Bytes::from(render::render_body(&snap, &oom, format));
+            slot.store(Some(Arc::new(Rendered { snapshot: snap, oom, body: body.clone() })));
+            body
+        }
+    };
+    let label = if format == Format::OpenMetrics { "openmetrics" } else { "text" };
+    st.self_metrics.scrape_seconds.with_label_values(&[label]).observe(started.elapsed().as_secs_f64());
+    let own = render::render_families(&st.self_metrics.gather(), format);
+    let chunks = [body, Bytes::from(own), Bytes::from_static(render::end(format).as_bytes())];
+    let stream = futures_util::stream::iter(chunks.map(Ok::<_, std::convert::Infallible>));
+    ([(header::CONTENT_TYPE, format.content_type())], axum::body::Body::from_stream(stream)).into_response()
 }
 
 async fn containers(State(st): State<AppState>) -> Response {
-    let Some(snap) = st.shared.load_full() else { return not_ready() };
+    let Some(snap) = st.shared.snapshot.load_full() else { return not_ready() };
     Json(serde_json::json!({
         "taken_at": crate::unix_seconds(snap.taken_at),
         "cgroup_mode": snap.cgroup_mode,
@@ -74,18 +114,20 @@ pub struct EventsQuery {
 }
 
 async fn events(State(st): State<AppState>, Query(q): Query<EventsQuery>) -> Response {
-    let Some(snap) = st.shared.load_full() else { return not_ready() };
-    let events: Vec<_> = snap
-        .oom
+    if st.shared.snapshot.load().is_none() {
+        return not_ready();
+    }
+    let oom = st.shared.oom.load_full();
+    let events: Vec<_> = oom
         .events
         .iter()
         .filter(|e| q.since.is_none_or(|s| e.time >= s) && q.after.is_none_or(|a| e.seq > a))
         .collect();
-    Json(serde_json::json!({ "events": events, "missed_total": snap.oom.missed_total })).into_response()
+    Json(serde_json::json!({ "events": events, "missed_total": oom.missed_total })).into_response()
 }
 
 async fn healthz(State(st): State<AppState>) -> Response {
-    match st.shared.load_full() {
+    match st.shared.snapshot.load_full() {
         Some(snap) if snap.taken_at.elapsed().unwrap_or_default() > st.stale_after => {
             (StatusCode::SERVICE_UNAVAILABLE, "sampler is stuck: last sample too old\n").into_response()
         }
@@ -94,7 +136,7 @@ async fn healthz(State(st): State<AppState>) -> Response {
 }
 
 async fn readyz(State(st): State<AppState>) -> Response {
-    match st.shared.load_full() {
+    match st.shared.snapshot.load_full() {
         Some(_) => (StatusCode::OK, "ready\n").into_response(),
         None => not_ready(),
     }
@@ -107,7 +149,7 @@ mod tests {
     use tower::ServiceExt as _;
 
     fn state() -> AppState {
-        AppState { shared: Default::default(), stale_after: Duration::from_secs(30) }
+        AppState::new(Default::default(), Duration::from_secs(30), Arc::default())
     }
 
     async fn status(app: &Router, path: &str) -> StatusCode {

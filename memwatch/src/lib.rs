@@ -5,17 +5,17 @@
 //! as the kernel reported it), [`host::CgroupMode`] (how this host mounts cgroups),
 //! [`Roots`] (where the kernel's filesystems are, so tests and containers can move them).
 pub mod collector;
-pub mod events;
 pub mod host;
 pub mod http;
-pub mod journal;
 pub mod ledger;
 pub mod model;
 pub mod oom;
 pub mod parse;
+pub mod pipeline;
 pub mod probes;
 pub mod render;
 pub mod sampler;
+pub mod selfmetrics;
 pub mod snapshot;
 pub mod top;
 pub mod tracefs;

@@ -319,11 +319,10 @@ pub fn build(mut b: SnapshotBuilder, st: &mut ModelState, opts: &Options, t: Tim
         .collect();
     Snapshot {
         taken_at: t.wall,
-        cgroup_mode: b.mode.as_ref().map(|m| m.label()).unwrap_or("none"),
+        cgroup_mode: b.mode.as_ref().map(|m| m.version()).unwrap_or_default(),
         machine_memory_bytes: machine,
         containers: std::sync::Arc::new(containers),
         cgroups: std::sync::Arc::new(cgroups),
-        oom: Default::default(),
         probes: b.probes,
         self_stats: SelfStats {
             sample_duration_seconds: t.duration,

@@ -1,10 +1,13 @@
-//! Rendering a [`Snapshot`] as Prometheus text exposition (0.0.4) or OpenMetrics 1.0. Pure:
-//! snapshot in, string out. (The `prometheus` crate's registries hold mutable state and do not
-//! speak OpenMetrics; a snapshot rendered in one pass is simpler and faster.)
+//! Rendering as Prometheus text exposition (0.0.4) or OpenMetrics 1.0. Pure: data in, string
+//! out. The container series are written straight from the [`Snapshot`] in one pass (as
+//! kube-state-metrics does, for speed at thousands of series); memwatch's own instrumentation
+//! comes from a `prometheus` crate registry ([`crate::selfmetrics`]), whose families are
+//! written here in either format (the crate itself writes only the text format).
 
 use std::fmt::Write as _;
 
 use crate::{
+    oom::OomView,
     probes::ProbeState,
     snapshot::{Container, Snapshot},
 };
@@ -36,6 +39,7 @@ impl Format {
 enum Type {
     Gauge,
     Counter,
+    Histogram,
 }
 
 /// Escapes a label value: backslash, double quote and newline.
@@ -66,6 +70,7 @@ impl Writer {
         let ty = match ty {
             Type::Gauge => "gauge",
             Type::Counter => "counter",
+            Type::Histogram => "histogram",
         };
         let _ = writeln!(self.out, "# HELP {family} {}", help.replace('\\', "\\\\").replace('\n', "\\n"));
         let _ = writeln!(self.out, "# TYPE {family} {ty}");
@@ -162,8 +167,25 @@ fn container_labels(c: &Container) -> String {
     s
 }
 
-/// Renders the whole exposition.
-pub fn render(snap: &Snapshot, format: Format) -> String {
+/// Renders the whole exposition of a snapshot and the OOM view (with the closing `# EOF` of
+/// OpenMetrics).
+pub fn render(snap: &Snapshot, oom: &OomView, format: Format) -> String {
+    let mut out = render_body(snap, oom, format);
+    out.push_str(end(format));
+    out
+}
+
+/// What closes a document in `format`.
+pub fn end(format: Format) -> &'static str {
+    match format {
+        Format::OpenMetrics => "# EOF\n",
+        Format::Text => "",
+    }
+}
+
+/// The snapshot's and the OOM view's series, without the closing line: the HTTP layer sends
+/// this (rendered once per snapshot and format), then the self-instrumentation, then [`end`].
+pub fn render_body(snap: &Snapshot, oom: &OomView, format: Format) -> String {
     let labels: Vec<String> = snap.containers.iter().map(container_labels).collect();
     let mut w = Writer { out: String::with_capacity(256 + snap.containers.len() * 3500), format };
     for f in FAMILIES {
@@ -182,22 +204,68 @@ pub fn render(snap: &Snapshot, format: Format) -> String {
     }
     w.header("memwatch_container_last_oom_kill_timestamp_seconds", Type::Gauge, "Unix time of the last OOM kill in the container or its descendants.");
     for (c, l) in snap.containers.iter().zip(&labels) {
-        if let Some(t) = snap.oom.last_kill.get(&c.id) {
+        if let Some(t) = oom.last_kill.get(&c.id) {
             w.sample("memwatch_container_last_oom_kill_timestamp_seconds", l, None, Value::Float(*t));
         }
     }
     w.header("memwatch_oom_kills_total", Type::Counter, "OOM kills recorded, by constraint (cgroup limit, whole machine, unknown for kills only the kernel counted).");
     for constraint in ["cgroup", "machine", "unknown"] {
-        let n = snap.oom.by_constraint.get(constraint).copied().unwrap_or(0);
+        let n = oom.by_constraint.get(constraint).copied().unwrap_or(0);
         w.sample("memwatch_oom_kills_total", "", Some(("constraint", constraint)), Value::Int(n));
     }
     w.header("memwatch_oom_kills_missed_by_probe_total", Type::Counter, "OOM kills the kernel's cgroup counters show but the eBPF probe did not see (daemon down, buffer full).");
-    w.sample("memwatch_oom_kills_missed_by_probe_total", "", None, Value::Int(snap.oom.missed_total));
+    w.sample("memwatch_oom_kills_missed_by_probe_total", "", None, Value::Int(oom.missed_total));
     render_self(snap, &mut w);
-    if format == Format::OpenMetrics {
-        w.out.push_str("# EOF\n");
+    w.out
+}
+
+/// Families gathered from a `prometheus` registry (counters, gauges, histograms), in `format`.
+pub fn render_families(families: &[prometheus::proto::MetricFamily], format: Format) -> String {
+    use prometheus::proto::MetricType;
+    let mut w = Writer { out: String::new(), format };
+    for f in families {
+        let ty = match f.get_field_type() {
+            MetricType::COUNTER => Type::Counter,
+            MetricType::GAUGE => Type::Gauge,
+            MetricType::HISTOGRAM => Type::Histogram,
+            _ => continue, // memwatch registers no summaries or untyped metrics
+        };
+        // The text format's counters carry `_total` in the family name too; OpenMetrics's not.
+        w.header(f.name(), ty, f.help());
+        for m in f.get_metric() {
+            let mut labels = String::new();
+            for (i, l) in m.get_label().iter().enumerate() {
+                if i > 0 {
+                    labels.push(',');
+                }
+                labels.push_str(l.name());
+                labels.push_str("=\"");
+                escape_label(l.value(), &mut labels);
+                labels.push('"');
+            }
+            let name = f.name();
+            match ty {
+                Type::Counter => w.sample(name, &labels, None, Value::Float(m.get_counter().get_value())),
+                Type::Gauge => w.sample(name, &labels, None, Value::Float(m.get_gauge().get_value())),
+                Type::Histogram => {
+                    let h = m.get_histogram();
+                    let bucket = format!("{name}_bucket");
+                    for b in h.get_bucket() {
+                        w.sample(&bucket, &labels, Some(("le", &le(b.upper_bound()))), Value::Int(b.cumulative_count()));
+                    }
+                    w.sample(&bucket, &labels, Some(("le", "+Inf")), Value::Int(h.get_sample_count()));
+                    w.sample(&format!("{name}_sum"), &labels, None, Value::Float(h.get_sample_sum()));
+                    w.sample(&format!("{name}_count"), &labels, None, Value::Int(h.get_sample_count()));
+                }
+            }
+        }
     }
     w.out
+}
+
+/// A bucket bound as both formats want it (OpenMetrics wants a float with a dot).
+fn le(v: f64) -> String {
+    if v.fract() == 0.0 { format!("{v:.1}") } else { format!("{v}") }
 }
 
 /// Label values of `memwatch_ebpf_drops_total`, by [`memwatch_common::drop`] index.
@@ -221,8 +289,6 @@ fn render_self(snap: &Snapshot, w: &mut Writer) {
             ProbeState::Off(_) => {}
         }
     }
-    w.header("memwatch_sample_duration_seconds", Type::Gauge, "How long the last sample took.");
-    w.sample("memwatch_sample_duration_seconds", "", None, Value::Float(s.sample_duration_seconds));
     w.header("memwatch_last_sample_timestamp_seconds", Type::Gauge, "When the last sample was taken (Unix time).");
     let ts = crate::unix_seconds(snap.taken_at);
     w.sample("memwatch_last_sample_timestamp_seconds", "", None, Value::Float(ts));

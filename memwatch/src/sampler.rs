@@ -1,5 +1,6 @@
 //! The sampling loop: runs every collector, builds the model, and swaps the new snapshot in.
-//! It runs on its own thread; readers only ever load the latest `Arc<Snapshot>`.
+//! It runs on its own thread, which also owns the OOM ring buffer and the OOM tracker; readers
+//! only ever load the latest `Arc<Snapshot>` and `Arc<OomView>`, published side by side.
 
 use std::{
     collections::HashSet,
@@ -10,19 +11,27 @@ use std::{
 
 use std::os::fd::AsRawFd;
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use aya::maps::{MapData, RingBuf};
 
 use crate::{
     Roots,
     collector::{CollectError, Collector, SnapshotBuilder},
-    events::OomTracker,
     model::{self, ModelState, Options, Timing},
+    oom::{Oom, OomView},
     snapshot::Snapshot,
 };
 
-/// The latest snapshot, shared with every reader.
-pub type Shared = Arc<ArcSwapOption<Snapshot>>;
+/// What the sampler publishes: the latest snapshot of the containers, and the OOM view, each
+/// swapped in on its own (a kill does not copy the snapshot, a sample does not copy events).
+#[derive(Default)]
+pub struct Published {
+    pub snapshot: ArcSwapOption<Snapshot>,
+    pub oom: ArcSwap<OomView>,
+}
+
+/// Shared with every reader.
+pub type Shared = Arc<Published>;
 
 pub struct Sampler {
     roots: Roots,
@@ -33,6 +42,7 @@ pub struct Sampler {
     epoch: Instant,
     /// Collectors already reported as unsupported here (reported once).
     unsupported: HashSet<&'static str>,
+    self_metrics: Option<Arc<crate::selfmetrics::SelfMetrics>>,
 }
 
 impl Sampler {
@@ -45,7 +55,13 @@ impl Sampler {
             page_size: crate::probes::page_size(),
             epoch: Instant::now(),
             unsupported: HashSet::new(),
+            self_metrics: None,
         }
+    }
+
+    /// Observe each sample's duration into the daemon's own instrumentation.
+    pub fn observe_into(&mut self, m: Arc<crate::selfmetrics::SelfMetrics>) {
+        self.self_metrics = Some(m);
     }
 
     /// The collectors every sampler runs, in order (cgroupfs first: the others need its walk).
@@ -83,35 +99,38 @@ impl Sampler {
             mono: self.epoch.elapsed().as_secs_f64(),
             duration: started.elapsed().as_secs_f64(),
         };
+        if let Some(m) = &self.self_metrics {
+            m.sample_seconds.observe(timing.duration);
+        }
         model::build(b, &mut self.state, &self.opts, timing)
     }
 
     /// Samples every `interval` on a thread of its own, publishing into `shared`. Between
     /// samples it waits on the OOM ring buffer (when there is one), so a kill is explained and
-    /// published as soon as its victim exits, not at the next sample.
+    /// published as soon as its victim exits, not at the next sample. `keep_alive` lives as
+    /// long as the thread (the kernel-side logger, when nobody reads it).
     pub fn spawn(
         mut self,
         interval: Duration,
         shared: Shared,
-        mut oom: OomTracker,
+        mut oom: Oom,
         mut ring: Option<RingBuf<MapData>>,
         oom_unit: u64,
+        keep_alive: impl Send + 'static,
     ) -> thread::JoinHandle<()> {
+        shared.oom.store(oom.view());
         thread::Builder::new()
             .name("sampler".into())
             .spawn(move || {
+                let _keep_alive = keep_alive;
                 let mut next = Instant::now();
-                let mut latest: Option<Arc<Snapshot>> = None;
-                let publish = |snap: &Arc<Snapshot>, oom: &OomTracker| {
-                    shared.store(Some(Arc::new(Snapshot { oom: oom.view(), ..(**snap).clone() })));
-                };
                 loop {
                     let now = Instant::now();
+                    let mut changed = false;
                     if now >= next {
                         let snap = Arc::new(self.sample());
-                        oom.on_snapshot(snap.clone(), now);
-                        publish(&snap, &oom);
-                        latest = Some(snap);
+                        shared.snapshot.store(Some(snap.clone()));
+                        changed |= oom.on_snapshot(snap, now);
                         next += interval;
                         if next < now {
                             next = now; // fell behind: do not burst to catch up
@@ -119,7 +138,6 @@ impl Sampler {
                     }
                     let until = oom.next_deadline().map_or(next, |d| d.min(next));
                     let wait = until.saturating_duration_since(Instant::now());
-                    let mut changed = false;
                     match ring.as_mut() {
                         Some(r) => {
                             let mut pfd = libc::pollfd { fd: r.as_raw_fd(), events: libc::POLLIN, revents: 0 };
@@ -127,7 +145,7 @@ impl Sampler {
                             unsafe { libc::poll(&mut pfd, 1, wait.as_millis().min(i32::MAX as u128) as i32) };
                             while let Some(item) = r.next() {
                                 match crate::oom::decode(&item, oom_unit) {
-                                    Ok(k) => changed |= oom.on_record(k),
+                                    Ok(k) => changed |= oom.on_record(k, Instant::now()),
                                     Err(e) => tracing::warn!("undecodable OOM record: {e}"),
                                 }
                             }
@@ -136,9 +154,7 @@ impl Sampler {
                     }
                     changed |= oom.finish_ready(Instant::now());
                     if changed {
-                        if let Some(snap) = &latest {
-                            publish(snap, &oom);
-                        }
+                        shared.oom.store(oom.view());
                     }
                 }
             })

@@ -22,16 +22,12 @@ use crate::{
 pub struct Snapshot {
     #[serde(with = "unix_seconds")]
     pub taken_at: SystemTime,
-    /// `v2`, `v1`, `hybrid` or `none`.
-    pub cgroup_mode: &'static str,
+    pub cgroup_mode: crate::host::CgroupVersion,
     pub machine_memory_bytes: u64,
     pub containers: Arc<Vec<Container>>,
     /// Every memory cgroup walked, exported or not, by id: for ancestry and OOM attribution.
     #[serde(skip)]
     pub cgroups: Arc<HashMap<u64, CgroupInfo>>,
-    /// OOM kills: recent events and totals.
-    #[serde(skip)]
-    pub oom: Arc<crate::events::OomView>,
     pub probes: Vec<ProbeStatus>,
     #[serde(rename = "self")]
     pub self_stats: SelfStats,
@@ -146,5 +142,41 @@ mod unix_seconds {
 
     pub fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_f64(crate::unix_seconds(*t))
+    }
+}
+
+/// Small snapshots for unit tests.
+#[cfg(test)]
+pub(crate) mod fixture {
+    use super::*;
+
+    /// A container at `path` with id `id`, a limit of 1000 bytes, 90 used.
+    pub(crate) fn container(id: u64, path: &str) -> Container {
+        serde_json::from_value(serde_json::json!({
+            "cgroup": path, "id": id, "namespace": "", "pod": "", "container": "", "container_id": "",
+            "kind": "other", "qos": null, "usage_bytes": 100, "working_set_bytes": 90, "rss_bytes": 80, "cache_bytes": 10,
+            "swap_bytes": null, "vsz_bytes": 1000, "process_rss_bytes": 80, "limit_bytes": 1000, "limit_is_machine": false,
+            "headroom_bytes": 910, "headroom_ratio": 0.91, "high_bytes": null, "major_page_faults": null,
+            "ebpf": null, "pressure": null, "oom_kills": null, "processes": 1, "time_to_oom_seconds": null, "top_processes": []
+        }))
+        .expect("a valid container")
+    }
+
+    /// A snapshot taken at Unix time `t` of these containers, each a child of the root (id 1).
+    pub(crate) fn snapshot(t: f64, containers: Vec<Container>) -> Snapshot {
+        let mut cgroups: HashMap<u64, CgroupInfo> = containers
+            .iter()
+            .map(|c| (c.id, CgroupInfo { path: c.cgroup.clone(), parent: Some(1), limit_events: Some(0) }))
+            .collect();
+        cgroups.insert(1, CgroupInfo { path: Arc::from("/"), parent: None, limit_events: None });
+        Snapshot {
+            taken_at: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs_f64(t),
+            cgroup_mode: crate::host::CgroupVersion::V2,
+            machine_memory_bytes: 1 << 30,
+            containers: Arc::new(containers),
+            cgroups: Arc::new(cgroups),
+            probes: vec![],
+            self_stats: SelfStats::default(),
+        }
     }
 }

@@ -42,7 +42,7 @@ fn sample(scenario: &str, filter: CgroupFilter) -> Snapshot {
 /// Compares with (or, with MEMWATCH_UPDATE_GOLDEN=1, writes) the golden file, and has
 /// promtool check the exposition.
 fn golden(name: &str, snap: &Snapshot) {
-    let text = render::render(snap, Format::Text);
+    let text = render::render(snap, &Default::default(), Format::Text);
     let path = fixtures().join("golden").join(format!("{name}.prom"));
     if std::env::var_os("MEMWATCH_UPDATE_GOLDEN").is_some() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -87,7 +87,7 @@ const MI: u64 = 1 << 20;
 #[test]
 fn golden_k8s_v2_systemd() {
     let snap = sample("k8s-v2-systemd", CgroupFilter::Default);
-    assert_eq!(snap.cgroup_mode, "v2");
+    assert_eq!(snap.cgroup_mode, memwatch::host::CgroupVersion::V2);
     // Pods, QoS slices and user.slice are not containers; the pause container is.
     let paths: Vec<&str> = snap.containers.iter().map(|c| &*c.cgroup).collect();
     assert_eq!(paths.len(), 6, "{paths:?}");
@@ -123,7 +123,7 @@ fn golden_k8s_v2_cgroupfs_driver() {
 #[test]
 fn golden_k8s_v1() {
     let snap = sample("k8s-v1", CgroupFilter::Default);
-    assert_eq!(snap.cgroup_mode, "v1");
+    assert_eq!(snap.cgroup_mode, memwatch::host::CgroupVersion::V1);
     let app = find(&snap, &"02".repeat(32));
     assert_eq!((app.limit_bytes, app.working_set_bytes, app.rss_bytes, app.oom_kills), (512 * MI, 460 * MI, 440 * MI, Some(1)));
     assert_eq!(app.pressure, None, "v1 has no per-cgroup PSI");
@@ -134,13 +134,13 @@ fn golden_k8s_v1() {
 #[test]
 fn golden_hybrid_with_escaped_names() {
     let snap = sample("hybrid", CgroupFilter::Default);
-    assert_eq!(snap.cgroup_mode, "hybrid");
+    assert_eq!(snap.cgroup_mode, memwatch::host::CgroupVersion::Hybrid);
     let odd = find(&snap, "with backslash");
     assert_eq!(&*odd.cgroup, "/odd\"name\\with backslash");
     assert_eq!(odd.limit_bytes, 64 * MI);
     let crio = find(&snap, &format!("crio-{}.scope", "06".repeat(32)));
     assert_eq!((&*crio.namespace, &*crio.container), ("batch", "report"));
-    let text = render::render(&snap, Format::Text);
+    let text = render::render(&snap, &Default::default(), Format::Text);
     assert!(text.contains(r#"cgroup="/odd\"name\\with backslash""#), "escaped in the exposition");
     golden("hybrid", &snap);
 }
@@ -161,7 +161,7 @@ fn golden_psi_absent() {
     let snap = sample("psi-absent", CgroupFilter::Default);
     let app = find(&snap, "app.service");
     assert_eq!((app.pressure, app.swap_bytes, app.high_bytes), (None, None, Some(150 * MI)));
-    let text = render::render(&snap, Format::Text);
+    let text = render::render(&snap, &Default::default(), Format::Text);
     assert!(!text.contains("memwatch_container_memory_pressure_seconds_total{"), "no pressure samples without PSI");
     golden("psi-absent", &snap);
 }
@@ -192,7 +192,7 @@ fn every_cgroup_with_cgroups_all() {
 #[test]
 fn openmetrics_output_is_well_formed() {
     let snap = sample("k8s-v2-systemd", CgroupFilter::Default);
-    let om = render::render(&snap, Format::OpenMetrics);
+    let om = render::render(&snap, &Default::default(), Format::OpenMetrics);
     assert!(om.ends_with("# EOF\n"));
     assert!(om.contains("# TYPE memwatch_container_oom_kills counter\n"));
     assert!(om.contains("\nmemwatch_container_oom_kills_total{"));
@@ -224,7 +224,7 @@ fn invalid_utf8_and_newlines_in_cgroup_names_are_escaped() {
     let snap = Sampler::new(roots, Sampler::default_collectors(None, false, std::time::Duration::from_secs(10)), Options::default()).sample();
     assert_eq!(snap.containers.len(), 1);
     assert_eq!(&*snap.containers[0].cgroup, "/bad\u{FFFD}name\nwith \"quotes\"");
-    let text = render::render(&snap, Format::Text);
+    let text = render::render(&snap, &Default::default(), Format::Text);
     assert!(text.contains("cgroup=\"/bad\u{FFFD}name\\nwith \\\"quotes\\\"\""), "{text}");
     promtool_check(&text);
 }

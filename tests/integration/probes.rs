@@ -158,6 +158,10 @@ fn counts_survive_a_css_id_handed_to_a_new_cgroup() {
     };
     let slot_of = |slots: &[(u32, u64)], id: u64| slots.iter().find(|(_, c)| *c == id).map(|(i, _)| *i);
 
+    // The workload's binary in the page cache first, charged to this process's cgroup: pages
+    // charged to the test's cgroup would keep it alive (dying) after removal, and its css id
+    // with it.
+    let _ = std::hint::black_box(fs::read(util::workload_bin()).unwrap());
     // A cgroup does known work, is read once, does more, and is removed unread.
     let first = TestCgroup::new("handover-a", 64 << 20);
     run(&first);
@@ -165,28 +169,32 @@ fn counts_survive_a_css_id_handed_to_a_new_cgroup() {
     let a_slot = slot_of(&sample(&mut probes, &mut ledger), a_id).expect("the first cgroup has a slot");
     run(&first);
     drop(first);
-    // New cgroups until one is given the freed css id (the kernel hands out the lowest free
-    // one once the old css is freed, which takes a moment).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let second = loop {
-        let cg = TestCgroup::new("handover-b", 64 << 20);
+    // New cgroups, each doing known work, until the freed css id is handed to a new owner: the
+    // kernel hands out the lowest free id once the old css is freed (which takes a moment),
+    // and another test's cgroup may take it first.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut ours = Vec::new();
+    let new_owner = loop {
+        let cg = TestCgroup::new(&format!("handover-b{}", ours.len()), 64 << 20);
         run(&cg);
+        ours.push(cg);
         let slots = sample(&mut probes, &mut ledger);
-        if slot_of(&slots, cg.id()) == Some(a_slot) {
-            break cg;
+        if let Some((_, owner)) = slots.iter().find(|(i, c)| *i == a_slot && *c != a_id) {
+            break *owner;
         }
-        assert!(Instant::now() < deadline, "css id {a_slot} was not reused within 20 s");
-        drop(cg);
+        assert!(Instant::now() < deadline, "css id {a_slot} was not handed over within 30 s");
         std::thread::sleep(Duration::from_millis(200));
     };
-    run(&second);
     sample(&mut probes, &mut ledger);
     sample(&mut probes, &mut ledger);
     // Each run is one process: an anonymous 4 MiB mapping and an exit.
-    let (a, b) = (totals.get(&a_id).copied().unwrap_or_default(), totals[&second.id()]);
+    let a = totals.get(&a_id).copied().unwrap_or_default();
     assert_eq!(a.exits, 2, "the removed cgroup's exits, including those after its last read: {a:?}");
-    assert_eq!(b.exits, 2, "the new owner starts from zero: {b:?}");
-    assert!(a.mmap_anon_bytes >= 2 * (4 << 20) && b.mmap_anon_bytes >= 2 * (4 << 20), "{a:?} {b:?}");
+    assert!(a.mmap_anon_bytes >= 2 * (4 << 20), "{a:?}");
+    if let Some(b) = ours.iter().find(|cg| cg.id() == new_owner) {
+        let b = totals[&b.id()];
+        assert_eq!(b.exits, 1, "the new owner starts from zero: {b:?}");
+    }
     assert_eq!(ledger.pending_hand_overs(), 0, "every hand-over was matched by its record");
 }
 

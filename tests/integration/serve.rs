@@ -80,7 +80,15 @@ fn metrics_match_the_kernel_and_the_workload() {
         assert!(line.ends_with("} 1"), "{line}");
     }
     assert!(!m.text.contains("memwatch_probe_attached{probe=\"page_fault_user\""), "a probe not asked for is absent");
-    assert!(m.has_family("memwatch_build_info") && m.has_family("memwatch_sample_duration_seconds") && m.has_family("memwatch_ebpf_cgroup_slots"));
+    assert!(m.has_family("memwatch_build_info") && m.has_family("memwatch_ebpf_cgroup_slots"));
+    // The daemon's own instrumentation: sample and scrape histograms, the process_* metrics.
+    assert!(m.get_plain("memwatch_sample_duration_seconds_count", &[]).is_some_and(|n| n >= 1.0), "sample histogram");
+    assert!(m.has_family("memwatch_scrape_duration_seconds_bucket"));
+    let rss = m.get_plain("process_resident_memory_bytes", &[]).expect("process_resident_memory_bytes");
+    assert!(rss > 1e6 && rss < 1e9, "{rss}");
+    for family in ["process_cpu_seconds_total", "process_open_fds", "process_start_time_seconds"] {
+        assert!(m.has_family(family), "{family}");
+    }
     assert!(!m.has_family("memwatch_probe_runs_total"), "BPF statistics are off");
     promtool_check(&m.text);
 

@@ -11,13 +11,13 @@ use memwatch::{
     Roots,
     model::{CgroupFilter, Options},
     sampler::Sampler,
-    top::{Frame, input, plain, state::{Column, Mode, State}, view},
+    top::{App, Frame, input, plain, state::{Column, Mode}, view},
 };
 use ratatui::{Terminal, backend::TestBackend, style::Color};
 
 use crate::util::{self, Workload, cgroup::TestCgroup, daemon::Daemon};
 
-fn fixture_state() -> State {
+fn fixture_state() -> App {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/trees/k8s-v2-systemd");
     let roots = Roots {
         procfs: dir.join("proc"),
@@ -27,12 +27,12 @@ fn fixture_state() -> State {
         kubelet_logs: dir.join("var/log"),
     };
     let mut s = Sampler::new(roots, Sampler::default_collectors(None, false, std::time::Duration::from_secs(10)), Options { filter: CgroupFilter::Default, ..Options::default() });
-    let mut state = State::new("fixture");
-    state.update(Frame::from_snapshot(&s.sample()));
-    state
+    let mut app = App::new("fixture");
+    app.update(Frame::new(&s.sample(), &Default::default()));
+    app
 }
 
-fn render(state: &State, w: u16, h: u16) -> (String, ratatui::buffer::Buffer) {
+fn render(state: &App, w: u16, h: u16) -> (String, ratatui::buffer::Buffer) {
     let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
     t.draw(|f| view::draw(f, state)).unwrap();
     let buf = t.backend().buffer().clone();
@@ -47,9 +47,13 @@ fn key(c: KeyCode) -> TermEvent {
     TermEvent::Key(KeyEvent::new(c, KeyModifiers::NONE))
 }
 
-fn press(state: &mut State, c: KeyCode) -> bool {
-    let a = input::action(&key(c), state.editing_filter);
-    state.apply(a, 10)
+fn press(app: &mut App, c: KeyCode) -> bool {
+    let a = input::action(&key(c), app.view.editing_filter);
+    app.apply(a, 10)
+}
+
+fn rows(app: &App) -> Vec<&memwatch::top::data::Row> {
+    app.rows().collect()
 }
 
 #[test]
@@ -72,39 +76,39 @@ fn table_sorted_by_headroom_with_danger_in_red() {
 #[test]
 fn sorting_filtering_and_drilling_in() {
     let mut state = fixture_state();
-    assert_eq!(state.sort, Column::Headroom);
+    assert_eq!(state.view.sort, Column::Headroom);
     press(&mut state, KeyCode::Char('>')); // TREND
     press(&mut state, KeyCode::Char('<')); // back to HEADROOM
     press(&mut state, KeyCode::Char('<')); // LIMIT, largest first
-    assert_eq!((state.sort, state.descending), (Column::Limit, true));
-    assert_eq!(state.rows[0].container.limit_bytes, 8 << 30, "machine-limited services first");
+    assert_eq!((state.view.sort, state.view.descending), (Column::Limit, true));
+    assert_eq!(rows(&state)[0].container.limit_bytes, 8 << 30, "machine-limited services first");
     press(&mut state, KeyCode::Char('r'));
-    assert_eq!(state.rows[0].container.limit_bytes, 128 << 20, "envoy's 128 MiB is the smallest");
+    assert_eq!(rows(&state)[0].container.limit_bytes, 128 << 20, "envoy's 128 MiB is the smallest");
     // Filter by text.
     press(&mut state, KeyCode::Char('/'));
     for c in "envoy".chars() {
         press(&mut state, KeyCode::Char(c));
     }
     press(&mut state, KeyCode::Enter);
-    assert_eq!(state.rows.len(), 1);
+    assert_eq!(rows(&state).len(), 1);
     let (text, _) = render(&state, 120, 10);
     assert!(text.contains("filter \"envoy\"") && text.contains("1 containers"), "{text}");
     // Drill in.
     press(&mut state, KeyCode::Enter);
-    assert!(matches!(state.mode, Mode::Detail(_)));
+    assert!(matches!(state.view.mode, Mode::Detail(_)));
     let (text, _) = render(&state, 120, 24);
     assert!(text.contains("shop/web-7d4b9c-x2x9z/envoy"), "{text}");
     assert!(text.contains("limit 128.0 MiB") && text.contains("high 100.0 MiB"), "{text}");
     assert!(text.contains("processes (largest RSS first)") && text.contains("301") && text.contains("envoy"), "{text}");
     assert!(text.contains("recent OOM kills") && text.contains("none recorded"), "{text}");
     press(&mut state, KeyCode::Esc);
-    assert_eq!(state.mode, Mode::Table);
+    assert_eq!(state.view.mode, Mode::Table);
     press(&mut state, KeyCode::Esc);
-    assert_eq!(state.rows.len(), 6, "Esc clears the filter");
+    assert_eq!(rows(&state).len(), 6, "Esc clears the filter");
     // Unknown keys change nothing; q quits.
-    let before: Vec<u64> = state.rows.iter().map(|r| r.id).collect();
+    let before: Vec<u64> = rows(&state).iter().map(|r| r.id).collect();
     assert!(press(&mut state, KeyCode::Char('x')) && press(&mut state, KeyCode::F(7)));
-    assert_eq!(before, state.rows.iter().map(|r| r.id).collect::<Vec<_>>());
+    assert_eq!(before, rows(&state).iter().map(|r| r.id).collect::<Vec<_>>());
     assert!(!press(&mut state, KeyCode::Char('q')));
 }
 
@@ -115,7 +119,7 @@ fn help_overlay_and_a_terminal_too_small() {
     let (text, _) = render(&state, 100, 20);
     assert!(text.contains("reverse the sort") && text.contains("quit"), "{text}");
     press(&mut state, KeyCode::Esc);
-    assert!(!state.help);
+    assert!(!state.view.help);
     let (text, _) = render(&state, 40, 6);
     assert!(text.contains("terminal too small"), "{text}");
     assert!(!text.contains("NAME"), "no table garbage");

@@ -1,7 +1,7 @@
 //! A client of a running daemon's JSON API, for `memwatch events` and `memwatch top --remote`.
 use std::{sync::Arc, time::Duration};
 
-use memwatch::{events::Event, snapshot::Container, top::Frame};
+use memwatch::{oom::Event, snapshot::Container, top::Frame};
 
 fn get(base: &str, path: &str) -> ureq::Request {
     ureq::get(&format!("{}{path}", base.trim_end_matches('/'))).timeout(Duration::from_secs(5))

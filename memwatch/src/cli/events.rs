@@ -6,7 +6,7 @@ use std::{
 
 use anyhow::Context as _;
 use clap::Args;
-use memwatch::events::{Event, Source};
+use memwatch::oom::{Event, Source};
 
 #[derive(Args)]
 pub struct EventsArgs {
@@ -87,7 +87,7 @@ pub fn describe(e: &Event) -> String {
         }
     }
     s += &match (&e.constraint, &e.constrained_by) {
-        (memwatch::events::Constraint::Cgroup, Some(by)) => format!("; cgroup limit of {by}"),
+        (memwatch::oom::Constraint::Cgroup, Some(by)) => format!("; cgroup limit of {by}"),
         (c, _) => format!("; constraint {}", c.label()),
     };
     if let Some(b) = &e.before {

@@ -7,9 +7,9 @@ use memwatch::{
     Roots,
     http::{self, AppState},
     model::{CgroupFilter, Options},
-    probes::{ProbeState, Probes},
-    events::OomTracker,
-    sampler::{Sampler, Shared},
+    pipeline::{self, Pipeline},
+    probes::ProbeState,
+    selfmetrics::SelfMetrics,
 };
 use tokio::io::unix::AsyncFd;
 
@@ -65,55 +65,51 @@ async fn serve(roots: Roots, args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let mut ring = None;
-    let mut oom_unit = memwatch::probes::page_size();
-    let probes = if args.no_ebpf {
-        None
-    } else {
-        match Probes::load(&roots.load_options(args.probes.options())) {
-            Ok(mut p) => {
-                for w in p.warnings() {
-                    tracing::warn!("{w}");
-                }
-                for s in p.status() {
-                    match &s.state {
-                        ProbeState::Attached { method } => tracing::info!(probe = s.name, "probe attached: {method}"),
-                        ProbeState::Off(why) => tracing::info!(probe = s.name, "probe off: {why}"),
-                        ProbeState::Disabled(why) => tracing::warn!(probe = s.name, "probe disabled: {why}"),
-                    }
-                }
-                if args.bpf_stats {
-                    match p.enable_stats() {
-                        Ok(()) => tracing::info!("BPF run-time statistics on while memwatch runs"),
-                        Err(e) => tracing::warn!("cannot turn on BPF run-time statistics: {e}"),
-                    }
-                }
-                if let Some(logger) = p.take_logger() {
-                    tokio::spawn(pump_kernel_logs(logger));
-                }
-                ring = p.take_oom_events();
-                oom_unit = p.oom_size_unit();
-                Some(p)
-            }
-            Err(e) => {
-                tracing::error!("eBPF probes unavailable, serving cgroup and /proc data only: {e}");
-                None
-            }
-        }
+    let self_metrics = Arc::new(SelfMetrics::new());
+    let opts = pipeline::Options {
+        probes: (!args.no_ebpf).then(|| args.probes.options()),
+        per_process: false,
+        slow_interval: args.slow_interval.max(args.interval),
+        model: Options { filter: args.cgroups, max_series: args.max_series },
+        state_dir: Some(args.state_dir.clone()),
+        max_events: args.max_events as usize,
+        bpf_stats: args.bpf_stats,
+        self_metrics: Some(self_metrics.clone()),
     };
-    let (oom, warnings) = OomTracker::new(roots.clone(), Some(&args.state_dir), args.max_events as usize);
-    for w in warnings {
-        tracing::warn!("{w}");
+    let mut pipeline = Pipeline::new(roots, &opts);
+    log_report(&pipeline.report);
+    if let Some(logger) = pipeline.take_logger() {
+        tokio::spawn(pump_kernel_logs(logger));
     }
-    let opts = Options { filter: args.cgroups, max_series: args.max_series };
-    let shared: Shared = Arc::default();
-    Sampler::new(roots, Sampler::default_collectors(probes, false, args.slow_interval.max(args.interval)), opts).spawn(args.interval, shared.clone(), oom, ring, oom_unit);
-    let state = AppState { shared, stale_after: (args.interval * 10).max(Duration::from_secs(30)) };
+    let (shared, _sampler) = pipeline.spawn(args.interval);
+    let state = AppState::new(shared, (args.interval * 10).max(Duration::from_secs(30)), self_metrics);
     tracing::info!("listening on http://{}/metrics", args.listen);
     axum::serve(listener, http::router(state))
         .with_graceful_shutdown(shutdown())
         .await
         .context("HTTP server")
+}
+
+/// Says once what loading found: each probe, and any problem.
+fn log_report(r: &pipeline::Report) {
+    for w in &r.warnings {
+        tracing::warn!("{w}");
+    }
+    if let Some(e) = &r.ebpf_error {
+        tracing::error!("eBPF probes unavailable, serving cgroup and /proc data only: {e}");
+    }
+    for s in &r.probes {
+        match &s.state {
+            ProbeState::Attached { method } => tracing::info!(probe = s.name, "probe attached: {method}"),
+            ProbeState::Off(why) => tracing::info!(probe = s.name, "probe off: {why}"),
+            ProbeState::Disabled(why) => tracing::warn!(probe = s.name, "probe disabled: {why}"),
+        }
+    }
+    match &r.bpf_stats {
+        Some(Ok(())) => tracing::info!("BPF run-time statistics on while memwatch runs"),
+        Some(Err(e)) => tracing::warn!("cannot turn on BPF run-time statistics: {e}"),
+        None => {}
+    }
 }
 
 async fn shutdown() {

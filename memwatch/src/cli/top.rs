@@ -2,7 +2,7 @@
 use std::{
     io::{IsTerminal, stdout},
     process::ExitCode,
-    sync::{Arc, mpsc},
+    sync::mpsc,
     time::Duration,
 };
 
@@ -16,11 +16,10 @@ use crossterm::{
 use futures_util::StreamExt as _;
 use memwatch::{
     Roots,
-    events::OomTracker,
     model::{CgroupFilter, Options},
-    probes::Probes,
-    sampler::{Sampler, Shared},
-    top::{Frame, input, plain, state::State, view},
+    pipeline::{self, Pipeline},
+    sampler::Shared,
+    top::{App, Frame, input, plain, view},
 };
 use ratatui::{Terminal, backend::CrosstermBackend};
 
@@ -50,47 +49,77 @@ pub struct TopArgs {
 
 pub fn run(roots: Roots, args: TopArgs) -> anyhow::Result<ExitCode> {
     let label = args.remote.clone().unwrap_or_else(|| "this host".into());
-    let mut state = State::new(label);
+    let mut app = App::new(label);
     if args.once || args.json || !stdout().is_terminal() {
         // Two frames, so rates have something to compare with.
-        let mut frames = OneShot::new(&roots, &args)?;
-        state.update(frames.next()?);
+        let mut frames = OneShot::new(&roots, &args);
+        if let Some(note) = frames.note() {
+            eprintln!("memwatch top: {note}");
+        }
+        app.update(frames.next()?);
         std::thread::sleep(args.interval.min(Duration::from_secs(1)));
-        state.update(frames.next()?);
+        app.update(frames.next()?);
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&plain::json(&state))?);
+            println!("{}", serde_json::to_string_pretty(&plain::json(&app))?);
         } else {
-            print!("{}", plain::table(&state));
+            print!("{}", plain::table(&app));
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let source = Live::start(roots, &args);
+    let source = Live::start(roots, &args, &mut app);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(interactive(state, source, args.interval))?;
+    rt.block_on(interactive(app, source, args.interval))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The pipeline as `top` runs it here: per-process counters on (the detail view's rates), no
+/// journal.
+fn local(roots: Roots, args: &TopArgs) -> Pipeline {
+    let opts = pipeline::Options {
+        probes: Some(args.probes.options()),
+        per_process: true,
+        slow_interval: args.slow_interval.max(args.interval),
+        model: Options { filter: args.cgroups, ..Options::default() },
+        state_dir: None,
+        max_events: 100,
+        bpf_stats: false,
+        self_metrics: None,
+    };
+    Pipeline::new(roots, &opts)
+}
+
+/// Why the eBPF columns are empty, when the probes could not load.
+fn ebpf_note(p: &Pipeline) -> Option<String> {
+    p.report.ebpf_error.as_ref().map(|e| format!("no eBPF columns: {e}"))
 }
 
 /// Frames for `--once` / `--json`: sampled here, or fetched.
 enum OneShot {
-    Local(Box<Sampler>),
+    Local(Box<Pipeline>),
     Remote(String),
 }
 
 impl OneShot {
-    fn new(roots: &Roots, args: &TopArgs) -> anyhow::Result<OneShot> {
-        Ok(match &args.remote {
+    fn new(roots: &Roots, args: &TopArgs) -> OneShot {
+        match &args.remote {
             Some(url) => OneShot::Remote(url.clone()),
-            None => {
-                let probes = Probes::load(&roots.load_options(args.probes.options())).ok();
-                let opts = Options { filter: args.cgroups, ..Options::default() };
-                OneShot::Local(Box::new(Sampler::new(roots.clone(), Sampler::default_collectors(probes, true, args.slow_interval.max(args.interval)), opts)))
-            }
-        })
+            None => OneShot::Local(Box::new(local(roots.clone(), args))),
+        }
+    }
+
+    fn note(&self) -> Option<String> {
+        match self {
+            OneShot::Local(p) => ebpf_note(p),
+            OneShot::Remote(_) => None,
+        }
     }
 
     fn next(&mut self) -> anyhow::Result<Frame> {
         match self {
-            OneShot::Local(s) => Ok(Frame::from_snapshot(&s.sample())),
+            OneShot::Local(p) => {
+                let (snap, oom) = p.sample_once();
+                Ok(Frame::new(&snap, &oom))
+            }
             OneShot::Remote(url) => super::client::frame(url),
         }
     }
@@ -105,7 +134,7 @@ enum Live {
 }
 
 impl Live {
-    fn start(roots: Roots, args: &TopArgs) -> Live {
+    fn start(roots: Roots, args: &TopArgs, app: &mut App) -> Live {
         match &args.remote {
             Some(url) => {
                 let (tx, rx) = mpsc::channel();
@@ -122,13 +151,9 @@ impl Live {
                 Live::Remote(rx)
             }
             None => {
-                let mut probes = Probes::load(&roots.load_options(args.probes.options())).ok();
-                let ring = probes.as_mut().and_then(|p| p.take_oom_events());
-                let unit = probes.as_ref().map(|p| p.oom_size_unit()).unwrap_or(1024);
-                let (oom, _) = OomTracker::new(roots.clone(), None, 100);
-                let shared: Shared = Arc::default();
-                let opts = Options { filter: args.cgroups, ..Options::default() };
-                Sampler::new(roots, Sampler::default_collectors(probes, true, args.slow_interval.max(args.interval)), opts).spawn(args.interval, shared.clone(), oom, ring, unit);
+                let p = local(roots, args);
+                app.view.note = ebpf_note(&p);
+                let (shared, _) = p.spawn(args.interval);
                 Live::Local(shared)
             }
         }
@@ -137,7 +162,7 @@ impl Live {
     /// The newest frame since the last call, or an error to show.
     fn poll(&mut self) -> Option<Result<Frame, String>> {
         match self {
-            Live::Local(shared) => shared.load_full().map(|s| Ok(Frame::from_snapshot(&s))),
+            Live::Local(shared) => shared.snapshot.load_full().map(|s| Ok(Frame::new(&s, &shared.oom.load()))),
             Live::Remote(rx) => rx.try_iter().last(),
         }
     }
@@ -171,19 +196,19 @@ impl Drop for TerminalGuard {
     }
 }
 
-async fn interactive(mut state: State, mut source: Live, interval: Duration) -> anyhow::Result<()> {
+async fn interactive(mut app: App, mut source: Live, interval: Duration) -> anyhow::Result<()> {
     let _guard = TerminalGuard::enter()?;
     let mut terminal = Terminal::new(CrosstermBackend::new(stdout()))?;
     let mut keys = EventStream::new();
     let mut tick = tokio::time::interval(interval.min(Duration::from_millis(250)));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
-        terminal.draw(|f| view::draw(f, &state))?;
+        terminal.draw(|f| view::draw(f, &app))?;
         let page = terminal.size().map(|s| s.height.saturating_sub(4) as usize).unwrap_or(10);
         tokio::select! {
             ev = keys.next() => match ev {
                 Some(Ok(ev)) => {
-                    if !state.apply(input::action(&ev, state.editing_filter), page) {
+                    if !app.apply(input::action(&ev, app.view.editing_filter), page) {
                         break;
                     }
                 }
@@ -191,10 +216,10 @@ async fn interactive(mut state: State, mut source: Live, interval: Duration) -> 
             },
             _ = tick.tick() => match source.poll() {
                 Some(Ok(frame)) => {
-                    state.status = None;
-                    state.update(frame);
+                    app.view.status = None;
+                    app.update(frame);
                 }
-                Some(Err(msg)) => state.status = Some(msg),
+                Some(Err(msg)) => app.view.status = Some(msg),
                 None => {}
             },
             _ = term.recv() => break,

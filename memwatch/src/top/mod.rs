@@ -1,6 +1,8 @@
 //! `memwatch top`: a live terminal view of containers' memory. Split as tokio-console is:
-//! [`state`] is updated only from frames and key actions, [`input`] maps keys to actions with
+//! [`data`] changes only with frames (rows, rates, history), [`state`] only with key actions
+//! (sort, filter, selection, mode, help, the status line), [`input`] maps keys to actions with
 //! pure functions, [`view`] draws one screen per file, [`plain`] prints for scripts.
+pub mod data;
 pub mod input;
 pub mod plain;
 pub mod state;
@@ -8,7 +10,10 @@ pub mod view;
 
 use std::sync::Arc;
 
-use crate::{events::Event, snapshot::{Container, Snapshot}};
+use crate::{
+    oom::{Event, OomView},
+    snapshot::{Container, Snapshot},
+};
 
 /// What one refresh brings, from the in-process sampler or a remote daemon.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -20,12 +25,38 @@ pub struct Frame {
 }
 
 impl Frame {
-    pub fn from_snapshot(s: &Snapshot) -> Frame {
-        Frame {
-            taken_at: crate::unix_seconds(s.taken_at),
-            containers: s.containers.clone(),
-            events: s.oom.events.clone(),
+    pub fn new(s: &Snapshot, oom: &OomView) -> Frame {
+        Frame { taken_at: crate::unix_seconds(s.taken_at), containers: s.containers.clone(), events: oom.events.clone() }
+    }
+}
+
+/// The data and how it is shown, together: what the views draw.
+#[derive(Debug)]
+pub struct App {
+    pub data: data::Data,
+    pub view: state::ViewState,
+}
+
+impl App {
+    pub fn new(source: impl Into<String>) -> App {
+        App { data: data::Data::new(), view: state::ViewState::new(source) }
+    }
+
+    /// Takes a new frame and orders the rows again.
+    pub fn update(&mut self, frame: Frame) {
+        if self.data.update(frame) {
+            self.view.refresh(&self.data);
         }
+    }
+
+    /// Applies a key's action; returns false when the program should end.
+    pub fn apply(&mut self, a: input::Action, page: usize) -> bool {
+        self.view.apply(a, page, &self.data)
+    }
+
+    /// The rows shown, in order.
+    pub fn rows(&self) -> impl Iterator<Item = &data::Row> {
+        self.view.rows(&self.data)
     }
 }
 

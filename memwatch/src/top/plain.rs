@@ -1,9 +1,9 @@
 //! Non-interactive output: one plain table, or JSON, for scripts.
-use super::{state::{COLUMNS, State}, view::table::cells};
+use super::{App, state::COLUMNS, view::table::cells};
 
 /// The table as text, columns aligned, one container per line.
-pub fn table(state: &State) -> String {
-    let rows: Vec<Vec<String>> = state.rows.iter().map(cells).collect();
+pub fn table(app: &App) -> String {
+    let rows: Vec<Vec<String>> = app.rows().map(cells).collect();
     let mut widths: Vec<usize> = COLUMNS.iter().map(|c| c.title().chars().count()).collect();
     for r in &rows {
         for (w, cell) in widths.iter_mut().zip(r) {
@@ -26,10 +26,10 @@ pub fn table(state: &State) -> String {
 }
 
 /// The same data as JSON: one object per container, in table order.
-pub fn json(state: &State) -> serde_json::Value {
+pub fn json(app: &App) -> serde_json::Value {
     serde_json::json!({
-        "taken_at": state.taken_at,
-        "containers": state.rows.iter().map(|r| serde_json::json!({
+        "taken_at": app.data.taken_at(),
+        "containers": app.rows().map(|r| serde_json::json!({
             "name": r.name,
             "container": r.container,
             "headroom_pct": r.headroom_pct,

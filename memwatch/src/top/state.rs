@@ -1,10 +1,10 @@
-//! What `top` shows, updated only from frames and actions: rates from successive frames,
-//! a short working-set history per container, sorting, filtering, selection and mode.
+//! How `top` shows its data: sort, filter, selection, mode, help and the status line. Changed
+//! only by key actions; reads [`Data`] for the rows it orders and picks from.
 
-use std::collections::{HashMap, VecDeque};
-
-use super::{Frame, input::Action};
-use crate::{events::Event, snapshot::Container};
+use super::{
+    data::{Data, Row},
+    input::Action,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Column {
@@ -56,34 +56,6 @@ impl Column {
     }
 }
 
-/// Rates of one process between the last two frames.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ProcRow {
-    pub pid: u32,
-    pub comm: String,
-    pub vsz: u64,
-    pub rss: u64,
-    pub faults_per_s: Option<f64>,
-    pub mmap_bytes_per_s: Option<f64>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Row {
-    pub id: u64,
-    pub name: String,
-    pub container: Container,
-    pub headroom_pct: f64,
-    pub faults_per_s: Option<f64>,
-    pub mmap_bytes_per_s: Option<f64>,
-    /// Percent of time some task stalled on memory (PSI), over the last interval.
-    pub pressure_pct: Option<f64>,
-    /// Working-set history, oldest first.
-    pub history: Vec<u64>,
-    /// An OOM kill in the last 10 minutes, or during this session.
-    pub recent_oom: bool,
-    pub procs: Vec<ProcRow>,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Table,
@@ -91,20 +63,8 @@ pub enum Mode {
     Detail(u64),
 }
 
-/// Counters seen in the previous frame, for rates.
-#[derive(Debug, Clone, Copy)]
-struct Prev {
-    t: f64,
-    faults: Option<u64>,
-    mmap: Option<u64>,
-    pressure_us: Option<u64>,
-    oom_kills: Option<u64>,
-}
-
-const HISTORY: usize = 40;
-
 #[derive(Debug)]
-pub struct State {
+pub struct ViewState {
     pub sort: Column,
     pub descending: bool,
     pub filter: String,
@@ -112,22 +72,20 @@ pub struct State {
     pub selected: usize,
     pub mode: Mode,
     pub help: bool,
-    /// A message for the status line (e.g. the remote daemon is down).
+    /// A passing message for the status line (e.g. the remote daemon is down).
     pub status: Option<String>,
+    /// A standing one, shown when there is no passing message (e.g. why the eBPF columns are
+    /// empty).
+    pub note: Option<String>,
+    /// Where the data comes from, for the header.
     pub source: String,
-    pub taken_at: f64,
-    pub rows: Vec<Row>,
-    pub events: Vec<Event>,
-    all: Vec<Row>,
-    prev: HashMap<u64, Prev>,
-    prev_procs: HashMap<u32, (f64, u64, Option<u64>)>,
-    history: HashMap<u64, VecDeque<u64>>,
-    oomed: HashMap<u64, bool>,
+    /// Indices into [`Data::rows`] of the rows shown, in order.
+    visible: Vec<usize>,
 }
 
-impl State {
-    pub fn new(source: impl Into<String>) -> State {
-        State {
+impl ViewState {
+    pub fn new(source: impl Into<String>) -> ViewState {
+        ViewState {
             sort: Column::Headroom,
             descending: false,
             filter: String::new(),
@@ -136,95 +94,36 @@ impl State {
             mode: Mode::Table,
             help: false,
             status: None,
+            note: None,
             source: source.into(),
-            taken_at: 0.0,
-            rows: vec![],
-            events: vec![],
-            all: vec![],
-            prev: HashMap::new(),
-            prev_procs: HashMap::new(),
-            history: HashMap::new(),
-            oomed: HashMap::new(),
+            visible: vec![],
         }
     }
 
-    /// Takes a new frame: rates against the previous one, history, then filter and sort.
-    pub fn update(&mut self, frame: Frame) {
-        let t = frame.taken_at;
-        if t <= self.taken_at && !self.all.is_empty() {
-            return; // the same sample again
+    /// The rows shown, filtered and sorted.
+    pub fn rows<'a>(&'a self, data: &'a Data) -> impl Iterator<Item = &'a Row> + 'a {
+        self.visible.iter().filter_map(|i| data.rows().get(*i))
+    }
+
+    pub fn len(&self) -> usize {
+        self.visible.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.visible.is_empty()
+    }
+
+    /// The row of the container being looked at in the detail view.
+    pub fn detail<'a>(&self, data: &'a Data) -> Option<&'a Row> {
+        match self.mode {
+            Mode::Detail(id) => data.row(id),
+            Mode::Table => None,
         }
-        self.taken_at = t;
-        let recent_cutoff = t - 600.0;
-        let mut rows = Vec::with_capacity(frame.containers.len());
-        let mut seen = HashMap::new();
-        for c in frame.containers.iter() {
-            let faults = c.page_faults;
-            let mmap = c.ebpf.map(|e| e.mmap_anon_bytes + e.mmap_file_bytes);
-            let pressure_us = c.pressure.map(|p| p.some_us);
-            let prev = self.prev.get(&c.id).copied();
-            let rate = |now: Option<u64>, before: Option<u64>| -> Option<f64> {
-                let p = prev?;
-                let dt = t - p.t;
-                if dt > 0.0 { Some(now?.saturating_sub(before?) as f64 / dt) } else { None }
-            };
-            let faults_per_s = rate(faults, prev.and_then(|p| p.faults));
-            let mmap_bytes_per_s = rate(mmap, prev.and_then(|p| p.mmap));
-            let pressure_pct = rate(pressure_us, prev.and_then(|p| p.pressure_us)).map(|us| us / 1e4);
-            let killed_now = matches!((prev.and_then(|p| p.oom_kills), c.oom_kills), (Some(a), Some(b)) if b > a);
-            let oomed = self.oomed.entry(c.id).or_default();
-            *oomed |= killed_now;
-            let recent_oom = *oomed || frame.events.iter().any(|e| e.cgroup_ids.contains(&c.id) && e.time >= recent_cutoff);
-            let hist = self.history.entry(c.id).or_default();
-            hist.push_back(c.working_set_bytes);
-            while hist.len() > HISTORY {
-                hist.pop_front();
-            }
-            let procs = c
-                .top_processes
-                .iter()
-                .map(|p| {
-                    let mmap = p.ebpf.map(|e| e.mmap_anon_bytes + e.mmap_file_bytes);
-                    let before = self.prev_procs.get(&p.pid).copied();
-                    let (faults_per_s, mmap_bytes_per_s) = match before {
-                        Some((bt, bf, bm)) if t > bt => (
-                            Some(p.faults.saturating_sub(bf) as f64 / (t - bt)),
-                            mmap.zip(bm).map(|(m, bm)| m.saturating_sub(bm) as f64 / (t - bt)),
-                        ),
-                        _ => (None, None),
-                    };
-                    ProcRow { pid: p.pid, comm: p.comm.to_string(), vsz: p.vsz_bytes, rss: p.rss_bytes, faults_per_s, mmap_bytes_per_s }
-                })
-                .collect();
-            for p in &c.top_processes {
-                self.prev_procs.insert(p.pid, (t, p.faults, p.ebpf.map(|e| e.mmap_anon_bytes + e.mmap_file_bytes)));
-            }
-            seen.insert(c.id, Prev { t, faults, mmap, pressure_us, oom_kills: c.oom_kills });
-            rows.push(Row {
-                id: c.id,
-                name: display_name(c),
-                container: c.clone(),
-                headroom_pct: c.headroom_ratio * 100.0,
-                faults_per_s,
-                mmap_bytes_per_s,
-                pressure_pct,
-                history: hist.iter().copied().collect(),
-                recent_oom,
-                procs,
-            });
-        }
-        self.history.retain(|id, _| seen.contains_key(id));
-        self.oomed.retain(|id, _| seen.contains_key(id));
-        let live: std::collections::HashSet<u32> = frame.containers.iter().flat_map(|c| c.top_processes.iter().map(|p| p.pid)).collect();
-        self.prev_procs.retain(|pid, _| live.contains(pid));
-        self.prev = seen;
-        self.all = rows;
-        self.events = frame.events;
-        self.rebuild();
     }
 
     /// Applies a key's action; returns false when the program should end.
-    pub fn apply(&mut self, a: Action, page: usize) -> bool {
+    pub fn apply(&mut self, a: Action, page: usize, data: &Data) -> bool {
+        let last = self.visible.len().saturating_sub(1);
         match a {
             Action::Quit => return false,
             Action::Help => self.help = !self.help,
@@ -232,26 +131,22 @@ impl State {
             Action::Back if self.editing_filter => {
                 self.editing_filter = false;
                 self.filter.clear();
-                self.rebuild();
             }
             Action::Back => match self.mode {
                 Mode::Detail(_) => self.mode = Mode::Table,
-                Mode::Table if !self.filter.is_empty() => {
-                    self.filter.clear();
-                    self.rebuild();
-                }
-                Mode::Table => {}
+                Mode::Table => self.filter.clear(),
             },
             _ if self.help => {} // the help overlay takes only Back, Help and Quit
             Action::Up => self.selected = self.selected.saturating_sub(1),
-            Action::Down => self.selected = (self.selected + 1).min(self.rows.len().saturating_sub(1)),
+            Action::Down => self.selected = (self.selected + 1).min(last),
             Action::PageUp => self.selected = self.selected.saturating_sub(page.max(1)),
-            Action::PageDown => self.selected = (self.selected + page.max(1)).min(self.rows.len().saturating_sub(1)),
+            Action::PageDown => self.selected = (self.selected + page.max(1)).min(last),
             Action::First => self.selected = 0,
-            Action::Last => self.selected = self.rows.len().saturating_sub(1),
+            Action::Last => self.selected = last,
             Action::Open => {
-                if let Some(r) = self.rows.get(self.selected) {
-                    self.mode = Mode::Detail(r.id);
+                let id = self.rows(data).nth(self.selected).map(|r| r.id);
+                if let Some(id) = id {
+                    self.mode = Mode::Detail(id);
                 }
             }
             Action::SortNext | Action::SortPrev => {
@@ -260,46 +155,32 @@ impl State {
                 self.sort = COLUMNS[if a == Action::SortNext { (i + 1) % n } else { (i + n - 1) % n }];
                 // Names read best A to Z, headroom smallest first, everything else largest first.
                 self.descending = !matches!(self.sort, Column::Name | Column::Headroom | Column::Trend);
-                self.rebuild();
             }
-            Action::Reverse => {
-                self.descending = !self.descending;
-                self.rebuild();
-            }
+            Action::Reverse => self.descending = !self.descending,
             Action::FilterStart => self.editing_filter = true,
-            Action::FilterChar(c) => {
-                self.filter.push(c);
-                self.rebuild();
-            }
+            Action::FilterChar(c) => self.filter.push(c),
             Action::FilterBackspace => {
                 self.filter.pop();
-                self.rebuild();
             }
             Action::FilterDone => self.editing_filter = false,
             Action::Nothing => {}
         }
+        self.refresh(data);
         true
     }
 
-    /// The row of the container being looked at in the detail view.
-    pub fn detail(&self) -> Option<&Row> {
-        match self.mode {
-            Mode::Detail(id) => self.all.iter().find(|r| r.id == id),
-            Mode::Table => None,
-        }
-    }
-
-    fn rebuild(&mut self) {
-        let keep = self.rows.get(self.selected).map(|r| r.id);
+    /// Orders and filters the rows again (after a new frame or a change of sort or filter),
+    /// keeping the same container selected where it is still shown.
+    pub fn refresh(&mut self, data: &Data) {
+        let keep = self.visible.get(self.selected).and_then(|i| data.rows().get(*i)).map(|r| r.id);
         let needle = self.filter.to_lowercase();
-        let mut rows: Vec<Row> = self
-            .all
-            .iter()
-            .filter(|r| needle.is_empty() || r.name.to_lowercase().contains(&needle) || r.container.cgroup.to_lowercase().contains(&needle))
-            .cloned()
+        let rows = data.rows();
+        let mut visible: Vec<usize> = (0..rows.len())
+            .filter(|i| needle.is_empty() || rows[*i].name.to_lowercase().contains(&needle) || rows[*i].container.cgroup.to_lowercase().contains(&needle))
             .collect();
         let key = self.sort;
-        rows.sort_by(|a, b| {
+        visible.sort_by(|i, j| {
+            let (a, b) = (&rows[*i], &rows[*j]);
             let ord = match key {
                 Column::Name => a.name.cmp(&b.name),
                 Column::Procs => a.container.processes.cmp(&b.container.processes),
@@ -317,17 +198,8 @@ impl State {
             let ord = if self.descending { ord.reverse() } else { ord };
             ord.then_with(|| a.name.cmp(&b.name))
         });
-        self.rows = rows;
-        self.selected = keep.and_then(|id| self.rows.iter().position(|r| r.id == id)).unwrap_or(self.selected);
-        self.selected = self.selected.min(self.rows.len().saturating_sub(1));
-    }
-}
-
-/// `namespace/pod/container` for Kubernetes, else the cgroup path.
-pub fn display_name(c: &Container) -> String {
-    if c.pod.is_empty() {
-        c.cgroup.to_string()
-    } else {
-        format!("{}/{}/{}", c.namespace, c.pod, if c.container.is_empty() { "(pause)" } else { &c.container })
+        self.visible = visible;
+        self.selected = keep.and_then(|id| self.visible.iter().position(|i| rows[*i].id == id)).unwrap_or(self.selected);
+        self.selected = self.selected.min(self.visible.len().saturating_sub(1));
     }
 }

@@ -8,10 +8,10 @@ use ratatui::{
 };
 
 use super::{mb_rate, rate};
-use crate::top::{human, human_secs, state::State};
+use crate::top::{App, human, human_secs};
 
-pub fn draw(f: &mut Frame, area: Rect, state: &State) {
-    let Some(r) = state.detail() else {
+pub fn draw(f: &mut Frame, area: Rect, app: &App) {
+    let Some(r) = app.view.detail(&app.data) else {
         f.render_widget(Paragraph::new("this container is gone (Esc to go back)"), area);
         return;
     };
@@ -48,7 +48,7 @@ pub fn draw(f: &mut Frame, area: Rect, state: &State) {
             c.oom_kills.map(|n| n.to_string()).unwrap_or_else(|| "-".into())
         )),
     ];
-    let kills: Vec<_> = state.events.iter().rev().filter(|e| e.cgroup_ids.contains(&c.id)).take(5).collect();
+    let kills: Vec<_> = app.data.events().iter().rev().filter(|e| e.cgroup_ids.contains(&c.id)).take(5).collect();
     let [top, procs, ooms] =
         Layout::vertical([Constraint::Length(lines.len() as u16), Constraint::Min(3), Constraint::Length(kills.len().max(1) as u16 + 2)]).areas(area);
     f.render_widget(Paragraph::new(lines), top);

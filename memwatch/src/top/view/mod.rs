@@ -1,4 +1,4 @@
-//! Drawing: one file per screen. Everything here reads [`State`] and writes a frame.
+//! Drawing: one file per screen. Everything here reads the [`App`] and writes a frame.
 pub mod detail;
 pub mod help;
 pub mod table;
@@ -11,13 +11,14 @@ use ratatui::{
     widgets::Paragraph,
 };
 
-use super::state::{Mode, State};
+use super::{App, state::Mode};
 
 /// Below this the table is unreadable: a message is shown instead.
 pub const MIN_WIDTH: u16 = 60;
 pub const MIN_HEIGHT: u16 = 8;
 
-pub fn draw(f: &mut Frame, state: &State) {
+pub fn draw(f: &mut Frame, app: &App) {
+    let state = &app.view;
     let area = f.area();
     if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
         let msg = format!("terminal too small ({}x{}): memwatch top needs at least {MIN_WIDTH}x{MIN_HEIGHT}", area.width, area.height);
@@ -25,23 +26,24 @@ pub fn draw(f: &mut Frame, state: &State) {
         return;
     }
     let [head, body, foot] = Layout::vertical([Constraint::Length(1), Constraint::Min(1), Constraint::Length(1)]).areas(area);
-    header(f, head, state);
+    header(f, head, app);
     match state.mode {
-        Mode::Table => table::draw(f, body, state),
-        Mode::Detail(_) => detail::draw(f, body, state),
+        Mode::Table => table::draw(f, body, app),
+        Mode::Detail(_) => detail::draw(f, body, app),
     }
-    footer(f, foot, state);
+    footer(f, foot, app);
     if state.help {
         help::draw(f, area);
     }
 }
 
-fn header(f: &mut Frame, area: Rect, state: &State) {
-    let when = crate::rfc3339(state.taken_at);
+fn header(f: &mut Frame, area: Rect, app: &App) {
+    let state = &app.view;
+    let when = crate::rfc3339(app.data.taken_at());
     let arrow = if state.descending { "▼" } else { "▲" };
     let mut spans = vec![
         Span::styled("memwatch top", Style::default().add_modifier(Modifier::BOLD)),
-        Span::raw(format!("  {}  {} containers  sort {} {arrow}  {when}", state.source, state.rows.len(), state.sort.title())),
+        Span::raw(format!("  {}  {} containers  sort {} {arrow}  {when}", state.source, state.len(), state.sort.title())),
     ];
     if !state.filter.is_empty() {
         spans.push(Span::styled(format!("  filter \"{}\"", state.filter), Style::default().fg(Color::Yellow)));
@@ -49,10 +51,11 @@ fn header(f: &mut Frame, area: Rect, state: &State) {
     f.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
-fn footer(f: &mut Frame, area: Rect, state: &State) {
+fn footer(f: &mut Frame, area: Rect, app: &App) {
+    let state = &app.view;
     let line = if state.editing_filter {
         Line::from(vec![Span::styled("filter: ", Style::default().fg(Color::Yellow)), Span::raw(format!("{}_", state.filter))])
-    } else if let Some(s) = &state.status {
+    } else if let Some(s) = state.status.as_ref().or(state.note.as_ref()) {
         Line::from(Span::styled(s.clone(), Style::default().fg(Color::Black).bg(Color::Yellow)))
     } else if matches!(state.mode, Mode::Detail(_)) {
         Line::from("Esc back  q quit  ? help")

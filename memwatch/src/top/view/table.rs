@@ -8,11 +8,12 @@ use ratatui::{
 
 use super::{DANGER_PCT, mb_rate, rate, sparkline};
 use crate::top::{
-    human, human_secs,
-    state::{COLUMNS, Column, Row as StateRow, State},
+    App, human, human_secs,
+    data::Row as DataRow,
+    state::{COLUMNS, Column},
 };
 
-pub fn cells(r: &StateRow) -> Vec<String> {
+pub fn cells(r: &DataRow) -> Vec<String> {
     let c = &r.container;
     COLUMNS
         .iter()
@@ -40,12 +41,13 @@ pub fn cells(r: &StateRow) -> Vec<String> {
         .collect()
 }
 
-pub fn draw(f: &mut Frame, area: Rect, state: &State) {
+pub fn draw(f: &mut Frame, area: Rect, app: &App) {
+    let state = &app.view;
     let header = Row::new(COLUMNS.iter().map(|c| {
         let style = if *c == state.sort { Style::default().add_modifier(Modifier::BOLD | Modifier::UNDERLINED) } else { Style::default().add_modifier(Modifier::BOLD) };
         Cell::from(c.title()).style(style)
     }));
-    let rows = state.rows.iter().map(|r| {
+    let rows = app.rows().map(|r| {
         let mut style = Style::default();
         if r.headroom_pct < DANGER_PCT {
             style = style.fg(Color::Red).add_modifier(Modifier::BOLD);
@@ -71,7 +73,7 @@ pub fn draw(f: &mut Frame, area: Rect, state: &State) {
     ];
     let table = Table::new(rows, widths).header(header).row_highlight_style(Style::default().add_modifier(Modifier::REVERSED));
     let mut ts = TableState::default();
-    if !state.rows.is_empty() {
+    if !state.is_empty() {
         ts.select(Some(state.selected));
     }
     f.render_stateful_widget(table, area, &mut ts);

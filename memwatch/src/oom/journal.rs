@@ -13,7 +13,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::events::Event;
+use super::event::Event;
 
 pub const FILE_NAME: &str = "oom-events.jsonl";
 
@@ -153,7 +153,7 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::tests::event;
+    use crate::oom::event::tests::event;
 
     #[test]
     fn good_lines_then_a_bad_tail() {

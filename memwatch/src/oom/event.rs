@@ -1,0 +1,146 @@
+//! One OOM kill as memwatch reports it: the [`Event`] that the journal stores, the API serves
+//! and `memwatch events` prints. A leaf: it depends on nothing else in memwatch.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Seen by the `oom:mark_victim` probe.
+    Probe,
+    /// Counted by the kernel's per-cgroup counter but not seen by the probe (daemon down,
+    /// buffer full): the victim is unknown.
+    KernelCounter,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Constraint {
+    /// A cgroup's memory limit was reached (`constrained_by` names it).
+    Cgroup,
+    /// No cgroup was at its limit: the machine ran out.
+    Machine,
+    Unknown,
+}
+
+impl Constraint {
+    pub fn label(self) -> &'static str {
+        match self {
+            Constraint::Cgroup => "cgroup",
+            Constraint::Machine => "machine",
+            Constraint::Unknown => "unknown",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Victim {
+    pub pid: u32,
+    pub comm: String,
+    pub vsz_bytes: Option<u64>,
+    /// anon + file + shmem resident pages at the kill.
+    pub rss_bytes: Option<u64>,
+    pub anon_rss_bytes: Option<u64>,
+    pub oom_score_adj: Option<i16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trigger {
+    pub pid: u32,
+    pub comm: String,
+}
+
+/// The container's memory in the last sample before the kill.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemState {
+    pub usage_bytes: u64,
+    pub working_set_bytes: u64,
+    pub limit_bytes: u64,
+    pub headroom_bytes: u64,
+}
+
+/// A Go program in the container, and the only two variables read from its environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GoProcess {
+    pub pid: u32,
+    pub comm: String,
+    pub gomemlimit: Option<String>,
+    pub gogc: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: u64,
+    /// Unix seconds.
+    pub time: f64,
+    pub source: Source,
+    /// Kills this event stands for: 1 from the probe; N for kills only the kernel counted.
+    pub count: u64,
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    pub container_id: String,
+    pub cgroup: String,
+    pub cgroup_id: u64,
+    /// The cgroup's id and its ancestors', for reconciling with hierarchical counters.
+    pub cgroup_ids: Vec<u64>,
+    pub constraint: Constraint,
+    #[serde(default)]
+    pub constrained_by: Option<String>,
+    #[serde(default)]
+    pub victim: Option<Victim>,
+    #[serde(default)]
+    pub trigger: Option<Trigger>,
+    #[serde(default)]
+    pub before: Option<MemState>,
+    #[serde(default)]
+    pub top_processes: Vec<ProcessInfo>,
+    #[serde(default)]
+    pub go: Vec<GoProcess>,
+}
+
+/// A process in the killed container, as the event shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    pub comm: String,
+    pub vsz_bytes: u64,
+    pub rss_bytes: u64,
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A probe event in cgroup `cgroup_id` (a child of the root, id 1).
+    pub(crate) fn event(seq: u64, cgroup_id: u64) -> Event {
+        Event {
+            seq,
+            time: 1_700_000_000.0 + seq as f64,
+            source: Source::Probe,
+            count: 1,
+            namespace: String::new(),
+            pod: String::new(),
+            container: String::new(),
+            container_id: String::new(),
+            cgroup: format!("/c{cgroup_id}"),
+            cgroup_id,
+            cgroup_ids: vec![cgroup_id, 1],
+            constraint: Constraint::Cgroup,
+            constrained_by: Some(format!("/c{cgroup_id}")),
+            victim: Some(Victim { pid: 100 + seq as u32, comm: "hog".into(), vsz_bytes: None, rss_bytes: Some(1), anon_rss_bytes: None, oom_score_adj: None }),
+            trigger: None,
+            before: None,
+            top_processes: vec![],
+            go: vec![],
+        }
+    }
+
+    #[test]
+    fn journal_lines_from_before_keep_parsing() {
+        // A line as the previous release wrote it: processes carried `ebpf` and no `faults`.
+        let old = r#"{"seq":3,"time":1.0,"source":"probe","count":1,"namespace":"","pod":"","container":"","container_id":"","cgroup":"/a","cgroup_id":7,"cgroup_ids":[7,1],"constraint":"machine","victim":{"pid":9,"comm":"x","vsz_bytes":1,"rss_bytes":2,"anon_rss_bytes":null,"oom_score_adj":null},"top_processes":[{"pid":9,"comm":"x","vsz_bytes":1,"rss_bytes":2,"ebpf":{"mmap_calls":1}}]}"#;
+        let e: Event = serde_json::from_str(old).unwrap();
+        assert_eq!((e.seq, e.top_processes[0].pid, e.constraint), (3, 9, Constraint::Machine));
+    }
+}

@@ -1,0 +1,228 @@
+//! OOM kills, from the kernel's records to explained, journaled events.
+//!
+//! - [`record`]: the raw ring-buffer records and their decoding;
+//! - [`tracker`]: the state machine (no I/O of its own) that waits for a kill's records, asks
+//!   the host for facts through [`world::World`], and reconciles with the kernel's counters;
+//! - [`world`]: those facts, read for real from `/proc` and cgroupfs ([`world::Host`]);
+//! - [`explain`]: turns one kill and its facts into an [`event::Event`];
+//! - [`event`]: the event itself, a leaf that [`journal`] alone depends on;
+//! - [`journal`]: the bounded on-disk record that survives restarts;
+//! - [`Oom`], here: the tracker plus the journal, numbering events and keeping the
+//!   [`OomView`] that readers (metrics, API, `top`) see.
+
+pub mod event;
+pub mod explain;
+pub mod journal;
+pub mod record;
+pub mod tracker;
+pub mod world;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::Path,
+    sync::Arc,
+    time::Instant,
+};
+
+pub use event::{Constraint, Event, Source};
+use journal::Journal;
+pub use record::{OomKill, decode};
+use tracker::Tracker;
+use world::World;
+
+use crate::snapshot::Snapshot;
+
+/// What readers see of OOM kills: published beside each snapshot, rebuilt only when events
+/// change.
+#[derive(Debug, Clone, Default)]
+pub struct OomView {
+    /// The most recent events, oldest first.
+    pub events: Vec<Event>,
+    pub by_constraint: BTreeMap<&'static str, u64>,
+    pub missed_total: u64,
+    /// Unix time of the last kill per cgroup id (the victim's cgroup and its ancestors).
+    pub last_kill: HashMap<u64, f64>,
+}
+
+/// The tracker, the journal, and the events they produced.
+pub struct Oom {
+    tracker: Tracker,
+    world: Box<dyn World + Send>,
+    journal: Option<Journal>,
+    max_events: usize,
+    next_seq: u64,
+    view: Arc<OomView>,
+}
+
+impl Oom {
+    /// With a state directory, events persist in a journal there; its warnings are returned.
+    pub fn new(world: Box<dyn World + Send>, state_dir: Option<&Path>, max_events: usize) -> (Oom, Vec<String>) {
+        let mut warnings = Vec::new();
+        let mut oom = Oom { tracker: Tracker::new(), world, journal: None, max_events, next_seq: 1, view: Arc::default() };
+        if let Some(dir) = state_dir {
+            match Journal::open(dir, max_events) {
+                Ok((journal, loaded)) => {
+                    if let Some(w) = loaded.warning {
+                        warnings.push(format!("{}: {w}", journal.path().display()));
+                    }
+                    oom.tracker.account_baseline(&loaded.baseline);
+                    let mut view = OomView::default();
+                    for e in loaded.events {
+                        oom.tracker.account(&e);
+                        oom.next_seq = oom.next_seq.max(e.seq + 1);
+                        add(&mut view, e, max_events);
+                    }
+                    oom.view = Arc::new(view);
+                    oom.journal = Some(journal);
+                }
+                Err(e) => warnings.push(format!("OOM events will not survive a restart: {e}")),
+            }
+        }
+        (oom, warnings)
+    }
+
+    pub fn view(&self) -> Arc<OomView> {
+        self.view.clone()
+    }
+
+    /// A record from the kernel. Returns true when events changed.
+    pub fn on_record(&mut self, k: OomKill, now: Instant) -> bool {
+        let done = self.tracker.on_record(k, now, self.world.as_ref());
+        self.record(done)
+    }
+
+    /// A new sample. Returns true when events changed.
+    pub fn on_snapshot(&mut self, snap: Arc<Snapshot>, now: Instant) -> bool {
+        let done = self.tracker.on_snapshot(snap, now, self.world.as_ref());
+        self.record(done)
+    }
+
+    /// Explains kills whose wait is over. Returns true when events changed.
+    pub fn finish_ready(&mut self, now: Instant) -> bool {
+        let done = self.tracker.finish_ready(now, self.world.as_ref());
+        self.record(done)
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.tracker.next_deadline()
+    }
+
+    /// Numbers, logs and journals completed events, and publishes a new view.
+    fn record(&mut self, done: Vec<Event>) -> bool {
+        if done.is_empty() {
+            return false;
+        }
+        let mut view = (*self.view).clone();
+        for mut e in done {
+            e.seq = self.next_seq;
+            self.next_seq += 1;
+            log(&e);
+            if let Some(j) = self.journal.as_mut() {
+                if let Err(err) = j.append(&e) {
+                    tracing::error!("writing the OOM journal {}: {err}", j.path().display());
+                }
+            }
+            add(&mut view, e, self.max_events);
+        }
+        self.view = Arc::new(view);
+        true
+    }
+}
+
+/// Adds an event to a view: its counts, and the list bounded to `max` events.
+fn add(view: &mut OomView, e: Event, max: usize) {
+    for id in &e.cgroup_ids {
+        let last = view.last_kill.entry(*id).or_default();
+        *last = last.max(e.time);
+    }
+    *view.by_constraint.entry(e.constraint.label()).or_default() += e.count;
+    if e.source == Source::KernelCounter {
+        view.missed_total += e.count;
+    }
+    view.events.push(e);
+    if view.events.len() > max {
+        let extra = view.events.len() - max;
+        view.events.drain(..extra);
+    }
+}
+
+/// One structured log line per event (target `memwatch::oom`).
+fn log(e: &Event) {
+    match e.source {
+        Source::Probe => tracing::warn!(
+            target: "memwatch::oom",
+            seq = e.seq,
+            victim_pid = e.victim.as_ref().map(|v| v.pid).unwrap_or(0),
+            victim_comm = e.victim.as_ref().map(|v| v.comm.as_str()).unwrap_or(""),
+            victim_rss_bytes = e.victim.as_ref().and_then(|v| v.rss_bytes).unwrap_or(0),
+            namespace = e.namespace.as_str(),
+            pod = e.pod.as_str(),
+            container = e.container.as_str(),
+            cgroup = e.cgroup.as_str(),
+            constraint = e.constraint.label(),
+            constrained_by = e.constrained_by.as_deref().unwrap_or(""),
+            limit_bytes = e.before.as_ref().map(|b| b.limit_bytes).unwrap_or(0),
+            "OOM kill"
+        ),
+        Source::KernelCounter => tracing::warn!(
+            target: "memwatch::oom",
+            seq = e.seq,
+            count = e.count,
+            namespace = e.namespace.as_str(),
+            pod = e.pod.as_str(),
+            container = e.container.as_str(),
+            cgroup = e.cgroup.as_str(),
+            "OOM kills counted by the kernel but missed by the probe"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oom::event::tests::event;
+
+    struct Nothing;
+    impl World for Nothing {
+        fn process(&self, _: u32) -> Option<world::ProcFacts> {
+            None
+        }
+        fn go(&self, _: u32) -> Option<world::GoSettings> {
+            None
+        }
+        fn cgroup_path(&self, _: u64) -> Option<String> {
+            None
+        }
+        fn ancestry(&self, _: &str) -> Vec<(u64, String)> {
+            vec![]
+        }
+        fn limit_events(&self, _: &str) -> Option<u64> {
+            None
+        }
+        fn processes(&self, _: &str, _: usize) -> Vec<event::ProcessInfo> {
+            vec![]
+        }
+        fn wall_now(&self) -> f64 {
+            0.0
+        }
+        fn boot_to_wall(&self, _: u64) -> f64 {
+            0.0
+        }
+    }
+
+    #[test]
+    fn the_journal_restores_events_counts_and_numbering() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut oom, w) = Oom::new(Box::new(Nothing), Some(dir.path()), 100);
+            assert!(w.is_empty());
+            assert!(oom.record(vec![event(0, 10), event(0, 10), event(0, 11)]));
+        }
+        let (oom, _) = Oom::new(Box::new(Nothing), Some(dir.path()), 100);
+        let view = oom.view();
+        assert_eq!(view.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(oom.next_seq, 4);
+        assert_eq!(view.by_constraint["cgroup"], 3);
+        assert!(view.last_kill.contains_key(&1), "the common ancestor");
+    }
+}

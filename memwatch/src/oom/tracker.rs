@@ -1,0 +1,401 @@
+//! The OOM tracker: a state machine from the kernel's records and the samples to events. It
+//! does no I/O of its own: it is told the time, and asks a [`World`] for the host's facts.
+//!
+//! A kill is seen three ways. `oom:mark_victim` sends its record when the victim is chosen (in
+//! the context of whichever task triggered it). Where the kernel passes the victim task (6.8+),
+//! a second program sends the victim's own cgroup at the kill. When the victim exits, the exit
+//! hook sends one more record from the victim's own context. A kill is explained once its
+//! victim has exited, or after [`EXIT_WAIT`], whichever comes first; records may come in any
+//! order. The kernel's own per-cgroup kill counters are reconciled with what was explained:
+//! what the probe never saw (daemon down, ring buffer full) becomes a `kernel_counter` event.
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use super::{
+    event::{Constraint, Event, Source},
+    explain::{self, Kill},
+    record::OomKill,
+    world::{GoSettings, ProcFacts, World},
+};
+use crate::snapshot::Snapshot;
+
+/// How long to wait for a victim's exit record before explaining the kill with what we have.
+pub const EXIT_WAIT: Duration = Duration::from_millis(1500);
+/// How long the kernel's counter may run ahead of the probe before the difference is reported
+/// as missed (the probe's records may still be on their way).
+pub const MISSED_GRACE: Duration = Duration::from_secs(2);
+/// How long a record that came before the one it belongs to is kept.
+const EARLY_KEEP: Duration = Duration::from_secs(10);
+
+/// A kill seen by `mark_victim`, waiting for its victim to exit.
+struct Pending {
+    mark: OomKill,
+    seen: Instant,
+    time: f64,
+    exit: Option<OomKill>,
+    task_memcg: Option<u64>,
+    /// Read from /proc as soon as the record arrived, while the victim may still be there.
+    proc_: Option<ProcFacts>,
+    go: Option<GoSettings>,
+}
+
+#[derive(Default)]
+pub struct Tracker {
+    pending: Vec<Pending>,
+    /// Records that came before their kill's own: victim pid -> (record, when).
+    early_exit: HashMap<u32, (OomKill, Instant)>,
+    early_memcg: HashMap<u32, (u64, Instant)>,
+    /// Per cgroup id, kills explained by events (the cgroup's and its descendants').
+    explained: HashMap<u64, u64>,
+    discrepancy_since: HashMap<u64, Instant>,
+    /// The two newest samples: a kill is compared with the one taken before it.
+    older: Option<Arc<Snapshot>>,
+    newer: Option<Arc<Snapshot>>,
+}
+
+impl Tracker {
+    pub fn new() -> Self {
+        Tracker::default()
+    }
+
+    /// An event recorded (now or in an earlier run) explains kills in its cgroup and ancestors.
+    pub fn account(&mut self, e: &Event) {
+        for id in &e.cgroup_ids {
+            *self.explained.entry(*id).or_default() += e.count;
+        }
+    }
+
+    /// Kills already explained before (a compacted journal's baseline).
+    pub fn account_baseline(&mut self, baseline: &HashMap<u64, u64>) {
+        for (id, n) in baseline {
+            *self.explained.entry(*id).or_default() += n;
+        }
+    }
+
+    /// A record from the kernel; returns the kills it completed.
+    pub fn on_record(&mut self, k: OomKill, now: Instant, world: &dyn World) -> Vec<Event> {
+        let pid = k.victim_pid;
+        if k.victim_task {
+            let Some(id) = k.victim_memcg_id.filter(|id| *id != 0) else { return vec![] };
+            match self.pending.iter_mut().find(|p| p.mark.victim_pid == pid) {
+                Some(p) => p.task_memcg = Some(id),
+                None => {
+                    self.early_memcg.insert(pid, (id, now));
+                }
+            }
+            return vec![];
+        }
+        if k.victim_exit {
+            match self.pending.iter_mut().find(|p| p.mark.victim_pid == pid && p.exit.is_none()) {
+                Some(p) => p.exit = Some(k),
+                None => {
+                    self.early_exit.insert(pid, (k, now));
+                }
+            }
+            return self.finish_ready(now, world);
+        }
+        self.early_exit.retain(|_, (_, at)| now.duration_since(*at) < EARLY_KEEP);
+        self.early_memcg.retain(|_, (_, at)| now.duration_since(*at) < EARLY_KEEP);
+        let proc_ = world.process(pid);
+        let go = world.go(pid);
+        let time = world.boot_to_wall(k.boot_ns);
+        self.pending.push(Pending {
+            time,
+            seen: now,
+            exit: self.early_exit.remove(&pid).map(|(r, _)| r),
+            task_memcg: self.early_memcg.remove(&pid).map(|(id, _)| id),
+            mark: k,
+            proc_,
+            go,
+        });
+        self.finish_ready(now, world)
+    }
+
+    /// A new sample: completes kills whose time is up and reconciles with the kernel's counters.
+    pub fn on_snapshot(&mut self, snap: Arc<Snapshot>, now: Instant, world: &dyn World) -> Vec<Event> {
+        self.older = self.newer.replace(snap);
+        let mut done = self.finish_ready(now, world);
+        done.extend(self.reconcile(now, world));
+        done
+    }
+
+    /// Explains kills whose victim exited, or that waited long enough.
+    pub fn finish_ready(&mut self, now: Instant, world: &dyn World) -> Vec<Event> {
+        let (ready, waiting): (Vec<Pending>, Vec<Pending>) =
+            std::mem::take(&mut self.pending).into_iter().partition(|p| p.exit.is_some() || now.duration_since(p.seen) >= EXIT_WAIT);
+        self.pending = waiting;
+        ready
+            .into_iter()
+            .map(|p| {
+                let e = self.explain(&p, world);
+                self.account(&e);
+                e
+            })
+            .collect()
+    }
+
+    /// When the oldest waiting kill must be explained, if any.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.pending.iter().map(|p| p.seen + EXIT_WAIT).min()
+    }
+
+    /// The sample taken last before `time` (else the oldest there is).
+    fn before(&self, time: f64) -> Option<&Snapshot> {
+        let t = |s: &Snapshot| crate::unix_seconds(s.taken_at);
+        match (&self.older, &self.newer) {
+            (_, Some(n)) if t(n) <= time => Some(n),
+            (Some(o), _) => Some(o),
+            (None, n) => n.as_deref(),
+        }
+    }
+
+    fn explain(&self, p: &Pending, world: &dyn World) -> Event {
+        let kill = Kill {
+            mark: &p.mark,
+            exit: p.exit.as_ref(),
+            task_memcg: p.task_memcg,
+            time: p.time,
+            proc_: p.proc_.as_ref(),
+            go: p.go.as_ref(),
+        };
+        let snaps: Vec<&Snapshot> = [self.newer.as_deref(), self.older.as_deref()].into_iter().flatten().collect();
+        explain::explain(&kill, self.before(p.time), &snaps, world)
+    }
+
+    /// Kills the kernel counted in a container beyond what events explained, once the
+    /// difference has lasted [`MISSED_GRACE`] with no kill in flight.
+    fn reconcile(&mut self, now: Instant, world: &dyn World) -> Vec<Event> {
+        let Some(snap) = self.newer.clone() else { return vec![] };
+        let mut containers: Vec<_> = snap.containers.iter().filter(|c| c.oom_kills.is_some()).collect();
+        // Deepest first: a child's missed kill also explains its ancestors' counters.
+        containers.sort_by_cached_key(|c| std::cmp::Reverse(c.cgroup.matches('/').count()));
+        let mut out = Vec::new();
+        for c in containers {
+            let kernel = c.oom_kills.unwrap_or(0);
+            let explained = self.explained.get(&c.id).copied().unwrap_or(0);
+            if kernel <= explained {
+                if kernel < explained {
+                    self.explained.insert(c.id, kernel); // a reset: a new cgroup with an old id
+                }
+                self.discrepancy_since.remove(&c.id);
+                continue;
+            }
+            let since = *self.discrepancy_since.entry(c.id).or_insert(now);
+            if !self.pending.is_empty() || now.duration_since(since) < MISSED_GRACE {
+                continue;
+            }
+            self.discrepancy_since.remove(&c.id);
+            let e = Event {
+                seq: 0,
+                time: world.wall_now(),
+                source: Source::KernelCounter,
+                count: kernel - explained,
+                namespace: c.namespace.to_string(),
+                pod: c.pod.to_string(),
+                container: c.container.to_string(),
+                container_id: c.container_id.to_string(),
+                cgroup: c.cgroup.to_string(),
+                cgroup_id: c.id,
+                cgroup_ids: snap.ancestry(c.id),
+                constraint: Constraint::Unknown,
+                constrained_by: None,
+                victim: None,
+                trigger: None,
+                before: None,
+                top_processes: vec![],
+                go: vec![],
+            };
+            self.account(&e);
+            out.push(e);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{cell::RefCell, collections::HashMap};
+
+    use super::*;
+    use crate::{
+        oom::{event::ProcessInfo, world::ProcFacts},
+        snapshot::fixture::{container, snapshot},
+    };
+
+    /// A host made of fixture data: cgroups by id and path, their limit-hit counters, and
+    /// processes.
+    #[derive(Default)]
+    struct Fixture {
+        paths: HashMap<u64, String>,
+        limit_events: RefCell<HashMap<String, u64>>,
+        procs: HashMap<u32, ProcFacts>,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let mut f = Fixture::default();
+            f.paths.insert(1, "/".into());
+            for id in [10, 11] {
+                f.paths.insert(id, format!("/c{id}"));
+            }
+            f
+        }
+    }
+
+    impl World for Fixture {
+        fn process(&self, pid: u32) -> Option<ProcFacts> {
+            self.procs.get(&pid).cloned()
+        }
+        fn go(&self, _: u32) -> Option<GoSettings> {
+            None
+        }
+        fn cgroup_path(&self, id: u64) -> Option<String> {
+            self.paths.get(&id).cloned()
+        }
+        fn ancestry(&self, path: &str) -> Vec<(u64, String)> {
+            let id = |p: &str| self.paths.iter().find(|(_, v)| *v == p).map(|(k, _)| *k);
+            let mut out: Vec<(u64, String)> = id(path).map(|i| (i, path.to_string())).into_iter().collect();
+            if path != "/" {
+                out.push((1, "/".into()));
+            }
+            out
+        }
+        fn limit_events(&self, path: &str) -> Option<u64> {
+            self.limit_events.borrow().get(path).copied()
+        }
+        fn processes(&self, _: &str, _: usize) -> Vec<ProcessInfo> {
+            vec![]
+        }
+        fn wall_now(&self) -> f64 {
+            2_000.0
+        }
+        fn boot_to_wall(&self, boot_ns: u64) -> f64 {
+            1_000.0 + boot_ns as f64 / 1e9
+        }
+    }
+
+    /// The tracepoint's record of a kill of `pid` at 1 s after boot.
+    fn mark(pid: u32) -> OomKill {
+        OomKill {
+            victim_exit: false,
+            victim_task: false,
+            boot_ns: 1_000_000_000,
+            victim_pid: pid,
+            victim_comm: Some("hog".into()),
+            victim_memcg_id: None,
+            total_vm_bytes: None,
+            anon_rss_bytes: Some(64),
+            file_rss_bytes: None,
+            shmem_rss_bytes: None,
+            pgtables_bytes: None,
+            uid: None,
+            oom_score_adj: None,
+            trigger_pid: 5,
+            trigger_tgid: 5,
+            trigger_comm: "trigger".into(),
+            trigger_cgroup_id: 0,
+            trigger_memcg_id: 0,
+        }
+    }
+
+    /// The record a victim sends from its own context as it exits, in cgroup `memcg`.
+    fn exit(pid: u32, memcg: u64) -> OomKill {
+        OomKill { victim_exit: true, victim_memcg_id: Some(memcg), victim_comm: None, ..mark(pid) }
+    }
+
+    fn task(pid: u32, memcg: u64) -> OomKill {
+        OomKill { victim_task: true, victim_memcg_id: Some(memcg), ..mark(pid) }
+    }
+
+    fn with_sample(world: &Fixture) -> (Tracker, Instant) {
+        let mut t = Tracker::new();
+        let now = Instant::now();
+        assert!(t.on_snapshot(Arc::new(snapshot(900.0, vec![container(10, "/c10"), container(11, "/c11")])), now, world).is_empty());
+        (t, now)
+    }
+
+    #[test]
+    fn a_kill_is_explained_when_its_victim_exits() {
+        let world = Fixture::new();
+        world.limit_events.borrow_mut().insert("/c10".into(), 1);
+        let (mut t, now) = with_sample(&world);
+        assert!(t.on_record(mark(42), now, &world).is_empty(), "waits for the victim");
+        assert_eq!(t.next_deadline(), Some(now + EXIT_WAIT));
+        let done = t.on_record(exit(42, 10), now + Duration::from_millis(30), &world);
+        assert_eq!(done.len(), 1);
+        let e = &done[0];
+        assert_eq!((e.cgroup.as_str(), e.cgroup_id, &e.cgroup_ids[..]), ("/c10", 10, &[10, 1][..]));
+        assert_eq!((e.constraint, e.constrained_by.as_deref()), (Constraint::Cgroup, Some("/c10")));
+        assert_eq!(e.victim.as_ref().unwrap().pid, 42);
+        assert_eq!(e.before.as_ref().unwrap().limit_bytes, 1000, "the container as last sampled");
+        assert_eq!(e.time, 1_001.0);
+        assert_eq!(t.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_victim_that_exits_late_or_never_is_explained_after_the_wait() {
+        let mut world = Fixture::new();
+        world.procs.insert(42, ProcFacts { info: ProcessInfo { pid: 42, comm: "hog".into(), vsz_bytes: 5, rss_bytes: 6 }, cgroup: Some("/c11".into()) });
+        let (mut t, now) = with_sample(&world);
+        assert!(t.on_record(mark(42), now, &world).is_empty());
+        assert!(t.finish_ready(now + EXIT_WAIT - Duration::from_millis(1), &world).is_empty());
+        let done = t.finish_ready(now + EXIT_WAIT, &world);
+        assert_eq!(done.len(), 1);
+        // No record named its cgroup: /proc did, when the kill was seen. No limit counter rose.
+        assert_eq!((done[0].cgroup.as_str(), done[0].constraint), ("/c11", Constraint::Machine));
+        // The exit record that comes late makes no second event.
+        assert!(t.on_record(exit(42, 11), now + EXIT_WAIT * 2, &world).is_empty());
+        assert!(t.finish_ready(now + EXIT_WAIT * 4, &world).is_empty());
+    }
+
+    #[test]
+    fn records_that_come_before_the_kills_own() {
+        let world = Fixture::new();
+        let (mut t, now) = with_sample(&world);
+        // The victim's cgroup at the kill (6.8+), then its exit, then the tracepoint's record.
+        assert!(t.on_record(task(42, 11), now, &world).is_empty());
+        assert!(t.on_record(exit(43, 10), now, &world).is_empty());
+        let done = t.on_record(mark(43), now, &world);
+        assert_eq!(done.len(), 1, "its exit already came");
+        assert_eq!(done[0].cgroup_id, 10);
+        assert!(t.on_record(mark(42), now, &world).is_empty(), "still running");
+        let done = t.finish_ready(now + EXIT_WAIT, &world);
+        assert_eq!(done[0].cgroup_id, 11, "from the task record");
+    }
+
+    #[test]
+    fn kills_the_probe_missed_are_reported_with_their_count() {
+        let world = Fixture::new();
+        let (mut t, now) = with_sample(&world);
+        // One kill the probe saw in /c10; the kernel counts three there.
+        t.on_record(mark(42), now, &world);
+        t.on_record(exit(42, 10), now, &world);
+        let mut c = container(10, "/c10");
+        c.oom_kills = Some(3);
+        let snap = |t: f64| Arc::new(snapshot(t, vec![c.clone()]));
+        assert!(t.on_snapshot(snap(901.0), now, &world).is_empty(), "grace: records may be on their way");
+        assert!(t.on_snapshot(snap(902.0), now + MISSED_GRACE / 2, &world).is_empty());
+        let done = t.on_snapshot(snap(903.0), now + MISSED_GRACE, &world);
+        assert_eq!(done.len(), 1);
+        assert_eq!((done[0].source, done[0].count, done[0].cgroup_id), (Source::KernelCounter, 2, 10));
+        assert!(t.on_snapshot(snap(904.0), now + MISSED_GRACE * 3, &world).is_empty(), "explained now");
+    }
+
+    #[test]
+    fn a_cgroup_first_seen_with_kills_on_its_counter() {
+        // Today: they are reported as missed by the probe, once, after the grace period.
+        let world = Fixture::new();
+        let mut t = Tracker::new();
+        let now = Instant::now();
+        let mut c = container(11, "/c11");
+        c.oom_kills = Some(2);
+        let snap = |t: f64| Arc::new(snapshot(t, vec![c.clone()]));
+        assert!(t.on_snapshot(snap(900.0), now, &world).is_empty());
+        let done = t.on_snapshot(snap(903.0), now + MISSED_GRACE, &world);
+        assert_eq!((done.len(), done[0].count), (1, 2));
+    }
+}

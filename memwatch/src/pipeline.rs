@@ -1,0 +1,128 @@
+//! One place that wires the pipeline, for `memwatch serve` and `memwatch top` alike: the kernel
+//! probes (and their OOM ring buffer), the collectors, the sampler and the OOM tracker with its
+//! journal. Running it publishes snapshots and the OOM view for readers.
+
+use std::{path::PathBuf, sync::Arc, thread, time::Duration};
+
+use aya::maps::{MapData, RingBuf};
+
+use crate::{
+    Roots,
+    model,
+    oom::{Oom, OomView, world::Host},
+    probes::{ProbeOptions, ProbeStatus, Probes},
+    sampler::{Sampler, Shared},
+    selfmetrics::SelfMetrics,
+    snapshot::Snapshot,
+};
+
+/// How to run the pipeline.
+#[derive(Clone)]
+pub struct Options {
+    /// Which probes; None runs without eBPF (cgroup and /proc data only).
+    pub probes: Option<ProbeOptions>,
+    /// Per-process kernel counters (`memwatch top`'s detail view): a hash-map update per event
+    /// while on, so the daemon leaves it off.
+    pub per_process: bool,
+    /// How old the files that are costly to read may get (see the cgroupfs collector).
+    pub slow_interval: Duration,
+    pub model: model::Options,
+    /// Where the OOM journal lives; None keeps events in memory only.
+    pub state_dir: Option<PathBuf>,
+    pub max_events: usize,
+    /// Keep the kernel's BPF run-time statistics on while the probes are loaded.
+    pub bpf_stats: bool,
+    /// Where sample durations are observed (the daemon's own instrumentation).
+    pub self_metrics: Option<Arc<SelfMetrics>>,
+}
+
+/// What loading found, for the caller to report (the log for `serve`, the status line for
+/// `top`).
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Each probe's state; empty without eBPF.
+    pub probes: Vec<ProbeStatus>,
+    /// Why the probes could not load at all (e.g. missing privilege), when they could not.
+    pub ebpf_error: Option<String>,
+    /// Non-fatal problems, each to be said once.
+    pub warnings: Vec<String>,
+    /// Whether BPF statistics were turned on, when asked for.
+    pub bpf_stats: Option<Result<(), String>>,
+}
+
+/// The wired pipeline, before it runs.
+pub struct Pipeline {
+    sampler: Sampler,
+    oom: Oom,
+    ring: Option<RingBuf<MapData>>,
+    oom_unit: u64,
+    logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    pub report: Report,
+}
+
+impl Pipeline {
+    pub fn new(roots: Roots, opts: &Options) -> Pipeline {
+        let mut report = Report::default();
+        let (mut ring, mut logger, mut oom_unit) = (None, None, crate::probes::page_size());
+        let probes = match opts.probes {
+            None => None,
+            Some(p) => match Probes::load(&roots.load_options(p)) {
+                Ok(mut probes) => {
+                    report.warnings.extend(probes.warnings().iter().cloned());
+                    report.probes = probes.status().to_vec();
+                    ring = probes.take_oom_events();
+                    logger = probes.take_logger();
+                    oom_unit = probes.oom_size_unit();
+                    if opts.bpf_stats {
+                        report.bpf_stats = Some(probes.enable_stats());
+                    }
+                    Some(probes)
+                }
+                Err(e) => {
+                    report.ebpf_error = Some(e.to_string());
+                    None
+                }
+            },
+        };
+        let (oom, warnings) = Oom::new(Box::new(Host::new(roots.clone())), opts.state_dir.as_deref(), opts.max_events);
+        report.warnings.extend(warnings);
+        let collectors = Sampler::default_collectors(probes, opts.per_process, opts.slow_interval);
+        let mut sampler = Sampler::new(roots, collectors, opts.model.clone());
+        if let Some(m) = &opts.self_metrics {
+            sampler.observe_into(m.clone());
+        }
+        Pipeline { sampler, oom, ring, oom_unit, logger, report }
+    }
+
+    /// The kernel-side logger: whoever takes it must keep it alive and flush it when its fd is
+    /// readable (`serve` does, on its runtime). Left here, it is kept and never read.
+    pub fn take_logger(&mut self) -> Option<aya_log::EbpfLogger<&'static dyn log::Log>> {
+        self.logger.take()
+    }
+
+    /// Samples now, on this thread (for one-shot output); records on the OOM ring buffer are
+    /// taken in too.
+    pub fn sample_once(&mut self) -> (Arc<Snapshot>, Arc<OomView>) {
+        let snap = Arc::new(self.sampler.sample());
+        let now = std::time::Instant::now();
+        if let Some(r) = self.ring.as_mut() {
+            while let Some(item) = r.next() {
+                if let Ok(k) = crate::oom::decode(&item, self.oom_unit) {
+                    self.oom.on_record(k, now);
+                }
+            }
+        }
+        self.oom.on_snapshot(snap.clone(), now);
+        (snap, self.oom.view())
+    }
+
+    /// Runs the sampler on its own thread every `interval`, publishing into the returned
+    /// [`Shared`].
+    pub fn spawn(self, interval: Duration) -> (Shared, thread::JoinHandle<()>) {
+        let shared: Shared = Arc::default();
+        // The logger, if nobody took it, lives as long as the sampler.
+        let Pipeline { sampler, oom, ring, oom_unit, logger, .. } = self;
+        let handle = sampler.spawn(interval, shared.clone(), oom, ring, oom_unit, logger);
+        (shared, handle)
+    }
+}

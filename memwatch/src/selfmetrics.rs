@@ -1,0 +1,53 @@
+//! memwatch's own instrumentation, in a `prometheus` crate registry: the standard `process_*`
+//! metrics every exporter has, and histograms of how long samples and scrapes take. (The
+//! container series are rendered straight from the snapshot instead: see `render`.)
+
+use prometheus::{Histogram, HistogramOpts, HistogramVec, Registry, core::Collector as _};
+
+/// Bucket bounds in seconds, from a millisecond to ten seconds.
+const DURATION_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
+pub struct SelfMetrics {
+    registry: Registry,
+    /// How long one sample of every cgroup took.
+    pub sample_seconds: Histogram,
+    /// How long answering a scrape of `/metrics` took, by format.
+    pub scrape_seconds: HistogramVec,
+}
+
+impl SelfMetrics {
+    pub fn new() -> SelfMetrics {
+        let registry = Registry::new();
+        let sample_seconds = Histogram::with_opts(
+            HistogramOpts::new("memwatch_sample_duration_seconds", "How long one sample of every cgroup took.")
+                .buckets(DURATION_BUCKETS.to_vec()),
+        )
+        .expect("valid histogram");
+        let scrape_seconds = HistogramVec::new(
+            HistogramOpts::new("memwatch_scrape_duration_seconds", "How long answering a scrape of /metrics took, by format.")
+                .buckets(DURATION_BUCKETS.to_vec()),
+            &["format"],
+        )
+        .expect("valid histogram");
+        for c in [Box::new(sample_seconds.clone()) as Box<dyn prometheus::core::Collector>, Box::new(scrape_seconds.clone())] {
+            registry.register(c).expect("unique names");
+        }
+        // The process collector reads /proc/self; a platform without it simply has none.
+        let process = prometheus::process_collector::ProcessCollector::for_self();
+        if !process.desc().is_empty() {
+            let _ = registry.register(Box::new(process));
+        }
+        SelfMetrics { registry, sample_seconds, scrape_seconds }
+    }
+
+    /// Every family, gathered now.
+    pub fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.registry.gather()
+    }
+}
+
+impl Default for SelfMetrics {
+    fn default() -> Self {
+        SelfMetrics::new()
+    }
+}
