@@ -1,0 +1,276 @@
+//! From what the collectors gathered to the per-container model, as named passes over the
+//! sample's cgroup [`tree::Tree`]: the kernel side's counts kept across samples ([`ebpf`]),
+//! subtree sums ([`tree`]), effective limits ([`limits`]), kernel counters that never go back
+//! ([`monotonic`]), which cgroups to export ([`filter`]), the time-to-OOM trend ([`trend`])
+//! and the series guard ([`guard`]). [`build`] runs them in that order.
+
+pub mod ebpf;
+pub mod filter;
+pub mod guard;
+pub mod limits;
+pub mod monotonic;
+pub mod tree;
+pub mod trend;
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::Arc,
+    time::SystemTime,
+};
+
+use memwatch_common::Counters;
+
+pub use filter::CgroupFilter;
+pub use guard::SERIES_PER_CONTAINER;
+use tree::Tree;
+
+use crate::{
+    collector::{RawCgroup, SnapshotBuilder},
+    parse::identity,
+    snapshot::{CgroupInfo, Container, Process, SelfStats, Snapshot},
+};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub filter: CgroupFilter,
+    /// At most this many series for containers; the rest are dropped and counted.
+    pub max_series: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { filter: CgroupFilter::Default, max_series: 200_000 }
+    }
+}
+
+/// The processes a container lists, at most (largest RSS first).
+pub const TOP_PROCESSES: usize = 10;
+
+/// What the model keeps between samples.
+#[derive(Debug, Default)]
+pub struct ModelState {
+    ebpf: ebpf::EbpfTotals,
+    trends: trend::Trends,
+    monotonic: monotonic::Monotonic,
+    /// Per cgroup id: its path, what the path says it is, and its container id.
+    identity: HashMap<u64, (Arc<str>, identity::Identity, Arc<str>)>,
+    errors_total: BTreeMap<(String, String), u64>,
+    series_dropped_total: u64,
+}
+
+/// When a sample was taken and how long it took.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub wall: SystemTime,
+    /// Monotonic seconds, for rates.
+    pub mono: f64,
+    pub duration: f64,
+}
+
+/// Per cgroup (tree order) over its subtree: processes, their VSZ and their RSS.
+fn process_sums(tree: &Tree, cgroups: &[RawCgroup], page: u64) -> Vec<(u64, u64, u64)> {
+    let mut procs: Vec<(u64, u64, u64)> = cgroups
+        .iter()
+        .map(|c| c.procs.iter().fold((0, 0, 0), |(n, vsz, rss), p| (n + 1, vsz + p.vsize_bytes, rss + p.rss_pages * page)))
+        .collect();
+    tree.sum_subtrees(&mut procs, |p, c| {
+        p.0 += c.0;
+        p.1 += c.1;
+        p.2 += c.2;
+    });
+    procs
+}
+
+/// A cgroup's own processes, largest RSS first, at most [`TOP_PROCESSES`].
+fn top_processes(c: &RawCgroup, page: u64, counters: &HashMap<u32, Counters>) -> Vec<Process> {
+    let mut top: Vec<Process> = c
+        .procs
+        .iter()
+        .map(|p| Process {
+            pid: p.pid,
+            comm: p.comm.clone(),
+            vsz_bytes: p.vsize_bytes,
+            rss_bytes: p.rss_pages * page,
+            faults: p.faults,
+            ebpf: counters.get(&p.pid).copied(),
+        })
+        .collect();
+    top.sort_by(|a, b| b.rss_bytes.cmp(&a.rss_bytes).then(a.pid.cmp(&b.pid)));
+    top.truncate(TOP_PROCESSES);
+    top
+}
+
+impl ModelState {
+    /// The identity of a cgroup (kind, QoS, container id): a cgroup's path does not change
+    /// while it lives, so it is classified once.
+    fn identity(&mut self, c: &RawCgroup) -> (identity::Identity, Arc<str>) {
+        match self.identity.get(&c.id) {
+            Some((path, ident, cid)) if Arc::ptr_eq(path, &c.path) || **path == *c.path => (ident.clone(), cid.clone()),
+            _ => {
+                let ident = identity::classify(&c.path);
+                let cid: Arc<str> = ident.container_id.as_deref().map(Arc::from).unwrap_or_else(|| Arc::from(""));
+                self.identity.insert(c.id, (c.path.clone(), ident.clone(), cid.clone()));
+                (ident, cid)
+            }
+        }
+    }
+}
+
+pub fn build(mut b: SnapshotBuilder, st: &mut ModelState, opts: &Options, t: Timing) -> Snapshot {
+    let tree = Tree::new(&b.cgroups);
+    let page = if b.page_size > 0 { b.page_size } else { 4096 };
+    let machine = b.machine_memory.unwrap_or(0);
+
+    // The kernel side's counts: each cgroup's own, kept across samples, then over its subtree.
+    let subtree_ebpf: Option<Vec<Counters>> = b.ebpf.as_ref().map(|ebpf| {
+        let own = st.ebpf.update(&ebpf.deltas, &tree.links());
+        let mut sums: Vec<Counters> = tree.ids.iter().map(|id| own.get(id).copied().unwrap_or_default()).collect();
+        tree.sum_subtrees(&mut sums, |parent, child| parent.accumulate(child));
+        sums
+    });
+    let fault_probe = b.probes.iter().any(|p| p.name == "page_fault_user" && p.is_attached());
+    let procs = process_sums(&tree, &b.cgroups, page);
+    let limit = limits::effective(&tree, &b.cgroups.iter().map(|c| c.own_limit).collect::<Vec<_>>());
+
+    let empty: Arc<str> = Arc::from("");
+    let mut containers = Vec::new();
+    for (i, c) in b.cgroups.iter().enumerate() {
+        if c.parent.is_none() {
+            continue; // the root: node-level numbers are node_exporter's job
+        }
+        let (ident, container_id) = st.identity(c);
+        if !filter::exported(opts.filter, ident.kind, &c.path, c.own_limit) {
+            continue;
+        }
+        let (namespace, pod, container) = ident
+            .container_id
+            .as_ref()
+            .and_then(|id| b.names.containers.get(id.as_str()).cloned())
+            .or_else(|| {
+                let (ns, pod) = b.names.pods.get(ident.pod_uid.as_deref()?)?.clone();
+                Some((ns, pod, empty.clone()))
+            })
+            .unwrap_or_else(|| (empty.clone(), empty.clone(), empty.clone()));
+        let working_set = c.usage.saturating_sub(c.inactive_file);
+        let (limit_bytes, limit_is_machine) = limits::or_machine(limit[i], machine);
+        let headroom = limit_bytes.saturating_sub(working_set);
+        // Page faults counted per event when that probe runs, else the kernel's own counter.
+        let faults = if fault_probe { subtree_ebpf.as_ref().map(|s| s[i].page_faults) } else { c.page_faults };
+        containers.push(Container {
+            cgroup: c.path.clone(),
+            id: c.id,
+            namespace,
+            pod,
+            container,
+            container_id,
+            kind: ident.kind,
+            qos: ident.qos,
+            usage_bytes: c.usage,
+            working_set_bytes: working_set,
+            rss_bytes: c.anon,
+            cache_bytes: c.file,
+            swap_bytes: c.swap,
+            vsz_bytes: procs[i].1,
+            process_rss_bytes: procs[i].2,
+            limit_bytes,
+            limit_is_machine,
+            headroom_bytes: headroom,
+            headroom_ratio: if limit_bytes > 0 { headroom as f64 / limit_bytes as f64 } else { 0.0 },
+            high_bytes: c.high,
+            major_page_faults: st.monotonic.apply(c.id, "pgmajfault", c.major_faults),
+            page_faults: if fault_probe { faults } else { st.monotonic.apply(c.id, "pgfault", faults) },
+            ebpf: subtree_ebpf.as_ref().map(|s| s[i]),
+            pressure: c.pressure,
+            oom_kills: c.oom_kills,
+            processes: procs[i].0,
+            time_to_oom_seconds: st.trends.observe(c.id, t.mono, working_set, headroom),
+            top_processes: top_processes(c, page, &b.proc_counters),
+        });
+    }
+    let exported: HashSet<u64> = containers.iter().map(|c| c.id).collect();
+    st.trends.retain(&exported);
+    st.monotonic.retain(&exported);
+    st.identity.retain(|id, _| tree.index.contains_key(id));
+    st.series_dropped_total += guard::apply(&mut containers, opts.max_series);
+
+    for (k, v) in std::mem::take(&mut b.errors) {
+        *st.errors_total.entry(k).or_default() += v;
+    }
+    let ebpf = b.ebpf.unwrap_or_default();
+    let cgroups = b
+        .cgroups
+        .iter()
+        .map(|c| (c.id, CgroupInfo { path: c.path.clone(), parent: c.parent.map(|p| tree.ids[p]), limit_events: c.limit_events }))
+        .collect();
+    Snapshot {
+        taken_at: t.wall,
+        cgroup_mode: b.mode.as_ref().map(|m| m.version()).unwrap_or_default(),
+        machine_memory_bytes: machine,
+        containers: Arc::new(containers),
+        cgroups: Arc::new(cgroups),
+        probes: b.probes,
+        self_stats: SelfStats {
+            sample_duration_seconds: t.duration,
+            sample_errors: st.errors_total.clone(),
+            series_dropped_total: st.series_dropped_total,
+            ebpf_drops: ebpf.drops,
+            ebpf_slots_used: ebpf.slots_used,
+            ebpf_slots_capacity: ebpf.slots_capacity,
+            probe_runs: b.probe_runs.as_ref().map(|runs| runs.iter().map(|r| (r.probe, r.runs, r.run_time.as_secs_f64())).collect()),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::collector::EbpfData;
+
+    fn raw(id: u64, path: &str, parent: Option<usize>, limit: Option<u64>) -> RawCgroup {
+        RawCgroup { id, path: Arc::from(path), dir: Arc::from(Path::new(path)), parent, own_limit: limit, usage: 10, ..Default::default() }
+    }
+
+    fn sample(cgroups: Vec<RawCgroup>, mmaps: &[(u64, u64, u64)], st: &mut ModelState, mono: f64) -> Snapshot {
+        let mut deltas = crate::ledger::Deltas::default();
+        for (id, parent, n) in mmaps {
+            deltas.0.insert(*id, crate::ledger::Delta { cgroup_id: *id, parent_id: *parent, counters: Counters { mmap_calls: *n, ..Default::default() } });
+        }
+        let b = SnapshotBuilder {
+            cgroups,
+            machine_memory: Some(1000),
+            page_size: 4096,
+            ebpf: Some(EbpfData { deltas, ..Default::default() }),
+            ..Default::default()
+        };
+        build(b, st, &Options { filter: CgroupFilter::All, ..Options::default() }, Timing { wall: SystemTime::UNIX_EPOCH, mono, duration: 0.0 })
+    }
+
+    fn mmaps(s: &Snapshot, id: u64) -> u64 {
+        s.container(id).and_then(|c| c.ebpf).map(|e| e.mmap_calls).unwrap_or(0)
+    }
+
+    #[test]
+    fn counters_never_go_backwards_while_a_container_lives() {
+        // root(1) -> pod(2) -> app(3), sidecar(4); the sidecar goes, then a job comes and goes
+        // between two samples.
+        let mut st = ModelState::default();
+        let full = || vec![raw(1, "/", None, None), raw(2, "/pod", Some(0), Some(500)), raw(3, "/pod/app", Some(1), None), raw(4, "/pod/side", Some(1), None)];
+        let s = sample(full(), &[(3, 2, 5), (4, 2, 7)], &mut st, 0.0);
+        assert_eq!((mmaps(&s, 2), mmaps(&s, 3), mmaps(&s, 4)), (12, 5, 7));
+        assert_eq!(s.container(3).unwrap().limit_bytes, 500, "the pod's limit");
+        let mut fewer = full();
+        fewer.pop();
+        let s = sample(fewer.clone(), &[(4, 2, 1)], &mut st, 1.0);
+        assert_eq!(mmaps(&s, 2), 13, "the removed sidecar's counts (and its last ones) stay in the pod");
+        // A job (9) under the app, never walked, did 3 mmaps.
+        let s = sample(fewer.clone(), &[(9, 3, 3)], &mut st, 2.0);
+        let s2 = sample(fewer.clone(), &[], &mut st, 3.0);
+        let s3 = sample(fewer, &[], &mut st, 4.0);
+        for (a, b) in [(&s, &s2), (&s2, &s3)] {
+            assert!(mmaps(b, 2) >= mmaps(a, 2) && mmaps(b, 3) >= mmaps(a, 3), "never backwards");
+        }
+        assert_eq!((mmaps(&s3, 3), mmaps(&s3, 2)), (8, 16), "the job's counts reached its parent");
+    }
+}
