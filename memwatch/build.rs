@@ -21,11 +21,7 @@ fn main() -> anyhow::Result<()> {
     println!("cargo:rerun-if-changed={}", root.join("memwatch-common/src").display());
     let ebpf_dir = root.join("memwatch-ebpf");
     aya_build::build_ebpf(
-        [aya_build::Package {
-            name: "memwatch-ebpf",
-            root_dir: ebpf_dir.to_str().expect("utf-8 path"),
-            ..Default::default()
-        }],
+        [aya_build::Package { name: "memwatch-ebpf", root_dir: ebpf_dir.to_str().expect("utf-8 path"), ..Default::default() }],
         aya_build::Toolchain::Custom("debian-web"),
     )
 }

@@ -261,7 +261,9 @@ fn main() {
         ),
         Some("breathe") => breathe(num(&args, 2, "breathe KIB MS"), num(&args, 3, "breathe KIB MS")),
         Some("brk-exec") => brk_exec(num(&args, 2, "brk-exec MIB MODE ARGS..."), &args[3..]),
-        Some("bench-faults") => println!("{:.1}", bench_faults(num(&args, 2, "bench-faults MIB ROUNDS"), num(&args, 3, "bench-faults MIB ROUNDS"))),
+        Some("bench-faults") => {
+            println!("{:.1}", bench_faults(num(&args, 2, "bench-faults MIB ROUNDS"), num(&args, 3, "bench-faults MIB ROUNDS")))
+        }
         Some("bench-mmap") => println!("{:.1}", bench_mmap(num(&args, 2, "bench-mmap N"))),
         Some("bench-getppid") => println!("{:.2}", bench_getppid(num(&args, 2, "bench-getppid N"))),
         _ => {

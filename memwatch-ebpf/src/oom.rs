@@ -1,17 +1,16 @@
 //! OOM kills: one record per `oom:mark_victim` into a ring buffer. Fields beyond `pid` are
 //! read only where this kernel's format has them (their offsets come from userspace).
+use aya_ebpf::EbpfContext as _;
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns, bpf_get_current_cgroup_id},
+    helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns},
     macros::{btf_tracepoint, tracepoint},
     programs::{BtfTracePointContext, TracePointContext},
 };
-use aya_ebpf::EbpfContext as _;
 use aya_log_ebpf::warn;
 use memwatch_common::{OomEvent, drop, oom_present as has};
 
 use crate::state::{
-    Direct, Mem, OOM_EVENTS, OOM_VICTIMS, VICTIMS_PENDING, atomic_add, config, count_drop, current_memcg_id, record,
-    task_memcg_id,
+    Direct, Mem, OOM_EVENTS, OOM_VICTIMS, VICTIMS_PENDING, atomic_add, config, count_drop, current_memcg_id, record, task_memcg_id,
 };
 
 #[inline(always)]
@@ -44,13 +43,8 @@ pub fn mark_victim(ctx: TracePointContext) -> u32 {
         let (off, len) = ((loc & 0xffff) as usize, (loc >> 16) as usize);
         let n = if len < 16 { len } else { 16 };
         if n > 0
-            && unsafe {
-                aya_ebpf::helpers::bpf_probe_read_kernel_buf(
-                    (ctx.as_ptr() as *const u8).add(off),
-                    &mut e.victim_comm[..n],
-                )
-            }
-            .is_ok()
+            && unsafe { aya_ebpf::helpers::bpf_probe_read_kernel_buf((ctx.as_ptr() as *const u8).add(off), &mut e.victim_comm[..n]) }
+                .is_ok()
         {
             present |= has::COMM;
         }

@@ -12,8 +12,7 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use memwatch_common::{
-    BrkLast, Config, Counters, DEFAULT_SLOTS, MAX_PROCESSES, OOM_RING_BYTES, RETIRED_RING_BYTES, Retired, Slot, drop,
-    switch, walk,
+    BrkLast, Config, Counters, DEFAULT_SLOTS, MAX_PROCESSES, OOM_RING_BYTES, RETIRED_RING_BYTES, Retired, Slot, drop, switch, walk,
 };
 
 /// Offsets written by userspace at load time (read-only data, so the verifier sees constants).
@@ -22,13 +21,11 @@ pub(crate) static CONFIG: Config = Config::empty();
 
 /// Reads one field of [`CONFIG`]; volatile so the compiler does not fold the compiled-in value.
 macro_rules! config {
-    ($field:ident) => {
-        {
-            #[allow(unused_unsafe)]
-            let v = unsafe { core::ptr::read_volatile(core::ptr::addr_of!($crate::state::CONFIG.$field)) };
-            v
-        }
-    };
+    ($field:ident) => {{
+        #[allow(unused_unsafe)]
+        let v = unsafe { core::ptr::read_volatile(core::ptr::addr_of!($crate::state::CONFIG.$field)) };
+        v
+    }};
 }
 pub(crate) use config;
 

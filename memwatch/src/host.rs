@@ -66,9 +66,8 @@ impl CgroupMode {
 
 /// Decides the mode from which marker files exist under `root` (`/sys/fs/cgroup`).
 pub fn cgroup_mode(root: &Path) -> CgroupMode {
-    let v2_memory = fs::read_to_string(root.join("cgroup.controllers"))
-        .map(|c| c.split_whitespace().any(|x| x == "memory"))
-        .unwrap_or(false);
+    let v2_memory =
+        fs::read_to_string(root.join("cgroup.controllers")).map(|c| c.split_whitespace().any(|x| x == "memory")).unwrap_or(false);
     if v2_memory {
         return CgroupMode::V2 { root: root.to_path_buf() };
     }

@@ -3,7 +3,10 @@
 //! 500 for that request alone. `/metrics` renders each snapshot once per format and lets
 //! concurrent scrapes share that body.
 
-use std::{sync::Arc, time::{Duration, Instant}};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
@@ -118,11 +121,7 @@ async fn events(State(st): State<AppState>, Query(q): Query<EventsQuery>) -> Res
         return not_ready();
     }
     let oom = st.shared.oom.load_full();
-    let events: Vec<_> = oom
-        .events
-        .iter()
-        .filter(|e| q.since.is_none_or(|s| e.time >= s) && q.after.is_none_or(|a| e.seq > a))
-        .collect();
+    let events: Vec<_> = oom.events.iter().filter(|e| q.since.is_none_or(|s| e.time >= s) && q.after.is_none_or(|a| e.seq > a)).collect();
     Json(serde_json::json!({ "events": events, "missed_total": oom.missed_total })).into_response()
 }
 

@@ -183,13 +183,8 @@ mod tests {
 
     #[test]
     fn several_hand_overs_on_one_slot() {
-        let t = total(&[
-            Read(slot(7, 100, 1)),
-            Read(slot(8, 200, 2)),
-            Retire(slot(8, 200, 5)),
-            Retire(slot(7, 100, 3)),
-            Read(slot(9, 300, 1)),
-        ]);
+        let t =
+            total(&[Read(slot(7, 100, 1)), Read(slot(8, 200, 2)), Retire(slot(8, 200, 5)), Retire(slot(7, 100, 3)), Read(slot(9, 300, 1))]);
         assert_eq!((t[&100], t[&200], t[&300]), (3, 5, 1));
     }
 

@@ -61,11 +61,6 @@ impl Default for Roots {
 
 impl Roots {
     pub fn load_options(&self, probes: probes::ProbeOptions) -> probes::LoadOptions<'_> {
-        probes::LoadOptions {
-            sysfs: &self.sysfs,
-            procfs: &self.procfs,
-            tracefs: self.tracefs.as_deref(),
-            probes,
-        }
+        probes::LoadOptions { sysfs: &self.sysfs, procfs: &self.procfs, tracefs: self.tracefs.as_deref(), probes }
     }
 }

@@ -52,9 +52,7 @@ fn main() -> ExitCode {
     // `top` owns the terminal: log lines would scribble over it unless asked for.
     let default_level = if matches!(cli.command, Command::Top(_)) { "off" } else { "info" };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MEMWATCH_LOG").unwrap_or_else(|_| default_level.into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MEMWATCH_LOG").unwrap_or_else(|_| default_level.into()))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();

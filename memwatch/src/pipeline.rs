@@ -7,8 +7,7 @@ use std::{path::PathBuf, sync::Arc, thread, time::Duration};
 use aya::maps::{MapData, RingBuf};
 
 use crate::{
-    Roots,
-    model,
+    Roots, model,
     oom::{Oom, OomView, world::Host},
     probes::{ProbeOptions, ProbeStatus, Probes},
     sampler::{Sampler, Shared},

@@ -131,31 +131,186 @@ macro_rules! int {
 }
 
 static FAMILIES: &[Family] = &[
-    Family { name: "memwatch_container_memory_usage_bytes", ty: Type::Gauge, help: "Memory charged to the cgroup (memory.current, memory.usage_in_bytes).", needs_probe: None, kind_label: "", kinds: &[("", int!(|c: &Container| Some(c.usage_bytes)))] },
-    Family { name: "memwatch_container_memory_working_set_bytes", ty: Type::Gauge, help: "Usage minus inactive file cache, as the kubelet computes it.", needs_probe: None, kind_label: "", kinds: &[("", int!(|c: &Container| Some(c.working_set_bytes)))] },
-    Family { name: "memwatch_container_memory_rss_bytes", ty: Type::Gauge, help: "Anonymous memory (memory.stat anon, total_rss on v1).", needs_probe: None, kind_label: "", kinds: &[("", int!(|c: &Container| Some(c.rss_bytes)))] },
-    Family { name: "memwatch_container_memory_cache_bytes", ty: Type::Gauge, help: "File-backed memory (memory.stat file, total_cache on v1).", needs_probe: None, kind_label: "", kinds: &[("", int!(|c: &Container| Some(c.cache_bytes)))] },
-    Family { name: "memwatch_container_memory_swap_bytes", ty: Type::Gauge, help: "Swap used by the cgroup, where the kernel accounts it.", needs_probe: None, kind_label: "", kinds: &[("", int!(|c: &Container| c.swap_bytes))] },
-    Family { name: "memwatch_container_memory_vsz_bytes", ty: Type::Gauge, help: "Sum of the virtual sizes of the cgroup's processes.", needs_probe: None, kind_label: "", kinds: &[("", int!(|c: &Container| Some(c.vsz_bytes)))] },
-    Family { name: "memwatch_container_memory_limit_bytes", ty: Type::Gauge, help: "Effective memory limit: the tightest of the cgroup's and its ancestors', else the machine's memory.", needs_probe: None, kind_label: "", kinds: &[("", int!(|c: &Container| Some(c.limit_bytes)))] },
-    Family { name: "memwatch_container_memory_headroom_bytes", ty: Type::Gauge, help: "Effective limit minus working set.", needs_probe: None, kind_label: "", kinds: &[("", int!(|c: &Container| Some(c.headroom_bytes)))] },
-    Family { name: "memwatch_container_memory_headroom_ratio", ty: Type::Gauge, help: "Headroom as a fraction of the effective limit.", needs_probe: None, kind_label: "", kinds: &[("", |c: &Container| Some(Value::Float(c.headroom_ratio)))] },
-    Family { name: "memwatch_container_memory_high_bytes", ty: Type::Gauge, help: "memory.high throttling threshold, when set (cgroup v2).", needs_probe: None, kind_label: "", kinds: &[("", int!(|c: &Container| c.high_bytes))] },
-    Family { name: "memwatch_container_page_faults_total", ty: Type::Counter, help: "Page faults (memory.stat pgfault; counted per event by eBPF with --ebpf-page-faults).", needs_probe: None, kind_label: "", kinds: &[("", int!(|c: &Container| c.page_faults))] },
-    Family { name: "memwatch_container_major_page_faults_total", ty: Type::Counter, help: "Major page faults (memory.stat pgmajfault).", needs_probe: None, kind_label: "", kinds: &[("", int!(|c: &Container| c.major_page_faults))] },
-    Family { name: "memwatch_container_mmap_calls_total", ty: Type::Counter, help: "Successful mmap calls (eBPF).", needs_probe: Some("mmap"), kind_label: "", kinds: &[("", int!(|c: &Container| c.ebpf.map(|e| e.mmap_calls)))] },
-    Family { name: "memwatch_container_mmap_bytes_total", ty: Type::Counter, help: "Bytes mapped by successful mmap calls, page-rounded (eBPF).", needs_probe: Some("mmap"), kind_label: "kind", kinds: &[("anon", int!(|c: &Container| c.ebpf.map(|e| e.mmap_anon_bytes))), ("file", int!(|c: &Container| c.ebpf.map(|e| e.mmap_file_bytes)))] },
-    Family { name: "memwatch_container_munmap_bytes_total", ty: Type::Counter, help: "Bytes unmapped by successful munmap calls (eBPF).", needs_probe: Some("munmap"), kind_label: "", kinds: &[("", int!(|c: &Container| c.ebpf.map(|e| e.munmap_bytes)))] },
-    Family { name: "memwatch_container_brk_bytes_total", ty: Type::Counter, help: "Bytes the program break grew by (eBPF).", needs_probe: Some("brk"), kind_label: "", kinds: &[("", int!(|c: &Container| c.ebpf.map(|e| e.brk_grow_bytes)))] },
-    Family { name: "memwatch_container_memory_pressure_seconds_total", ty: Type::Counter, help: "Time tasks stalled on memory (PSI memory.pressure, cgroup v2).", needs_probe: None, kind_label: "kind", kinds: &[("some", |c: &Container| c.pressure.map(|p| Value::Float(p.some_us as f64 / 1e6))), ("full", |c: &Container| c.pressure.and_then(|p| p.full_us).map(|us| Value::Float(us as f64 / 1e6)))] },
-    Family { name: "memwatch_container_oom_kills_total", ty: Type::Counter, help: "OOM kills in the cgroup, from the kernel's own counter.", needs_probe: None, kind_label: "", kinds: &[("", int!(|c: &Container| c.oom_kills))] },
-    Family { name: "memwatch_container_processes", ty: Type::Gauge, help: "Processes in the cgroup and its descendants.", needs_probe: None, kind_label: "", kinds: &[("", int!(|c: &Container| Some(c.processes)))] },
-    Family { name: "memwatch_container_time_to_oom_seconds", ty: Type::Gauge, help: "Predicted seconds until the working set reaches the limit at its recent growth rate; absent when not growing.", needs_probe: None, kind_label: "", kinds: &[("", |c: &Container| c.time_to_oom_seconds.map(Value::Float))] },
+    Family {
+        name: "memwatch_container_memory_usage_bytes",
+        ty: Type::Gauge,
+        help: "Memory charged to the cgroup (memory.current, memory.usage_in_bytes).",
+        needs_probe: None,
+        kind_label: "",
+        kinds: &[("", int!(|c: &Container| Some(c.usage_bytes)))],
+    },
+    Family {
+        name: "memwatch_container_memory_working_set_bytes",
+        ty: Type::Gauge,
+        help: "Usage minus inactive file cache, as the kubelet computes it.",
+        needs_probe: None,
+        kind_label: "",
+        kinds: &[("", int!(|c: &Container| Some(c.working_set_bytes)))],
+    },
+    Family {
+        name: "memwatch_container_memory_rss_bytes",
+        ty: Type::Gauge,
+        help: "Anonymous memory (memory.stat anon, total_rss on v1).",
+        needs_probe: None,
+        kind_label: "",
+        kinds: &[("", int!(|c: &Container| Some(c.rss_bytes)))],
+    },
+    Family {
+        name: "memwatch_container_memory_cache_bytes",
+        ty: Type::Gauge,
+        help: "File-backed memory (memory.stat file, total_cache on v1).",
+        needs_probe: None,
+        kind_label: "",
+        kinds: &[("", int!(|c: &Container| Some(c.cache_bytes)))],
+    },
+    Family {
+        name: "memwatch_container_memory_swap_bytes",
+        ty: Type::Gauge,
+        help: "Swap used by the cgroup, where the kernel accounts it.",
+        needs_probe: None,
+        kind_label: "",
+        kinds: &[("", int!(|c: &Container| c.swap_bytes))],
+    },
+    Family {
+        name: "memwatch_container_memory_vsz_bytes",
+        ty: Type::Gauge,
+        help: "Sum of the virtual sizes of the cgroup's processes.",
+        needs_probe: None,
+        kind_label: "",
+        kinds: &[("", int!(|c: &Container| Some(c.vsz_bytes)))],
+    },
+    Family {
+        name: "memwatch_container_memory_limit_bytes",
+        ty: Type::Gauge,
+        help: "Effective memory limit: the tightest of the cgroup's and its ancestors', else the machine's memory.",
+        needs_probe: None,
+        kind_label: "",
+        kinds: &[("", int!(|c: &Container| Some(c.limit_bytes)))],
+    },
+    Family {
+        name: "memwatch_container_memory_headroom_bytes",
+        ty: Type::Gauge,
+        help: "Effective limit minus working set.",
+        needs_probe: None,
+        kind_label: "",
+        kinds: &[("", int!(|c: &Container| Some(c.headroom_bytes)))],
+    },
+    Family {
+        name: "memwatch_container_memory_headroom_ratio",
+        ty: Type::Gauge,
+        help: "Headroom as a fraction of the effective limit.",
+        needs_probe: None,
+        kind_label: "",
+        kinds: &[("", |c: &Container| Some(Value::Float(c.headroom_ratio)))],
+    },
+    Family {
+        name: "memwatch_container_memory_high_bytes",
+        ty: Type::Gauge,
+        help: "memory.high throttling threshold, when set (cgroup v2).",
+        needs_probe: None,
+        kind_label: "",
+        kinds: &[("", int!(|c: &Container| c.high_bytes))],
+    },
+    Family {
+        name: "memwatch_container_page_faults_total",
+        ty: Type::Counter,
+        help: "Page faults (memory.stat pgfault; counted per event by eBPF with --ebpf-page-faults).",
+        needs_probe: None,
+        kind_label: "",
+        kinds: &[("", int!(|c: &Container| c.page_faults))],
+    },
+    Family {
+        name: "memwatch_container_major_page_faults_total",
+        ty: Type::Counter,
+        help: "Major page faults (memory.stat pgmajfault).",
+        needs_probe: None,
+        kind_label: "",
+        kinds: &[("", int!(|c: &Container| c.major_page_faults))],
+    },
+    Family {
+        name: "memwatch_container_mmap_calls_total",
+        ty: Type::Counter,
+        help: "Successful mmap calls (eBPF).",
+        needs_probe: Some("mmap"),
+        kind_label: "",
+        kinds: &[("", int!(|c: &Container| c.ebpf.map(|e| e.mmap_calls)))],
+    },
+    Family {
+        name: "memwatch_container_mmap_bytes_total",
+        ty: Type::Counter,
+        help: "Bytes mapped by successful mmap calls, page-rounded (eBPF).",
+        needs_probe: Some("mmap"),
+        kind_label: "kind",
+        kinds: &[
+            ("anon", int!(|c: &Container| c.ebpf.map(|e| e.mmap_anon_bytes))),
+            ("file", int!(|c: &Container| c.ebpf.map(|e| e.mmap_file_bytes))),
+        ],
+    },
+    Family {
+        name: "memwatch_container_munmap_bytes_total",
+        ty: Type::Counter,
+        help: "Bytes unmapped by successful munmap calls (eBPF).",
+        needs_probe: Some("munmap"),
+        kind_label: "",
+        kinds: &[("", int!(|c: &Container| c.ebpf.map(|e| e.munmap_bytes)))],
+    },
+    Family {
+        name: "memwatch_container_brk_bytes_total",
+        ty: Type::Counter,
+        help: "Bytes the program break grew by (eBPF).",
+        needs_probe: Some("brk"),
+        kind_label: "",
+        kinds: &[("", int!(|c: &Container| c.ebpf.map(|e| e.brk_grow_bytes)))],
+    },
+    Family {
+        name: "memwatch_container_memory_pressure_seconds_total",
+        ty: Type::Counter,
+        help: "Time tasks stalled on memory (PSI memory.pressure, cgroup v2).",
+        needs_probe: None,
+        kind_label: "kind",
+        kinds: &[
+            ("some", |c: &Container| c.pressure.map(|p| Value::Float(p.some_us as f64 / 1e6))),
+            ("full", |c: &Container| c.pressure.and_then(|p| p.full_us).map(|us| Value::Float(us as f64 / 1e6))),
+        ],
+    },
+    Family {
+        name: "memwatch_container_oom_kills_total",
+        ty: Type::Counter,
+        help: "OOM kills in the cgroup, from the kernel's own counter.",
+        needs_probe: None,
+        kind_label: "",
+        kinds: &[("", int!(|c: &Container| c.oom_kills))],
+    },
+    Family {
+        name: "memwatch_container_processes",
+        ty: Type::Gauge,
+        help: "Processes in the cgroup and its descendants.",
+        needs_probe: None,
+        kind_label: "",
+        kinds: &[("", int!(|c: &Container| Some(c.processes)))],
+    },
+    Family {
+        name: "memwatch_container_time_to_oom_seconds",
+        ty: Type::Gauge,
+        help: "Predicted seconds until the working set reaches the limit at its recent growth rate; absent when not growing.",
+        needs_probe: None,
+        kind_label: "",
+        kinds: &[("", |c: &Container| c.time_to_oom_seconds.map(Value::Float))],
+    },
 ];
 
 fn container_labels(c: &Container) -> String {
     let mut s = String::with_capacity(96 + c.cgroup.len());
-    for (i, (k, v)) in [("namespace", &c.namespace), ("pod", &c.pod), ("container", &c.container), ("container_id", &c.container_id), ("cgroup", &c.cgroup)].iter().enumerate() {
+    for (i, (k, v)) in [
+        ("namespace", &c.namespace),
+        ("pod", &c.pod),
+        ("container", &c.container),
+        ("container_id", &c.container_id),
+        ("cgroup", &c.cgroup),
+    ]
+    .iter()
+    .enumerate()
+    {
         if i > 0 {
             s.push(',');
         }
@@ -202,18 +357,30 @@ pub fn render_body(snap: &Snapshot, oom: &OomView, format: Format) -> String {
             }
         }
     }
-    w.header("memwatch_container_last_oom_kill_timestamp_seconds", Type::Gauge, "Unix time of the last OOM kill in the container or its descendants.");
+    w.header(
+        "memwatch_container_last_oom_kill_timestamp_seconds",
+        Type::Gauge,
+        "Unix time of the last OOM kill in the container or its descendants.",
+    );
     for (c, l) in snap.containers.iter().zip(&labels) {
         if let Some(t) = oom.last_kill.get(&c.id) {
             w.sample("memwatch_container_last_oom_kill_timestamp_seconds", l, None, Value::Float(*t));
         }
     }
-    w.header("memwatch_oom_kills_total", Type::Counter, "OOM kills recorded, by constraint (cgroup limit, whole machine, unknown for kills only the kernel counted).");
+    w.header(
+        "memwatch_oom_kills_total",
+        Type::Counter,
+        "OOM kills recorded, by constraint (cgroup limit, whole machine, unknown for kills only the kernel counted).",
+    );
     for constraint in ["cgroup", "machine", "unknown"] {
         let n = oom.by_constraint.get(constraint).copied().unwrap_or(0);
         w.sample("memwatch_oom_kills_total", "", Some(("constraint", constraint)), Value::Int(n));
     }
-    w.header("memwatch_oom_kills_missed_by_probe_total", Type::Counter, "OOM kills the kernel's cgroup counters show but the eBPF probe did not see (daemon down, buffer full).");
+    w.header(
+        "memwatch_oom_kills_missed_by_probe_total",
+        Type::Counter,
+        "OOM kills the kernel's cgroup counters show but the eBPF probe did not see (daemon down, buffer full).",
+    );
     w.sample("memwatch_oom_kills_missed_by_probe_total", "", None, Value::Int(oom.missed_total));
     render_self(snap, &mut w);
     w.out
@@ -299,7 +466,11 @@ fn render_self(snap: &Snapshot, w: &mut Writer) {
         l.push('"');
         w.sample("memwatch_sample_errors_total", &l, Some(("reason", reason)), Value::Int(*n));
     }
-    w.header("memwatch_ebpf_cgroup_slots", Type::Gauge, "Per-cgroup counter slots in the kernel: in use (highest memory css id seen plus one) and capacity (--ebpf-cgroup-slots).");
+    w.header(
+        "memwatch_ebpf_cgroup_slots",
+        Type::Gauge,
+        "Per-cgroup counter slots in the kernel: in use (highest memory css id seen plus one) and capacity (--ebpf-cgroup-slots).",
+    );
     w.sample("memwatch_ebpf_cgroup_slots", "", Some(("state", "used")), Value::Int(s.ebpf_slots_used.into()));
     w.sample("memwatch_ebpf_cgroup_slots", "", Some(("state", "capacity")), Value::Int(s.ebpf_slots_capacity.into()));
     w.header("memwatch_series_dropped_total", Type::Counter, "Container series not exported because of --max-series.");
@@ -309,7 +480,11 @@ fn render_self(snap: &Snapshot, w: &mut Writer) {
         for (probe, n, _) in runs {
             w.sample("memwatch_probe_runs_total", "", Some(("probe", probe)), Value::Int(*n));
         }
-        w.header("memwatch_probe_run_seconds_total", Type::Counter, "Time the probe's kernel programs ran while BPF statistics were on: divided by runs, its cost per event.");
+        w.header(
+            "memwatch_probe_run_seconds_total",
+            Type::Counter,
+            "Time the probe's kernel programs ran while BPF statistics were on: divided by runs, its cost per event.",
+        );
         for (probe, _, secs) in runs {
             w.sample("memwatch_probe_run_seconds_total", "", Some(("probe", probe)), Value::Float(*secs));
         }
@@ -336,7 +511,9 @@ mod tests {
         assert_eq!(Format::negotiate(None), Format::Text);
         assert_eq!(Format::negotiate(Some("text/plain;version=0.0.4;q=0.5,*/*;q=0.1")), Format::Text);
         assert_eq!(
-            Format::negotiate(Some("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")),
+            Format::negotiate(Some(
+                "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+            )),
             Format::OpenMetrics
         );
     }

@@ -164,10 +164,8 @@ pub(crate) mod fixture {
 
     /// A snapshot taken at Unix time `t` of these containers, each a child of the root (id 1).
     pub(crate) fn snapshot(t: f64, containers: Vec<Container>) -> Snapshot {
-        let mut cgroups: HashMap<u64, CgroupInfo> = containers
-            .iter()
-            .map(|c| (c.id, CgroupInfo { path: c.cgroup.clone(), parent: Some(1), limit_events: Some(0) }))
-            .collect();
+        let mut cgroups: HashMap<u64, CgroupInfo> =
+            containers.iter().map(|c| (c.id, CgroupInfo { path: c.cgroup.clone(), parent: Some(1), limit_events: Some(0) })).collect();
         cgroups.insert(1, CgroupInfo { path: Arc::from("/"), parent: None, limit_events: None });
         Snapshot {
             taken_at: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs_f64(t),

@@ -34,11 +34,7 @@ impl Tracefs {
             return Ok(Tracefs { root: root.clone(), mounted_here: false });
         }
         let target = candidates[0].clone();
-        mount_tracefs(&target).map_err(|source| TracefsError::Mount {
-            sysfs: sysfs.to_path_buf(),
-            target: target.clone(),
-            source,
-        })?;
+        mount_tracefs(&target).map_err(|source| TracefsError::Mount { sysfs: sysfs.to_path_buf(), target: target.clone(), source })?;
         Ok(Tracefs { root: target, mounted_here: true })
     }
 
@@ -58,8 +54,6 @@ fn mount_tracefs(target: &Path) -> io::Result<()> {
     let target = CString::new(target.as_os_str().as_bytes())?;
     let fstype = c"tracefs";
     // SAFETY: all pointers are valid NUL-terminated strings for the duration of the call.
-    let rc = unsafe {
-        libc::mount(fstype.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null())
-    };
+    let rc = unsafe { libc::mount(fstype.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null()) };
     if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }

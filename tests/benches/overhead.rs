@@ -39,7 +39,10 @@ fn workspace() -> PathBuf {
 #[derive(Clone)]
 enum Setup {
     Nothing,
-    Memwatch { bin: PathBuf, args: Vec<String> },
+    Memwatch {
+        bin: PathBuf,
+        args: Vec<String>,
+    },
     /// The empty program on `page_fault_user`, loaded by this process.
     EmptyFault,
     Bpftrace,
@@ -286,7 +289,12 @@ fn main() {
         let (lo, hi) = (v.iter().cloned().fold(f64::MAX, f64::min), v.iter().cloned().fold(0.0, f64::max));
         (hi - lo) / medians[i][w] * 100.0
     };
-    println!("run-to-run spread (max-min over median) with nothing attached: faults {:.1}%, mmap {:.1}%, getppid {:.1}%", spread(0, 0), spread(0, 1), spread(0, 2));
+    println!(
+        "run-to-run spread (max-min over median) with nothing attached: faults {:.1}%, mmap {:.1}%, getppid {:.1}%",
+        spread(0, 0),
+        spread(0, 1),
+        spread(0, 2)
+    );
 
     // ns per event per program, BPF statistics on for this pass only.
     println!();
@@ -322,9 +330,7 @@ fn main() {
 
     // The targets of the overhead issue, from this run.
     let find = |cfg: &str, prog: &str| per_event.iter().find(|((c, p), _)| c == cfg && p.contains(prog)).map(|(_, v)| *v);
-    let slow = |cfg: &str, w: usize| {
-        configs.iter().position(|c| c.name == cfg).map(|i| (medians[i][w] / medians[0][w] - 1.0) * 100.0)
-    };
+    let slow = |cfg: &str, w: usize| configs.iter().position(|c| c.name == cfg).map(|i| (medians[i][w] / medians[0][w] - 1.0) * 100.0);
     println!();
     println!("targets (this run)");
     let show = |what: &str, got: Option<f64>, target: f64, unit: &str| match got {
@@ -339,7 +345,14 @@ fn main() {
     show("fault program above an empty one on the same hook (ns)", fault.zip(empty).map(|(f, e)| f - e), 40.0, "");
     let peer = per_event.iter().filter(|((c, p), _)| c == "bpftrace" && p.contains("page_fault")).map(|(_, v)| *v).next();
     if let (Some(f), Some(b)) = (fault, peer) {
-        println!("  {:<66} {:>7.1}x  target >= 3x: {}", "bpftrace's per-cgroup fault count over memwatch's fault program", b / f, if b / f >= 3.0 { "met" } else { "NOT met" });
+        println!(
+            "  {:<66} {:>7.1}x  target >= 3x: {}",
+            "bpftrace's per-cgroup fault count over memwatch's fault program",
+            b / f,
+            if b / f >= 3.0 { "met" } else { "NOT met" }
+        );
     }
-    println!("  fexit (the default for the mmap family) cannot be measured where the kernel refuses it; `memwatch check` says whether it does");
+    println!(
+        "  fexit (the default for the mmap family) cannot be measured where the kernel refuses it; `memwatch check` says whether it does"
+    );
 }

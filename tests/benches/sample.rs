@@ -76,9 +76,25 @@ fn main() {
         .flat_map(|i| {
             let d = root.join(format!("c{i:04}"));
             let names: &[&str] = if mode.is_v2() {
-                &["memory.current", "memory.max", "memory.high", "memory.stat", "memory.events", "memory.pressure", "memory.swap.current", "cgroup.procs"]
+                &[
+                    "memory.current",
+                    "memory.max",
+                    "memory.high",
+                    "memory.stat",
+                    "memory.events",
+                    "memory.pressure",
+                    "memory.swap.current",
+                    "cgroup.procs",
+                ]
             } else {
-                &["memory.usage_in_bytes", "memory.limit_in_bytes", "memory.memsw.usage_in_bytes", "memory.stat", "memory.oom_control", "cgroup.procs"]
+                &[
+                    "memory.usage_in_bytes",
+                    "memory.limit_in_bytes",
+                    "memory.memsw.usage_in_bytes",
+                    "memory.stat",
+                    "memory.oom_control",
+                    "cgroup.procs",
+                ]
             };
             names.iter().map(move |n| d.join(n)).collect::<Vec<_>>()
         })
@@ -93,7 +109,11 @@ fn main() {
     }
     let baseline = t.elapsed().as_secs_f64() / rounds as f64;
 
-    let mut s = Sampler::new(Roots::default(), Sampler::default_collectors(None, false, Duration::from_secs(10)), Options { filter: CgroupFilter::All, ..Options::default() });
+    let mut s = Sampler::new(
+        Roots::default(),
+        Sampler::default_collectors(None, false, Duration::from_secs(10)),
+        Options { filter: CgroupFilter::All, ..Options::default() },
+    );
     let t = Instant::now();
     let _ = s.sample();
     let first = t.elapsed().as_secs_f64();
@@ -110,14 +130,18 @@ fn main() {
     let t = Instant::now();
     let mut bytes = 0;
     for _ in 0..rounds {
-        bytes = render::render(&snap, Format::Text).len();
+        bytes = render::render(&snap, &Default::default(), Format::Text).len();
     }
     let rendering = t.elapsed().as_secs_f64() / rounds as f64;
 
     println!("cgroup mode: {}; {containers} containers exported ({N} made by the bench)", mode.label());
     println!("baseline, reading the same {} cgroup files: {:.2} ms", files.len(), baseline * 1e3);
     println!("memwatch first sample (walk, open, read everything): {:.2} ms = {:.2}x baseline", first * 1e3, first / baseline);
-    println!("memwatch sample at 1 s (usage each time, the rest every 10 s), mean of {rounds}: {:.2} ms = {:.3}x baseline", sample * 1e3, sample / baseline);
+    println!(
+        "memwatch sample at 1 s (usage each time, the rest every 10 s), mean of {rounds}: {:.2} ms = {:.3}x baseline",
+        sample * 1e3,
+        sample / baseline
+    );
     println!("render /metrics: {:.2} ms for {containers} containers ({} KiB)", rendering * 1e3, bytes / 1024);
 
     // The real daemon, with its eBPF probes, sampling every second: its CPU over a minute with
@@ -139,7 +163,11 @@ fn main() {
         let (c0, t0) = (cpu_seconds(child.id()), Instant::now());
         std::thread::sleep(Duration::from_secs(60));
         let cpu = (cpu_seconds(child.id()) - c0) / t0.elapsed().as_secs_f64();
-        println!("daemon, 1 s interval, {containers}+ cgroups, {what}: {:.2}% of one core over 60 s, RSS {} KiB", cpu * 100.0, rss_kib(child.id()));
+        println!(
+            "daemon, 1 s interval, {containers}+ cgroups, {what}: {:.2}% of one core over 60 s, RSS {} KiB",
+            cpu * 100.0,
+            rss_kib(child.id())
+        );
     };
     measure("idle (a sleeping process in each)");
     // Busy: in each cgroup, a process whose usage changes every second.

@@ -132,7 +132,9 @@ fn expressions() -> Vec<(String, String)> {
     let mut out = vec![];
     for p in dash["panels"].as_array().unwrap() {
         for t in p["targets"].as_array().into_iter().flatten() {
-            let e = t["expr"].as_str().unwrap()
+            let e = t["expr"]
+                .as_str()
+                .unwrap()
                 .replace("$__rate_interval", "1m")
                 .replace("$instance", ".*")
                 .replace("$namespace", ".*")
@@ -186,7 +188,10 @@ fn dashboard_and_alert_queries_work_on_a_real_scrape() {
     let cost = exprs.iter().find(|(_, e)| e.contains("memwatch_probe_run_seconds_total") && e.contains("/ rate(")).unwrap().1.clone();
     d.wait_until("the cost panel to show the fault probe", Duration::from_secs(40), || {
         prom.raw_query(&cost)["data"]["result"].as_array().is_some_and(|r| {
-            r.iter().any(|s| s["metric"]["probe"] == "page_fault_user" && s["value"][1].as_str().and_then(|v| v.parse::<f64>().ok()).is_some_and(|v| v > 0.0 && v < 1e-3))
+            r.iter().any(|s| {
+                s["metric"]["probe"] == "page_fault_user"
+                    && s["value"][1].as_str().and_then(|v| v.parse::<f64>().ok()).is_some_and(|v| v > 0.0 && v < 1e-3)
+            })
         })
     });
     // And the dashboard's headroom panel ranks it among the fullest.

@@ -32,7 +32,11 @@ fn roots(scenario: &str) -> Roots {
 
 /// One sample of a scenario, with the varying self-metrics pinned.
 fn sample(scenario: &str, filter: CgroupFilter) -> Snapshot {
-    let mut s = Sampler::new(roots(scenario), Sampler::default_collectors(None, false, std::time::Duration::from_secs(10)), Options { filter, ..Options::default() });
+    let mut s = Sampler::new(
+        roots(scenario),
+        Sampler::default_collectors(None, false, std::time::Duration::from_secs(10)),
+        Options { filter, ..Options::default() },
+    );
     let mut snap = s.sample();
     snap.taken_at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     snap.self_stats.sample_duration_seconds = 0.0;
@@ -49,7 +53,12 @@ fn golden(name: &str, snap: &Snapshot) {
         std::fs::write(&path, &text).unwrap();
     }
     let want = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (MEMWATCH_UPDATE_GOLDEN=1 makes it)", path.display()));
-    assert!(text == want, "{name}: /metrics differs from {}; rerun with MEMWATCH_UPDATE_GOLDEN=1 and review the diff\n{}", path.display(), first_diff(&want, &text));
+    assert!(
+        text == want,
+        "{name}: /metrics differs from {}; rerun with MEMWATCH_UPDATE_GOLDEN=1 and review the diff\n{}",
+        path.display(),
+        first_diff(&want, &text)
+    );
     promtool_check(&text);
 }
 
@@ -73,13 +82,19 @@ pub fn promtool_check(text: &str) {
         .expect("promtool (Debian's prometheus package; scripts/setup.sh installs it)");
     child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "promtool check metrics: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn find<'a>(snap: &'a Snapshot, cgroup_suffix: &str) -> &'a Container {
-    snap.containers.iter().find(|c| c.cgroup.ends_with(cgroup_suffix)).unwrap_or_else(|| {
-        panic!("no container {cgroup_suffix} in {:?}", snap.containers.iter().map(|c| &c.cgroup).collect::<Vec<_>>())
-    })
+    snap.containers
+        .iter()
+        .find(|c| c.cgroup.ends_with(cgroup_suffix))
+        .unwrap_or_else(|| panic!("no container {cgroup_suffix} in {:?}", snap.containers.iter().map(|c| &c.cgroup).collect::<Vec<_>>()))
 }
 
 const MI: u64 = 1 << 20;
@@ -221,7 +236,8 @@ fn invalid_utf8_and_newlines_in_cgroup_names_are_escaped() {
         tracefs: None,
         kubelet_logs: dir.path().join("var/log"),
     };
-    let snap = Sampler::new(roots, Sampler::default_collectors(None, false, std::time::Duration::from_secs(10)), Options::default()).sample();
+    let snap =
+        Sampler::new(roots, Sampler::default_collectors(None, false, std::time::Duration::from_secs(10)), Options::default()).sample();
     assert_eq!(snap.containers.len(), 1);
     assert_eq!(&*snap.containers[0].cgroup, "/bad\u{FFFD}name\nwith \"quotes\"");
     let text = render::render(&snap, &Default::default(), Format::Text);

@@ -6,8 +6,8 @@ mod oom;
 mod probes;
 mod serve;
 mod top;
-mod v2vm;
 mod util;
+mod v2vm;
 
 #[allow(dead_code)]
 mod plan {

@@ -60,9 +60,7 @@ fn twenty_kills_in_five_cgroups_each_in_the_right_container() {
         }
     }
     let took = started.elapsed();
-    d.wait_until("20 OOM events", Duration::from_secs(10), || {
-        cgs.iter().map(|cg| events_in(&d, cg).len()).sum::<usize>() >= 20
-    });
+    d.wait_until("20 OOM events", Duration::from_secs(10), || cgs.iter().map(|cg| events_in(&d, cg).len()).sum::<usize>() >= 20);
     for (i, cg) in cgs.iter().enumerate() {
         let evs = events_in(&d, cg);
         assert_eq!(evs.len(), 4, "{}: {evs:#?}", cg.label());
@@ -206,11 +204,8 @@ fn memwatch_events_shows_a_kill_within_a_second() {
     let state = tempfile::tempdir().unwrap();
     let d = start(state.path());
     let cg = TestCgroup::new("follow", 32 * MIB);
-    let mut follower = Command::new(util::memwatch_bin())
-        .args(["events", "--json", "--url", &d.base])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut follower =
+        Command::new(util::memwatch_bin()).args(["events", "--json", "--url", &d.base]).stdout(Stdio::piped()).spawn().unwrap();
     let lines = BufReader::new(follower.stdout.take().unwrap());
     let (tx, rx) = std::sync::mpsc::channel::<(Instant, String)>();
     thread::spawn(move || {
@@ -290,9 +285,7 @@ fn go_programs_report_gomemlimit_and_nothing_else_from_their_environment() {
     let hog_pid = hog.id();
     let st = hog.wait().unwrap();
     util::assert_killed(st, "the Go hog");
-    d.wait_until("the Go hog's kill", Duration::from_secs(5), || {
-        events_in(&d, &cg).iter().any(|e| e["victim"]["pid"] == hog_pid)
-    });
+    d.wait_until("the Go hog's kill", Duration::from_secs(5), || events_in(&d, &cg).iter().any(|e| e["victim"]["pid"] == hog_pid));
     let e = events_in(&d, &cg).into_iter().find(|e| e["victim"]["pid"] == hog_pid).unwrap();
     let go = e["go"].as_array().unwrap();
     let service = go.iter().find(|g| g["pid"] == svc.id()).unwrap_or_else(|| panic!("the Go service in {e:#}"));

@@ -12,7 +12,7 @@ use memwatch::{
     Roots,
     ledger::{Deltas, Ledger},
     oom::{self, OomKill},
-    probes::{MemcgIds, Method, ProbeOptions, ProbeState, Probes, PROBES, maps::SlotRead},
+    probes::{MemcgIds, Method, PROBES, ProbeOptions, ProbeState, Probes, maps::SlotRead},
 };
 use memwatch_common::Counters;
 
@@ -222,7 +222,13 @@ fn wait_for_kill(
     while Instant::now() < deadline && !want.iter().all(|w| got.contains_key(w)) {
         while let Some(item) = ring.next() {
             let kill = oom::decode(&item, unit).expect("decode OOM record");
-            let kind = if kill.victim_exit { Record::Exit } else if kill.victim_task { Record::Task } else { Record::Mark };
+            let kind = if kill.victim_exit {
+                Record::Exit
+            } else if kill.victim_task {
+                Record::Task
+            } else {
+                Record::Mark
+            };
             if kill.victim_pid == pid {
                 got.insert(kind, kill);
             }
@@ -394,7 +400,9 @@ fn pid_only_mark_victim_format_still_reports_kills() {
     let mut ring = probes.take_oom_events().unwrap();
     let cg = TestCgroup::new("oldfmt", 32 << 20);
     let hog = Workload::start(&["hog"], Some(&cg));
-    let kill = wait_for_kill(&mut ring, probes.oom_size_unit(), hog.pid(), Duration::from_secs(5), &[Record::Mark]).remove(&Record::Mark).expect("kill reported");
+    let kill = wait_for_kill(&mut ring, probes.oom_size_unit(), hog.pid(), Duration::from_secs(5), &[Record::Mark])
+        .remove(&Record::Mark)
+        .expect("kill reported");
     assert_eq!(kill.victim_comm, None, "comm is not read when the format lacks it");
     assert_eq!(kill.total_vm_bytes, None);
 }
@@ -408,8 +416,8 @@ fn memwatch_check_reports_every_probe_and_its_method() {
     let _serial = util::serial();
     let check = |args: &[&str]| {
         let out = Command::new(util::memwatch_bin()).arg("check").args(args).arg("--json").output().unwrap();
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("check JSON: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+        let report: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("check JSON: {e}: {}", String::from_utf8_lossy(&out.stderr)));
         (out.status.code(), report)
     };
     // Everything asked for: every probe attached, each saying how.
@@ -422,15 +430,14 @@ fn memwatch_check_reports_every_probe_and_its_method() {
         let method = p["method"].as_str().unwrap();
         assert!(["fexit ", "tp_btf ", "tracepoint "].iter().any(|m| method.starts_with(m)), "{method}");
     }
-    let method = |r: &serde_json::Value, name: &str| {
-        r["probes"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap().clone()
-    };
+    let method = |r: &serde_json::Value, name: &str| r["probes"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap().clone();
     assert_eq!(method(&report, "page_fault_user")["method"], "tp_btf page_fault_user");
     assert_eq!(report["btf"], true);
     assert!(["v2", "hybrid", "v1"].contains(&report["cgroups"]["mode"].as_str().unwrap()));
     // And the cgroup mode agrees with the host's mount table.
     let mounts = fs::read_to_string("/proc/self/mounts").unwrap();
-    let v1_memory = mounts.lines().any(|l| l.contains(" cgroup ") && l.split(' ').nth(3).is_some_and(|o| o.split(',').any(|x| x == "memory")));
+    let v1_memory =
+        mounts.lines().any(|l| l.contains(" cgroup ") && l.split(' ').nth(3).is_some_and(|o| o.split(',').any(|x| x == "memory")));
     assert_eq!(report["cgroups"]["mode"] == "v2", !v1_memory);
 
     // The defaults: the fault probe off; the syscall probes by fexit, or, where the kernel

@@ -1,14 +1,15 @@
 //! `memwatch serve` for real: the daemon as a process, real cgroups with limits, real
 //! workloads, scraped over HTTP and checked against the kernel's own files; and a real
 //! Prometheus server scraping it.
-use std::{
-    process::Command,
-    time::Duration,
-};
+use std::{process::Command, time::Duration};
 
 use crate::{
     golden::promtool_check,
-    util::{self, Workload, cgroup::TestCgroup, daemon::{Daemon, free_port}},
+    util::{
+        self, Workload,
+        cgroup::TestCgroup,
+        daemon::{Daemon, free_port},
+    },
 };
 
 const MIB: u64 = 1 << 20;
@@ -35,7 +36,8 @@ fn metrics_match_the_kernel_and_the_workload() {
             got == Some(want())
         });
     };
-    let (anon, file, inactive) = if cg.v2 { ("anon", "file", "inactive_file") } else { ("total_rss", "total_cache", "total_inactive_file") };
+    let (anon, file, inactive) =
+        if cg.v2 { ("anon", "file", "inactive_file") } else { ("total_rss", "total_cache", "total_inactive_file") };
     eventually_eq("memwatch_container_memory_limit_bytes", None, &|| (128 * MIB) as f64);
     eventually_eq("memwatch_container_memory_usage_bytes", None, &|| cg.usage() as f64);
     eventually_eq("memwatch_container_memory_working_set_bytes", None, &|| (cg.usage() - cg.stat(inactive)) as f64);
@@ -76,7 +78,11 @@ fn metrics_match_the_kernel_and_the_workload() {
     }
     // Self-metrics.
     for probe in ["mmap", "munmap", "brk", "mremap", "oom_mark_victim", "process_exit"] {
-        let line = m.text.lines().find(|l| l.starts_with(&format!("memwatch_probe_attached{{probe=\"{probe}\",method=\""))).unwrap_or_else(|| panic!("{probe}"));
+        let line = m
+            .text
+            .lines()
+            .find(|l| l.starts_with(&format!("memwatch_probe_attached{{probe=\"{probe}\",method=\"")))
+            .unwrap_or_else(|| panic!("{probe}"));
         assert!(line.ends_with("} 1"), "{line}");
     }
     assert!(!m.text.contains("memwatch_probe_attached{probe=\"page_fault_user\""), "a probe not asked for is absent");
@@ -179,7 +185,9 @@ fn cgroups_made_and_removed_while_running_come_and_go_quickly() {
     d.wait_until("its process", Duration::from_secs(3), || d.metrics().get("memwatch_container_processes", &label, None) == Some(1.0));
     drop(w);
     drop(cg);
-    d.wait_until("its series to go", Duration::from_secs(3), || d.metrics().get("memwatch_container_memory_limit_bytes", &label, None).is_none());
+    d.wait_until("its series to go", Duration::from_secs(3), || {
+        d.metrics().get("memwatch_container_memory_limit_bytes", &label, None).is_none()
+    });
 }
 
 #[test]
@@ -202,7 +210,8 @@ fn http_api_health_negotiation_and_unknown_paths() {
     assert_eq!(d.get("/readyz").unwrap().0, 200);
     assert_eq!(d.get("/nope").unwrap().0, 404);
     assert_eq!(d.get("/metrics/extra").unwrap().0, 404);
-    let (status, ct, body) = d.get_with("/metrics", Some("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")).unwrap();
+    let (status, ct, body) =
+        d.get_with("/metrics", Some("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")).unwrap();
     assert_eq!(status, 200);
     assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
     assert!(body.ends_with("# EOF\n"));

@@ -11,7 +11,11 @@ use memwatch::{
     Roots,
     model::{CgroupFilter, Options},
     sampler::Sampler,
-    top::{App, Frame, input, plain, state::{Column, Mode}, view},
+    top::{
+        App, Frame, input, plain,
+        state::{Column, Mode},
+        view,
+    },
 };
 use ratatui::{Terminal, backend::TestBackend, style::Color};
 
@@ -26,7 +30,11 @@ fn fixture_state() -> App {
         tracefs: None,
         kubelet_logs: dir.join("var/log"),
     };
-    let mut s = Sampler::new(roots, Sampler::default_collectors(None, false, std::time::Duration::from_secs(10)), Options { filter: CgroupFilter::Default, ..Options::default() });
+    let mut s = Sampler::new(
+        roots,
+        Sampler::default_collectors(None, false, std::time::Duration::from_secs(10)),
+        Options { filter: CgroupFilter::Default, ..Options::default() },
+    );
     let mut app = App::new("fixture");
     app.update(Frame::new(&s.sample(), &Default::default()));
     app
@@ -177,11 +185,18 @@ impl Tmux {
 
     /// The TUI is gone and the shell's prompt is the last line.
     fn at_prompt(s: &str) -> bool {
-        !s.contains("containers  sort") && s.lines().rev().find(|l| !l.trim().is_empty()).is_some_and(|l| l.trim_end().ends_with('#') || l.trim_end().ends_with('$'))
+        !s.contains("containers  sort")
+            && s.lines().rev().find(|l| !l.trim().is_empty()).is_some_and(|l| l.trim_end().ends_with('#') || l.trim_end().ends_with('$'))
     }
 
     fn resize(&self, w: u16, h: u16) {
-        assert!(Command::new("tmux").args(["resize-window", "-t", &self.0, "-x", &w.to_string(), "-y", &h.to_string()]).status().unwrap().success());
+        assert!(
+            Command::new("tmux")
+                .args(["resize-window", "-t", &self.0, "-x", &w.to_string(), "-y", &h.to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
     }
 }
 
@@ -260,7 +275,9 @@ fn top_remote_once_and_remote_down() {
     }
     let cg = TestCgroup::new("remote", 96 << 20);
     let d = Daemon::start(&["--interval", "300ms"]);
-    d.wait_until("the cgroup in the daemon", Duration::from_secs(5), || d.get("/api/v1/containers").map(|(_, b)| b.contains(&cg.label())).unwrap_or(false));
+    d.wait_until("the cgroup in the daemon", Duration::from_secs(5), || {
+        d.get("/api/v1/containers").map(|(_, b)| b.contains(&cg.label())).unwrap_or(false)
+    });
     let out = Command::new(util::memwatch_bin()).args(["top", "--once", "--remote", &d.base, "--interval", "300ms"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -147,7 +147,13 @@ fn memwatch_on_a_pure_cgroup_v2_kernel() {
     // Exact counts by fexit, from the daemon's JSON API, for a workload alone in its cgroup.
     let counters = |name: &str| -> Value {
         let v: Value = serde_json::from_str(&sections[name]).unwrap_or_else(|e| panic!("{name}: {e}; {}", show()));
-        v["containers"].as_array().unwrap().iter().find(|c| c["cgroup"] == "/exact").unwrap_or_else(|| panic!("/exact in {name}; {}", show()))["ebpf"].clone()
+        v["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["cgroup"] == "/exact")
+            .unwrap_or_else(|| panic!("/exact in {name}; {}", show()))["ebpf"]
+            .clone()
     };
     let (before, after) = (counters("exact_before"), counters("exact_after"));
     let delta = |f: &str| after[f].as_u64().unwrap() - before[f].as_u64().unwrap();

@@ -28,9 +28,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             if let Some(rest) = line.strip_prefix("test result: ") {
                 let rest = rest.trim_start_matches("ok. ").trim_start_matches("FAILED. ");
                 let num = |word: &str| {
-                    rest.split(';')
-                        .find_map(|p| p.trim().strip_suffix(word).and_then(|n| n.trim().parse::<u64>().ok()))
-                        .unwrap_or(0)
+                    rest.split(';').find_map(|p| p.trim().strip_suffix(word).and_then(|n| n.trim().parse::<u64>().ok())).unwrap_or(0)
                 };
                 passed += num("passed");
                 failed += num("failed");

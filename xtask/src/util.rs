@@ -11,11 +11,7 @@ pub fn workspace() -> PathBuf {
 }
 
 fn line(cmd: &Command) -> String {
-    std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
+    std::iter::once(cmd.get_program()).chain(cmd.get_args()).map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
 }
 
 pub fn status(cmd: &mut Command) -> anyhow::Result<ExitStatus> {

@@ -38,8 +38,7 @@ pub fn run(roots: &Roots, args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let kernel = host::kernel_release(&roots.procfs).unwrap_or_else(|| "unknown".into());
     let btf = host::btf_available(&roots.sysfs);
     let psi = host::psi_available(&roots.procfs);
-    let mut probes =
-        Probes::load(&roots.load_options(args.probes.options())).context("cannot load memwatch's eBPF programs")?;
+    let mut probes = Probes::load(&roots.load_options(args.probes.options())).context("cannot load memwatch's eBPF programs")?;
     // Probes not asked for are fine; any asked-for probe that did not attach is not.
     let all_attached = probes.status().iter().all(|s| !matches!(s.state, ProbeState::Disabled(_)));
     let memcg = match probes.memcg_ids() {
@@ -90,7 +89,10 @@ pub fn run(roots: &Roots, args: &CheckArgs) -> anyhow::Result<ExitCode> {
             }
         }
         if let Some(costs) = &costs {
-            println!("cost per event, measured over {} of this host's activity (BPF statistics)", humantime::format_duration(args.bpf_stats_window));
+            println!(
+                "cost per event, measured over {} of this host's activity (BPF statistics)",
+                humantime::format_duration(args.bpf_stats_window)
+            );
             for c in costs {
                 match c.ns_per_event {
                     Some(ns) => println!("  {:<26} {ns:>8.0} ns/event  ({} events)", c.probe, c.events),

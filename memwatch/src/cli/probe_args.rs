@@ -21,10 +21,6 @@ pub struct ProbeArgs {
 
 impl ProbeArgs {
     pub fn options(&self) -> ProbeOptions {
-        ProbeOptions {
-            page_faults: self.ebpf_page_faults,
-            syscall_tracepoints: self.syscall_tracepoints,
-            slots: self.ebpf_cgroup_slots,
-        }
+        ProbeOptions { page_faults: self.ebpf_page_faults, syscall_tracepoints: self.syscall_tracepoints, slots: self.ebpf_cgroup_slots }
     }
 }

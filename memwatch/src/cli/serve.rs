@@ -62,9 +62,7 @@ pub fn run(roots: Roots, args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(roots: Roots, args: ServeArgs) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
     let self_metrics = Arc::new(SelfMetrics::new());
     let opts = pipeline::Options {
         probes: (!args.no_ebpf).then(|| args.probes.options()),
@@ -84,10 +82,7 @@ async fn serve(roots: Roots, args: ServeArgs) -> anyhow::Result<()> {
     let (shared, _sampler) = pipeline.spawn(args.interval);
     let state = AppState::new(shared, (args.interval * 10).max(Duration::from_secs(30)), self_metrics);
     tracing::info!("listening on http://{}/metrics", args.listen);
-    axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(shutdown())
-        .await
-        .context("HTTP server")
+    axum::serve(listener, http::router(state)).with_graceful_shutdown(shutdown()).await.context("HTTP server")
 }
 
 /// Says once what loading found: each probe, and any problem.

@@ -141,7 +141,8 @@ impl Live {
                 let (url, every) = (url.clone(), args.interval);
                 std::thread::spawn(move || {
                     loop {
-                        let r = super::client::frame(&url).map_err(|e| format!("cannot reach {url}, retrying every {}: {e}", humantime::format_duration(every)));
+                        let r = super::client::frame(&url)
+                            .map_err(|e| format!("cannot reach {url}, retrying every {}: {e}", humantime::format_duration(every)));
                         if tx.send(r).is_err() {
                             return;
                         }

@@ -259,12 +259,8 @@ impl Tree {
         // Whatever under `start` the walk did not meet is gone.
         let prefix = if start == "/" { "/".to_string() } else { format!("{start}/") };
         seen.sort();
-        let stale: Vec<String> = self
-            .nodes
-            .keys()
-            .filter(|k| (*k == start || k.starts_with(&prefix)) && seen.binary_search(k).is_err())
-            .cloned()
-            .collect();
+        let stale: Vec<String> =
+            self.nodes.keys().filter(|k| (*k == start || k.starts_with(&prefix)) && seen.binary_search(k).is_err()).cloned().collect();
         for k in stale {
             self.forget(&k);
         }
@@ -284,11 +280,25 @@ impl Tree {
         }
         let dirfd = File::open(&dir).ok();
         let wd = self.watch.as_mut().and_then(|w| {
-            let wd = w.inotify.watches().add(&dir, WatchMask::CREATE | WatchMask::DELETE | WatchMask::MOVE | WatchMask::ONLYDIR | WatchMask::DONT_FOLLOW).ok()?;
+            let wd = w
+                .inotify
+                .watches()
+                .add(&dir, WatchMask::CREATE | WatchMask::DELETE | WatchMask::MOVE | WatchMask::ONLYDIR | WatchMask::DONT_FOLLOW)
+                .ok()?;
             w.by_wd.insert(wd.clone(), rel.to_string());
             Some(wd)
         });
-        Some(Node { dir: Arc::from(dir), label: Arc::from(rel), id, dirfd, usage_file: usage_file.ok(), wd, slow: None, rare_at: None, born: self.started.then(Instant::now) })
+        Some(Node {
+            dir: Arc::from(dir),
+            label: Arc::from(rel),
+            id,
+            dirfd,
+            usage_file: usage_file.ok(),
+            wd,
+            slow: None,
+            rare_at: None,
+            born: self.started.then(Instant::now),
+        })
     }
 
     /// One sample: every cgroup's usage, and the slow files of those that are due.
@@ -482,7 +492,8 @@ fn read_slow(node: &Node, v2: bool, rare: bool, buf: &mut [u8], out: &mut Snapsh
             cg.pressure = opt(get(node, "memory.pressure", buf, out, |t| parse::psi(t).ok_or(())));
         }
         let keys = ["anon", "file", "inactive_file", "pgmajfault", "pgfault"];
-        if let Some([anon, file, inactive, major, faults]) = opt(get(node, "memory.stat", buf, out, |t| Ok::<_, ()>(parse::pick(t, keys)))) {
+        if let Some([anon, file, inactive, major, faults]) = opt(get(node, "memory.stat", buf, out, |t| Ok::<_, ()>(parse::pick(t, keys))))
+        {
             (cg.anon, cg.file, cg.inactive_file) = (anon.unwrap_or(0), file.unwrap_or(0), inactive.unwrap_or(0));
             (cg.major_faults, cg.page_faults) = (major, faults);
         }
@@ -499,7 +510,8 @@ fn read_slow(node: &Node, v2: bool, rare: bool, buf: &mut [u8], out: &mut Snapsh
         }
         // The total_* keys include descendants, like v2's memory.stat.
         let keys = ["total_rss", "total_cache", "total_inactive_file", "total_pgmajfault", "total_pgfault"];
-        if let Some([anon, file, inactive, major, faults]) = opt(get(node, "memory.stat", buf, out, |t| Ok::<_, ()>(parse::pick(t, keys)))) {
+        if let Some([anon, file, inactive, major, faults]) = opt(get(node, "memory.stat", buf, out, |t| Ok::<_, ()>(parse::pick(t, keys))))
+        {
             (cg.anon, cg.file, cg.inactive_file) = (anon.unwrap_or(0), file.unwrap_or(0), inactive.unwrap_or(0));
             (cg.major_faults, cg.page_faults) = (major, faults);
         }

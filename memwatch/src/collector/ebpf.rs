@@ -59,12 +59,7 @@ impl Collector for Ebpf {
         if self.probes.stats_enabled(&roots.procfs) {
             out.probe_runs = Some(self.probes.run_stats());
         }
-        out.ebpf = Some(EbpfData {
-            deltas,
-            drops: self.probes.drops(),
-            slots_used: used,
-            slots_capacity: self.probes.slot_capacity(),
-        });
+        out.ebpf = Some(EbpfData { deltas, drops: self.probes.drops(), slots_used: used, slots_capacity: self.probes.slot_capacity() });
         Ok(())
     }
 }

@@ -6,7 +6,10 @@
 use std::{collections::HashMap, io, sync::Arc};
 
 use super::{CollectError, Collector, SnapshotBuilder, read_into};
-use crate::{Roots, parse::{proc as parse, proc::ProcStat}};
+use crate::{
+    Roots,
+    parse::{proc as parse, proc::ProcStat},
+};
 
 #[derive(Default)]
 pub struct Procfs {
@@ -80,8 +83,8 @@ impl Collector for Procfs {
 /// not a Go program or is gone. Reads the ELF section headers of `/proc/<pid>/exe` and then,
 /// only for Go programs, the environment, of which only those two variables are kept.
 pub fn go_info(procfs: &std::path::Path, pid: u32) -> Option<(Option<String>, Option<String>)> {
-    use std::os::unix::fs::FileExt;
     use crate::parse::elf;
+    use std::os::unix::fs::FileExt;
     let exe = std::fs::File::open(procfs.join(format!("{pid}/exe"))).ok()?;
     let mut header = [0u8; 64];
     exe.read_exact_at(&mut header, 0).ok()?;

@@ -87,14 +87,16 @@ impl EbpfTotals {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn delta(id: u64, parent: u64, mmaps: u64) -> crate::ledger::Deltas {
         let mut d = crate::ledger::Deltas::default();
-        d.0.insert(id, crate::ledger::Delta { cgroup_id: id, parent_id: parent, counters: Counters { mmap_calls: mmaps, ..Default::default() } });
+        d.0.insert(
+            id,
+            crate::ledger::Delta { cgroup_id: id, parent_id: parent, counters: Counters { mmap_calls: mmaps, ..Default::default() } },
+        );
         d
     }
 
@@ -149,5 +151,4 @@ mod tests {
         let own = t.update(&crate::ledger::Deltas::default(), WALK);
         assert_eq!(mmaps(&own, 1), 3);
     }
-
 }

@@ -235,7 +235,10 @@ mod tests {
     fn sample(cgroups: Vec<RawCgroup>, mmaps: &[(u64, u64, u64)], st: &mut ModelState, mono: f64) -> Snapshot {
         let mut deltas = crate::ledger::Deltas::default();
         for (id, parent, n) in mmaps {
-            deltas.0.insert(*id, crate::ledger::Delta { cgroup_id: *id, parent_id: *parent, counters: Counters { mmap_calls: *n, ..Default::default() } });
+            deltas.0.insert(
+                *id,
+                crate::ledger::Delta { cgroup_id: *id, parent_id: *parent, counters: Counters { mmap_calls: *n, ..Default::default() } },
+            );
         }
         let b = SnapshotBuilder {
             cgroups,
@@ -244,7 +247,12 @@ mod tests {
             ebpf: Some(EbpfData { deltas, ..Default::default() }),
             ..Default::default()
         };
-        build(b, st, &Options { filter: CgroupFilter::All, ..Options::default() }, Timing { wall: SystemTime::UNIX_EPOCH, mono, duration: 0.0 })
+        build(
+            b,
+            st,
+            &Options { filter: CgroupFilter::All, ..Options::default() },
+            Timing { wall: SystemTime::UNIX_EPOCH, mono, duration: 0.0 },
+        )
     }
 
     fn mmaps(s: &Snapshot, id: u64) -> u64 {
@@ -256,7 +264,14 @@ mod tests {
         // root(1) -> pod(2) -> app(3), sidecar(4); the sidecar goes, then a job comes and goes
         // between two samples.
         let mut st = ModelState::default();
-        let full = || vec![raw(1, "/", None, None), raw(2, "/pod", Some(0), Some(500)), raw(3, "/pod/app", Some(1), None), raw(4, "/pod/side", Some(1), None)];
+        let full = || {
+            vec![
+                raw(1, "/", None, None),
+                raw(2, "/pod", Some(0), Some(500)),
+                raw(3, "/pod/app", Some(1), None),
+                raw(4, "/pod/side", Some(1), None),
+            ]
+        };
         let s = sample(full(), &[(3, 2, 5), (4, 2, 7)], &mut st, 0.0);
         assert_eq!((mmaps(&s, 2), mmaps(&s, 3), mmaps(&s, 4)), (12, 5, 7));
         assert_eq!(s.container(3).unwrap().limit_bytes, 500, "the pod's limit");

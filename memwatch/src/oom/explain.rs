@@ -52,11 +52,10 @@ pub fn explain(k: &Kill<'_>, before: Option<&Snapshot>, snaps: &[&Snapshot], wor
     let (constraint, constrained_by) = constraint(&chain, before, world);
     let victim = victim(k);
     let top = processes(path.as_deref(), container.map(|c| c.top_processes.as_slice()).unwrap_or_default(), world);
-    let mut go: Vec<GoProcess> = k
-        .go
-        .map(|g| GoProcess { pid: mark.victim_pid, comm: victim.comm.clone(), gomemlimit: g.gomemlimit.clone(), gogc: g.gogc.clone() })
-        .into_iter()
-        .collect();
+    let mut go: Vec<GoProcess> =
+        k.go.map(|g| GoProcess { pid: mark.victim_pid, comm: victim.comm.clone(), gomemlimit: g.gomemlimit.clone(), gogc: g.gogc.clone() })
+            .into_iter()
+            .collect();
     for p in top.iter().filter(|t| t.pid != mark.victim_pid) {
         if let Some(g) = world.go(p.pid) {
             go.push(GoProcess { pid: p.pid, comm: p.comm.clone(), gomemlimit: g.gomemlimit, gogc: g.gogc });

@@ -57,11 +57,8 @@ pub fn parse(text: &str) -> (Loaded, usize) {
                 }
             }
             None => {
-                loaded.warning = Some(format!(
-                    "line {} is truncated or garbled: dropped it and the {} bytes after",
-                    i + 1,
-                    text.len() - good
-                ));
+                loaded.warning =
+                    Some(format!("line {} is truncated or garbled: dropped it and the {} bytes after", i + 1, text.len() - good));
                 break;
             }
         }

@@ -339,7 +339,10 @@ mod tests {
     #[test]
     fn a_victim_that_exits_late_or_never_is_explained_after_the_wait() {
         let mut world = Fixture::new();
-        world.procs.insert(42, ProcFacts { info: ProcessInfo { pid: 42, comm: "hog".into(), vsz_bytes: 5, rss_bytes: 6 }, cgroup: Some("/c11".into()) });
+        world.procs.insert(
+            42,
+            ProcFacts { info: ProcessInfo { pid: 42, comm: "hog".into(), vsz_bytes: 5, rss_bytes: 6 }, cgroup: Some("/c11".into()) },
+        );
         let (mut t, now) = with_sample(&world);
         assert!(t.on_record(mark(42), now, &world).is_empty());
         assert!(t.finish_ready(now + EXIT_WAIT - Duration::from_millis(1), &world).is_empty());

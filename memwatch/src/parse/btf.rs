@@ -64,9 +64,7 @@ impl<'a> Btf<'a> {
         let hdr_len = hdr(4)? as usize;
         let (type_off, type_len) = (hdr(8)? as usize, hdr(12)? as usize);
         let (str_off, str_len) = (hdr(16)? as usize, hdr(20)? as usize);
-        let section = |off: usize, len: usize| {
-            data.get(hdr_len + off..hdr_len + off + len).ok_or(BtfError::Header)
-        };
+        let section = |off: usize, len: usize| data.get(hdr_len + off..hdr_len + off + len).ok_or(BtfError::Header);
         let types = section(type_off, type_len)?;
         let strings = section(str_off, str_len)?;
         let mut index = Vec::new();
@@ -158,11 +156,7 @@ impl<'a> Btf<'a> {
                 return None;
             }
             let lo = u32_at(self.types, e + 4)?;
-            Some(if t.kind == KIND_ENUM {
-                lo as i32 as i64
-            } else {
-                ((u32_at(self.types, e + 8)? as u64) << 32 | lo as u64) as i64
-            })
+            Some(if t.kind == KIND_ENUM { lo as i32 as i64 } else { ((u32_at(self.types, e + 8)? as u64) << 32 | lo as u64) as i64 })
         })
     }
 }

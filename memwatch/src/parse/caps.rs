@@ -6,10 +6,7 @@ pub const CAP_BPF: u32 = 39;
 
 /// The effective capability mask (`CapEff:`), if present and well formed.
 pub fn effective(status: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+    status.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
 }
 
 pub fn has(mask: u64, cap: u32) -> bool {

@@ -88,7 +88,10 @@ pub fn classify(path: &str) -> Identity {
     if let Some((runtime, cid)) = scope_container(last) {
         id.runtime = Some(runtime);
         id.container_id = Some(cid);
-    } else if is_id(last) && (id.pod_uid.is_some() && pod_component(parent, parts.get(parts.len().wrapping_sub(3)).copied().unwrap_or("")).is_some() || parent == "docker") {
+    } else if is_id(last)
+        && (id.pod_uid.is_some() && pod_component(parent, parts.get(parts.len().wrapping_sub(3)).copied().unwrap_or("")).is_some()
+            || parent == "docker")
+    {
         // cgroupfs driver: /kubepods/<qos>/pod<uid>/<id>, or Docker's /docker/<id>.
         id.runtime = Some(if parent == "docker" { "docker" } else { "unknown" });
         id.container_id = Some(last.to_string());
@@ -116,7 +119,9 @@ mod tests {
 
     #[test]
     fn systemd_driver_containerd() {
-        let p = format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1b2c3d4e_5f60_4a1b_9c2d_3e4f5a6b7c8d.slice/cri-containerd-{CID}.scope");
+        let p = format!(
+            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1b2c3d4e_5f60_4a1b_9c2d_3e4f5a6b7c8d.slice/cri-containerd-{CID}.scope"
+        );
         let id = classify(&p);
         assert_eq!(id.kind, Kind::KubernetesContainer);
         assert_eq!(id.pod_uid.as_deref(), Some("1b2c3d4e-5f60-4a1b-9c2d-3e4f5a6b7c8d"));

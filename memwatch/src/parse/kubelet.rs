@@ -45,7 +45,8 @@ mod tests {
 
     #[test]
     fn container_log_names() {
-        let l = container_log("web-7d4b9c-x2x9z_shop_nginx-proxy-3f2a9c1b7d4e5f60718293a4b5c6d7e8f90123456789abcdef0123456789abcd.log").unwrap();
+        let l = container_log("web-7d4b9c-x2x9z_shop_nginx-proxy-3f2a9c1b7d4e5f60718293a4b5c6d7e8f90123456789abcdef0123456789abcd.log")
+            .unwrap();
         assert_eq!((l.pod.as_str(), l.namespace.as_str(), l.container.as_str()), ("web-7d4b9c-x2x9z", "shop", "nginx-proxy"));
         assert_eq!(l.container_id.len(), 64);
         assert_eq!(container_log("notalog.txt"), None);

@@ -101,7 +101,6 @@ mod env_tests {
         assert_eq!(memory_cgroup_path(""), None);
     }
 
-
     #[test]
     fn only_go_variables_come_out() {
         let env = b"PATH=/usr/bin\0AWS_SECRET_ACCESS_KEY=hunter2\0GOMEMLIMIT=350MiB\0GOGC=50\0HOME=/root\0";

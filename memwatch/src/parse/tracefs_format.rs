@@ -49,10 +49,7 @@ pub fn parse(text: &str) -> Result<Format, FormatError> {
         } else if let Some(p) = line.strip_prefix("print fmt:") {
             fmt.print_fmt = p.trim().to_string();
         } else if line.starts_with("field:") {
-            let field = parse_field(line).ok_or_else(|| FormatError::Field {
-                line: i + 1,
-                text: raw.to_string(),
-            })?;
+            let field = parse_field(line).ok_or_else(|| FormatError::Field { line: i + 1, text: raw.to_string() })?;
             fmt.fields.push(field);
         }
     }
@@ -83,13 +80,7 @@ fn parse_field(line: &str) -> Option<Field> {
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return None;
     }
-    Some(Field {
-        name: name.to_string(),
-        ctype: ctype.trim().to_string(),
-        offset: offset?,
-        size: size?,
-        signed: signed.unwrap_or(false),
-    })
+    Some(Field { name: name.to_string(), ctype: ctype.trim().to_string(), offset: offset?, size: size?, signed: signed.unwrap_or(false) })
 }
 
 #[cfg(test)]

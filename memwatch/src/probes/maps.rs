@@ -2,7 +2,10 @@
 //! of them), the slots retired since the last read, drop counters, and per-process counters
 //! while they are switched on.
 
-use std::{collections::HashMap, os::fd::{AsFd, AsRawFd}};
+use std::{
+    collections::HashMap,
+    os::fd::{AsFd, AsRawFd},
+};
 
 use aya::maps::{Array, HashMap as BpfHashMap, Map, PerCpuArray};
 use memwatch_common::{Counters, Retired, Slot, drop, switch};
@@ -20,11 +23,7 @@ impl SlotRead {
     /// (slot index, cpu, value) for every slot that was ever used on its CPU.
     pub fn used(&self) -> impl Iterator<Item = (u32, u32, &Slot)> + '_ {
         let cpus = self.cpus.max(1);
-        self.values
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.serial != 0)
-            .map(move |(i, s)| ((i / cpus) as u32, (i % cpus) as u32, s))
+        self.values.iter().enumerate().filter(|(_, s)| s.serial != 0).map(move |(i, s)| ((i / cpus) as u32, (i % cpus) as u32, s))
     }
 }
 
@@ -55,8 +54,7 @@ impl Probes {
             Ok(()) => Ok(()),
             // EINVAL: a kernel before 5.6; 524 (ENOTSUPP): batching not offered for this map.
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) || e.raw_os_error() == Some(524) => {
-                let arr: PerCpuArray<_, Slot> =
-                    PerCpuArray::try_from(data).map_err(|source| ProbeError::Map { name: "SLOTS", source })?;
+                let arr: PerCpuArray<_, Slot> = PerCpuArray::try_from(data).map_err(|source| ProbeError::Map { name: "SLOTS", source })?;
                 for i in 0..count {
                     let v = arr.get(&i, 0).map_err(|source| ProbeError::Map { name: "SLOTS", source })?;
                     for (cpu, s) in v.iter().enumerate().take(cpus) {
@@ -84,9 +82,9 @@ impl Probes {
     /// Events the kernel side had to drop, summed over CPUs.
     pub fn drops(&self) -> Drops {
         let mut out = Drops::default();
-        let Ok(arr) = self.map("DROPS").and_then(|d| {
-            PerCpuArray::<_, u64>::try_from(d).map_err(|source| ProbeError::Map { name: "DROPS", source })
-        }) else {
+        let Ok(arr) =
+            self.map("DROPS").and_then(|d| PerCpuArray::<_, u64>::try_from(d).map_err(|source| ProbeError::Map { name: "DROPS", source }))
+        else {
             return out;
         };
         for (i, slot) in out.iter_mut().enumerate() {
@@ -98,17 +96,17 @@ impl Probes {
     /// Turns per-process counting on or off (it costs a hash-map update per event while on).
     /// Turning it off forgets what was counted.
     pub fn set_per_process(&mut self, on: bool) -> Result<(), ProbeError> {
-        let map = self.ebpf.map_mut("SWITCHES").ok_or(ProbeError::Map {
-            name: "SWITCHES",
-            source: aya::maps::MapError::InvalidName { name: "SWITCHES".into() },
-        })?;
+        let map = self
+            .ebpf
+            .map_mut("SWITCHES")
+            .ok_or(ProbeError::Map { name: "SWITCHES", source: aya::maps::MapError::InvalidName { name: "SWITCHES".into() } })?;
         let mut arr: Array<_, u32> = Array::try_from(map).map_err(|source| ProbeError::Map { name: "SWITCHES", source })?;
         arr.set(switch::PER_PROCESS, u32::from(on), 0).map_err(|source| ProbeError::Map { name: "SWITCHES", source })?;
         if !on {
-            let map = self.ebpf.map_mut("PROCESSES").ok_or(ProbeError::Map {
-                name: "PROCESSES",
-                source: aya::maps::MapError::InvalidName { name: "PROCESSES".into() },
-            })?;
+            let map = self
+                .ebpf
+                .map_mut("PROCESSES")
+                .ok_or(ProbeError::Map { name: "PROCESSES", source: aya::maps::MapError::InvalidName { name: "PROCESSES".into() } })?;
             let mut procs: BpfHashMap<_, u32, Counters> =
                 BpfHashMap::try_from(map).map_err(|source| ProbeError::Map { name: "PROCESSES", source })?;
             let keys: Vec<u32> = procs.keys().filter_map(Result::ok).collect();

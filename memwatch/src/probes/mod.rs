@@ -188,17 +188,11 @@ impl Probes {
         let mut units = Units { oom_size: page_size };
 
         // Per probe, the methods worth trying, each configured from its format where it has one.
-        let mut plans: Vec<Result<Plan, ProbeState>> = PROBES
-            .iter()
-            .map(|spec| plan(spec, &opts.probes, &memcg, tracefs.as_ref(), &mut cfg, &mut units))
-            .collect();
+        let mut plans: Vec<Result<Plan, ProbeState>> =
+            PROBES.iter().map(|spec| plan(spec, &opts.probes, &memcg, tracefs.as_ref(), &mut cfg, &mut units)).collect();
 
         let slots = opts.probes.slots.max(16);
-        let mut ebpf = match EbpfLoader::new()
-            .override_global("CONFIG", &cfg, true)
-            .map_max_entries("SLOTS", slots)
-            .load(EBPF_OBJECT)
-        {
+        let mut ebpf = match EbpfLoader::new().override_global("CONFIG", &cfg, true).map_max_entries("SLOTS", slots).load(EBPF_OBJECT) {
             Ok(ebpf) => ebpf,
             Err(e) => return Err(load_error(e, opts.procfs)),
         };
@@ -293,8 +287,7 @@ impl Probes {
 
     /// Whether the kernel is keeping run-time statistics now: by our request or by the sysctl.
     pub fn stats_enabled(&self, procfs: &Path) -> bool {
-        self.stats.is_some()
-            || fs::read_to_string(procfs.join("sys/kernel/bpf_stats_enabled")).is_ok_and(|s| s.trim() == "1")
+        self.stats.is_some() || fs::read_to_string(procfs.join("sys/kernel/bpf_stats_enabled")).is_ok_and(|s| s.trim() == "1")
     }
 
     /// Per attached probe: how often its programs ran and for how long in all, since they
@@ -497,9 +490,9 @@ fn attach(ebpf: &mut Ebpf, btf: Option<&Btf>, m: &Method) -> Result<String, Stri
             let function = format!("{}{syscall}", syscall_prefix());
             let p: &mut FExit = program(ebpf, name)?;
             p.load(&function, btf).map_err(|e| match os_error(&e) {
-                Some(libc::EPERM) => format!(
-                    "fexit on {function} refused (EPERM): this kernel or its security policy does not allow BPF trampolines"
-                ),
+                Some(libc::EPERM) => {
+                    format!("fexit on {function} refused (EPERM): this kernel or its security policy does not allow BPF trampolines")
+                }
                 _ => format!("fexit on {function}: {}", error_chain(&e)),
             })?;
             p.attach().map_err(|e| format!("fexit on {function}: {}", error_chain(&e)))?;
@@ -566,9 +559,8 @@ fn kernel_offsets(btf_path: &Path, cfg: &mut Config) -> Result<(), String> {
     let data = fs::read(btf_path).map_err(|e| format!("{}: {e}", btf_path.display()))?;
     let btf = BtfOffsets::parse(&data).map_err(|e| format!("{}: {e}", btf_path.display()))?;
     let member = |s: &str, m: &str| btf.member_offset(s, m).ok_or_else(|| format!("BTF has no {s}.{m}"));
-    let memory_id = btf
-        .enum_value("cgroup_subsys_id", "memory_cgrp_id")
-        .ok_or("BTF has no memory_cgrp_id (kernel built without memcg?)")?;
+    let memory_id =
+        btf.enum_value("cgroup_subsys_id", "memory_cgrp_id").ok_or("BTF has no memory_cgrp_id (kernel built without memcg?)")?;
     cfg.task_cgroups = member("task_struct", "cgroups")?;
     cfg.css_set_memcg = member("css_set", "subsys")? + 8 * memory_id as u32;
     cfg.css_id = member("cgroup_subsys_state", "id")?;
@@ -603,11 +595,7 @@ fn release_freed_memory() {
 fn raise_memlock() -> std::io::Result<()> {
     let lim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
     // SAFETY: setrlimit with a valid pointer to an initialised struct.
-    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) } == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
 }
 
 pub fn page_size() -> u64 {

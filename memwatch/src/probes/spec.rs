@@ -77,10 +77,7 @@ macro_rules! syscall_probe {
             name: $name,
             opt_in: OptIn::Default,
             per_cgroup: true,
-            methods: &[
-                Method::Fexit { program: $fexit, syscall: $name },
-                Method::SyscallExit { program: $exit, syscall: $name },
-            ],
+            methods: &[Method::Fexit { program: $fexit, syscall: $name }, Method::SyscallExit { program: $exit, syscall: $name }],
             companions: &[],
             configure: |f, c, _| {
                 if let Some(f) = f {

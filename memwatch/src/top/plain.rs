@@ -12,9 +12,8 @@ pub fn table(app: &App) -> String {
     }
     let mut out = String::new();
     let mut line = |cells: Vec<String>| {
-        let parts: Vec<String> = cells.iter().zip(&widths).enumerate().map(|(i, (c, w))| {
-            if i == 0 { format!("{c:<w$}") } else { format!("{c:>w$}") }
-        }).collect();
+        let parts: Vec<String> =
+            cells.iter().zip(&widths).enumerate().map(|(i, (c, w))| if i == 0 { format!("{c:<w$}") } else { format!("{c:>w$}") }).collect();
         out.push_str(parts.join("  ").trim_end());
         out.push('\n');
     };

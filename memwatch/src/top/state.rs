@@ -176,7 +176,11 @@ impl ViewState {
         let needle = self.filter.to_lowercase();
         let rows = data.rows();
         let mut visible: Vec<usize> = (0..rows.len())
-            .filter(|i| needle.is_empty() || rows[*i].name.to_lowercase().contains(&needle) || rows[*i].container.cgroup.to_lowercase().contains(&needle))
+            .filter(|i| {
+                needle.is_empty()
+                    || rows[*i].name.to_lowercase().contains(&needle)
+                    || rows[*i].container.cgroup.to_lowercase().contains(&needle)
+            })
             .collect();
         let key = self.sort;
         visible.sort_by(|i, j| {
@@ -189,7 +193,9 @@ impl ViewState {
                 Column::WorkingSet => a.container.working_set_bytes.cmp(&b.container.working_set_bytes),
                 Column::Limit => a.container.limit_bytes.cmp(&b.container.limit_bytes),
                 Column::Headroom => a.headroom_pct.total_cmp(&b.headroom_pct),
-                Column::Trend => a.container.time_to_oom_seconds.unwrap_or(f64::MAX).total_cmp(&b.container.time_to_oom_seconds.unwrap_or(f64::MAX)),
+                Column::Trend => {
+                    a.container.time_to_oom_seconds.unwrap_or(f64::MAX).total_cmp(&b.container.time_to_oom_seconds.unwrap_or(f64::MAX))
+                }
                 Column::Faults => a.faults_per_s.unwrap_or(-1.0).total_cmp(&b.faults_per_s.unwrap_or(-1.0)),
                 Column::Mmap => a.mmap_bytes_per_s.unwrap_or(-1.0).total_cmp(&b.mmap_bytes_per_s.unwrap_or(-1.0)),
                 Column::Pressure => a.pressure_pct.unwrap_or(-1.0).total_cmp(&b.pressure_pct.unwrap_or(-1.0)),

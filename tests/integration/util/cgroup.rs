@@ -78,10 +78,7 @@ impl TestCgroup {
     /// The kernel's own count of OOM kills in this cgroup.
     pub fn oom_kills(&self) -> u64 {
         let text = if self.v2 { self.read("memory.events") } else { self.read("memory.oom_control") };
-        text.lines()
-            .find_map(|l| l.strip_prefix("oom_kill "))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
+        text.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
     }
 
     /// Makes the child write "0" (itself) to cgroup.procs between fork and exec.
@@ -103,11 +100,7 @@ impl TestCgroup {
     }
 
     pub fn pids(&self) -> Vec<u32> {
-        fs::read_to_string(self.path.join("cgroup.procs"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect()
+        fs::read_to_string(self.path.join("cgroup.procs")).unwrap_or_default().lines().filter_map(|l| l.trim().parse().ok()).collect()
     }
 }
 

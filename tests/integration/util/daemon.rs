@@ -120,15 +120,17 @@ impl Metrics {
     /// The value of `name` for the cgroup `cgroup` (and `kind`, when given).
     pub fn get(&self, name: &str, cgroup: &str, kind: Option<&str>) -> Option<f64> {
         self.samples.get(name)?.iter().find_map(|(l, v)| {
-            (l.get("cgroup").map(String::as_str) == Some(cgroup) && kind.is_none_or(|k| l.get("kind").map(String::as_str) == Some(k))).then_some(*v)
+            (l.get("cgroup").map(String::as_str) == Some(cgroup) && kind.is_none_or(|k| l.get("kind").map(String::as_str) == Some(k)))
+                .then_some(*v)
         })
     }
 
     /// The value of `name` for the sample whose labels include all of `labels`.
     pub fn get_plain(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        self.samples.get(name)?.iter().find_map(|(l, v)| {
-            labels.iter().all(|(k, want)| l.get(*k).map(String::as_str) == Some(*want)).then_some(*v)
-        })
+        self.samples
+            .get(name)?
+            .iter()
+            .find_map(|(l, v)| labels.iter().all(|(k, want)| l.get(*k).map(String::as_str) == Some(*want)).then_some(*v))
     }
 
     pub fn has_family(&self, name: &str) -> bool {

@@ -51,11 +51,7 @@ pub fn memwatch_bin() -> PathBuf {
         .filter_map(|d| newest_mtime(&workspace().join(d)))
         .max()
         .unwrap_or(SystemTime::UNIX_EPOCH);
-    assert!(
-        built >= newest,
-        "{} is missing or older than the sources: run `cargo build` first (`cargo xtask test` does)",
-        bin.display()
-    );
+    assert!(built >= newest, "{} is missing or older than the sources: run `cargo build` first (`cargo xtask test` does)", bin.display());
     bin
 }
 

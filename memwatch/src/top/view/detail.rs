@@ -50,14 +50,32 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     ];
     let kills: Vec<_> = app.data.events().iter().rev().filter(|e| e.cgroup_ids.contains(&c.id)).take(5).collect();
     let [top, procs, ooms] =
-        Layout::vertical([Constraint::Length(lines.len() as u16), Constraint::Min(3), Constraint::Length(kills.len().max(1) as u16 + 2)]).areas(area);
+        Layout::vertical([Constraint::Length(lines.len() as u16), Constraint::Min(3), Constraint::Length(kills.len().max(1) as u16 + 2)])
+            .areas(area);
     f.render_widget(Paragraph::new(lines), top);
     let header = Row::new(["PID", "COMM", "VSZ", "RSS", "FAULTS/s", "MMAP MB/s"]).style(Style::default().add_modifier(Modifier::BOLD));
     let rows = r.procs.iter().map(|p| {
-        Row::new([p.pid.to_string(), p.comm.clone(), human(p.vsz as f64), human(p.rss as f64), rate(p.faults_per_s), mb_rate(p.mmap_bytes_per_s)])
+        Row::new([
+            p.pid.to_string(),
+            p.comm.clone(),
+            human(p.vsz as f64),
+            human(p.rss as f64),
+            rate(p.faults_per_s),
+            mb_rate(p.mmap_bytes_per_s),
+        ])
     });
-    let widths = [Constraint::Length(8), Constraint::Min(16), Constraint::Length(10), Constraint::Length(10), Constraint::Length(9), Constraint::Length(10)];
-    f.render_widget(Table::new(rows, widths).header(header).block(Block::default().borders(Borders::TOP).title("processes (largest RSS first)")), procs);
+    let widths = [
+        Constraint::Length(8),
+        Constraint::Min(16),
+        Constraint::Length(10),
+        Constraint::Length(10),
+        Constraint::Length(9),
+        Constraint::Length(10),
+    ];
+    f.render_widget(
+        Table::new(rows, widths).header(header).block(Block::default().borders(Borders::TOP).title("processes (largest RSS first)")),
+        procs,
+    );
     let text: Vec<Line> = if kills.is_empty() {
         vec![Line::from("none recorded")]
     } else {
@@ -66,7 +84,13 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
             .map(|e| {
                 let when = crate::rfc3339(e.time);
                 match &e.victim {
-                    Some(v) => Line::from(format!("{when}  pid {} ({})  rss {}  {}", v.pid, v.comm, v.rss_bytes.map(|b| human(b as f64)).unwrap_or_else(|| "-".into()), e.constraint.label())),
+                    Some(v) => Line::from(format!(
+                        "{when}  pid {} ({})  rss {}  {}",
+                        v.pid,
+                        v.comm,
+                        v.rss_bytes.map(|b| human(b as f64)).unwrap_or_else(|| "-".into()),
+                        e.constraint.label()
+                    )),
                     None => Line::from(format!("{when}  {} kill(s) counted by the kernel, missed by the probe", e.count)),
                 }
             })

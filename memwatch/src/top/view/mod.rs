@@ -70,9 +70,7 @@ pub fn sparkline(values: &[u64], width: usize) -> String {
     const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
     let tail = &values[values.len().saturating_sub(width)..];
     let (lo, hi) = (tail.iter().min().copied().unwrap_or(0), tail.iter().max().copied().unwrap_or(0));
-    tail.iter()
-        .map(|v| if hi == lo { BARS[0] } else { BARS[((v - lo) as f64 / (hi - lo) as f64 * 7.0).round() as usize] })
-        .collect()
+    tail.iter().map(|v| if hi == lo { BARS[0] } else { BARS[((v - lo) as f64 / (hi - lo) as f64 * 7.0).round() as usize] }).collect()
 }
 
 /// A rate for a narrow column: `-` when unknown, `1.2k` for thousands.

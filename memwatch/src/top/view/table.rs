@@ -8,8 +8,9 @@ use ratatui::{
 
 use super::{DANGER_PCT, mb_rate, rate, sparkline};
 use crate::top::{
-    App, human, human_secs,
+    App,
     data::Row as DataRow,
+    human, human_secs,
     state::{COLUMNS, Column},
 };
 
@@ -44,7 +45,11 @@ pub fn cells(r: &DataRow) -> Vec<String> {
 pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     let state = &app.view;
     let header = Row::new(COLUMNS.iter().map(|c| {
-        let style = if *c == state.sort { Style::default().add_modifier(Modifier::BOLD | Modifier::UNDERLINED) } else { Style::default().add_modifier(Modifier::BOLD) };
+        let style = if *c == state.sort {
+            Style::default().add_modifier(Modifier::BOLD | Modifier::UNDERLINED)
+        } else {
+            Style::default().add_modifier(Modifier::BOLD)
+        };
         Cell::from(c.title()).style(style)
     }));
     let rows = app.rows().map(|r| {
