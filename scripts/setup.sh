@@ -19,6 +19,8 @@ fi
 # --- Debian packages -------------------------------------------------------------------------
 pkgs=(
   rustc-web cargo-web rust-web-src llvm-22-dev libpolly-22-dev   # eBPF build toolchain
+  rust-web-clippy                                                 # cargo xtask lint on the eBPF crate
+  python3-venv                                                    # the venv below
   build-essential pkg-config zlib1g-dev libzstd-dev libxml2-dev # bpf-linker's link deps
   prometheus                                                      # prometheus server + promtool
   golang-go                                                       # real Go workloads
@@ -39,9 +41,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  # The packaged prometheus service must not squat on :9090 during tests.
-  if command -v systemctl >/dev/null 2>&1; then systemctl disable --now prometheus >/dev/null 2>&1 || true; fi
-  pkill -x prometheus 2>/dev/null || true
+  # The packaged prometheus service must not squat on :9090 during tests: stop the one this
+  # install started (and only it), if it did.
+  if command -v systemctl >/dev/null 2>&1 && [[ " ${missing[*]} " == *" prometheus "* ]]; then
+    systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
 fi
 
 # --- A host Rust toolchain (cargo) -------------------------------------------------------------

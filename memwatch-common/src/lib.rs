@@ -320,10 +320,16 @@ const _: () = assert!(core::mem::size_of::<OomEvent>() == 128);
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: plain `#[repr(C)]` integers with explicit padding; any bit pattern is valid.
+    // SAFETY (each): plain `#[repr(C)]` integers with explicit padding and a size assertion;
+    // any bit pattern is a valid value.
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::Counters {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::Slot {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::Retired {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::Config {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::OomEvent {}
 }

@@ -9,7 +9,7 @@ use memwatch_common::{switch, walk};
 use crate::state::{Direct, PROCESSES, Probe, VICTIMS_PENDING, config, record, slot, switched_on};
 
 #[tracepoint]
-pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
+pub(crate) fn sched_process_exit(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let (tgid, pid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
     // Most exits are not OOM victims: look the thread up only while some victim is pending.

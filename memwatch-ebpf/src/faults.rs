@@ -8,7 +8,7 @@ use memwatch_common::walk;
 use crate::state::{Direct, Probe, config, slot};
 
 #[btf_tracepoint(function = "page_fault_user")]
-pub fn page_fault_user(_ctx: BtfTracePointContext) -> u32 {
+pub(crate) fn page_fault_user(_ctx: BtfTracePointContext) -> u32 {
     // Per cgroup only: a process's own faults are in /proc/<pid>/stat already.
     let s = if config!(walk) == walk::BTF { slot::<Direct>() } else { slot::<Probe>() };
     if let Some(s) = s {
@@ -20,6 +20,6 @@ pub fn page_fault_user(_ctx: BtfTracePointContext) -> u32 {
 /// Does nothing: attached only by `memwatch check --bpf-stats` and the benchmark, to measure
 /// what the hook itself costs on this kernel (the floor any program on it pays).
 #[btf_tracepoint(function = "page_fault_user")]
-pub fn page_fault_user_empty(_ctx: BtfTracePointContext) -> u32 {
+pub(crate) fn page_fault_user_empty(_ctx: BtfTracePointContext) -> u32 {
     0
 }

@@ -27,7 +27,7 @@ fn page_align(len: u64) -> u64 {
 #[inline(always)]
 fn arg(regs: *const u8, n: usize) -> Option<u64> {
     let off = config!(regs_arg);
-    unsafe { Direct::load::<u64>(regs, off[n] as u32) }
+    Direct::load::<u64>(regs, off[n] as u32)
 }
 
 /// What a finished syscall did, counted into the current task's cgroup.
@@ -110,6 +110,7 @@ fn brk<W: Mem>(requested: u64, now: u64) {
     let (mm, start_brk) = current_image::<W>();
     // First sight of this image (a forked child, an exec, a process older than memwatch): no
     // base to measure from, so this call only sets one.
+    // SAFETY: a pointer to the map's value, valid while the program runs.
     let last = match BRK_LAST.get_ptr(tgid).map(|p| unsafe { *p }) {
         Some(b) if b.mm == mm && b.start_brk == start_brk => Some(b.brk),
         _ => None,
@@ -140,22 +141,22 @@ fn on_fexit(ctx: &FExitContext, call: Call) -> i32 {
 }
 
 #[fexit]
-pub fn fexit_mmap(ctx: FExitContext) -> i32 {
+pub(crate) fn fexit_mmap(ctx: FExitContext) -> i32 {
     on_fexit(&ctx, Call::Mmap)
 }
 
 #[fexit]
-pub fn fexit_munmap(ctx: FExitContext) -> i32 {
+pub(crate) fn fexit_munmap(ctx: FExitContext) -> i32 {
     on_fexit(&ctx, Call::Munmap)
 }
 
 #[fexit]
-pub fn fexit_brk(ctx: FExitContext) -> i32 {
+pub(crate) fn fexit_brk(ctx: FExitContext) -> i32 {
     on_fexit(&ctx, Call::Brk)
 }
 
 #[fexit]
-pub fn fexit_mremap(ctx: FExitContext) -> i32 {
+pub(crate) fn fexit_mremap(ctx: FExitContext) -> i32 {
     on_fexit(&ctx, Call::Mremap)
 }
 
@@ -165,27 +166,28 @@ pub fn fexit_mremap(ctx: FExitContext) -> i32 {
 fn on_sys_exit(ctx: &TracePointContext, ret_off: u16, call: Call) -> u32 {
     let Some(ret) = record::<i64>(ctx, ret_off) else { return 0 };
     let task = Direct::current_task();
+    // SAFETY: the current task's BTF pointer, as the helper wants.
     let regs = unsafe { bpf_task_pt_regs(task as *mut _) } as *const u8;
     count(call, regs, ret);
     0
 }
 
 #[tracepoint]
-pub fn sys_exit_mmap(ctx: TracePointContext) -> u32 {
+pub(crate) fn sys_exit_mmap(ctx: TracePointContext) -> u32 {
     on_sys_exit(&ctx, config!(mmap_ret), Call::Mmap)
 }
 
 #[tracepoint]
-pub fn sys_exit_munmap(ctx: TracePointContext) -> u32 {
+pub(crate) fn sys_exit_munmap(ctx: TracePointContext) -> u32 {
     on_sys_exit(&ctx, config!(munmap_ret), Call::Munmap)
 }
 
 #[tracepoint]
-pub fn sys_exit_brk(ctx: TracePointContext) -> u32 {
+pub(crate) fn sys_exit_brk(ctx: TracePointContext) -> u32 {
     on_sys_exit(&ctx, config!(brk_ret), Call::Brk)
 }
 
 #[tracepoint]
-pub fn sys_exit_mremap(ctx: TracePointContext) -> u32 {
+pub(crate) fn sys_exit_mremap(ctx: TracePointContext) -> u32 {
     on_sys_exit(&ctx, config!(mremap_ret), Call::Mremap)
 }

@@ -1,9 +1,21 @@
 //! memwatch: explains memory on Linux hosts and Kubernetes nodes from the kernel.
 //!
-//! Main types: [`probes::Probes`] (the loaded eBPF programs and what they aggregate),
-//! [`probes::PROBES`] (every probe and the tracepoints it needs), [`oom::OomKill`] (one OOM kill
-//! as the kernel reported it), [`host::CgroupMode`] (how this host mounts cgroups),
-//! [`Roots`] (where the kernel's filesystems are, so tests and containers can move them).
+//! The pipeline, one way, and the module for each stage:
+//!
+//! 1. kernel hooks (the `memwatch-ebpf` crate) count into per-cgroup slots and send OOM kills
+//!    on a ring buffer; [`probes`] loads and attaches them ([`probes::PROBES`] lists them) and
+//!    reads their maps; [`ledger`] turns slot readings into what each cgroup did since;
+//! 2. [`collector`]s, one per source (cgroupfs, procfs, the kubelet's logs, eBPF), fill a
+//!    [`collector::SnapshotBuilder`], reading files through the pure parsers in [`parse`]
+//!    (roots as parameters: [`Roots`]; the host's setup: [`host`], [`tracefs`]);
+//! 3. [`model`] turns that into the per-container [`snapshot::Snapshot`], in named passes;
+//! 4. [`sampler`] runs collectors and model on a thread of its own and publishes each snapshot,
+//!    and [`oom`] turns the ring buffer's records into explained, journaled events, published
+//!    beside it as an [`oom::OomView`]; [`pipeline`] wires probes, sampler and OOM tracker, the
+//!    same for `serve` and `top`;
+//! 5. readers: [`render`] (the exposition, with [`selfmetrics`], memwatch's own
+//!    instrumentation), [`http`] (`/metrics`, the JSON API), [`top`] (the terminal view), and
+//!    the journal in [`oom::journal`].
 pub mod collector;
 pub mod host;
 pub mod http;

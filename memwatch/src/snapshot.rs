@@ -18,18 +18,15 @@ use crate::{
     probes::ProbeStatus,
 };
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Snapshot {
-    #[serde(with = "unix_seconds")]
     pub taken_at: SystemTime,
     pub cgroup_mode: crate::host::CgroupVersion,
     pub machine_memory_bytes: u64,
     pub containers: Arc<Vec<Container>>,
     /// Every memory cgroup walked, exported or not, by id: for ancestry and OOM attribution.
-    #[serde(skip)]
     pub cgroups: Arc<HashMap<u64, CgroupInfo>>,
     pub probes: Vec<ProbeStatus>,
-    #[serde(rename = "self")]
     pub self_stats: SelfStats,
 }
 
@@ -66,7 +63,7 @@ impl Snapshot {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct SelfStats {
     pub sample_duration_seconds: f64,
     /// Cumulative, by (collector, reason).
@@ -135,14 +132,6 @@ pub struct Process {
     /// The kernel side's counters for this process, when asked for (`memwatch top`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ebpf: Option<memwatch_common::Counters>,
-}
-
-mod unix_seconds {
-    use std::time::SystemTime;
-
-    pub fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(crate::unix_seconds(*t))
-    }
 }
 
 /// Small snapshots for unit tests.

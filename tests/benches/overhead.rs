@@ -319,7 +319,7 @@ fn main() {
                 (runs > 0).then(|| (name.clone(), runs, (ns - n0) as f64 / runs as f64))
             })
             .collect();
-        rows.sort_by(|a, b| b.1.cmp(&a.1));
+        rows.sort_by_key(|r| std::cmp::Reverse(r.1));
         println!("  {}", c.name);
         for (name, runs, ns) in rows {
             println!("    {name:<28} {ns:>8.0} ns/event  ({runs} events)");

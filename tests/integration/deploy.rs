@@ -41,10 +41,8 @@ fn kustomize_resources(path: &Path) -> Vec<String> {
             in_resources = line.trim_end() == "resources:";
             continue;
         }
-        if in_resources {
-            if let Some(r) = line.trim().strip_prefix("- ") {
-                out.push(r.trim().to_string());
-            }
+        if in_resources && let Some(r) = line.trim().strip_prefix("- ") {
+            out.push(r.trim().to_string());
         }
     }
     out

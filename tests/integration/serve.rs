@@ -109,8 +109,19 @@ fn metrics_match_the_kernel_and_the_workload() {
         after >= before + (8 * MIB) as f64
     });
     std::thread::sleep(Duration::from_millis(600));
-    let later = d.metrics().get("memwatch_container_mmap_bytes_total", &label, Some("anon")).unwrap();
+    let m = d.metrics();
+    let later = m.get("memwatch_container_mmap_bytes_total", &label, Some("anon")).unwrap();
     assert!(later >= after, "counter went backwards after the process exited: {after} -> {later}");
+    assert!(m.get("memwatch_container_process_exits_total", &label, None).is_some_and(|n| n >= 1.0), "the exit is counted");
+    assert!(m.get("memwatch_container_munmap_calls_total", &label, None).is_some_and(|n| n >= 1.0));
+    for (name, kind) in [
+        ("memwatch_container_brk_calls_total", None),
+        ("memwatch_container_brk_shrink_bytes_total", None),
+        ("memwatch_container_mremap_calls_total", None),
+        ("memwatch_container_mremap_bytes_total", Some("grow")),
+    ] {
+        assert!(m.get(name, &label, kind).is_some(), "{name}");
+    }
 
     // Time to OOM appears while the working set grows, and is sensible.
     let mut g = Workload::start(&["grow", "1024", "60"], Some(&cg));
@@ -262,14 +273,14 @@ fn a_real_prometheus_scrapes_headroom() {
 }
 
 /// Debian's Prometheus server on loopback, with a temporary config and data directory.
-pub struct Prometheus {
+pub(crate) struct Prometheus {
     child: std::process::Child,
     pub base: String,
     _dir: tempfile::TempDir,
 }
 
 impl Prometheus {
-    pub fn start(target: &str) -> Prometheus {
+    pub(crate) fn start(target: &str) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("prometheus.yml");
         std::fs::write(
@@ -290,7 +301,7 @@ impl Prometheus {
     }
 
     /// The whole reply of an instant query (`status`, `data` or `error`).
-    pub fn raw_query(&self, q: &str) -> serde_json::Value {
+    pub(crate) fn raw_query(&self, q: &str) -> serde_json::Value {
         match ureq::get(&format!("{}/api/v1/query", self.base)).query("query", q).timeout(Duration::from_secs(5)).call() {
             Ok(r) => r.into_json().unwrap_or_default(),
             Err(ureq::Error::Status(_, r)) => r.into_json().unwrap_or_default(),
@@ -299,7 +310,7 @@ impl Prometheus {
     }
 
     /// The first value of an instant query, if it returned any.
-    pub fn query(&self, q: &str) -> Option<f64> {
+    pub(crate) fn query(&self, q: &str) -> Option<f64> {
         let resp = ureq::get(&format!("{}/api/v1/query", self.base)).query("query", q).timeout(Duration::from_secs(5)).call().ok()?;
         let json: serde_json::Value = resp.into_json().ok()?;
         json["data"]["result"].as_array()?.first()?["value"][1].as_str()?.parse().ok()

@@ -134,6 +134,35 @@ fn help_overlay_and_a_terminal_too_small() {
 }
 
 #[test]
+fn the_status_line_says_why_the_ebpf_columns_are_empty() {
+    let mut app = fixture_state();
+    app.view.note = Some("no eBPF columns: loading the eBPF object needs CAP_BPF".into());
+    let (text, _) = render(&app, 120, 10);
+    assert!(text.lines().last().unwrap().contains("no eBPF columns: loading the eBPF object needs CAP_BPF"), "{text}");
+    // A passing message (the remote daemon is down) goes first; the note comes back after.
+    app.view.status = Some("cannot reach the daemon".into());
+    let (text, _) = render(&app, 120, 10);
+    assert!(text.lines().last().unwrap().contains("cannot reach the daemon"), "{text}");
+}
+
+#[test]
+fn top_without_privilege_says_why_the_ebpf_columns_are_empty() {
+    if !util::require_root("top_without_privilege_says_why_the_ebpf_columns_are_empty") {
+        return;
+    }
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--"])
+        .arg(util::memwatch_bin())
+        .args(["top", "--once", "--interval", "200ms"])
+        .output()
+        .expect("setpriv (util-linux)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("no eBPF columns") && stderr.contains("CAP_BPF"), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("NAME"), "the table still comes");
+}
+
+#[test]
 fn plain_table_for_scripts() {
     let state = fixture_state();
     let out = plain::table(&state);

@@ -86,7 +86,7 @@ fn memwatch_on_a_pure_cgroup_v2_kernel() {
     if !kernel.exists() {
         let why = format!("{} missing: scripts/setup.sh fetches Debian's 6.1 kernel (as root)", kernel.display());
         assert!(std::env::var("CI").map_or(true, |v| v != "true" && v != "1"), "{why}; CI=true does not allow skipping");
-        eprintln!("skipping memwatch_on_a_pure_cgroup_v2_kernel: {why}");
+        util::skipped("memwatch_on_a_pure_cgroup_v2_kernel", &why);
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -2,7 +2,7 @@
 //! numbers against a baseline measured in the same run; they assert nothing).
 use crate::{setup, util};
 
-pub fn run() -> anyhow::Result<()> {
+pub(crate) fn run() -> anyhow::Result<()> {
     setup::run()?;
     util::run(util::cargo().args(["build", "--release", "--bins"]))?;
     // The kernel hooks' cost to the processes they watch, then the daemon's own cost.

@@ -2,6 +2,7 @@
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod lint;
 mod run;
 mod setup;
 mod test;
@@ -25,6 +26,8 @@ enum Cmd {
     },
     /// Set up, build in release mode, run the benchmarks (numbers, not pass/fail)
     Bench,
+    /// Formatting and clippy (warnings are errors) on every crate, the eBPF one included
+    Lint,
     /// Set up, build, and run every test; prints a total line `N passed, N failed`
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter)
@@ -39,5 +42,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Run { args } => run::run(&args),
         Cmd::Test { args } => test::run(&args),
         Cmd::Bench => bench::run(),
+        Cmd::Lint => lint::run(),
     }
 }

@@ -3,7 +3,7 @@ use std::process::Command;
 
 use crate::{setup, util};
 
-pub fn run(args: &[String]) -> anyhow::Result<()> {
+pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     setup::run()?;
     util::run(util::cargo().args(["build", "--release", "--package", "memwatch", "--bin", "memwatch"]))?;
     let bin = util::workspace().join("target/release/memwatch");

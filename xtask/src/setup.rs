@@ -4,6 +4,6 @@ use std::process::Command;
 
 use crate::util;
 
-pub fn run() -> anyhow::Result<()> {
+pub(crate) fn run() -> anyhow::Result<()> {
     util::run(Command::new("bash").arg(util::workspace().join("scripts/setup.sh")))
 }

@@ -10,7 +10,7 @@ use memwatch::{
 };
 
 #[derive(Args)]
-pub struct CheckArgs {
+pub(crate) struct CheckArgs {
     /// Print the report as JSON
     #[arg(long)]
     json: bool,
@@ -33,7 +33,7 @@ struct Cost {
     ns_per_event: Option<f64>,
 }
 
-pub fn run(roots: &Roots, args: &CheckArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(roots: &Roots, args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let mode = host::cgroup_mode(&roots.cgroupfs);
     let kernel = host::kernel_release(&roots.procfs).unwrap_or_else(|| "unknown".into());
     let btf = host::btf_available(&roots.sysfs);

@@ -19,7 +19,7 @@ struct ContainersReply {
 }
 
 /// OOM events at or after `since` (Unix seconds) with a sequence number above `after`.
-pub fn events(base: &str, since: Option<f64>, after: Option<u64>) -> anyhow::Result<Vec<Event>> {
+pub(crate) fn events(base: &str, since: Option<f64>, after: Option<u64>) -> anyhow::Result<Vec<Event>> {
     let mut req = get(base, "/api/v1/events");
     if let Some(s) = since {
         req = req.query("since", &s.to_string());
@@ -31,7 +31,7 @@ pub fn events(base: &str, since: Option<f64>, after: Option<u64>) -> anyhow::Res
 }
 
 /// One frame for `top`: the containers and the recent events.
-pub fn frame(base: &str) -> anyhow::Result<Frame> {
+pub(crate) fn frame(base: &str) -> anyhow::Result<Frame> {
     let c: ContainersReply = get(base, "/api/v1/containers").call()?.into_json()?;
     Ok(Frame { taken_at: c.taken_at, containers: Arc::new(c.containers), events: events(base, None, None)? })
 }

@@ -9,7 +9,7 @@ use clap::Args;
 use memwatch::oom::{Event, Source};
 
 #[derive(Args)]
-pub struct EventsArgs {
+pub(crate) struct EventsArgs {
     /// The daemon's address
     #[arg(long, default_value = "http://127.0.0.1:9753")]
     url: String,
@@ -24,7 +24,7 @@ pub struct EventsArgs {
     no_follow: bool,
 }
 
-pub fn run(args: &EventsArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &EventsArgs) -> anyhow::Result<()> {
     let since = memwatch::unix_seconds(SystemTime::now()) - args.since.as_secs_f64();
     let mut after = 0;
     let mut down = false;
@@ -66,7 +66,7 @@ fn mib(b: u64) -> String {
 }
 
 /// One human line per event.
-pub fn describe(e: &Event) -> String {
+pub(crate) fn describe(e: &Event) -> String {
     let when = memwatch::rfc3339(e.time);
     let whom = if e.pod.is_empty() {
         e.cgroup.clone()
@@ -93,10 +93,10 @@ pub fn describe(e: &Event) -> String {
     if let Some(b) = &e.before {
         s += &format!("; before: working set {} of {} (headroom {})", mib(b.working_set_bytes), mib(b.limit_bytes), mib(b.headroom_bytes));
     }
-    if let Some(t) = &e.trigger {
-        if e.victim.as_ref().is_some_and(|v| v.pid != t.pid) {
-            s += &format!("; triggered by pid {} ({})", t.pid, t.comm);
-        }
+    if let Some(t) = &e.trigger
+        && e.victim.as_ref().is_some_and(|v| v.pid != t.pid)
+    {
+        s += &format!("; triggered by pid {} ({})", t.pid, t.comm);
     }
     for g in &e.go {
         s += &format!("; Go pid {} GOMEMLIMIT={}", g.pid, g.gomemlimit.as_deref().unwrap_or("unset"));

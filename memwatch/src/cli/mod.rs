@@ -1,7 +1,7 @@
 //! Subcommand handlers: the edge where errors become messages and exit codes.
-pub mod check;
-pub mod client;
-pub mod events;
-pub mod probe_args;
-pub mod serve;
-pub mod top;
+pub(crate) mod check;
+pub(crate) mod client;
+pub(crate) mod events;
+pub(crate) mod probe_args;
+pub(crate) mod serve;
+pub(crate) mod top;

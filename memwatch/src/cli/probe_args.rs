@@ -4,7 +4,7 @@ use memwatch::probes::ProbeOptions;
 use memwatch_common::DEFAULT_SLOTS;
 
 #[derive(Args, Debug, Clone)]
-pub struct ProbeArgs {
+pub(crate) struct ProbeArgs {
     /// Count user page faults per event in the kernel (a few tens of ns per fault). Without it,
     /// page faults come from the kernel's own per-cgroup counters (memory.stat pgfault), free
     #[arg(long)]
@@ -20,7 +20,7 @@ pub struct ProbeArgs {
 }
 
 impl ProbeArgs {
-    pub fn options(&self) -> ProbeOptions {
+    pub(crate) fn options(&self) -> ProbeOptions {
         ProbeOptions { page_faults: self.ebpf_page_faults, syscall_tracepoints: self.syscall_tracepoints, slots: self.ebpf_cgroup_slots }
     }
 }

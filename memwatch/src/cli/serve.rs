@@ -14,7 +14,7 @@ use memwatch::{
 use tokio::io::unix::AsyncFd;
 
 #[derive(Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Address to listen on (loopback unless told otherwise)
     #[arg(long, default_value = "127.0.0.1:9753")]
     listen: SocketAddr,
@@ -48,15 +48,21 @@ pub struct ServeArgs {
     max_events: u64,
 }
 
-pub fn parse_interval(s: &str) -> Result<Duration, String> {
+/// `/healthz` fails when the last sample is this many intervals old, and at least this old.
+const STALE_INTERVALS: u32 = 10;
+const STALE_AT_LEAST: Duration = Duration::from_secs(30);
+/// The shortest sampling period accepted.
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
+pub(crate) fn parse_interval(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 1s, 500ms)"))?;
-    if d < Duration::from_millis(100) {
+    if d < MIN_INTERVAL {
         return Err("must be at least 100ms".into());
     }
     Ok(d)
 }
 
-pub fn run(roots: Roots, args: ServeArgs) -> anyhow::Result<()> {
+pub(crate) fn run(roots: Roots, args: ServeArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(serve(roots, args))
 }
@@ -80,7 +86,7 @@ async fn serve(roots: Roots, args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(pump_kernel_logs(logger));
     }
     let (shared, _sampler) = pipeline.spawn(args.interval);
-    let state = AppState::new(shared, (args.interval * 10).max(Duration::from_secs(30)), self_metrics);
+    let state = AppState::new(shared, (args.interval * STALE_INTERVALS).max(STALE_AT_LEAST), self_metrics);
     tracing::info!("listening on http://{}/metrics", args.listen);
     axum::serve(listener, http::router(state)).with_graceful_shutdown(shutdown()).await.context("HTTP server")
 }

@@ -24,7 +24,7 @@ use memwatch::{
 use ratatui::{Terminal, backend::CrosstermBackend};
 
 #[derive(Args)]
-pub struct TopArgs {
+pub(crate) struct TopArgs {
     /// Read a running daemon's JSON API (e.g. http://127.0.0.1:9753) instead of sampling here
     #[arg(long)]
     remote: Option<String>,
@@ -47,7 +47,7 @@ pub struct TopArgs {
     probes: super::probe_args::ProbeArgs,
 }
 
-pub fn run(roots: Roots, args: TopArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(roots: Roots, args: TopArgs) -> anyhow::Result<ExitCode> {
     let label = args.remote.clone().unwrap_or_else(|| "this host".into());
     let mut app = App::new(label);
     if args.once || args.json || !stdout().is_terminal() {

@@ -37,6 +37,21 @@ const NAME: &str = "cgroupfs";
 /// controller enabled under an existing cgroup creates its files without an event).
 pub const FULL_WALK_EVERY: Duration = Duration::from_secs(60);
 
+/// A usage move at least this large (or [`BIG_MOVE_FRACTION`] of the usage) has the slow files
+/// read at once.
+const BIG_MOVE_BYTES: u64 = 4 << 20;
+/// ... as a divisor of the usage: a sixteenth.
+const BIG_MOVE_FRACTION: u64 = 16;
+/// Usage at or above this share of the limit (in tenths) is "near the limit": nine tenths.
+const NEAR_LIMIT_TENTHS: u64 = 9;
+/// Cgroups first seen together have their slow reads spread over the period by their id modulo
+/// this (a prime, so ids in steps do not bunch).
+const SPREAD: u64 = 97;
+/// The read buffer: larger than any cgroup file memwatch reads (memory.stat is about 1.5 KiB).
+const READ_BUFFER: usize = 64 * 1024;
+/// The most directories `find_by_id` looks at before giving up.
+const FIND_BY_ID_LIMIT: usize = 200_000;
+
 pub struct Cgroupfs {
     /// The most the slowly read files may age.
     slow: Duration,
@@ -46,7 +61,7 @@ pub struct Cgroupfs {
 
 impl Cgroupfs {
     pub fn new(slow: Duration) -> Self {
-        Cgroupfs { slow, tree: None, buf: vec![0; 64 * 1024] }
+        Cgroupfs { slow, tree: None, buf: vec![0; READ_BUFFER] }
     }
 }
 
@@ -183,10 +198,10 @@ impl Tree {
                 let child = child_path(&rel, &name.to_string_lossy());
                 if e.mask.intersects(EventMask::DELETE | EventMask::MOVED_FROM) {
                     removed.push(child);
-                } else if e.mask.intersects(EventMask::CREATE | EventMask::MOVED_TO) {
-                    if let Some(parent) = self.nodes.get(&rel) {
-                        created.push((child, parent.dir.join(name)));
-                    }
+                } else if e.mask.intersects(EventMask::CREATE | EventMask::MOVED_TO)
+                    && let Some(parent) = self.nodes.get(&rel)
+                {
+                    created.push((child, parent.dir.join(name)));
                 }
             }
             if !any {
@@ -209,11 +224,11 @@ impl Tree {
         let gone: Vec<String> =
             self.nodes.range(rel.to_string()..).map(|(k, _)| k).take_while(|k| *k == rel || k.starts_with(&prefix)).cloned().collect();
         for k in gone {
-            if let Some(n) = self.nodes.remove(&k) {
-                if let (Some(w), Some(wd)) = (self.watch.as_mut(), n.wd) {
-                    w.by_wd.remove(&wd);
-                    let _ = w.inotify.watches().remove(wd);
-                }
+            if let Some(n) = self.nodes.remove(&k)
+                && let (Some(w), Some(wd)) = (self.watch.as_mut(), n.wd)
+            {
+                w.by_wd.remove(&wd);
+                let _ = w.inotify.watches().remove(wd);
             }
         }
     }
@@ -337,7 +352,7 @@ impl Tree {
                 read_slow(node, v2, rare, buf, out, &mut raw);
                 raw.pids_fresh = true;
                 // Spread the next reads of cgroups seen together over the period.
-                let phase = if last.is_none() && !young { slow.mul_f64((node.id % 97) as f64 / 97.0) } else { Duration::ZERO };
+                let phase = if last.is_none() && !young { slow.mul_f64((node.id % SPREAD) as f64 / SPREAD as f64) } else { Duration::ZERO };
                 let at = now.checked_sub(phase).unwrap_or(now);
                 if rare {
                     node.rare_at = Some(at);
@@ -399,7 +414,7 @@ pub const IDLE_PERIODS: u32 = 6;
 
 /// Within 10% of its (effective) limit: where the working set must be right.
 fn near_limit(usage: u64, limit: Option<u64>) -> bool {
-    limit.is_some_and(|l| usage.saturating_mul(10) >= l.saturating_mul(9))
+    limit.is_some_and(|l| usage.saturating_mul(10) >= l.saturating_mul(NEAR_LIMIT_TENTHS))
 }
 
 /// Whether a cgroup's memory.stat and process list are due: never read; near its limit; usage
@@ -412,7 +427,7 @@ fn slow_due(last: Option<(Instant, u64)>, usage: u64, limit: Option<u64>, now: I
     if near_limit(usage, limit) {
         return true;
     }
-    if usage.abs_diff(then) >= (4 << 20).max(then / 16) {
+    if usage.abs_diff(then) >= BIG_MOVE_BYTES.max(then / BIG_MOVE_FRACTION) {
         return true;
     }
     let age = now.duration_since(at);
@@ -526,7 +541,7 @@ pub fn find_by_id(root: &Path, id: u64) -> Option<String> {
     let mut seen = 0;
     while let Some((dir, rel)) = stack.pop() {
         seen += 1;
-        if seen > 200_000 {
+        if seen > FIND_BY_ID_LIMIT {
             return None;
         }
         if std::fs::metadata(&dir).is_ok_and(|m| m.ino() == id) {

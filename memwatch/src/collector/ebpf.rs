@@ -20,10 +20,8 @@ pub struct Ebpf {
 
 impl Ebpf {
     pub fn new(mut probes: Probes, per_process: bool) -> Self {
-        if per_process {
-            if let Err(e) = probes.set_per_process(true) {
-                tracing::warn!("per-process counters unavailable: {e}");
-            }
+        if per_process && let Err(e) = probes.set_per_process(true) {
+            tracing::warn!("per-process counters unavailable: {e}");
         }
         Ebpf { probes, per_process, ledger: Ledger::new(), read: SlotRead::default() }
     }

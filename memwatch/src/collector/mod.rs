@@ -107,11 +107,14 @@ impl Default for RawCgroup {
     }
 }
 
+/// (namespace, pod, container) of a Kubernetes container.
+pub type ContainerNames = (Arc<str>, Arc<str>, Arc<str>);
+
 /// Names the kubelet's log layout gives to container ids and pod uids.
 #[derive(Debug, Clone, Default)]
 pub struct KubeNames {
     /// container id -> (namespace, pod, container)
-    pub containers: HashMap<String, (Arc<str>, Arc<str>, Arc<str>)>,
+    pub containers: HashMap<String, ContainerNames>,
     /// pod uid -> (namespace, pod)
     pub pods: HashMap<String, (Arc<str>, Arc<str>)>,
 }
@@ -172,6 +175,9 @@ pub(crate) fn raise_nofile_limit() {
     });
 }
 
+/// The first read's size: a page, more than /proc/<pid>/stat or a small cgroup file holds.
+const FIRST_READ: usize = 4096;
+
 /// Reads a whole file into `buf` (reused across reads to spare allocations): open, one read
 /// for the small files of /proc and cgroupfs (more only when a read fills the buffer), close.
 /// Bytes that are not UTF-8 (a process may name itself anything) become U+FFFD.
@@ -180,7 +186,7 @@ pub(crate) fn read_into(path: &std::path::Path, buf: &mut String) -> io::Result<
     let file = std::fs::File::open(path)?;
     let mut bytes = std::mem::take(buf).into_bytes();
     bytes.clear();
-    bytes.resize(4096, 0);
+    bytes.resize(FIRST_READ, 0);
     let mut len = 0;
     let result = loop {
         match file.read_at(&mut bytes[len..], len as u64) {

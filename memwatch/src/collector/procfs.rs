@@ -42,11 +42,11 @@ impl Collector for Procfs {
         let (mut parse_errors, mut read_errors) = (0, 0);
         for cg in out.cgroups.iter_mut() {
             live.insert(cg.id);
-            if !cg.pids_fresh {
-                if let Some(procs) = self.cache.get(&cg.id) {
-                    cg.procs = procs.clone();
-                    continue;
-                }
+            if !cg.pids_fresh
+                && let Some(procs) = self.cache.get(&cg.id)
+            {
+                cg.procs = procs.clone();
+                continue;
             }
             let mut procs = Vec::with_capacity(cg.pids.len());
             for pid in cg.pids.iter() {
@@ -79,6 +79,10 @@ impl Collector for Procfs {
     }
 }
 
+/// The most bytes of an ELF section table or name table read to tell a Go program: real ones
+/// are a few KiB, and a bigger claim is garbage.
+const ELF_TABLE_LIMIT: usize = 1 << 20;
+
 /// For a Go program, its GOMEMLIMIT and GOGC (each None when unset); None when the process is
 /// not a Go program or is gone. Reads the ELF section headers of `/proc/<pid>/exe` and then,
 /// only for Go programs, the environment, of which only those two variables are kept.
@@ -90,13 +94,13 @@ pub fn go_info(procfs: &std::path::Path, pid: u32) -> Option<(Option<String>, Op
     exe.read_exact_at(&mut header, 0).ok()?;
     let (shoff, entsize, count, strndx) = elf::section_table(&header)?;
     let table_len = entsize as usize * count as usize;
-    if table_len > 1 << 20 {
+    if table_len > ELF_TABLE_LIMIT {
         return None;
     }
     let mut table = vec![0u8; table_len];
     exe.read_exact_at(&mut table, shoff).ok()?;
     let (str_off, str_len) = elf::section_range(&table, entsize, strndx)?;
-    if str_len > 1 << 20 {
+    if str_len > ELF_TABLE_LIMIT as u64 {
         return None;
     }
     let mut strtab = vec![0u8; str_len as usize];

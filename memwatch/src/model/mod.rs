@@ -39,9 +39,15 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { filter: CgroupFilter::Default, max_series: 200_000 }
+        Options { filter: CgroupFilter::Default, max_series: DEFAULT_MAX_SERIES }
     }
 }
+
+/// `--max-series` unless told otherwise.
+pub const DEFAULT_MAX_SERIES: usize = 200_000;
+
+/// The page size where the builder does not know it.
+const FALLBACK_PAGE_SIZE: u64 = 4096;
 
 /// The processes a container lists, at most (largest RSS first).
 pub const TOP_PROCESSES: usize = 10;
@@ -118,7 +124,7 @@ impl ModelState {
 
 pub fn build(mut b: SnapshotBuilder, st: &mut ModelState, opts: &Options, t: Timing) -> Snapshot {
     let tree = Tree::new(&b.cgroups);
-    let page = if b.page_size > 0 { b.page_size } else { 4096 };
+    let page = if b.page_size > 0 { b.page_size } else { FALLBACK_PAGE_SIZE };
     let machine = b.machine_memory.unwrap_or(0);
 
     // The kernel side's counts: each cgroup's own, kept across samples, then over its subtree.

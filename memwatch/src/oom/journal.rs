@@ -28,7 +28,7 @@ pub enum JournalError {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum Line {
-    Event(Event),
+    Event(Box<Event>),
     /// Kill counts per cgroup id of events compacted away.
     Baseline(HashMap<u64, u64>),
 }
@@ -50,7 +50,7 @@ pub fn parse(text: &str) -> (Loaded, usize) {
     for (i, line) in text.split_inclusive('\n').enumerate() {
         let parsed = line.ends_with('\n').then(|| serde_json::from_str::<Line>(line.trim_end()).ok()).flatten();
         match parsed {
-            Some(Line::Event(e)) => loaded.events.push(e),
+            Some(Line::Event(e)) => loaded.events.push(*e),
             Some(Line::Baseline(b)) => {
                 for (id, n) in b {
                     *loaded.baseline.entry(id).or_default() += n;
@@ -104,7 +104,7 @@ impl Journal {
 
     /// Appends one event and syncs; past twice `max_events` lines the file is compacted.
     pub fn append(&mut self, event: &Event) -> io::Result<()> {
-        let mut line = serde_json::to_string(&Line::Event(event.clone())).map_err(io::Error::other)?;
+        let mut line = serde_json::to_string(&Line::Event(Box::new(event.clone()))).map_err(io::Error::other)?;
         line.push('\n');
         self.file.write_all(line.as_bytes())?;
         self.file.sync_data()?;
@@ -134,7 +134,7 @@ impl Journal {
             let mut out = serde_json::to_string(&Line::Baseline(self.baseline.clone())).map_err(io::Error::other)?;
             out.push('\n');
             for e in &recent[keep_from..] {
-                out.push_str(&serde_json::to_string(&Line::Event(e.clone())).map_err(io::Error::other)?);
+                out.push_str(&serde_json::to_string(&Line::Event(Box::new(e.clone()))).map_err(io::Error::other)?);
                 out.push('\n');
             }
             f.write_all(out.as_bytes())?;
@@ -154,8 +154,8 @@ mod tests {
 
     #[test]
     fn good_lines_then_a_bad_tail() {
-        let a = serde_json::to_string(&Line::Event(event(1, 10))).unwrap();
-        let b = serde_json::to_string(&Line::Event(event(2, 10))).unwrap();
+        let a = serde_json::to_string(&Line::Event(Box::new(event(1, 10)))).unwrap();
+        let b = serde_json::to_string(&Line::Event(Box::new(event(2, 10)))).unwrap();
         let text = format!("{a}\n{b}\n{{\"event\": {{\"seq\": 3, garbage\n{a}\n");
         let (loaded, good) = parse(&text);
         assert_eq!(loaded.events.len(), 2);
@@ -165,7 +165,7 @@ mod tests {
 
     #[test]
     fn a_truncated_last_line_is_dropped() {
-        let a = serde_json::to_string(&Line::Event(event(1, 10))).unwrap();
+        let a = serde_json::to_string(&Line::Event(Box::new(event(1, 10)))).unwrap();
         let text = format!("{a}\n{}", &a[..a.len() / 2]);
         let (loaded, good) = parse(&text);
         assert_eq!((loaded.events.len(), good), (1, a.len() + 1));
@@ -199,7 +199,7 @@ mod tests {
     #[test]
     fn garbled_file_is_cut_back_and_appends_continue() {
         let dir = tempfile::tempdir().unwrap();
-        let a = serde_json::to_string(&Line::Event(event(1, 10))).unwrap();
+        let a = serde_json::to_string(&Line::Event(Box::new(event(1, 10)))).unwrap();
         fs::write(dir.path().join(FILE_NAME), format!("{a}\n\u{0}\u{0}binary junk")).unwrap();
         let (mut j, loaded) = Journal::open(dir.path(), 100).unwrap();
         assert_eq!(loaded.events.len(), 1);

@@ -117,10 +117,10 @@ impl Oom {
             e.seq = self.next_seq;
             self.next_seq += 1;
             log(&e);
-            if let Some(j) = self.journal.as_mut() {
-                if let Err(err) = j.append(&e) {
-                    tracing::error!("writing the OOM journal {}: {err}", j.path().display());
-                }
+            if let Some(j) = self.journal.as_mut()
+                && let Err(err) = j.append(&e)
+            {
+                tracing::error!("writing the OOM journal {}: {err}", j.path().display());
             }
             add(&mut view, e, self.max_events);
         }

@@ -11,7 +11,7 @@ pub enum DecodeError {
 
 /// One OOM kill as the kernel reported it. Sizes are in bytes; `None` where this kernel's
 /// tracepoint does not carry the field.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OomKill {
     /// True for the record sent when the victim exits (its cgroup ids are its own).
     pub victim_exit: bool,

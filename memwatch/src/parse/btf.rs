@@ -124,10 +124,10 @@ impl<'a> Btf<'a> {
             }
             if name_off == 0 {
                 let inner = self.resolve(ty)?;
-                if matches!(inner.kind, KIND_STRUCT | KIND_UNION) {
-                    if let Some(o) = self.member_in(inner, member, depth + 1) {
-                        return Some(bits / 8 + o);
-                    }
+                if matches!(inner.kind, KIND_STRUCT | KIND_UNION)
+                    && let Some(o) = self.member_in(inner, member, depth + 1)
+                {
+                    return Some(bits / 8 + o);
                 }
             }
         }

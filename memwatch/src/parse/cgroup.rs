@@ -33,10 +33,10 @@ pub fn pick<const N: usize>(text: &str, keys: [&str; N]) -> [Option<u64>; N] {
     for line in text.lines() {
         let mut it = line.split_whitespace();
         let (Some(k), Some(v)) = (it.next(), it.next()) else { continue };
-        if let Some(i) = keys.iter().position(|want| *want == k) {
-            if let Ok(v) = v.parse() {
-                out[i] = Some(v);
-            }
+        if let Some(i) = keys.iter().position(|want| *want == k)
+            && let Ok(v) = v.parse()
+        {
+            out[i] = Some(v);
         }
     }
     out

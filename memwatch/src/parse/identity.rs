@@ -20,7 +20,7 @@ pub enum Kind {
     Other,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub kind: Kind,
     pub pod_uid: Option<String>,

@@ -1,7 +1,7 @@
 //! Parsers for `/proc` files: `/proc/<pid>/stat` and `/proc/meminfo`.
 
 /// What memwatch reads of a process.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ProcStat {
     pub pid: u32,
     pub comm: std::sync::Arc<str>,

@@ -12,6 +12,9 @@ use memwatch_common::{Counters, Retired, Slot, drop, switch};
 
 use super::{ProbeError, Probes};
 
+/// The kernel's internal "operation not supported" (not `libc::ENOTSUP`), which bpf() returns.
+const ENOTSUPP: i32 = 524;
+
 /// The slots of one read: `values[slot * cpus + cpu]`, for slots `0..len`.
 #[derive(Debug, Default, Clone)]
 pub struct SlotRead {
@@ -53,7 +56,7 @@ impl Probes {
         match lookup_batch(raw.fd().as_fd().as_raw_fd(), count, &mut out.values) {
             Ok(()) => Ok(()),
             // EINVAL: a kernel before 5.6; 524 (ENOTSUPP): batching not offered for this map.
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) || e.raw_os_error() == Some(524) => {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) || e.raw_os_error() == Some(ENOTSUPP) => {
                 let arr: PerCpuArray<_, Slot> = PerCpuArray::try_from(data).map_err(|source| ProbeError::Map { name: "SLOTS", source })?;
                 for i in 0..count {
                     let v = arr.get(&i, 0).map_err(|source| ProbeError::Map { name: "SLOTS", source })?;

@@ -122,7 +122,7 @@ impl serde::Serialize for ProbeStatus {
 }
 
 /// How the kernel side finds a task's memory cgroup.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MemcgIds {
     /// task->cgroups->subsys[memory], offsets from BTF, read with direct loads (5.11+).
     Btf,

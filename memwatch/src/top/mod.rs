@@ -16,7 +16,7 @@ use crate::{
 };
 
 /// What one refresh brings, from the in-process sampler or a remote daemon.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct Frame {
     /// Unix seconds.
     pub taken_at: f64,

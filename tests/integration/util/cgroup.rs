@@ -12,14 +12,14 @@ use std::{
 
 use memwatch::host;
 
-pub struct TestCgroup {
+pub(crate) struct TestCgroup {
     pub path: PathBuf,
     pub v2: bool,
 }
 
 impl TestCgroup {
     /// Creates `<memory root>/memwatch-test-<name>-<pid>` with a memory limit in bytes.
-    pub fn new(name: &str, limit: u64) -> TestCgroup {
+    pub(crate) fn new(name: &str, limit: u64) -> TestCgroup {
         let mode = host::cgroup_mode(Path::new("/sys/fs/cgroup"));
         let root = mode.memory_root().expect("this host has no memory cgroup controller").to_path_buf();
         let path = root.join(format!("memwatch-test-{name}-{}", std::process::id()));
@@ -36,7 +36,7 @@ impl TestCgroup {
         cg
     }
 
-    pub fn write(&self, file: &str, value: &str) {
+    pub(crate) fn write(&self, file: &str, value: &str) {
         let p = self.path.join(file);
         if let Err(e) = fs::write(&p, value) {
             // memory.swap.max is absent without swap accounting: nothing to limit then.
@@ -46,22 +46,22 @@ impl TestCgroup {
         }
     }
 
-    pub fn read(&self, file: &str) -> String {
+    pub(crate) fn read(&self, file: &str) -> String {
         fs::read_to_string(self.path.join(file)).unwrap_or_else(|e| panic!("read {file}: {e}"))
     }
 
     /// The cgroup's id as the kernel reports it: the inode of its directory.
-    pub fn id(&self) -> u64 {
+    pub(crate) fn id(&self) -> u64 {
         fs::metadata(&self.path).unwrap().ino()
     }
 
     /// The cgroup's path as memwatch labels it: relative to the memory hierarchy's root.
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         format!("/{}", self.path.file_name().unwrap().to_string_lossy())
     }
 
     /// A key of the cgroup's memory.stat (v1 keys are the total_* ones).
-    pub fn stat(&self, key: &str) -> u64 {
+    pub(crate) fn stat(&self, key: &str) -> u64 {
         self.read("memory.stat")
             .lines()
             .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(' ')))
@@ -70,19 +70,19 @@ impl TestCgroup {
     }
 
     /// memory.current (v2) or memory.usage_in_bytes (v1).
-    pub fn usage(&self) -> u64 {
+    pub(crate) fn usage(&self) -> u64 {
         let f = if self.v2 { "memory.current" } else { "memory.usage_in_bytes" };
         self.read(f).trim().parse().unwrap()
     }
 
     /// The kernel's own count of OOM kills in this cgroup.
-    pub fn oom_kills(&self) -> u64 {
+    pub(crate) fn oom_kills(&self) -> u64 {
         let text = if self.v2 { self.read("memory.events") } else { self.read("memory.oom_control") };
         text.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
     }
 
     /// Makes the child write "0" (itself) to cgroup.procs between fork and exec.
-    pub fn join_before_exec(&self, cmd: &mut Command) {
+    pub(crate) fn join_before_exec(&self, cmd: &mut Command) {
         let procs = CString::new(self.path.join("cgroup.procs").as_os_str().as_bytes()).unwrap();
         // SAFETY: only async-signal-safe calls (open, write, close) run in the child.
         unsafe {
@@ -99,7 +99,7 @@ impl TestCgroup {
         }
     }
 
-    pub fn pids(&self) -> Vec<u32> {
+    pub(crate) fn pids(&self) -> Vec<u32> {
         fs::read_to_string(self.path.join("cgroup.procs")).unwrap_or_default().lines().filter_map(|l| l.trim().parse().ok()).collect()
     }
 }

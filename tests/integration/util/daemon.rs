@@ -8,11 +8,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-pub struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     pub base: String,
     log: PathBuf,
@@ -21,7 +21,7 @@ pub struct Daemon {
 
 impl Daemon {
     /// Starts `memwatch serve` with `args` and waits until `/readyz` says ready.
-    pub fn start(args: &[&str]) -> Daemon {
+    pub(crate) fn start(args: &[&str]) -> Daemon {
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("memwatch.log");
@@ -38,12 +38,12 @@ impl Daemon {
         d
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// (status, body) of a GET; Err when nothing answers.
-    pub fn get_with(&self, path: &str, accept: Option<&str>) -> Result<(u16, String, String), String> {
+    pub(crate) fn get_with(&self, path: &str, accept: Option<&str>) -> Result<(u16, String, String), String> {
         let mut req = ureq::get(&format!("{}{path}", self.base)).timeout(Duration::from_secs(5));
         if let Some(a) = accept {
             req = req.set("Accept", a);
@@ -58,18 +58,18 @@ impl Daemon {
         }
     }
 
-    pub fn get(&self, path: &str) -> Result<(u16, String), String> {
+    pub(crate) fn get(&self, path: &str) -> Result<(u16, String), String> {
         self.get_with(path, None).map(|(s, _, b)| (s, b))
     }
 
-    pub fn metrics(&self) -> Metrics {
+    pub(crate) fn metrics(&self) -> Metrics {
         let (status, body) = self.get("/metrics").expect("scrape");
         assert_eq!(status, 200, "{body}");
         Metrics::parse(&body)
     }
 
     /// Polls `cond` every 100 ms until true; panics with the daemon's log after `timeout`.
-    pub fn wait_until(&self, what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    pub(crate) fn wait_until(&self, what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if cond() {
@@ -97,14 +97,17 @@ impl Drop for Daemon {
     }
 }
 
+/// One sample: its labels and value.
+type Sample = (HashMap<String, String>, f64);
+
 /// Samples of a text exposition, keyed by metric name and the full label set.
-pub struct Metrics {
+pub(crate) struct Metrics {
     pub text: String,
-    samples: HashMap<String, Vec<(HashMap<String, String>, f64)>>,
+    samples: HashMap<String, Vec<Sample>>,
 }
 
 impl Metrics {
-    pub fn parse(text: &str) -> Metrics {
+    pub(crate) fn parse(text: &str) -> Metrics {
         let mut samples: HashMap<String, Vec<_>> = HashMap::new();
         for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
             let (series, value) = line.rsplit_once(' ').expect("sample line");
@@ -118,7 +121,7 @@ impl Metrics {
     }
 
     /// The value of `name` for the cgroup `cgroup` (and `kind`, when given).
-    pub fn get(&self, name: &str, cgroup: &str, kind: Option<&str>) -> Option<f64> {
+    pub(crate) fn get(&self, name: &str, cgroup: &str, kind: Option<&str>) -> Option<f64> {
         self.samples.get(name)?.iter().find_map(|(l, v)| {
             (l.get("cgroup").map(String::as_str) == Some(cgroup) && kind.is_none_or(|k| l.get("kind").map(String::as_str) == Some(k)))
                 .then_some(*v)
@@ -126,14 +129,14 @@ impl Metrics {
     }
 
     /// The value of `name` for the sample whose labels include all of `labels`.
-    pub fn get_plain(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    pub(crate) fn get_plain(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         self.samples
             .get(name)?
             .iter()
             .find_map(|(l, v)| labels.iter().all(|(k, want)| l.get(*k).map(String::as_str) == Some(*want)).then_some(*v))
     }
 
-    pub fn has_family(&self, name: &str) -> bool {
+    pub(crate) fn has_family(&self, name: &str) -> bool {
         self.samples.contains_key(name)
     }
 }

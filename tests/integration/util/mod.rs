@@ -1,7 +1,7 @@
 //! Shared helpers for the integration tests: root checks, test cgroups, workloads, binaries.
 #![allow(dead_code)]
-pub mod cgroup;
-pub mod daemon;
+pub(crate) mod cgroup;
+pub(crate) mod daemon;
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -13,7 +13,7 @@ use std::{
 
 /// True when the test can run. Without root it prints why it skips; under CI (CI=true) a
 /// skip is a failure, so CI can never pass by skipping.
-pub fn require_root(test: &str) -> bool {
+pub(crate) fn require_root(test: &str) -> bool {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
         return true;
@@ -22,18 +22,29 @@ pub fn require_root(test: &str) -> bool {
     if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
         panic!("{test}: {why}; CI=true does not allow skipping");
     }
-    eprintln!("skipping {test}: {why}");
+    skipped(test, why);
     false
+}
+
+/// Says a test is skipping, and tells `cargo xtask test` so it counts it as skipped, not passed.
+pub(crate) fn skipped(test: &str, why: &str) {
+    eprintln!("skipping {test}: {why}");
+    if let Some(log) = std::env::var_os("MEMWATCH_SKIPPED_LOG") {
+        use std::io::Write as _;
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
+            let _ = writeln!(f, "{test}");
+        }
+    }
 }
 
 /// Tests that would disturb each other's view of the kernel (OOM kills, 10,000 processes)
 /// take this lock.
-pub fn serial() -> MutexGuard<'static, ()> {
+pub(crate) fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-pub fn workload_bin() -> &'static str {
+pub(crate) fn workload_bin() -> &'static str {
     env!("CARGO_BIN_EXE_memwatch-workload")
 }
 
@@ -43,7 +54,7 @@ fn workspace() -> PathBuf {
 
 /// The `memwatch` binary built beside the workload. Cargo does not build another package's
 /// binary for these tests, so refuse a missing or stale one rather than test old code.
-pub fn memwatch_bin() -> PathBuf {
+pub(crate) fn memwatch_bin() -> PathBuf {
     let bin = Path::new(workload_bin()).with_file_name("memwatch");
     let built = std::fs::metadata(&bin).and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH);
     let newest = ["memwatch/src", "memwatch-common/src", "memwatch-ebpf/src"]
@@ -67,7 +78,7 @@ fn newest_mtime(dir: &Path) -> Option<SystemTime> {
 }
 
 /// A running workload with a line protocol on stdin/stdout. Killed when dropped.
-pub struct Workload {
+pub(crate) struct Workload {
     pub child: Child,
     stdin: Option<ChildStdin>,
     stdout: BufReader<ChildStdout>,
@@ -75,7 +86,7 @@ pub struct Workload {
 
 impl Workload {
     /// Starts the workload with `args`, inside `cgroup` when given (it joins before exec).
-    pub fn start(args: &[&str], cgroup: Option<&cgroup::TestCgroup>) -> Workload {
+    pub(crate) fn start(args: &[&str], cgroup: Option<&cgroup::TestCgroup>) -> Workload {
         let mut cmd = Command::new(workload_bin());
         cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped());
         if let Some(cg) = cgroup {
@@ -87,23 +98,23 @@ impl Workload {
         Workload { child, stdin, stdout }
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    pub fn expect_line(&mut self, want: &str) {
+    pub(crate) fn expect_line(&mut self, want: &str) {
         let mut line = String::new();
         self.stdout.read_line(&mut line).expect("read workload");
         assert_eq!(line.trim(), want, "workload said {line:?}");
     }
 
-    pub fn send_line(&mut self) {
+    pub(crate) fn send_line(&mut self) {
         let stdin = self.stdin.as_mut().expect("stdin open");
         stdin.write_all(b"go\n").and_then(|_| stdin.flush()).expect("write workload");
     }
 
     /// Closes stdin and waits for a clean exit.
-    pub fn finish(mut self) {
+    pub(crate) fn finish(mut self) {
         drop(self.stdin.take());
         let status = self.child.wait().expect("wait workload");
         assert!(status.success(), "workload exited with {status}");
@@ -118,11 +129,11 @@ impl Drop for Workload {
 }
 
 /// Asserts that a process ended by SIGKILL, as the OOM killer ends its victims.
-pub fn assert_killed(status: std::process::ExitStatus, what: &str) {
+pub(crate) fn assert_killed(status: std::process::ExitStatus, what: &str) {
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(status.signal(), Some(libc::SIGKILL), "{what}: exited with {status}, not killed");
 }
 
-pub fn is_alive(pid: u32) -> bool {
+pub(crate) fn is_alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
