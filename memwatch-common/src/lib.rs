@@ -20,6 +20,8 @@ pub const DEFAULT_SLOTS: u32 = 4096;
 pub const MAX_PROCESSES: u32 = 8192;
 /// Size of the OOM event ring buffer in bytes (a power of two, a multiple of the page size).
 pub const OOM_RING_BYTES: u32 = 64 * 1024;
+/// Size of the ring buffer of process executions (one [`ExecEvent`] per exec).
+pub const EXEC_RING_BYTES: u32 = 64 * 1024;
 /// Size of the ring buffer for retired slots (a new cgroup took over a freed css id).
 pub const RETIRED_RING_BYTES: u32 = 64 * 1024;
 
@@ -161,7 +163,10 @@ pub mod drop {
     pub const RETIRED_RING_FULL: u32 = 3;
     /// The memory cgroup of a task could not be resolved.
     pub const NO_MEMCG: u32 = 4;
-    pub const COUNT: u32 = 5;
+    /// The exec ring buffer was full: a program started unseen (its Go settings are read at
+    /// the next sample, if it lives that long).
+    pub const EXEC_RING_FULL: u32 = 5;
+    pub const COUNT: u32 = 6;
 }
 
 /// Load-time configuration: where each tracepoint field lives on this kernel, where the
@@ -209,10 +214,16 @@ pub struct Config {
     pub mm_start_brk: u32,
     /// task_struct -> pid
     pub task_pid: u32,
+    // mem_cgroup (its css at offset 0) -> memory / swap-or-memsw page counters -> usage, max;
+    // `memcg_memory` is 0 where BTF does not say (no at-kill state is recorded then)
+    pub memcg_memory: u32,
+    pub memcg_swap: u32,
+    pub page_counter_usage: u32,
+    pub page_counter_max: u32,
     /// The page size, for rounding mapping lengths as the kernel does.
     pub page_size: u64,
 }
-const _: () = assert!(core::mem::size_of::<Config>() == 96);
+const _: () = assert!(core::mem::size_of::<Config>() == 112);
 
 impl Config {
     /// Every field absent, no memcg walk: what the programs see if userspace wrote nothing.
@@ -246,6 +257,10 @@ impl Config {
             task_mm: 0,
             mm_start_brk: 0,
             task_pid: 0,
+            memcg_memory: 0,
+            memcg_swap: 0,
+            page_counter_usage: 0,
+            page_counter_max: 0,
             page_size: 4096,
         }
     }
@@ -263,7 +278,29 @@ pub mod oom_present {
     pub const SCORE_ADJ: u16 = 1 << 7;
     /// `victim_memcg_id` is the victim's own memory cgroup.
     pub const VICTIM_MEMCG: u16 = 1 << 8;
+    /// `levels` holds the trigger's memory cgroup and its ancestors' page counters at the kill.
+    pub const LEVELS: u16 = 1 << 9;
+    /// The levels' second page counter (`swap`/`memsw`) was read.
+    pub const SWAP: u16 = 1 << 10;
 }
+
+/// How many memory cgroups, from the trigger's up, an OOM record carries the state of.
+pub const OOM_LEVELS: usize = 8;
+
+/// One memory cgroup's page counters at the moment of an OOM kill, read by the kernel side in
+/// the kill's context. In pages.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemcgLevel {
+    /// The kernfs id (directory inode) of the cgroup.
+    pub cgroup_id: u64,
+    pub usage_pages: u64,
+    pub max_pages: u64,
+    /// The second page counter: `swap` on cgroup v2, `memsw` (memory + swap) on v1.
+    pub swap_usage_pages: u64,
+    pub swap_max_pages: u64,
+}
+const _: () = assert!(core::mem::size_of::<MemcgLevel>() == 40);
 
 pub const OOM_KIND_MARK: u32 = 0;
 pub const OOM_KIND_VICTIM_EXIT: u32 = 1;
@@ -281,6 +318,17 @@ pub struct BrkLast {
     pub brk: u64,
 }
 const _: () = assert!(core::mem::size_of::<BrkLast>() == 24);
+
+/// A process that has just executed a new program, so userspace reads what it needs of it
+/// (is it Go, its GOMEMLIMIT and GOGC) while it is alive: a program killed 100 ms after it
+/// started is never sampled, and its `/proc` entry is gone by the time its kill is read.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExecEvent {
+    pub tgid: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<ExecEvent>() == 8);
 
 /// Capacity of the map of OOM victims not yet exited.
 pub const MAX_OOM_VICTIMS: u32 = 1024;
@@ -315,8 +363,14 @@ pub struct OomEvent {
     pub kind: u32,
     pub victim_comm: [u8; 16],
     pub trigger_comm: [u8; 16],
+    /// How many of `levels` are filled (with [`oom_present::LEVELS`]).
+    pub nlevels: u32,
+    pub _pad: u32,
+    /// The trigger's memory cgroup first, then each ancestor up to the root: the cgroup whose
+    /// limit was hit is the deepest one at its limit (none for a machine-wide OOM).
+    pub levels: [MemcgLevel; OOM_LEVELS],
 }
-const _: () = assert!(core::mem::size_of::<OomEvent>() == 128);
+const _: () = assert!(core::mem::size_of::<OomEvent>() == 128 + 8 + 40 * OOM_LEVELS);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -332,4 +386,6 @@ mod pod {
     unsafe impl aya::Pod for super::Config {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::OomEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ExecEvent {}
 }

@@ -1,12 +1,26 @@
-//! Process exits: count a process's exit in its cgroup, tell userspace when an OOM victim
-//! dies (from its own context), and forget per-process state.
+//! Process lifetimes: count a process's exit in its cgroup, tell userspace when an OOM victim
+//! dies (from its own context), and forget per-process state; tell userspace of each exec.
 //!
-//! There is no exec hook: the remembered program break carries its image's identity (see
-//! `memwatch_common::BrkLast`), and per-process counts simply continue across an exec.
+//! The exec hook is not for counting: the remembered program break carries its image's
+//! identity (see `memwatch_common::BrkLast`), and per-process counts simply continue across an
+//! exec. It sends the new program's tgid, so userspace reads its Go settings while it lives.
 use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext};
-use memwatch_common::{switch, walk};
+use memwatch_common::{ExecEvent, drop, switch, walk};
 
-use crate::state::{Direct, PROCESSES, Probe, VICTIMS_PENDING, config, record, slot, switched_on};
+use crate::state::{Direct, EXECS, PROCESSES, Probe, VICTIMS_PENDING, config, count_drop, record, slot, switched_on, tgid};
+
+/// `sched:sched_process_exec`: rare (once per program started), so one small record each.
+#[tracepoint]
+pub(crate) fn sched_process_exec(_ctx: TracePointContext) -> u32 {
+    match EXECS.reserve::<ExecEvent>(0) {
+        Some(mut r) => {
+            r.write(ExecEvent { tgid: tgid(), _pad: 0 });
+            r.submit(0);
+        }
+        None => count_drop(drop::EXEC_RING_FULL),
+    }
+    0
+}
 
 #[tracepoint]
 pub(crate) fn sched_process_exit(ctx: TracePointContext) -> u32 {

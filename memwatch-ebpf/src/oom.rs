@@ -9,14 +9,29 @@ use aya_ebpf::{
 use aya_log_ebpf::warn;
 use memwatch_common::{OomEvent, drop, oom_present as has};
 
+use memwatch_common::walk;
+
 use crate::state::{
-    Direct, Mem, OOM_EVENTS, OOM_VICTIMS, VICTIMS_PENDING, atomic_add, boot_ns, cgroup_v2_id, config, count_drop, current_memcg_id, record,
-    task_memcg_id,
+    Direct, Mem, OOM_EVENTS, OOM_VICTIMS, Probe, VICTIMS_PENDING, atomic_add, boot_ns, cgroup_v2_id, config, count_drop, css_cgroup_id,
+    current_css, current_memcg_id, record, task_memcg_id,
 };
 
 #[inline(always)]
 fn field<T: Copy>(ctx: &TracePointContext, off: u16) -> Option<T> {
     record(ctx, off)
+}
+
+/// The record in a ring buffer reservation, zeroed: built in place, since it is larger than
+/// what the BPF stack may hold.
+#[inline(always)]
+fn zeroed(slot: &mut aya_ebpf::maps::ring_buf::RingBufEntry<OomEvent>) -> &mut OomEvent {
+    let p = slot.as_mut_ptr();
+    // SAFETY: `p` is the reservation's memory, sized for one OomEvent, which is plain data (all
+    // zeros is a valid value); the reference lives no longer than the entry.
+    unsafe {
+        core::ptr::write_bytes(p, 0, 1);
+        &mut *p
+    }
 }
 
 #[tracepoint]
@@ -28,16 +43,14 @@ pub(crate) fn mark_victim(ctx: TracePointContext) -> u32 {
         return 0;
     };
     let pid_tgid = bpf_get_current_pid_tgid();
-    let mut e = OomEvent {
-        boot_ns: boot_ns(),
-        victim_pid: victim as u32,
-        trigger_tgid: (pid_tgid >> 32) as u32,
-        trigger_pid: pid_tgid as u32,
-        trigger_cgroup_id: cgroup_v2_id(),
-        trigger_memcg_id: current_memcg_id(),
-        trigger_comm: bpf_get_current_comm().unwrap_or_default(),
-        ..OomEvent::default()
-    };
+    let e = zeroed(&mut slot);
+    e.boot_ns = boot_ns();
+    e.victim_pid = victim as u32;
+    e.trigger_tgid = (pid_tgid >> 32) as u32;
+    e.trigger_pid = pid_tgid as u32;
+    e.trigger_cgroup_id = cgroup_v2_id();
+    e.trigger_memcg_id = current_memcg_id();
+    e.trigger_comm = bpf_get_current_comm().unwrap_or_default();
     let mut present = 0u16;
     if let Some(loc) = field::<u32>(&ctx, config!(oom_comm)) {
         // __data_loc: low 16 bits are the offset in the record, high 16 bits the length.
@@ -67,15 +80,50 @@ pub(crate) fn mark_victim(ctx: TracePointContext) -> u32 {
     opt!(oom_uid, uid, u32, has::UID);
     opt!(oom_pgtables, pgtables_bytes, u64, has::PGTABLES);
     opt!(oom_score_adj, oom_score_adj, i16, has::SCORE_ADJ);
+    if levels_at_kill(e) {
+        present |= has::LEVELS;
+        if config!(memcg_swap) != 0 {
+            present |= has::SWAP;
+        }
+    }
     e.present = present;
-    if OOM_VICTIMS.insert(victim as u32, e.boot_ns, 0).is_ok()
+    let at = e.boot_ns;
+    if OOM_VICTIMS.insert(victim as u32, at, 0).is_ok()
         && let Some(n) = VICTIMS_PENDING.get_ptr_mut(0)
     {
         atomic_add(n, 1);
     }
-    slot.write(e);
     slot.submit(0);
     0
+}
+
+/// The page counters of the current task's memory cgroup and its ancestors, now: in the kill's
+/// context, the cgroup whose limit the charge hit is among them, at its limit. Helper reads
+/// (the tracepoint's context has no BTF pointers); a few dozen of them, once per kill.
+#[inline(always)]
+fn levels_at_kill(e: &mut OomEvent) -> bool {
+    let memory = config!(memcg_memory);
+    if memory == 0 || config!(walk) == walk::NONE {
+        return false;
+    }
+    let (swap, usage, max) = (config!(memcg_swap), config!(page_counter_usage), config!(page_counter_max));
+    let mut css = current_css::<Probe>();
+    let mut n = 0u32;
+    for level in e.levels.iter_mut() {
+        let Some(c) = css else { break };
+        // The css is the mem_cgroup's first member: the same address.
+        level.cgroup_id = css_cgroup_id::<Probe>(c);
+        level.usage_pages = Probe::load(c, memory + usage).unwrap_or(0);
+        level.max_pages = Probe::load(c, memory + max).unwrap_or(0);
+        if swap != 0 {
+            level.swap_usage_pages = Probe::load(c, swap + usage).unwrap_or(0);
+            level.swap_max_pages = Probe::load(c, swap + max).unwrap_or(0);
+        }
+        n += 1;
+        css = Probe::load::<*const u8>(c, config!(css_parent)).filter(|p| !p.is_null());
+    }
+    e.nlevels = n;
+    n > 0
 }
 
 /// Where `mark_victim` passes the victim task (Linux 6.8+), the victim's own memory cgroup at
@@ -89,14 +137,12 @@ pub(crate) fn mark_victim_task(ctx: BtfTracePointContext) -> u32 {
         count_drop(drop::OOM_RING_FULL);
         return 0;
     };
-    slot.write(OomEvent {
-        kind: memwatch_common::OOM_KIND_VICTIM_TASK,
-        boot_ns: boot_ns(),
-        victim_pid: pid as u32,
-        victim_memcg_id: task_memcg_id(task),
-        present: has::VICTIM_MEMCG,
-        ..OomEvent::default()
-    });
+    let e = zeroed(&mut slot);
+    e.kind = memwatch_common::OOM_KIND_VICTIM_TASK;
+    e.boot_ns = boot_ns();
+    e.victim_pid = pid as u32;
+    e.victim_memcg_id = task_memcg_id(task);
+    e.present = has::VICTIM_MEMCG;
     slot.submit(0);
     0
 }
@@ -118,18 +164,15 @@ pub(crate) fn victim_exit(pid: u32) {
         return;
     };
     let pid_tgid = bpf_get_current_pid_tgid();
-    let e = OomEvent {
-        kind: memwatch_common::OOM_KIND_VICTIM_EXIT,
-        boot_ns: boot_ns(),
-        victim_pid: pid,
-        trigger_tgid: (pid_tgid >> 32) as u32,
-        trigger_pid: pid_tgid as u32,
-        trigger_cgroup_id: cgroup_v2_id(),
-        victim_memcg_id: current_memcg_id(),
-        present: has::VICTIM_MEMCG,
-        victim_comm: bpf_get_current_comm().unwrap_or_default(),
-        ..OomEvent::default()
-    };
-    slot.write(e);
+    let e = zeroed(&mut slot);
+    e.kind = memwatch_common::OOM_KIND_VICTIM_EXIT;
+    e.boot_ns = boot_ns();
+    e.victim_pid = pid;
+    e.trigger_tgid = (pid_tgid >> 32) as u32;
+    e.trigger_pid = pid_tgid as u32;
+    e.trigger_cgroup_id = cgroup_v2_id();
+    e.victim_memcg_id = current_memcg_id();
+    e.present = has::VICTIM_MEMCG;
+    e.victim_comm = bpf_get_current_comm().unwrap_or_default();
     slot.submit(0);
 }

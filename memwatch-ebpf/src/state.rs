@@ -12,7 +12,8 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use memwatch_common::{
-    BrkLast, Config, Counters, DEFAULT_SLOTS, MAX_PROCESSES, OOM_RING_BYTES, RETIRED_RING_BYTES, Retired, Slot, drop, switch, walk,
+    BrkLast, Config, Counters, DEFAULT_SLOTS, EXEC_RING_BYTES, MAX_PROCESSES, OOM_RING_BYTES, RETIRED_RING_BYTES, Retired, Slot, drop,
+    switch, walk,
 };
 
 /// Offsets written by userspace at load time (read-only data, so the verifier sees constants).
@@ -72,6 +73,10 @@ pub(crate) static OOM_VICTIMS: LruHashMap<u32, u64> = LruHashMap::with_max_entri
 /// One record per OOM kill, and one when its victim exits.
 #[map]
 pub(crate) static OOM_EVENTS: RingBuf = RingBuf::with_byte_size(OOM_RING_BYTES, 0);
+
+/// One record per exec (the new program's tgid).
+#[map]
+pub(crate) static EXECS: RingBuf = RingBuf::with_byte_size(EXEC_RING_BYTES, 0);
 
 /// Events the kernel side could not record, indexed by [`drop`].
 #[map]
@@ -200,7 +205,7 @@ fn task_css<W: Mem>(task: *const u8) -> Option<*const u8> {
 
 /// The current task's memory css.
 #[inline(always)]
-fn current_css<W: Mem>() -> Option<*const u8> {
+pub(crate) fn current_css<W: Mem>() -> Option<*const u8> {
     task_css::<W>(W::current_task())
 }
 
@@ -212,7 +217,7 @@ pub(crate) fn task_memcg_id(task: *const u8) -> u64 {
 
 /// The kernfs id of a css's cgroup: the inode of its directory, which userspace sees.
 #[inline(always)]
-fn css_cgroup_id<W: Mem>(css: *const u8) -> u64 {
+pub(crate) fn css_cgroup_id<W: Mem>(css: *const u8) -> u64 {
     let cgroup: Option<*const u8> = W::load(css, config!(css_cgroup));
     let kn: Option<*const u8> = cgroup.and_then(|c| W::load(c, config!(cgroup_kn)));
     kn.and_then(|k| W::load::<u64>(k, config!(kn_id))).unwrap_or(0)

@@ -17,6 +17,7 @@
 //!    instrumentation), [`http`] (`/metrics`, the JSON API), [`top`] (the terminal view), and
 //!    the journal in [`oom::journal`].
 pub mod collector;
+pub mod history;
 pub mod host;
 pub mod http;
 pub mod ledger;
@@ -31,6 +32,7 @@ pub mod selfmetrics;
 pub mod snapshot;
 pub mod top;
 pub mod tracefs;
+pub mod units;
 
 use std::{
     path::PathBuf,

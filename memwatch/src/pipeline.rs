@@ -2,15 +2,21 @@
 //! probes (and their OOM ring buffer), the collectors, the sampler and the OOM tracker with its
 //! journal. Running it publishes snapshots and the OOM view for readers.
 
-use std::{path::PathBuf, sync::Arc, thread, time::Duration};
+use std::{
+    path::PathBuf,
+    sync::{Arc, RwLock},
+    thread,
+    time::Duration,
+};
 
-use aya::maps::{MapData, RingBuf};
 
 use crate::{
-    Roots, model,
+    Roots,
+    history::History,
+    model,
     oom::{Oom, OomView, world::Host},
     probes::{ProbeOptions, ProbeStatus, Probes},
-    sampler::{Sampler, Shared},
+    sampler::{KernelEvents, Sampler, Shared},
     selfmetrics::SelfMetrics,
     snapshot::Snapshot,
 };
@@ -33,6 +39,8 @@ pub struct Options {
     pub bpf_stats: bool,
     /// Where sample durations are observed (the daemon's own instrumentation).
     pub self_metrics: Option<Arc<SelfMetrics>>,
+    /// How long the containers' history is kept (for OOM events and traces).
+    pub history: Duration,
 }
 
 /// What loading found, for the caller to report (the log for `serve`, the status line for
@@ -52,9 +60,9 @@ pub struct Report {
 /// The wired pipeline, before it runs.
 pub struct Pipeline {
     sampler: Sampler,
+    history: Arc<RwLock<History>>,
     oom: Oom,
-    ring: Option<RingBuf<MapData>>,
-    oom_unit: u64,
+    events: KernelEvents,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     pub report: Report,
 }
@@ -62,16 +70,18 @@ pub struct Pipeline {
 impl Pipeline {
     pub fn new(roots: Roots, opts: &Options) -> Pipeline {
         let mut report = Report::default();
-        let (mut ring, mut logger, mut oom_unit) = (None, None, crate::probes::page_size());
+        let mut logger = None;
+        let mut events = KernelEvents { oom: None, exec: None, oom_unit: crate::probes::page_size() };
         let probes = match opts.probes {
             None => None,
             Some(p) => match Probes::load(&roots.load_options(p)) {
                 Ok(mut probes) => {
                     report.warnings.extend(probes.warnings().iter().cloned());
                     report.probes = probes.status().to_vec();
-                    ring = probes.take_oom_events();
+                    events.oom = probes.take_oom_events();
+                    events.exec = probes.take_exec_events();
                     logger = probes.take_logger();
-                    oom_unit = probes.oom_size_unit();
+                    events.oom_unit = probes.oom_size_unit();
                     if opts.bpf_stats {
                         report.bpf_stats = Some(probes.enable_stats());
                     }
@@ -83,14 +93,16 @@ impl Pipeline {
                 }
             },
         };
-        let (oom, warnings) = Oom::new(Box::new(Host::new(roots.clone())), opts.state_dir.as_deref(), opts.max_events);
+        let (mut oom, warnings) = Oom::new(Box::new(Host::new(roots.clone())), opts.state_dir.as_deref(), opts.max_events);
         report.warnings.extend(warnings);
+        let history = Arc::new(RwLock::new(History::new(opts.history)));
+        oom.set_history(history.clone());
         let collectors = Sampler::default_collectors(probes, opts.per_process, opts.slow_interval);
         let mut sampler = Sampler::new(roots, collectors, opts.model.clone());
         if let Some(m) = &opts.self_metrics {
             sampler.observe_into(m.clone());
         }
-        Pipeline { sampler, oom, ring, oom_unit, logger, report }
+        Pipeline { sampler, history, oom, events, logger, report }
     }
 
     /// The kernel-side logger: whoever takes it must keep it alive and flush it when its fd is
@@ -103,14 +115,9 @@ impl Pipeline {
     /// taken in too.
     pub fn sample_once(&mut self) -> (Arc<Snapshot>, Arc<OomView>) {
         let snap = Arc::new(self.sampler.sample());
+        self.history.write().unwrap_or_else(|e| e.into_inner()).push(&snap);
         let now = std::time::Instant::now();
-        if let Some(r) = self.ring.as_mut() {
-            while let Some(item) = r.next() {
-                if let Ok(k) = crate::oom::decode(&item, self.oom_unit) {
-                    self.oom.on_record(k, now);
-                }
-            }
-        }
+        self.events.drain(&mut self.oom);
         self.oom.on_snapshot(snap.clone(), now);
         (snap, self.oom.view())
     }
@@ -118,10 +125,10 @@ impl Pipeline {
     /// Runs the sampler on its own thread every `interval`, publishing into the returned
     /// [`Shared`].
     pub fn spawn(self, interval: Duration) -> (Shared, thread::JoinHandle<()>) {
-        let shared: Shared = Arc::default();
         // The logger, if nobody took it, lives as long as the sampler.
-        let Pipeline { sampler, oom, ring, oom_unit, logger, .. } = self;
-        let handle = sampler.spawn(interval, shared.clone(), oom, ring, oom_unit, logger);
+        let Pipeline { sampler, history, oom, events, logger, .. } = self;
+        let shared: Shared = Arc::new(crate::sampler::Published { history, ..Default::default() });
+        let handle = sampler.spawn(interval, shared.clone(), oom, events, logger);
         (shared, handle)
     }
 }

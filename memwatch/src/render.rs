@@ -488,7 +488,7 @@ fn le(v: f64) -> String {
 
 /// Label values of `memwatch_ebpf_drops_total`, by [`memwatch_common::drop`] index.
 const DROP_KINDS: [&str; memwatch_common::drop::COUNT as usize] =
-    ["process_map_full", "oom_ring_full", "no_slot", "retired_ring_full", "no_memcg"];
+    ["process_map_full", "oom_ring_full", "no_slot", "retired_ring_full", "no_memcg", "exec_ring_full"];
 
 fn render_self(snap: &Snapshot, w: &mut Writer) {
     let s = &snap.self_stats;

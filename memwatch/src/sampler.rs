@@ -4,7 +4,7 @@
 
 use std::{
     collections::HashSet,
-    sync::Arc,
+    sync::{Arc, RwLock},
     thread,
     time::{Duration, Instant, SystemTime},
 };
@@ -17,6 +17,7 @@ use aya::maps::{MapData, RingBuf};
 use crate::{
     Roots,
     collector::{CollectError, Collector, SnapshotBuilder},
+    history::History,
     model::{self, ModelState, Options, Timing},
     oom::{Oom, OomView},
     snapshot::Snapshot,
@@ -28,10 +29,60 @@ use crate::{
 pub struct Published {
     pub snapshot: ArcSwapOption<Snapshot>,
     pub oom: ArcSwap<OomView>,
+    /// Every sample's containers for a bounded window (written by the sampler, once a sample).
+    pub history: Arc<RwLock<History>>,
 }
 
 /// Shared with every reader.
 pub type Shared = Arc<Published>;
+
+/// The kernel's ring buffers the sampler thread reads: OOM records, and execs (whose programs'
+/// Go settings are read at once, for a kill that may come before any sample).
+pub struct KernelEvents {
+    pub oom: Option<RingBuf<MapData>>,
+    pub exec: Option<RingBuf<MapData>>,
+    /// Bytes per unit of the OOM record's size fields.
+    pub oom_unit: u64,
+}
+
+impl KernelEvents {
+    /// Waits up to `wait` for a record on either ring (sleeps when there is none).
+    fn wait(&self, wait: Duration) {
+        let mut fds: Vec<libc::pollfd> = [self.oom.as_ref(), self.exec.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|r| libc::pollfd { fd: r.as_raw_fd(), events: libc::POLLIN, revents: 0 })
+            .collect();
+        if fds.is_empty() {
+            thread::sleep(wait);
+            return;
+        }
+        // SAFETY: polling valid fds owned by the rings, for the length of the vector.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait.as_millis().min(i32::MAX as u128) as i32) };
+    }
+
+    /// Hands every waiting record to `oom`; true when its events changed. Execs first: a
+    /// program that started and was killed between two reads is watched before its kill is.
+    pub fn drain(&mut self, oom: &mut Oom) -> bool {
+        if let Some(r) = self.exec.as_mut() {
+            while let Some(item) = r.next() {
+                if item.len() >= 4 {
+                    oom.on_exec(u32::from_ne_bytes([item[0], item[1], item[2], item[3]]));
+                }
+            }
+        }
+        let mut changed = false;
+        if let Some(r) = self.oom.as_mut() {
+            while let Some(item) = r.next() {
+                match crate::oom::decode(&item, self.oom_unit) {
+                    Ok(k) => changed |= oom.on_record(k, Instant::now()),
+                    Err(e) => tracing::warn!("undecodable OOM record: {e}"),
+                }
+            }
+        }
+        changed
+    }
+}
 
 pub struct Sampler {
     roots: Roots,
@@ -111,8 +162,7 @@ impl Sampler {
         interval: Duration,
         shared: Shared,
         mut oom: Oom,
-        mut ring: Option<RingBuf<MapData>>,
-        oom_unit: u64,
+        mut events: KernelEvents,
         keep_alive: impl Send + 'static,
     ) -> thread::JoinHandle<()> {
         shared.oom.store(oom.view());
@@ -127,6 +177,7 @@ impl Sampler {
                     if now >= next {
                         let snap = Arc::new(self.sample());
                         shared.snapshot.store(Some(snap.clone()));
+                        shared.history.write().unwrap_or_else(|e| e.into_inner()).push(&snap);
                         changed |= oom.on_snapshot(snap, now);
                         next += interval;
                         if next < now {
@@ -134,21 +185,8 @@ impl Sampler {
                         }
                     }
                     let until = oom.next_deadline().map_or(next, |d| d.min(next));
-                    let wait = until.saturating_duration_since(Instant::now());
-                    match ring.as_mut() {
-                        Some(r) => {
-                            let mut pfd = libc::pollfd { fd: r.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-                            // SAFETY: polling one valid fd owned by `r`.
-                            unsafe { libc::poll(&mut pfd, 1, wait.as_millis().min(i32::MAX as u128) as i32) };
-                            while let Some(item) = r.next() {
-                                match crate::oom::decode(&item, oom_unit) {
-                                    Ok(k) => changed |= oom.on_record(k, Instant::now()),
-                                    Err(e) => tracing::warn!("undecodable OOM record: {e}"),
-                                }
-                            }
-                        }
-                        None => thread::sleep(wait),
-                    }
+                    events.wait(until.saturating_duration_since(Instant::now()));
+                    changed |= events.drain(&mut oom);
                     changed |= oom.finish_ready(Instant::now());
                     if changed {
                         shared.oom.store(oom.view());

@@ -95,6 +95,12 @@ pub struct Container {
     pub working_set_bytes: u64,
     pub rss_bytes: u64,
     pub cache_bytes: u64,
+    /// shmem and tmpfs (part of `cache_bytes`, but not reclaimable without swap).
+    #[serde(default)]
+    pub shmem_bytes: u64,
+    /// Kernel memory charged to it (v2).
+    #[serde(default)]
+    pub kernel_bytes: Option<u64>,
     pub swap_bytes: Option<u64>,
     pub vsz_bytes: u64,
     /// Sum of the resident set sizes of its processes (shared pages counted in each).

@@ -8,6 +8,7 @@ mod serve;
 mod top;
 mod util;
 mod v2vm;
+mod why;
 
 #[allow(dead_code)]
 mod plan {

@@ -3,9 +3,8 @@
 //! while the daemon is down, `memwatch events`, and Go programs' GOMEMLIMIT.
 use std::{
     io::{BufRead, BufReader},
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Stdio},
-    sync::OnceLock,
     thread,
     time::{Duration, Instant},
 };
@@ -234,27 +233,7 @@ fn memwatch_events_shows_a_kill_within_a_second() {
     assert!(text.contains(&format!("pid {pid} (memwatch-worklo)")) && text.contains(&cg.label()), "{text}");
 }
 
-/// The test Go program, built once with Debian's Go (no network: standard library only).
-fn gomem() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("go/gomem");
-        let out = Path::new(util::workload_bin()).with_file_name("gomem");
-        let cache = Path::new(util::workload_bin()).with_file_name("gocache");
-        let st = Command::new("go")
-            .args(["build", "-o"])
-            .arg(&out)
-            .arg(".")
-            .current_dir(&src)
-            .env("GOCACHE", &cache)
-            .env("GOPROXY", "off")
-            .env("GOFLAGS", "-mod=mod")
-            .status()
-            .expect("go (Debian's golang-go; scripts/setup.sh installs it)");
-        assert!(st.success(), "go build failed");
-        out
-    })
-}
+use util::programs::gomem;
 
 #[test]
 fn go_programs_report_gomemlimit_and_nothing_else_from_their_environment() {

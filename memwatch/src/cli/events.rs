@@ -65,7 +65,7 @@ fn mib(b: u64) -> String {
     format!("{:.1}MiB", b as f64 / (1 << 20) as f64)
 }
 
-/// One human line per event.
+/// One human line per event, and the explanation in a sentence or two beneath it.
 pub(crate) fn describe(e: &Event) -> String {
     let when = memwatch::rfc3339(e.time);
     let whom = if e.pod.is_empty() {
@@ -76,6 +76,7 @@ pub(crate) fn describe(e: &Event) -> String {
     if e.source == Source::KernelCounter {
         return format!("{when} {} OOM kill(s) in {whom}: counted by the kernel, missed by memwatch's probe", e.count);
     }
+    // A line for the kill, then the explanation indented under it.
     let mut s = format!("{when} OOM kill in {whom}");
     if let Some(v) = &e.victim {
         s += &format!(": pid {} ({})", v.pid, v.comm);
@@ -90,16 +91,30 @@ pub(crate) fn describe(e: &Event) -> String {
         (memwatch::oom::Constraint::Cgroup, Some(by)) => format!("; cgroup limit of {by}"),
         (c, _) => format!("; constraint {}", c.label()),
     };
+    if let Some(a) = &e.at_kill {
+        s += &format!("; at the kill: {}", mib(a.usage_bytes));
+        if let Some(l) = a.limit_bytes {
+            s += &format!(" of {}", mib(l));
+        }
+        let parts: Vec<String> = [("anon", a.anon_bytes), ("file", a.file_bytes), ("shmem", a.shmem_bytes), ("kernel", a.kernel_bytes)]
+            .into_iter()
+            .filter_map(|(name, v)| Some(format!("{name} {}", mib(v?))))
+            .collect();
+        if !parts.is_empty() {
+            s += &format!(" ({})", parts.join(", "));
+        }
+    }
     if let Some(b) = &e.before {
-        s += &format!("; before: working set {} of {} (headroom {})", mib(b.working_set_bytes), mib(b.limit_bytes), mib(b.headroom_bytes));
+        s += &format!("; last sample before: working set {} of {}", mib(b.working_set_bytes), mib(b.limit_bytes));
     }
     if let Some(t) = &e.trigger
         && e.victim.as_ref().is_some_and(|v| v.pid != t.pid)
     {
         s += &format!("; triggered by pid {} ({})", t.pid, t.comm);
     }
-    for g in &e.go {
-        s += &format!("; Go pid {} GOMEMLIMIT={}", g.pid, g.gomemlimit.as_deref().unwrap_or("unset"));
+    let why = memwatch::oom::reasons::summary(&e.explanation);
+    if !why.is_empty() {
+        s += &format!("\n    {why}");
     }
     s
 }

@@ -46,6 +46,21 @@ pub(crate) struct ServeArgs {
     /// How many OOM events the journal and the API keep
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     max_events: u64,
+    /// How long each container's history is kept at sample resolution, for OOM events (what
+    /// grew before a kill) and `/api/v1/trace`; at least 1m
+    #[arg(long, default_value = "15m", value_parser = parse_history)]
+    history: Duration,
+}
+
+pub(crate) fn parse_history(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 15m, 1h)"))?;
+    if d < Duration::from_secs(60) {
+        return Err("must be at least 1m (an OOM event looks 30 s back)".into());
+    }
+    if d > Duration::from_secs(24 * 3600) {
+        return Err("must be at most 24h".into());
+    }
+    Ok(d)
 }
 
 /// `/healthz` fails when the last sample is this many intervals old, and at least this old.
@@ -79,6 +94,7 @@ async fn serve(roots: Roots, args: ServeArgs) -> anyhow::Result<()> {
         max_events: args.max_events as usize,
         bpf_stats: args.bpf_stats,
         self_metrics: Some(self_metrics.clone()),
+        history: args.history,
     };
     let mut pipeline = Pipeline::new(roots, &opts);
     log_report(&pipeline.report);

@@ -84,6 +84,7 @@ fn local(roots: Roots, args: &TopArgs) -> Pipeline {
         max_events: 100,
         bpf_stats: false,
         self_metrics: None,
+        history: Duration::from_secs(60),
     };
     Pipeline::new(roots, &opts)
 }

@@ -506,12 +506,6 @@ fn read_slow(node: &Node, v2: bool, rare: bool, buf: &mut [u8], out: &mut Snapsh
                 opt(get(node, "memory.events", buf, out, |t| Ok::<_, ()>(parse::pick(t, ["oom_kill", "oom"])))).unwrap_or_default();
             cg.pressure = opt(get(node, "memory.pressure", buf, out, |t| parse::psi(t).ok_or(())));
         }
-        let keys = ["anon", "file", "inactive_file", "pgmajfault", "pgfault"];
-        if let Some([anon, file, inactive, major, faults]) = opt(get(node, "memory.stat", buf, out, |t| Ok::<_, ()>(parse::pick(t, keys))))
-        {
-            (cg.anon, cg.file, cg.inactive_file) = (anon.unwrap_or(0), file.unwrap_or(0), inactive.unwrap_or(0));
-            (cg.major_faults, cg.page_faults) = (major, faults);
-        }
     } else {
         if rare {
             cg.own_limit = opt(get(node, "memory.limit_in_bytes", buf, out, parse::limit)).flatten();
@@ -523,13 +517,12 @@ fn read_slow(node: &Node, v2: bool, rare: bool, buf: &mut [u8], out: &mut Snapsh
             cg.oom_kills = opt(get(node, "memory.oom_control", buf, out, |t| Ok::<_, ()>(parse::pick(t, ["oom_kill"])[0]))).flatten();
             cg.limit_events = opt(get(node, "memory.failcnt", buf, out, parse::value));
         }
-        // The total_* keys include descendants, like v2's memory.stat.
-        let keys = ["total_rss", "total_cache", "total_inactive_file", "total_pgmajfault", "total_pgfault"];
-        if let Some([anon, file, inactive, major, faults]) = opt(get(node, "memory.stat", buf, out, |t| Ok::<_, ()>(parse::pick(t, keys))))
-        {
-            (cg.anon, cg.file, cg.inactive_file) = (anon.unwrap_or(0), file.unwrap_or(0), inactive.unwrap_or(0));
-            (cg.major_faults, cg.page_faults) = (major, faults);
-        }
+    }
+    // v1's total_* keys include descendants, like v2's memory.stat.
+    if let Some(m) = opt(get(node, "memory.stat", buf, out, |t| Ok::<_, ()>(parse::memory_stat(t, v2)))) {
+        (cg.anon, cg.file, cg.inactive_file) = (m.anon.unwrap_or(0), m.file.unwrap_or(0), m.inactive_file.unwrap_or(0));
+        (cg.shmem, cg.kernel) = (m.shmem.unwrap_or(0), m.kernel);
+        (cg.major_faults, cg.page_faults) = (m.major_faults, m.faults);
     }
     cg.pids = opt(get(node, "cgroup.procs", buf, out, |t| Ok::<_, ()>(parse::procs(t)))).unwrap_or_default().into();
 }
@@ -584,6 +577,16 @@ pub fn limit_events(dir: &Path, v2: bool) -> Option<u64> {
     } else {
         parse::value(&std::fs::read_to_string(dir.join("memory.failcnt")).ok()?).ok()
     }
+}
+
+/// The parts of a cgroup's memory, read now: memory.stat, and on v1 the kernel memory from
+/// `memory.kmem.usage_in_bytes` (v1's memory.stat has none).
+pub fn memory_parts(dir: &Path, v2: bool) -> Option<parse::MemoryStat> {
+    let mut m = parse::memory_stat(&std::fs::read_to_string(dir.join("memory.stat")).ok()?, v2);
+    if !v2 {
+        m.kernel = std::fs::read_to_string(dir.join("memory.kmem.usage_in_bytes")).ok().and_then(|t| parse::value(&t).ok());
+    }
+    Some(m)
 }
 
 #[cfg(test)]

@@ -65,6 +65,10 @@ pub struct RawCgroup {
     pub anon: u64,
     pub file: u64,
     pub inactive_file: u64,
+    /// shmem/tmpfs (part of `file`).
+    pub shmem: u64,
+    /// Kernel memory, where memory.stat says (v2).
+    pub kernel: Option<u64>,
     pub major_faults: Option<u64>,
     /// Page faults, the kernel's own count (`pgfault` in memory.stat, `total_pgfault` on v1).
     pub page_faults: Option<u64>,
@@ -94,6 +98,8 @@ impl Default for RawCgroup {
             anon: 0,
             file: 0,
             inactive_file: 0,
+            shmem: 0,
+            kernel: None,
             major_faults: None,
             page_faults: None,
             swap: None,

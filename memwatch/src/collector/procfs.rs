@@ -87,9 +87,27 @@ const ELF_TABLE_LIMIT: usize = 1 << 20;
 /// not a Go program or is gone. Reads the ELF section headers of `/proc/<pid>/exe` and then,
 /// only for Go programs, the environment, of which only those two variables are kept.
 pub fn go_info(procfs: &std::path::Path, pid: u32) -> Option<(Option<String>, Option<String>)> {
+    let exe = std::fs::File::open(procfs.join(format!("{pid}/exe"))).ok()?;
+    if !is_go_binary(&exe) {
+        return None;
+    }
+    go_env(procfs, pid)
+}
+
+/// GOMEMLIMIT and GOGC from `/proc/<pid>/environ`; nothing else is kept.
+pub fn go_env(procfs: &std::path::Path, pid: u32) -> Option<(Option<String>, Option<String>)> {
+    let environ = std::fs::read(procfs.join(format!("{pid}/environ"))).ok()?;
+    Some(parse::go_env(&environ))
+}
+
+/// Whether an executable is a Go program, from its ELF section names.
+pub fn is_go_binary(exe: &std::fs::File) -> bool {
+    is_go_elf(exe).unwrap_or(false)
+}
+
+fn is_go_elf(exe: &std::fs::File) -> Option<bool> {
     use crate::parse::elf;
     use std::os::unix::fs::FileExt;
-    let exe = std::fs::File::open(procfs.join(format!("{pid}/exe"))).ok()?;
     let mut header = [0u8; 64];
     exe.read_exact_at(&mut header, 0).ok()?;
     let (shoff, entsize, count, strndx) = elf::section_table(&header)?;
@@ -105,9 +123,5 @@ pub fn go_info(procfs: &std::path::Path, pid: u32) -> Option<(Option<String>, Op
     }
     let mut strtab = vec![0u8; str_len as usize];
     exe.read_exact_at(&mut strtab, str_off).ok()?;
-    if !elf::is_go(&elf::section_names(&table, entsize, count, &strtab)) {
-        return None;
-    }
-    let environ = std::fs::read(procfs.join(format!("{pid}/environ"))).ok()?;
-    Some(parse::go_env(&environ))
+    Some(elf::is_go(&elf::section_names(&table, entsize, count, &strtab)))
 }

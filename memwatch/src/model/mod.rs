@@ -175,6 +175,8 @@ pub fn build(mut b: SnapshotBuilder, st: &mut ModelState, opts: &Options, t: Tim
             working_set_bytes: working_set,
             rss_bytes: c.anon,
             cache_bytes: c.file,
+            shmem_bytes: c.shmem,
+            kernel_bytes: c.kernel,
             swap_bytes: c.swap,
             vsz_bytes: procs[i].1,
             process_rss_bytes: procs[i].2,

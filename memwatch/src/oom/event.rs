@@ -66,6 +66,88 @@ pub struct GoProcess {
     pub comm: String,
     pub gomemlimit: Option<String>,
     pub gogc: Option<String>,
+    /// GOMEMLIMIT in bytes as Go reads it; None when unset or unparsable (`off` is no limit).
+    #[serde(default)]
+    pub gomemlimit_bytes: Option<u64>,
+    /// Whether the program set a limit in code (`debug.SetMemoryLimit`): always None, since
+    /// only a debugger could read it from the process; said so in the explanation.
+    #[serde(default)]
+    pub limit_set_in_code: Option<bool>,
+}
+
+/// The memory cgroup whose limit the kill was about, read by the kernel side in the context of
+/// the kill (usage, limit, swap) and from its memory.stat right after (the parts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AtKill {
+    /// The cgroup whose limit was hit; for a machine-wide OOM, the victim's container.
+    pub cgroup: String,
+    pub cgroup_id: u64,
+    /// The page counter's usage at the kill.
+    pub usage_bytes: u64,
+    /// Its limit; None when it has none (a machine-wide OOM).
+    pub limit_bytes: Option<u64>,
+    pub swap_bytes: Option<u64>,
+    /// Anonymous memory: the usage at the kill less the other parts.
+    pub anon_bytes: Option<u64>,
+    /// Page cache, shmem not included.
+    pub file_bytes: Option<u64>,
+    /// shmem and tmpfs files.
+    pub shmem_bytes: Option<u64>,
+    /// Kernel memory (slab, stacks, page tables, socket buffers).
+    pub kernel_bytes: Option<u64>,
+    /// Parts this kernel or cgroup version does not give (never printed as zero).
+    pub missing: Vec<String>,
+    /// The parts come from memory.stat read this long after the kill (usage and limit are
+    /// from the kill itself); file, shmem and kernel memory outlive the victim, anonymous
+    /// memory is derived.
+    pub parts_read_after_ms: Option<u64>,
+}
+
+/// How one quantity changed over the seconds before the kill.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Growth {
+    /// `working_set`, `anon`, `file` or `shmem`.
+    pub what: String,
+    pub from_bytes: u64,
+    pub to_bytes: u64,
+    pub delta_bytes: i64,
+}
+
+/// A process's resident memory before and at the kill.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessGrowth {
+    pub pid: u32,
+    pub comm: String,
+    /// None when it was not among the largest processes then (or did not exist).
+    pub from_rss_bytes: Option<u64>,
+    pub to_rss_bytes: u64,
+    pub delta_bytes: i64,
+}
+
+/// What the container's recent history says about the kill.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recent {
+    /// How far back the comparison reaches (up to 30 s; less for a young container).
+    pub window_seconds: f64,
+    /// When memwatch first saw the container, in seconds before the kill; None when it was
+    /// never sampled before the kill.
+    pub first_seen_seconds_before: Option<f64>,
+    /// True when the container was first seen less than one sample interval before the kill
+    /// (or never): the sampled state says little, the state at the kill is the kernel's.
+    pub younger_than_a_sample: bool,
+    pub growth: Vec<Growth>,
+    /// The processes that grew most, largest growth first.
+    pub processes: Vec<ProcessGrowth>,
+}
+
+/// One finding, in plain words and as data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reason {
+    /// `limit`, `inherited_limit`, `machine`, `anon_growth`, `shmem`, `page_cache`, `kernel`,
+    /// `swap`, `young`, `go_gomemlimit_unset`, `go_gomemlimit_above_limit`, `go_gomemlimit_set`,
+    /// `go_gogc_off`, `missed`.
+    pub kind: String,
+    pub text: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,6 +179,12 @@ pub struct Event {
     pub top_processes: Vec<ProcessInfo>,
     #[serde(default)]
     pub go: Vec<GoProcess>,
+    #[serde(default)]
+    pub at_kill: Option<AtKill>,
+    #[serde(default)]
+    pub recent: Option<Recent>,
+    #[serde(default)]
+    pub explanation: Vec<Reason>,
 }
 
 /// A process in the killed container, as the event shows it.
@@ -140,6 +228,9 @@ pub(crate) mod tests {
             before: None,
             top_processes: vec![],
             go: vec![],
+            at_kill: None,
+            recent: None,
+            explanation: vec![],
         }
     }
 

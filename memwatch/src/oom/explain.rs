@@ -2,14 +2,33 @@
 //! (the victim's own cgroup), why (which limit, or the machine), and the container as it was.
 
 use super::{
-    event::{Constraint, Event, GoProcess, MemState, ProcessInfo, Source, Trigger, Victim},
-    record::OomKill,
-    world::{GoSettings, ProcFacts, World},
+    event::{AtKill, Constraint, Event, GoProcess, Growth, MemState, ProcessGrowth, ProcessInfo, Recent, Source, Trigger, Victim},
+    reasons,
+    record::{Level, OomKill},
+    world::{GoSettings, MemoryStat, ProcFacts, World},
 };
-use crate::{parse::identity, snapshot::Snapshot};
+use crate::{
+    history::{Field, History},
+    parse::identity,
+    snapshot::Snapshot,
+};
 
 /// The processes an event lists, at most.
 pub const TOP_PROCESSES: usize = 10;
+/// How far back an event looks for what grew.
+pub const RECENT_WINDOW: f64 = 30.0;
+/// A page counter this close to its limit is at it: a charge that fails may be a huge page
+/// (2 MiB) and a batch of pages more.
+pub const AT_LIMIT_MARGIN: u64 = (2 << 20) + (256 << 10);
+
+/// A cgroup's memory.stat, read as soon as a kill's record came in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartsRead {
+    pub cgroup_id: u64,
+    pub stat: MemoryStat,
+    /// Unix seconds of the read.
+    pub at: f64,
+}
 
 /// Everything known of one kill when it is explained.
 pub struct Kill<'a> {
@@ -25,11 +44,39 @@ pub struct Kill<'a> {
     pub proc_: Option<&'a ProcFacts>,
     /// The victim's Go settings, read when the record arrived.
     pub go: Option<&'a GoSettings>,
+    /// The parts of the memory of the cgroup at its limit, read when the record arrived.
+    pub parts: Option<&'a PartsRead>,
+}
+
+/// What else an explanation draws on besides the kill and the host.
+pub struct Context<'a> {
+    /// The sample taken last before the kill.
+    pub before: Option<&'a Snapshot>,
+    /// The newest samples, for cgroups the `before` sample did not have.
+    pub snaps: &'a [&'a Snapshot],
+    pub history: Option<&'a History>,
+    /// Seconds between samples.
+    pub interval: f64,
+    /// Cgroup v1 (the second page counter is memory + swap).
+    pub v1: bool,
+}
+
+fn at_limit(usage: Option<u64>, limit: Option<u64>) -> bool {
+    matches!((usage, limit), (Some(u), Some(l)) if u + AT_LIMIT_MARGIN >= l)
+}
+
+/// The level whose limit the kill hit: the deepest at its limit (memory, or on v1 memory +
+/// swap). None: no cgroup was at its limit, the machine ran out.
+pub fn constrained_level(levels: &[Level], v1: bool) -> Option<&Level> {
+    levels
+        .iter()
+        .find(|l| at_limit(Some(l.usage_bytes), l.limit_bytes) || (v1 && at_limit(l.swap_usage_bytes, l.swap_limit_bytes)))
 }
 
 /// Builds the event. `before` is the sample taken last before the kill; `snaps` the newest
 /// ones, for cgroups the `before` sample did not have.
-pub fn explain(k: &Kill<'_>, before: Option<&Snapshot>, snaps: &[&Snapshot], world: &dyn World) -> Event {
+pub fn explain(k: &Kill<'_>, cx: &Context<'_>, world: &dyn World) -> Event {
+    let (before, snaps) = (cx.before, cx.snaps);
     let mark = k.mark;
     let memcg = k.exit.and_then(|x| x.victim_memcg_id).filter(|id| *id != 0).or(k.task_memcg).or(mark.victim_memcg_id);
     // The victim's cgroup path: from a sample, else by walking for its id, else from /proc.
@@ -49,19 +96,36 @@ pub fn explain(k: &Kill<'_>, before: Option<&Snapshot>, snaps: &[&Snapshot], wor
             (String::new(), String::new(), String::new(), ident.container_id.unwrap_or_default())
         }
     };
-    let (constraint, constrained_by) = constraint(&chain, before, world);
+    let path_of = |id: u64| {
+        chain
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, p)| p.clone())
+            .or_else(|| snaps.iter().find_map(|s| s.cgroups.get(&id).map(|c| c.path.to_string())))
+            .or_else(|| world.cgroup_path(id))
+    };
+    let hit = constrained_level(&mark.levels, cx.v1);
+    let (constraint, constrained_by) = if mark.levels.is_empty() {
+        constraint(&chain, before, world)
+    } else {
+        match hit {
+            Some(l) => (Constraint::Cgroup, path_of(l.cgroup_id)),
+            None => (Constraint::Machine, None),
+        }
+    };
+    // The cgroup the state at the kill is of: the one at its limit, else the victim's.
+    let level = hit.or_else(|| mark.levels.iter().find(|l| l.cgroup_id == id)).or(mark.levels.first());
+    let at_kill = level.map(|l| at_kill(l, path_of(l.cgroup_id).unwrap_or_default(), k, cx.v1));
     let victim = victim(k);
     let top = processes(path.as_deref(), container.map(|c| c.top_processes.as_slice()).unwrap_or_default(), world);
-    let mut go: Vec<GoProcess> =
-        k.go.map(|g| GoProcess { pid: mark.victim_pid, comm: victim.comm.clone(), gomemlimit: g.gomemlimit.clone(), gogc: g.gogc.clone() })
-            .into_iter()
-            .collect();
+    let mut go: Vec<GoProcess> = k.go.map(|g| go_process(mark.victim_pid, &victim.comm, g.clone())).into_iter().collect();
     for p in top.iter().filter(|t| t.pid != mark.victim_pid) {
         if let Some(g) = world.go(p.pid) {
-            go.push(GoProcess { pid: p.pid, comm: p.comm.clone(), gomemlimit: g.gomemlimit, gogc: g.gogc });
+            go.push(go_process(p.pid, &p.comm, g));
         }
     }
-    Event {
+    let recent = cx.history.map(|h| recent(h, id, k.time, cx.interval, at_kill.as_ref(), &victim, &top));
+    let mut event = Event {
         seq: 0,
         time: k.time,
         source: Source::Probe,
@@ -85,6 +149,103 @@ pub fn explain(k: &Kill<'_>, before: Option<&Snapshot>, snaps: &[&Snapshot], wor
         }),
         top_processes: top,
         go,
+        at_kill,
+        recent,
+        explanation: vec![],
+    };
+    event.explanation = reasons::reasons(&event);
+    event
+}
+
+fn go_process(pid: u32, comm: &str, g: GoSettings) -> GoProcess {
+    GoProcess {
+        pid,
+        comm: comm.to_string(),
+        gomemlimit_bytes: g.gomemlimit.as_deref().and_then(crate::units::go_byte_count),
+        gomemlimit: g.gomemlimit,
+        gogc: g.gogc,
+        limit_set_in_code: None,
+    }
+}
+
+/// The state at the kill of the cgroup at `level`: usage, limit and swap from the kernel's
+/// record; the parts from memory.stat read when the record came in (anonymous memory derived,
+/// since the victim's is being freed by then).
+fn at_kill(level: &Level, cgroup: String, k: &Kill<'_>, v1: bool) -> AtKill {
+    let usage = level.usage_bytes;
+    let swap = if v1 { level.swap_usage_bytes.map(|memsw| memsw.saturating_sub(usage)) } else { level.swap_usage_bytes };
+    let parts = k.parts.filter(|p| p.cgroup_id == level.cgroup_id);
+    let stat = parts.map(|p| p.stat).unwrap_or_default();
+    let file_total = stat.file;
+    let shmem = stat.shmem;
+    let kernel = stat.kernel;
+    let anon = file_total.map(|f| usage.saturating_sub(f).saturating_sub(kernel.unwrap_or(0)));
+    let mut missing = Vec::new();
+    for (name, v) in [("anon", anon), ("file", file_total), ("shmem", shmem), ("kernel", kernel), ("swap", swap)] {
+        if v.is_none() {
+            missing.push(name.to_string());
+        }
+    }
+    AtKill {
+        cgroup,
+        cgroup_id: level.cgroup_id,
+        usage_bytes: usage,
+        limit_bytes: level.limit_bytes,
+        swap_bytes: swap,
+        anon_bytes: anon,
+        file_bytes: file_total.map(|f| f.saturating_sub(shmem.unwrap_or(0))),
+        shmem_bytes: shmem,
+        kernel_bytes: kernel,
+        missing,
+        parts_read_after_ms: parts.map(|p| ((p.at - k.time).max(0.0) * 1000.0).round() as u64),
+    }
+}
+
+/// What grew in the container in the [`RECENT_WINDOW`] before the kill, and who grew.
+fn recent(h: &History, id: u64, time: f64, interval: f64, at: Option<&AtKill>, victim: &Victim, now: &[ProcessInfo]) -> Recent {
+    let first_seen = h.first_seen(id).filter(|f| *f <= time);
+    let from_t = first_seen.map_or(time, |f| f.max(time - RECENT_WINDOW));
+    let mut growth = Vec::new();
+    let ours = at.filter(|a| a.cgroup_id == id);
+    let fields = [
+        ("working_set", Field::WorkingSet, None),
+        ("anon", Field::Anon, ours.and_then(|a| a.anon_bytes)),
+        ("file", Field::File, ours.and_then(|a| a.file_bytes.zip(a.shmem_bytes).map(|(f, s)| f + s))),
+        ("shmem", Field::Shmem, ours.and_then(|a| a.shmem_bytes)),
+    ];
+    for (what, field, at_kill) in fields {
+        // From: the sample at the window's start; a container never sampled started empty.
+        let from = match first_seen {
+            Some(_) => h.value_at(id, field, from_t).map(|(_, v)| v),
+            None => Some(0),
+        };
+        let to = at_kill.or_else(|| h.value_at(id, field, time).map(|(_, v)| v));
+        if let (Some(from), Some(to)) = (from, to) {
+            growth.push(Growth { what: what.to_string(), from_bytes: from, to_bytes: to, delta_bytes: to as i64 - from as i64 });
+        }
+    }
+    let then = first_seen.and_then(|_| h.processes_at(id, from_t)).map(|(_, p)| p);
+    let mut procs: Vec<ProcessGrowth> = Vec::new();
+    let victim_rss = victim.rss_bytes.map(|r| (victim.pid, victim.comm.clone(), r));
+    let current = victim_rss.into_iter().chain(now.iter().map(|p| (p.pid, p.comm.clone(), p.rss_bytes)));
+    for (pid, comm, to) in current {
+        if procs.iter().any(|p| p.pid == pid) {
+            continue;
+        }
+        let from = then.as_ref().and_then(|t| t.iter().find(|p| p.pid == pid)).map(|p| p.rss_bytes);
+        let delta = to as i64 - from.unwrap_or(0) as i64;
+        if delta > 0 {
+            procs.push(ProcessGrowth { pid, comm, from_rss_bytes: from, to_rss_bytes: to, delta_bytes: delta });
+        }
+    }
+    procs.sort_by(|a, b| b.delta_bytes.cmp(&a.delta_bytes).then(a.pid.cmp(&b.pid)));
+    procs.truncate(5);
+    Recent {
+        window_seconds: time - from_t,
+        first_seen_seconds_before: first_seen.map(|f| time - f),
+        younger_than_a_sample: first_seen.is_none_or(|f| time - f < interval),
+        growth,
+        processes: procs,
     }
 }
 

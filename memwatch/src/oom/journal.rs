@@ -40,6 +40,8 @@ pub struct Loaded {
     pub baseline: HashMap<u64, u64>,
     /// Set when a bad tail was dropped: says where and how much.
     pub warning: Option<String>,
+    /// The journal did not exist: memwatch's first run with this state directory.
+    pub fresh: bool,
 }
 
 /// Parses journal text: every line up to the first bad one. Returns what parsed and the byte
@@ -81,13 +83,14 @@ impl Journal {
         fs::create_dir_all(dir).map_err(|source| JournalError::Dir { path: dir.to_path_buf(), source })?;
         let path = dir.join(FILE_NAME);
         let io_err = |source| JournalError::Io { path: path.clone(), source };
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        let (bytes, fresh) = match fs::read(&path) {
+            Ok(b) => (b, false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (Vec::new(), true),
             Err(e) => return Err(io_err(e)),
         };
         let text = String::from_utf8_lossy(&bytes);
-        let (loaded, good) = parse(&text);
+        let (mut loaded, good) = parse(&text);
+        loaded.fresh = fresh;
         // Invalid UTF-8 shows up as a parse failure before `good`, so byte offsets agree.
         let file = OpenOptions::new().create(true).append(true).open(&path).map_err(io_err)?;
         if good < bytes.len() {
@@ -104,7 +107,20 @@ impl Journal {
 
     /// Appends one event and syncs; past twice `max_events` lines the file is compacted.
     pub fn append(&mut self, event: &Event) -> io::Result<()> {
-        let mut line = serde_json::to_string(&Line::Event(Box::new(event.clone()))).map_err(io::Error::other)?;
+        self.append_line(&Line::Event(Box::new(event.clone())))
+    }
+
+    /// Appends kill counts per cgroup id that no event stands for (kills from before memwatch
+    /// started), so a restart does not report them as missed.
+    pub fn append_baseline(&mut self, counts: &HashMap<u64, u64>) -> io::Result<()> {
+        for (id, n) in counts {
+            *self.baseline.entry(*id).or_default() += n;
+        }
+        self.append_line(&Line::Baseline(counts.clone()))
+    }
+
+    fn append_line(&mut self, l: &Line) -> io::Result<()> {
+        let mut line = serde_json::to_string(l).map_err(io::Error::other)?;
         line.push('\n');
         self.file.write_all(line.as_bytes())?;
         self.file.sync_data()?;
@@ -178,7 +194,8 @@ mod tests {
     fn compaction_keeps_the_last_and_a_baseline() {
         let dir = tempfile::tempdir().unwrap();
         let (mut j, loaded) = Journal::open(dir.path(), 3).unwrap();
-        assert!(loaded.events.is_empty());
+        assert!(loaded.events.is_empty() && loaded.fresh);
+        j.append_baseline(&HashMap::from([(10, 5)])).unwrap();
         for seq in 1..=10 {
             j.append(&event(seq, 10 + seq % 2)).unwrap();
         }
@@ -192,8 +209,9 @@ mod tests {
                 *counts.entry(*id).or_default() += e.count;
             }
         }
-        assert_eq!(counts[&10] + counts[&11], 10);
+        assert_eq!(counts[&10] + counts[&11], 15, "ten events and a baseline of five");
         assert_eq!(counts[&1], 10, "the shared ancestor");
+        assert!(!loaded.fresh);
     }
 
     #[test]

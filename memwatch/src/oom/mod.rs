@@ -13,6 +13,7 @@
 pub mod event;
 pub mod explain;
 pub mod journal;
+pub mod reasons;
 pub mod record;
 pub mod tracker;
 pub mod world;
@@ -66,6 +67,9 @@ impl Oom {
                         warnings.push(format!("{}: {w}", journal.path().display()));
                     }
                     oom.tracker.account_baseline(&loaded.baseline);
+                    if loaded.fresh {
+                        oom.tracker.first_run();
+                    }
                     let mut view = OomView::default();
                     for e in loaded.events {
                         oom.tracker.account(&e);
@@ -75,10 +79,21 @@ impl Oom {
                     oom.view = Arc::new(view);
                     oom.journal = Some(journal);
                 }
-                Err(e) => warnings.push(format!("OOM events will not survive a restart: {e}")),
+                Err(e) => {
+                    warnings.push(format!("OOM events will not survive a restart: {e}"));
+                    oom.tracker.first_run();
+                }
             }
+        } else {
+            // Nothing remembered from before: every start is a first run.
+            oom.tracker.first_run();
         }
         (oom, warnings)
+    }
+
+    /// Draw on this history for what grew before a kill.
+    pub fn set_history(&mut self, history: Arc<std::sync::RwLock<crate::history::History>>) {
+        self.tracker.set_history(history);
     }
 
     pub fn view(&self) -> Arc<OomView> {
@@ -91,10 +106,45 @@ impl Oom {
         self.record(done)
     }
 
+    /// A program was just started (exec): read what a kill would need while it lives.
+    pub fn on_exec(&mut self, pid: u32) {
+        self.world.watch(pid, true);
+    }
+
     /// A new sample. Returns true when events changed.
     pub fn on_snapshot(&mut self, snap: Arc<Snapshot>, now: Instant) -> bool {
+        // Processes that started before memwatch (or whose exec it missed) are watched when a
+        // sample sees them.
+        for c in snap.containers.iter() {
+            for p in &c.top_processes {
+                self.world.watch(p.pid, false);
+            }
+        }
         let done = self.tracker.on_snapshot(snap, now, self.world.as_ref());
+        if let Some(baseline) = self.tracker.take_baseline() {
+            self.record_baseline(&baseline);
+        }
         self.record(done)
+    }
+
+    /// Kills from before memwatch started: said once, and journaled so that a restart does not
+    /// count them as missed.
+    fn record_baseline(&mut self, baseline: &HashMap<u64, u64>) {
+        if baseline.is_empty() {
+            return;
+        }
+        let kills: u64 = baseline.values().sum();
+        tracing::info!(
+            target: "memwatch::oom",
+            kills,
+            cgroups = baseline.len(),
+            "OOM kills from before memwatch started (on the kernel's counters): taken as a baseline, not as kills missed"
+        );
+        if let Some(j) = self.journal.as_mut()
+            && let Err(err) = j.append_baseline(baseline)
+        {
+            tracing::error!("writing the OOM journal {}: {err}", j.path().display());
+        }
     }
 
     /// Explains kills whose wait is over. Returns true when events changed.
@@ -161,7 +211,9 @@ fn log(e: &Event) {
             cgroup = e.cgroup.as_str(),
             constraint = e.constraint.label(),
             constrained_by = e.constrained_by.as_deref().unwrap_or(""),
-            limit_bytes = e.before.as_ref().map(|b| b.limit_bytes).unwrap_or(0),
+            usage_at_kill_bytes = e.at_kill.as_ref().map(|a| a.usage_bytes).unwrap_or(0),
+            limit_bytes = e.at_kill.as_ref().and_then(|a| a.limit_bytes).or(e.before.as_ref().map(|b| b.limit_bytes)).unwrap_or(0),
+            why = reasons::summary(&e.explanation).as_str(),
             "OOM kill"
         ),
         Source::KernelCounter => tracing::warn!(
@@ -197,6 +249,9 @@ mod tests {
             vec![]
         }
         fn limit_events(&self, _: &str) -> Option<u64> {
+            None
+        }
+        fn memory_parts(&self, _: &str) -> Option<world::MemoryStat> {
             None
         }
         fn processes(&self, _: &str, _: usize) -> Vec<event::ProcessInfo> {

@@ -33,7 +33,25 @@ pub struct OomKill {
     pub trigger_comm: String,
     pub trigger_cgroup_id: u64,
     pub trigger_memcg_id: u64,
+    /// The trigger's memory cgroup and its ancestors at the kill, deepest first; empty where
+    /// the kernel side could not read them.
+    pub levels: Vec<Level>,
 }
+
+/// One memory cgroup's page counters at the kill, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Level {
+    pub cgroup_id: u64,
+    pub usage_bytes: u64,
+    /// None when the cgroup has no limit.
+    pub limit_bytes: Option<u64>,
+    /// The second counter: swap on cgroup v2, memory + swap on v1; None where not read.
+    pub swap_usage_bytes: Option<u64>,
+    pub swap_limit_bytes: Option<u64>,
+}
+
+/// Page counters hold `PAGE_COUNTER_MAX` (about `LONG_MAX / PAGE_SIZE`) for "no limit".
+const NO_LIMIT_PAGES: u64 = 1 << 50;
 
 fn comm(bytes: &[u8]) -> String {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
@@ -69,6 +87,23 @@ pub fn decode(record: &[u8], unit: u64) -> Result<OomKill, DecodeError> {
         trigger_comm: comm(&e.trigger_comm),
         trigger_cgroup_id: e.trigger_cgroup_id,
         trigger_memcg_id: e.trigger_memcg_id,
+        levels: if e.present & has::LEVELS != 0 {
+            let page = crate::probes::page_size();
+            let limit = |pages: u64| (pages < NO_LIMIT_PAGES).then_some(pages * page);
+            let n = (e.nlevels as usize).min(e.levels.len());
+            e.levels[..n]
+                .iter()
+                .map(|l| Level {
+                    cgroup_id: l.cgroup_id,
+                    usage_bytes: l.usage_pages * page,
+                    limit_bytes: limit(l.max_pages),
+                    swap_usage_bytes: (e.present & has::SWAP != 0).then_some(l.swap_usage_pages * page),
+                    swap_limit_bytes: if e.present & has::SWAP != 0 { limit(l.swap_max_pages) } else { None },
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
     })
 }
 
@@ -94,6 +129,20 @@ mod tests {
         assert_eq!(k.anon_rss_bytes, Some(12288));
         assert_eq!(k.file_rss_bytes, None);
         assert_eq!(k.trigger_comm, "bash");
+        assert!(k.levels.is_empty(), "no levels without their bit");
+    }
+
+    #[test]
+    fn decodes_the_cgroup_levels_at_the_kill() {
+        let mut e = OomEvent { victim_pid: 42, present: has::LEVELS, nlevels: 2, ..Default::default() };
+        e.levels[0] = memwatch_common::MemcgLevel { cgroup_id: 9, usage_pages: 8190, max_pages: 8192, ..Default::default() };
+        e.levels[1] = memwatch_common::MemcgLevel { cgroup_id: 1, usage_pages: 100, max_pages: u64::MAX / 8192, ..Default::default() };
+        e.levels[2].cgroup_id = 77; // beyond nlevels: ignored
+        let k = decode(&bytes(&e), 1024).unwrap();
+        let page = crate::probes::page_size();
+        assert_eq!(k.levels.len(), 2);
+        assert_eq!((k.levels[0].cgroup_id, k.levels[0].usage_bytes, k.levels[0].limit_bytes), (9, 8190 * page, Some(8192 * page)));
+        assert_eq!(k.levels[1].limit_bytes, None, "PAGE_COUNTER_MAX is no limit");
     }
 
     #[test]
@@ -105,6 +154,6 @@ mod tests {
 
     #[test]
     fn short_record_is_an_error() {
-        assert_eq!(decode(&[0u8; 10], 4096), Err(DecodeError::Size { got: 10, want: 128 }));
+        assert_eq!(decode(&[0u8; 10], 4096), Err(DecodeError::Size { got: 10, want: size_of::<OomEvent>() }));
     }
 }

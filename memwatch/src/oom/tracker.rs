@@ -11,17 +11,17 @@
 
 use std::{
     collections::HashMap,
-    sync::Arc,
+    sync::{Arc, RwLock},
     time::{Duration, Instant},
 };
 
 use super::{
     event::{Constraint, Event, Source},
-    explain::{self, Kill},
+    explain::{self, Context, Kill, PartsRead},
     record::OomKill,
     world::{GoSettings, ProcFacts, World},
 };
-use crate::snapshot::Snapshot;
+use crate::{history::History, snapshot::Snapshot};
 
 /// How long to wait for a victim's exit record before explaining the kill with what we have.
 pub const EXIT_WAIT: Duration = Duration::from_millis(1500);
@@ -41,6 +41,8 @@ struct Pending {
     /// Read from /proc as soon as the record arrived, while the victim may still be there.
     proc_: Option<ProcFacts>,
     go: Option<GoSettings>,
+    /// memory.stat of the cgroup at its limit (else the trigger's), read as the record came in.
+    parts: Option<PartsRead>,
 }
 
 #[derive(Default)]
@@ -55,11 +57,52 @@ pub struct Tracker {
     /// The two newest samples: a kill is compared with the one taken before it.
     older: Option<Arc<Snapshot>>,
     newer: Option<Arc<Snapshot>>,
+    /// The containers' recent history, when the pipeline keeps one.
+    history: Option<Arc<RwLock<History>>>,
+    /// memwatch's first run (no journal from before): the first sample's kill counts are a
+    /// baseline of kills from before memwatch started, not kills it missed.
+    first_run: bool,
+    /// That baseline, once taken, until the journal takes it.
+    baseline: Option<HashMap<u64, u64>>,
 }
 
 impl Tracker {
     pub fn new() -> Self {
         Tracker::default()
+    }
+
+    /// The next sample's kill counts are from before memwatch started (its first run).
+    pub fn first_run(&mut self) {
+        self.first_run = true;
+    }
+
+    /// The kills found on the kernel's counters at the first sample of a first run, per cgroup
+    /// id (beyond what events explained), once.
+    pub fn take_baseline(&mut self) -> Option<HashMap<u64, u64>> {
+        self.baseline.take()
+    }
+
+    /// Draw on this history for what grew before a kill.
+    pub fn set_history(&mut self, history: Arc<RwLock<History>>) {
+        self.history = Some(history);
+    }
+
+    /// Cgroup v1 (memory + swap in the second page counter), as the newest sample says.
+    fn v1(&self) -> bool {
+        self.newer.as_ref().is_some_and(|s| matches!(s.cgroup_mode, crate::host::CgroupVersion::V1 | crate::host::CgroupVersion::Hybrid))
+    }
+
+    /// Reads the parts of the memory of the cgroup a kill is about, now, while they are as the
+    /// kill left them (file, shmem and kernel memory outlive the victim).
+    fn read_parts(&self, k: &OomKill, world: &dyn World) -> Option<PartsRead> {
+        let level = explain::constrained_level(&k.levels, self.v1()).or(k.levels.first())?;
+        let id = level.cgroup_id;
+        let path = self
+            .newer
+            .as_ref()
+            .and_then(|s| s.cgroups.get(&id).map(|c| c.path.to_string()))
+            .or_else(|| world.cgroup_path(id))?;
+        Some(PartsRead { cgroup_id: id, stat: world.memory_parts(&path)?, at: world.wall_now() })
     }
 
     /// An event recorded (now or in an earlier run) explains kills in its cgroup and ancestors.
@@ -100,6 +143,7 @@ impl Tracker {
         }
         self.early_exit.retain(|_, (_, at)| now.duration_since(*at) < EARLY_KEEP);
         self.early_memcg.retain(|_, (_, at)| now.duration_since(*at) < EARLY_KEEP);
+        let parts = self.read_parts(&k, world);
         let proc_ = world.process(pid);
         let go = world.go(pid);
         let time = world.boot_to_wall(k.boot_ns);
@@ -111,6 +155,7 @@ impl Tracker {
             mark: k,
             proc_,
             go,
+            parts,
         });
         self.finish_ready(now, world)
     }
@@ -161,15 +206,35 @@ impl Tracker {
             time: p.time,
             proc_: p.proc_.as_ref(),
             go: p.go.as_ref(),
+            parts: p.parts.as_ref(),
         };
         let snaps: Vec<&Snapshot> = [self.newer.as_deref(), self.older.as_deref()].into_iter().flatten().collect();
-        explain::explain(&kill, self.before(p.time), &snaps, world)
+        let interval = match (&self.older, &self.newer) {
+            (Some(o), Some(n)) => n.taken_at.duration_since(o.taken_at).map(|d| d.as_secs_f64()).unwrap_or(1.0),
+            _ => 1.0,
+        };
+        let history = self.history.as_ref().map(|h| h.read().unwrap_or_else(|e| e.into_inner()));
+        let cx = Context { before: self.before(p.time), snaps: &snaps, history: history.as_deref(), interval, v1: self.v1() };
+        explain::explain(&kill, &cx, world)
     }
 
     /// Kills the kernel counted in a container beyond what events explained, once the
     /// difference has lasted [`MISSED_GRACE`] with no kill in flight.
     fn reconcile(&mut self, now: Instant, world: &dyn World) -> Vec<Event> {
         let Some(snap) = self.newer.clone() else { return vec![] };
+        if std::mem::take(&mut self.first_run) {
+            let mut baseline = HashMap::new();
+            for c in snap.containers.iter() {
+                let kernel = c.oom_kills.unwrap_or(0);
+                let explained = self.explained.entry(c.id).or_default();
+                if kernel > *explained {
+                    baseline.insert(c.id, kernel - *explained);
+                    *explained = kernel;
+                }
+            }
+            self.baseline = Some(baseline);
+            return vec![];
+        }
         let mut containers: Vec<_> = snap.containers.iter().filter(|c| c.oom_kills.is_some()).collect();
         // Deepest first: a child's missed kill also explains its ancestors' counters.
         containers.sort_by_cached_key(|c| std::cmp::Reverse(c.cgroup.matches('/').count()));
@@ -208,7 +273,12 @@ impl Tracker {
                 before: None,
                 top_processes: vec![],
                 go: vec![],
+                at_kill: None,
+                recent: None,
+                explanation: vec![],
             };
+            let mut e = e;
+            e.explanation = super::reasons::reasons(&e);
             self.account(&e);
             out.push(e);
         }
@@ -233,6 +303,7 @@ mod tests {
         paths: HashMap<u64, String>,
         limit_events: RefCell<HashMap<String, u64>>,
         procs: HashMap<u32, ProcFacts>,
+        parts: HashMap<String, crate::oom::world::MemoryStat>,
     }
 
     impl Fixture {
@@ -267,6 +338,9 @@ mod tests {
         fn limit_events(&self, path: &str) -> Option<u64> {
             self.limit_events.borrow().get(path).copied()
         }
+        fn memory_parts(&self, path: &str) -> Option<crate::oom::world::MemoryStat> {
+            self.parts.get(path).copied()
+        }
         fn processes(&self, _: &str, _: usize) -> Vec<ProcessInfo> {
             vec![]
         }
@@ -299,6 +373,7 @@ mod tests {
             trigger_comm: "trigger".into(),
             trigger_cgroup_id: 0,
             trigger_memcg_id: 0,
+            levels: vec![],
         }
     }
 
@@ -389,8 +464,76 @@ mod tests {
     }
 
     #[test]
+    fn the_state_at_the_kill_and_what_grew_before_it() {
+        use crate::{history::History, oom::record::Level, parse::cgroup::MemoryStat};
+        const MIB: u64 = 1 << 20;
+        let mut world = Fixture::new();
+        world.parts.insert(
+            "/c10".into(),
+            MemoryStat { file: Some(3 * MIB), shmem: Some(2 * MIB), kernel: Some(MIB), anon: Some(0), ..Default::default() },
+        );
+        let history = Arc::new(RwLock::new(History::new(Duration::from_secs(900))));
+        let mut t = Tracker::new();
+        t.set_history(history.clone());
+        let now = Instant::now();
+        // Samples at 970..=1000 (the kill is at 1001): working set and anon grow 1 MiB/s.
+        for s in 0..=30u64 {
+            let mut c = container(10, "/c10");
+            (c.working_set_bytes, c.rss_bytes) = (s * MIB, s * MIB);
+            let snap = Arc::new(snapshot(970.0 + s as f64, vec![c]));
+            history.write().unwrap().push(&snap);
+            t.on_snapshot(snap, now, &world);
+        }
+        let level = |id, usage, limit| Level { cgroup_id: id, usage_bytes: usage, limit_bytes: limit, swap_usage_bytes: Some(0), swap_limit_bytes: None };
+        let mut k = mark(42);
+        k.levels = vec![level(10, 32 * MIB - 4096, Some(32 * MIB)), level(1, 40 * MIB, None)];
+        assert!(t.on_record(k, now, &world).is_empty());
+        let e = t.on_record(exit(42, 10), now, &world).remove(0);
+        assert_eq!((e.constraint, e.constrained_by.as_deref()), (Constraint::Cgroup, Some("/c10")));
+        let a = e.at_kill.as_ref().expect("state at the kill");
+        assert_eq!((a.cgroup.as_str(), a.usage_bytes, a.limit_bytes), ("/c10", 32 * MIB - 4096, Some(32 * MIB)));
+        assert_eq!((a.file_bytes, a.shmem_bytes, a.kernel_bytes), (Some(MIB), Some(2 * MIB), Some(MIB)));
+        assert_eq!(a.anon_bytes, Some(32 * MIB - 4096 - 3 * MIB - MIB), "usage less the rest");
+        assert!(a.missing.is_empty(), "{:?}", a.missing);
+        let r = e.recent.as_ref().expect("history");
+        assert_eq!(r.window_seconds, 30.0);
+        assert!(!r.younger_than_a_sample);
+        let anon = r.growth.iter().find(|g| g.what == "anon").unwrap();
+        assert_eq!(anon.from_bytes, MIB, "the sample 30 s before the kill");
+        assert!(e.explanation.iter().any(|r| r.kind == "anon_growth"), "{:?}", e.explanation);
+        // No level at its limit: the machine ran out.
+        let mut k = mark(43);
+        k.levels = vec![level(10, 5 * MIB, Some(32 * MIB)), level(1, 40 * MIB, None)];
+        t.on_record(k, now, &world);
+        let e = t.on_record(exit(43, 10), now, &world).remove(0);
+        assert_eq!(e.constraint, Constraint::Machine);
+        assert_eq!(e.explanation[0].kind, "machine");
+    }
+
+    #[test]
+    fn a_first_run_takes_the_counters_as_a_baseline() {
+        let world = Fixture::new();
+        let mut t = Tracker::new();
+        t.first_run();
+        let now = Instant::now();
+        let mut c = container(11, "/c11");
+        c.oom_kills = Some(2);
+        let snap = |t: f64, c: &crate::snapshot::Container| Arc::new(snapshot(t, vec![c.clone()]));
+        assert!(t.on_snapshot(snap(900.0, &c), now, &world).is_empty());
+        assert_eq!(t.take_baseline(), Some(HashMap::from([(11, 2)])));
+        assert_eq!(t.take_baseline(), None, "once");
+        assert!(t.on_snapshot(snap(903.0, &c), now + MISSED_GRACE * 2, &world).is_empty(), "not missed");
+        // A kill while memwatch runs that the probe does not see is missed, as ever.
+        c.oom_kills = Some(3);
+        assert!(t.on_snapshot(snap(904.0, &c), now + MISSED_GRACE * 3, &world).is_empty());
+        let done = t.on_snapshot(snap(907.0, &c), now + MISSED_GRACE * 5, &world);
+        assert_eq!((done.len(), done[0].count, done[0].source), (1, 1, Source::KernelCounter));
+        assert_eq!(done[0].explanation[0].kind, "missed");
+    }
+
+    #[test]
     fn a_cgroup_first_seen_with_kills_on_its_counter() {
-        // Today: they are reported as missed by the probe, once, after the grace period.
+        // After the first run: reported as missed by the probe, once, after the grace period.
         let world = Fixture::new();
         let mut t = Tracker::new();
         let now = Instant::now();

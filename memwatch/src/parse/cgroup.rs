@@ -92,6 +92,53 @@ pub fn psi(text: &str) -> Option<Pressure> {
     some.then_some(p)
 }
 
+/// The parts of a cgroup's memory that `memory.stat` gives, in bytes, over its subtree (v1's
+/// `total_*` keys, v2's keys, which are hierarchical).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryStat {
+    pub anon: Option<u64>,
+    /// Page cache, shmem/tmpfs included (as the kernel counts it).
+    pub file: Option<u64>,
+    pub shmem: Option<u64>,
+    pub inactive_file: Option<u64>,
+    /// Kernel memory charged to the cgroup: v2's `kernel`, else the sum of its parts where the
+    /// kernel predates that key; None on v1 (it is in `memory.kmem.usage_in_bytes`).
+    pub kernel: Option<u64>,
+    pub major_faults: Option<u64>,
+    pub faults: Option<u64>,
+}
+
+/// Parses `memory.stat`, v2 (`v2`) or v1.
+pub fn memory_stat(text: &str, v2: bool) -> MemoryStat {
+    if v2 {
+        let [anon, file, shmem, inactive, major, faults, kernel, slab, stack, pagetables, percpu, sock, vmalloc] = pick(
+            text,
+            [
+                "anon",
+                "file",
+                "shmem",
+                "inactive_file",
+                "pgmajfault",
+                "pgfault",
+                "kernel",
+                "slab",
+                "kernel_stack",
+                "pagetables",
+                "percpu",
+                "sock",
+                "vmalloc",
+            ],
+        );
+        let parts = [slab, stack, pagetables, percpu, sock, vmalloc];
+        let kernel = kernel.or_else(|| parts.iter().any(Option::is_some).then(|| parts.iter().flatten().sum()));
+        MemoryStat { anon, file, shmem, inactive_file: inactive, kernel, major_faults: major, faults }
+    } else {
+        let [anon, file, shmem, inactive, major, faults] =
+            pick(text, ["total_rss", "total_cache", "total_shmem", "total_inactive_file", "total_pgmajfault", "total_pgfault"]);
+        MemoryStat { anon, file, shmem, inactive_file: inactive, kernel: None, major_faults: major, faults }
+    }
+}
+
 /// Pids in a `cgroup.procs` file; anything that is not a number is skipped.
 pub fn procs(text: &str) -> Vec<u32> {
     text.lines().filter_map(|l| l.trim().parse().ok()).collect()
@@ -120,6 +167,18 @@ mod tests {
         assert_eq!(v2["some_future_key"], 1);
         let v1 = flat_keyed(STAT_V1);
         assert_eq!((v1["total_rss"], v1["total_cache"], v1["total_inactive_file"]), (10485760, 4194304, 3145728));
+    }
+
+    #[test]
+    fn memory_stat_parts() {
+        let v2 = memory_stat(STAT_V2, true);
+        assert_eq!((v2.anon, v2.file, v2.shmem, v2.kernel), (Some(10485760), Some(4194304), Some(0), Some(319488)));
+        // A kernel before the `kernel` key: the sum of the parts it has.
+        let old = memory_stat("anon 1\nslab 100\nkernel_stack 20\nsock 3\n", true);
+        assert_eq!((old.kernel, old.file), (Some(123), None));
+        assert_eq!(memory_stat("anon 1\n", true).kernel, None);
+        let v1 = memory_stat(STAT_V1, false);
+        assert_eq!((v1.anon, v1.file, v1.inactive_file, v1.kernel), (Some(10485760), Some(4194304), Some(3145728), None));
     }
 
     #[test]

@@ -265,6 +265,11 @@ impl Probes {
         }
     }
 
+    /// The exec ring buffer; can be taken once.
+    pub fn take_exec_events(&mut self) -> Option<RingBuf<MapData>> {
+        self.ebpf.take_map("EXECS").and_then(|m| RingBuf::try_from(m).ok())
+    }
+
     /// The OOM ring buffer; can be taken once.
     pub fn take_oom_events(&mut self) -> Option<RingBuf<MapData>> {
         self.ebpf.take_map("OOM_EVENTS").and_then(|m| RingBuf::try_from(m).ok())
@@ -572,6 +577,7 @@ fn kernel_offsets(btf_path: &Path, cfg: &mut Config) -> Result<(), String> {
     cfg.task_mm = member("task_struct", "mm")?;
     cfg.task_pid = member("task_struct", "pid")?;
     cfg.mm_start_brk = member("mm_struct", "start_brk")?;
+    memcg_counter_offsets(&btf, cfg);
     let regs: [u32; 5] = if cfg!(target_arch = "aarch64") {
         // orig_x0: the first argument is overwritten by the return value in `regs[0]`.
         let base = member("pt_regs", "regs")?;
@@ -583,6 +589,25 @@ fn kernel_offsets(btf_path: &Path, cfg: &mut Config) -> Result<(), String> {
         *dst = u16::try_from(off).map_err(|_| "pt_regs offsets out of range".to_string())?;
     }
     Ok(())
+}
+
+/// Where a memory cgroup's page counters are, for the state at an OOM kill. Optional: where
+/// BTF does not say, `memcg_memory` stays 0 and kills are recorded without it.
+fn memcg_counter_offsets(btf: &BtfOffsets<'_>, cfg: &mut Config) {
+    let member = |s: &str, m: &str| btf.member_offset(s, m);
+    let (Some(0), Some(memory), Some(usage), Some(max)) = (
+        member("mem_cgroup", "css"),
+        member("mem_cgroup", "memory"),
+        member("page_counter", "usage"),
+        member("page_counter", "max"),
+    ) else {
+        return;
+    };
+    cfg.memcg_memory = memory;
+    // One union on every kernel memwatch supports: `swap` for v2, `memsw` for v1.
+    cfg.memcg_swap = member("mem_cgroup", "swap").or_else(|| member("mem_cgroup", "memsw")).unwrap_or(0);
+    cfg.page_counter_usage = usage;
+    cfg.page_counter_max = max;
 }
 
 /// Hands the heap's free memory back to the kernel: loading parses the kernel's BTF (several

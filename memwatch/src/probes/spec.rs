@@ -131,6 +131,14 @@ pub static PROBES: &[ProbeSpec] = &[
         },
     },
     ProbeSpec {
+        name: "process_exec",
+        opt_in: OptIn::Default,
+        per_cgroup: false,
+        methods: &[Method::Tracepoint { program: "sched_process_exec", category: "sched", event: "sched_process_exec" }],
+        companions: &[],
+        configure: |_, _, _| Ok(()),
+    },
+    ProbeSpec {
         name: "process_exit",
         opt_in: OptIn::Default,
         per_cgroup: false,

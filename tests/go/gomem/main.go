@@ -1,11 +1,17 @@
 // gomem: a Go program for memwatch's tests. "sleep" holds a little memory until stdin
-// closes; "hog" allocates and touches memory until it is killed.
+// closes; "hog" allocates and touches memory until it is killed; "churn" keeps LIVE MiB
+// live and allocates 4 MiB buffers for SECONDS seconds (the heap between collections
+// reaches about twice the live data), then prints "survived"; "serve" answers HTTP on
+// 127.0.0.1:0 (it prints its address) until stdin closes.
 package main
 
 import (
 	"bufio"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
+	"strconv"
 	"time"
 )
 
@@ -31,8 +37,47 @@ func main() {
 			keep = append(keep, b)
 			time.Sleep(time.Millisecond)
 		}
+	case "churn":
+		live, _ := strconv.Atoi(arg(2, "36"))
+		secs, _ := strconv.Atoi(arg(3, "5"))
+		for i := 0; i < live; i++ {
+			keep = append(keep, touch(make([]byte, 1<<20)))
+		}
+		fmt.Println("ready")
+		var sink []byte
+		for end := time.Now().Add(time.Duration(secs) * time.Second); time.Now().Before(end); {
+			sink = touch(make([]byte, 4<<20))
+			time.Sleep(2 * time.Millisecond)
+		}
+		_ = sink
+		fmt.Println("survived")
+	case "serve":
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+		go http.Serve(ln, nil)
+		fmt.Println(ln.Addr())
+		bufio.NewReader(os.Stdin).ReadString(0)
 	default:
-		fmt.Fprintln(os.Stderr, "usage: gomem sleep|hog")
+		fmt.Fprintln(os.Stderr, "usage: gomem sleep|hog|churn [LIVE_MIB SECONDS]|serve")
 		os.Exit(2)
 	}
+}
+
+func arg(i int, def string) string {
+	if len(os.Args) > i {
+		return os.Args[i]
+	}
+	return def
+}
+
+// touch writes every page, so the buffer is resident (fresh memory from the OS is not).
+func touch(b []byte) []byte {
+	for i := 0; i < len(b); i += 4096 {
+		b[i] = 1
+	}
+	return b
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 pub(crate) mod cgroup;
 pub(crate) mod daemon;
+pub(crate) mod programs;
 
 use std::{
     io::{BufRead, BufReader, Write},

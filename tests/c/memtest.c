@@ -1,0 +1,65 @@
+/* memtest: C workloads for memwatch's tests.
+ *   memtest hog                  allocate and touch 1 MiB at a time until killed
+ *   memtest tmpfs PATH MIB       write MIB MiB into PATH (a tmpfs file), then hog
+ *   memtest threads N KIB        N threads each malloc and touch KIB KiB (glibc gives each
+ *                                its own arena), print "ready", wait for stdin to close
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <fcntl.h>
+
+static void hog(void) {
+    for (;;) {
+        char *p = malloc(1 << 20);
+        if (!p) continue;
+        memset(p, 1, 1 << 20);
+    }
+}
+
+static size_t thread_kib;
+static pthread_barrier_t all_allocated;
+
+static void *worker(void *arg) {
+    (void)arg;
+    char *p = malloc(thread_kib << 10);
+    if (p) memset(p, 1, thread_kib << 10);
+    pthread_barrier_wait(&all_allocated);
+    for (;;) pause();
+    return p;
+}
+
+int main(int argc, char **argv) {
+    if (argc >= 2 && strcmp(argv[1], "hog") == 0) {
+        hog();
+    } else if (argc >= 4 && strcmp(argv[1], "tmpfs") == 0) {
+        int fd = open(argv[2], O_CREAT | O_WRONLY | O_TRUNC, 0600);
+        if (fd < 0) { perror(argv[2]); return 1; }
+        static char buf[1 << 20];
+        memset(buf, 7, sizeof buf);
+        for (long i = 0; i < atol(argv[3]); i++)
+            if (write(fd, buf, sizeof buf) != (ssize_t)sizeof buf) { perror("write"); return 1; }
+        close(fd);
+        printf("written\n");
+        fflush(stdout);
+        hog();
+    } else if (argc >= 4 && strcmp(argv[1], "threads") == 0) {
+        int n = atoi(argv[2]);
+        thread_kib = (size_t)atol(argv[3]);
+        pthread_barrier_init(&all_allocated, NULL, (unsigned)n + 1);
+        for (int i = 0; i < n; i++) {
+            pthread_t t;
+            if (pthread_create(&t, NULL, worker, NULL) != 0) { perror("pthread_create"); return 1; }
+        }
+        pthread_barrier_wait(&all_allocated);
+        printf("ready\n");
+        fflush(stdout);
+        char c;
+        while (read(0, &c, 1) > 0) {}
+        return 0;
+    }
+    fprintf(stderr, "usage: memtest hog | tmpfs PATH MIB | threads N KIB\n");
+    return 2;
+}

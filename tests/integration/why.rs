@@ -1,0 +1,210 @@
+//! Why did it die? Real kills in real cgroups, through the real daemon: the state at the kill
+//! from the kernel, the explanation in plain words (anonymous growth by a named process,
+//! tmpfs, Go's GOMEMLIMIT with a number), and a first install that stays quiet about kills
+//! from before it.
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use crate::util::{self, cgroup::TestCgroup, daemon::Daemon, programs};
+
+const MIB: u64 = 1 << 20;
+
+fn start(state: &Path) -> Daemon {
+    Daemon::start(&["--interval", "1s", "--state-dir", state.to_str().unwrap()])
+}
+
+fn events_in(d: &Daemon, cg: &TestCgroup) -> Vec<Value> {
+    let (status, body) = d.get("/api/v1/events").expect("events API");
+    assert_eq!(status, 200, "{body}");
+    let all: Value = serde_json::from_str(&body).unwrap();
+    all["events"].as_array().unwrap().iter().filter(|e| e["cgroup"] == cg.label().as_str()).cloned().collect()
+}
+
+/// The probe's event for the kill of `pid` in `cg`.
+fn event_for(d: &Daemon, cg: &TestCgroup, pid: u32) -> Value {
+    d.wait_until("the kill's event", Duration::from_secs(10), || events_in(d, cg).iter().any(|e| e["victim"]["pid"] == pid));
+    events_in(d, cg).into_iter().find(|e| e["victim"]["pid"] == pid).unwrap()
+}
+
+fn reason<'a>(e: &'a Value, kind: &str) -> Option<&'a str> {
+    e["explanation"].as_array()?.iter().find(|r| r["kind"] == kind).and_then(|r| r["text"].as_str())
+}
+
+fn page() -> u64 {
+    memwatch::probes::page_size()
+}
+
+/// Runs `cmd` in `cg` until the kernel kills it; returns its pid and how long it lived.
+fn run_until_killed(mut cmd: Command, cg: &TestCgroup) -> (u32, Duration) {
+    cmd.stdout(Stdio::null());
+    cg.join_before_exec(&mut cmd);
+    let started = Instant::now();
+    let mut child = cmd.spawn().expect("start the program");
+    let pid = child.id();
+    let st = child.wait().unwrap();
+    let lived = started.elapsed();
+    util::assert_killed(st, &format!("{cmd:?}"));
+    (pid, lived)
+}
+
+#[test]
+fn a_c_program_killed_young_has_its_state_at_the_kill_from_the_kernel() {
+    if !util::require_root("a_c_program_killed_young_has_its_state_at_the_kill_from_the_kernel") {
+        return;
+    }
+    let _serial = util::serial();
+    let state = tempfile::tempdir().unwrap();
+    let d = start(state.path());
+    let limit = 32 * MIB;
+    let cg = TestCgroup::new("young", limit);
+    let mut cmd = Command::new(programs::memtest());
+    cmd.arg("hog");
+    let (pid, lived) = run_until_killed(cmd, &cg);
+    eprintln!("the C hog lived {lived:?}");
+    let e = event_for(&d, &cg, pid);
+    let at = &e["at_kill"];
+    assert_eq!(at["cgroup"], cg.label().as_str(), "{e:#}");
+    assert_eq!(at["limit_bytes"], limit, "{e:#}");
+    let usage = at["usage_bytes"].as_u64().unwrap();
+    assert!(usage <= limit && limit - usage <= 32 * page(), "usage at the kill {usage} is not within a few pages of {limit}");
+    // Anonymous memory filled it, and the explanation says so and names the process.
+    let anon = at["anon_bytes"].as_u64().expect("anon at the kill");
+    assert!(anon >= limit / 2, "anon {anon} of {usage}: {e:#}");
+    let text = reason(&e, "anon_growth").unwrap_or_else(|| panic!("no anon_growth in {e:#}"));
+    assert!(text.contains(&format!("memtest (pid {pid})")), "{text}");
+    assert_eq!(e["constraint"], "cgroup");
+    let missing = at["missing"].as_array().unwrap();
+    assert!(!missing.iter().any(|m| m == "anon" || m == "file" || m == "shmem"), "{missing:?}");
+    // A container this young was likely never sampled: when it was not, the event says so.
+    if e["recent"]["first_seen_seconds_before"].is_null() {
+        assert_eq!(e["recent"]["younger_than_a_sample"], true);
+        assert!(reason(&e, "young").is_some(), "{e:#}");
+    }
+    // `memwatch events` gives the state at the kill and a sentence of why.
+    let out = Command::new(util::memwatch_bin()).args(["events", "--no-follow", "--url", &d.base]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().position(|l| l.contains(&format!("pid {pid} "))).unwrap_or_else(|| panic!("{text}"));
+    assert!(text.lines().nth(line).unwrap().contains("at the kill:"), "{text}");
+    assert!(text.lines().nth(line + 1).is_some_and(|l| l.contains("Anonymous memory")), "{text}");
+    // And the log line carries the why.
+    assert!(d.log().contains("why=\"Anonymous memory"), "{}", d.log());
+}
+
+#[test]
+fn a_go_program_without_gomemlimit_gets_the_advice_and_survives_with_it() {
+    if !util::require_root("a_go_program_without_gomemlimit_gets_the_advice_and_survives_with_it") {
+        return;
+    }
+    let _serial = util::serial();
+    let state = tempfile::tempdir().unwrap();
+    let d = start(state.path());
+    let cg = TestCgroup::new("gochurn", 64 * MIB);
+    // 36 MiB live, 4 MiB buffers churned: with GOGC=100 the heap may reach twice the live data.
+    let mut cmd = Command::new(programs::gomem());
+    cmd.args(["churn", "36", "10"]).env_remove("GOMEMLIMIT").env_remove("GOGC");
+    let (pid, lived) = run_until_killed(cmd, &cg);
+    eprintln!("the Go program lived {lived:?}");
+    let e = event_for(&d, &cg, pid);
+    let advice = reason(&e, "go_gomemlimit_unset").unwrap_or_else(|| panic!("no GOMEMLIMIT advice in {e:#}"));
+    assert!(advice.contains("GOMEMLIMIT is unset: Go's GC does not know the 64.0 MiB limit"), "{advice}");
+    assert!(advice.contains("set GOMEMLIMIT≈58MiB (90% of the limit)"), "{advice}");
+    let go = e["go"].as_array().unwrap();
+    assert!(go.iter().any(|g| g["pid"] == pid && g["gomemlimit"].is_null()), "{e:#}");
+    // The same program with the advice taken runs its full time under the same limit.
+    let mut cmd = Command::new(programs::gomem());
+    cmd.args(["churn", "36", "5"]).env("GOMEMLIMIT", "58MiB").env_remove("GOGC").stdout(Stdio::piped());
+    cg.join_before_exec(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let st = child.wait().unwrap();
+    let said: Vec<String> = lines.by_ref().map_while(Result::ok).collect();
+    assert!(st.success(), "with GOMEMLIMIT=58MiB the program ended with {st} after saying {said:?}");
+    assert_eq!(said.last().map(String::as_str), Some("survived"));
+}
+
+/// A tmpfs mounted by the test, unmounted when dropped (also on failure).
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    fn mount() -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let st = Command::new("mount").args(["-t", "tmpfs", "-o", "size=128m", "memwatch-test"]).arg(dir.path()).status().unwrap();
+        assert!(st.success(), "mount tmpfs");
+        Tmpfs(dir)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn tmpfs_counted_against_the_limit_is_named() {
+    if !util::require_root("tmpfs_counted_against_the_limit_is_named") {
+        return;
+    }
+    let _serial = util::serial();
+    let state = tempfile::tempdir().unwrap();
+    let d = start(state.path());
+    let tmpfs = Tmpfs::mount();
+    let cg = TestCgroup::new("tmpfs", 64 * MIB);
+    let file = tmpfs.0.path().join("fill");
+    let mut cmd = Command::new(programs::memtest());
+    cmd.arg("tmpfs").arg(&file).arg("40");
+    let (pid, _) = run_until_killed(cmd, &cg);
+    let e = event_for(&d, &cg, pid);
+    let shmem = e["at_kill"]["shmem_bytes"].as_u64().unwrap_or_else(|| panic!("no shmem at the kill: {e:#}"));
+    assert!(shmem >= 39 * MIB, "shmem {shmem}");
+    let text = reason(&e, "shmem").unwrap_or_else(|| panic!("no shmem reason in {e:#}"));
+    assert!(text.contains("tmpfs"), "{text}");
+    std::fs::remove_file(&file).unwrap();
+}
+
+#[test]
+fn a_first_install_is_quiet_about_kills_from_before_it() {
+    if !util::require_root("a_first_install_is_quiet_about_kills_from_before_it") {
+        return;
+    }
+    let _serial = util::serial();
+    let cg = TestCgroup::new("before", 32 * MIB);
+    // Kills while no memwatch ever ran here.
+    let mut cmd = Command::new(programs::memtest());
+    cmd.arg("hog");
+    run_until_killed(cmd, &cg);
+    assert_eq!(cg.oom_kills(), 1);
+    let state = tempfile::tempdir().unwrap();
+    let missed = |d: &Daemon| {
+        d.metrics().text.lines().find_map(|l| l.strip_prefix("memwatch_oom_kills_missed_by_probe_total ")?.parse::<f64>().ok())
+    };
+    {
+        let d = start(state.path());
+        d.wait_until("the cgroup in a sample", Duration::from_secs(5), || {
+            d.metrics().get("memwatch_container_oom_kills_total", &cg.label(), None) == Some(1.0)
+        });
+        thread::sleep(Duration::from_secs(4)); // past the grace for records on their way
+        assert!(events_in(&d, &cg).is_empty(), "{:#?}", events_in(&d, &cg));
+        assert_eq!(missed(&d), Some(0.0));
+        let log = d.log();
+        assert!(!log.contains("missed by the probe"), "{log}");
+        assert!(log.contains("before memwatch started"), "{log}");
+    }
+    // Once memwatch has run, a kill while it is down is reported as missed.
+    let mut cmd = Command::new(programs::memtest());
+    cmd.arg("hog");
+    run_until_killed(cmd, &cg);
+    let d = start(state.path());
+    d.wait_until("a missed kill", Duration::from_secs(10), || !events_in(&d, &cg).is_empty());
+    let evs = events_in(&d, &cg);
+    assert_eq!((evs.len(), &evs[0]["source"], &evs[0]["count"]), (1, &Value::from("kernel_counter"), &Value::from(1)), "{evs:#?}");
+    assert_eq!(missed(&d), Some(1.0));
+    assert_eq!(evs[0]["explanation"][0]["kind"], "missed");
+}
