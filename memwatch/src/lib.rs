@@ -19,6 +19,7 @@
 pub mod collector;
 pub mod history;
 pub mod host;
+pub mod layout;
 pub mod http;
 pub mod ledger;
 pub mod model;

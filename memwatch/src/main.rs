@@ -45,6 +45,9 @@ enum Command {
     Events(cli::events::EventsArgs),
     /// A live view of containers' memory, closest to their limit first
     Top(cli::top::TopArgs),
+    /// Where a process's or a container's VSZ and RSS are, by class, and what counts against
+    /// the memory limit
+    Explain(cli::explain::ExplainArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => cli::serve::run(roots, args).map(|()| ExitCode::SUCCESS),
         Command::Events(args) => cli::events::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Top(args) => cli::top::run(roots, args),
+        Command::Explain(args) => cli::explain::run(&roots, &args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

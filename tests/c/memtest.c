@@ -11,11 +11,15 @@
 #include <unistd.h>
 #include <fcntl.h>
 
+/* Where allocations go, so the compiler cannot drop them. */
+static char *volatile kept[64];
+
 static void hog(void) {
-    for (;;) {
+    for (unsigned i = 0;; i++) {
         char *p = malloc(1 << 20);
         if (!p) continue;
         memset(p, 1, 1 << 20);
+        kept[i % 64] = p;
     }
 }
 
@@ -23,12 +27,12 @@ static size_t thread_kib;
 static pthread_barrier_t all_allocated;
 
 static void *worker(void *arg) {
-    (void)arg;
     char *p = malloc(thread_kib << 10);
     if (p) memset(p, 1, thread_kib << 10);
+    kept[(long)arg % 64] = p;
     pthread_barrier_wait(&all_allocated);
     for (;;) pause();
-    return p;
+    return NULL;
 }
 
 int main(int argc, char **argv) {
@@ -51,7 +55,7 @@ int main(int argc, char **argv) {
         pthread_barrier_init(&all_allocated, NULL, (unsigned)n + 1);
         for (int i = 0; i < n; i++) {
             pthread_t t;
-            if (pthread_create(&t, NULL, worker, NULL) != 0) { perror("pthread_create"); return 1; }
+            if (pthread_create(&t, NULL, worker, (void *)(long)i) != 0) { perror("pthread_create"); return 1; }
         }
         pthread_barrier_wait(&all_allocated);
         printf("ready\n");

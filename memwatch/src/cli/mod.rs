@@ -2,6 +2,7 @@
 pub(crate) mod check;
 pub(crate) mod client;
 pub(crate) mod events;
+pub(crate) mod explain;
 pub(crate) mod probe_args;
 pub(crate) mod serve;
 pub(crate) mod top;

@@ -7,4 +7,5 @@ pub mod elf;
 pub mod identity;
 pub mod kubelet;
 pub mod proc;
+pub mod smaps;
 pub mod tracefs_format;
