@@ -1,5 +1,5 @@
-//! The HTTP endpoint: `/metrics`, `/api/v1/containers`, `/api/v1/events`, `/healthz`,
-//! `/readyz`. Handlers only load the latest published values; a panic in one request becomes a
+//! The HTTP endpoint: `/metrics`, `/api/v1/containers`, `/api/v1/events`, `/api/v1/trace`,
+//! `/healthz`, `/readyz`. Handlers only load the latest published values; a panic in one request becomes a
 //! 500 for that request alone. `/metrics` renders each snapshot once per format and lets
 //! concurrent scrapes share that body.
 
@@ -60,9 +60,10 @@ fn routes() -> Router<AppState> {
         .route("/metrics", get(metrics))
         .route("/api/v1/containers", get(containers))
         .route("/api/v1/events", get(events))
+        .route("/api/v1/trace", get(trace))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .fallback(|| async { (StatusCode::NOT_FOUND, "not found: try /metrics, /api/v1/containers, /api/v1/events, /healthz, /readyz\n") })
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found: try /metrics, /api/v1/containers, /api/v1/events, /api/v1/trace, /healthz, /readyz\n") })
 }
 
 /// A panic in a handler becomes a 500 for that request; the server and other requests go on.
@@ -125,6 +126,56 @@ async fn events(State(st): State<AppState>, Query(q): Query<EventsQuery>) -> Res
     Json(serde_json::json!({ "events": events, "missed_total": oom.missed_total })).into_response()
 }
 
+#[derive(serde::Deserialize)]
+pub struct TraceQuery {
+    /// A Unix time, or how far back from now (`15m`, `90s`); the whole history when absent.
+    since: Option<String>,
+    /// One container: `namespace/pod/container`, a pod's `namespace/pod`, or a cgroup path.
+    container: Option<String>,
+}
+
+/// What `since` means: a Unix time, or a duration back from `now`.
+pub fn parse_since(s: &str, now: f64) -> Result<f64, String> {
+    if let Ok(t) = s.parse::<f64>() {
+        return Ok(t);
+    }
+    humantime::parse_duration(s).map(|d| now - d.as_secs_f64()).map_err(|e| format!("since={s:?}: {e} (a Unix time, or e.g. 15m)"))
+}
+
+/// Whether a container (by name and cgroup path) is the one `want` names.
+pub fn container_matches(want: &str, name: &str, cgroup: &str) -> bool {
+    name == want || cgroup == want || name.strip_prefix(want).is_some_and(|rest| rest.starts_with('/'))
+}
+
+async fn trace(State(st): State<AppState>, Query(q): Query<TraceQuery>) -> Response {
+    if st.shared.snapshot.load().is_none() {
+        return not_ready();
+    }
+    let now = crate::unix_seconds(std::time::SystemTime::now());
+    let since = match q.since.as_deref().map(|s| parse_since(s, now)).transpose() {
+        Ok(s) => s.unwrap_or(0.0),
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
+    let shared = st.shared.clone();
+    // Building a long trace takes a while: off the async workers.
+    let built = tokio::task::spawn_blocking(move || {
+        let containers = {
+            let history = shared.history.read().unwrap_or_else(|e| e.into_inner());
+            history.range(since, |_, name, cgroup| q.container.as_deref().is_none_or(|w| container_matches(w, name, cgroup)))
+        };
+        let oom = shared.oom.load_full();
+        let ids: std::collections::HashSet<u64> = containers.iter().map(|c| c.id).collect();
+        let events: Vec<&crate::oom::Event> =
+            oom.events.iter().filter(|e| q.container.is_none() || ids.contains(&e.cgroup_id)).collect();
+        serde_json::to_vec(&crate::trace::chrome_trace(&containers, &events, since))
+    })
+    .await;
+    match built {
+        Ok(Ok(body)) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "cannot build the trace\n").into_response(),
+    }
+}
+
 async fn healthz(State(st): State<AppState>) -> Response {
     match st.shared.snapshot.load_full() {
         Some(snap) if snap.taken_at.elapsed().unwrap_or_default() > st.stale_after => {
@@ -168,6 +219,17 @@ mod tests {
         assert_eq!(status(&app, "/healthz").await, StatusCode::OK);
         assert_eq!(status(&app, "/boom").await, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(status(&app, "/healthz").await, StatusCode::OK);
+    }
+
+    #[test]
+    fn trace_queries() {
+        assert_eq!(parse_since("1700000000.5", 0.0), Ok(1700000000.5));
+        assert_eq!(parse_since("15m", 2000.0), Ok(1100.0));
+        assert!(parse_since("soon", 0.0).is_err());
+        assert!(container_matches("ns/pod/app", "ns/pod/app", "/x"));
+        assert!(container_matches("ns/pod", "ns/pod/app", "/x"), "a pod's containers");
+        assert!(!container_matches("ns/po", "ns/pod/app", "/x"));
+        assert!(container_matches("/x", "ns/pod/app", "/x"));
     }
 
     #[tokio::test]

@@ -32,6 +32,7 @@ pub mod sampler;
 pub mod selfmetrics;
 pub mod snapshot;
 pub mod top;
+pub mod trace;
 pub mod tracefs;
 pub mod units;
 

@@ -48,6 +48,8 @@ enum Command {
     /// Where a process's or a container's VSZ and RSS are, by class, and what counts against
     /// the memory limit
     Explain(cli::explain::ExplainArgs),
+    /// Write a running daemon's recent history and OOM kills as a trace for Perfetto
+    Trace(cli::trace::TraceArgs),
 }
 
 fn main() -> ExitCode {
@@ -72,6 +74,7 @@ fn main() -> ExitCode {
         Command::Events(args) => cli::events::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Top(args) => cli::top::run(roots, args),
         Command::Explain(args) => cli::explain::run(&roots, &args).map(|()| ExitCode::SUCCESS),
+        Command::Trace(args) => cli::trace::run(&args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -7,6 +7,7 @@ mod oom;
 mod probes;
 mod serve;
 mod top;
+mod trace;
 mod util;
 mod v2vm;
 mod why;

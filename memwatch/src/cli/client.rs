@@ -1,4 +1,5 @@
-//! A client of a running daemon's JSON API, for `memwatch events` and `memwatch top --remote`.
+//! A client of a running daemon's JSON API, for `memwatch events`, `memwatch trace` and
+//! `memwatch top --remote`.
 use std::{sync::Arc, time::Duration};
 
 use memwatch::{oom::Event, snapshot::Container, top::Frame};
@@ -28,6 +29,17 @@ pub(crate) fn events(base: &str, since: Option<f64>, after: Option<u64>) -> anyh
         req = req.query("after", &a.to_string());
     }
     Ok(req.call()?.into_json::<EventsReply>()?.events)
+}
+
+/// The trace of the last `since`, for one container or all, as the daemon wrote it.
+pub(crate) fn trace(base: &str, since: Duration, container: Option<&str>) -> anyhow::Result<Vec<u8>> {
+    let mut req = get(base, "/api/v1/trace").timeout(Duration::from_secs(60)).query("since", &humantime::format_duration(since).to_string());
+    if let Some(c) = container {
+        req = req.query("container", c);
+    }
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(&mut req.call()?.into_reader(), &mut body)?;
+    Ok(body)
 }
 
 /// One frame for `top`: the containers and the recent events.

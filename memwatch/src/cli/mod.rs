@@ -6,3 +6,4 @@ pub(crate) mod explain;
 pub(crate) mod probe_args;
 pub(crate) mod serve;
 pub(crate) mod top;
+pub(crate) mod trace;
