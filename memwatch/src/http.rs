@@ -63,7 +63,9 @@ fn routes() -> Router<AppState> {
         .route("/api/v1/trace", get(trace))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .fallback(|| async { (StatusCode::NOT_FOUND, "not found: try /metrics, /api/v1/containers, /api/v1/events, /api/v1/trace, /healthz, /readyz\n") })
+        .fallback(|| async {
+            (StatusCode::NOT_FOUND, "not found: try /metrics, /api/v1/containers, /api/v1/events, /api/v1/trace, /healthz, /readyz\n")
+        })
 }
 
 /// A panic in a handler becomes a 500 for that request; the server and other requests go on.
@@ -165,8 +167,7 @@ async fn trace(State(st): State<AppState>, Query(q): Query<TraceQuery>) -> Respo
         };
         let oom = shared.oom.load_full();
         let ids: std::collections::HashSet<u64> = containers.iter().map(|c| c.id).collect();
-        let events: Vec<&crate::oom::Event> =
-            oom.events.iter().filter(|e| q.container.is_none() || ids.contains(&e.cgroup_id)).collect();
+        let events: Vec<&crate::oom::Event> = oom.events.iter().filter(|e| q.container.is_none() || ids.contains(&e.cgroup_id)).collect();
         serde_json::to_vec(&crate::trace::chrome_trace(&containers, &events, since))
     })
     .await;

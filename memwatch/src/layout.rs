@@ -159,7 +159,7 @@ pub fn classify(maps: &[Mapping], facts: &Facts) -> Vec<Option<Class>> {
             _ => {
                 // A glibc arena: from a 64 MiB boundary, adjacent anonymous mappings (a
                 // readable head, then PROT_NONE) that end exactly 64 MiB later.
-                if m.start % GLIBC_ARENA == 0 && !m.is_prot_none() && !m.is_shared() {
+                if m.start.is_multiple_of(GLIBC_ARENA) && !m.is_prot_none() && !m.is_shared() {
                     let mut j = i;
                     while j + 1 < maps.len() && adjacent(j, j + 1) && maps[j + 1].is_anonymous() && maps[j].end < m.start + GLIBC_ARENA {
                         j += 1;
@@ -174,9 +174,16 @@ pub fn classify(maps: &[Mapping], facts: &Facts) -> Vec<Option<Class>> {
                 }
                 // A thread stack right above its guard.
                 let guard = i.checked_sub(1).filter(|&g| {
-                    adjacent(g, i) && maps[g].is_anonymous() && maps[g].is_prot_none() && maps[g].size() <= MAX_GUARD && out[g] != Some(Class::GlibcMallocArenas)
+                    adjacent(g, i)
+                        && maps[g].is_anonymous()
+                        && maps[g].is_prot_none()
+                        && maps[g].size() <= MAX_GUARD
+                        && out[g] != Some(Class::GlibcMallocArenas)
                 });
-                if m.perms.starts_with("rw") && !m.is_shared() && let Some(g) = guard {
+                if m.perms.starts_with("rw")
+                    && !m.is_shared()
+                    && let Some(g) = guard
+                {
                     out[g] = Some(Class::ThreadStacks);
                     Class::ThreadStacks
                 } else if facts.is_go {

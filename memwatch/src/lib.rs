@@ -19,8 +19,8 @@
 pub mod collector;
 pub mod history;
 pub mod host;
-pub mod layout;
 pub mod http;
+pub mod layout;
 pub mod ledger;
 pub mod model;
 pub mod oom;

@@ -9,7 +9,6 @@ use std::{
     time::Duration,
 };
 
-
 use crate::{
     Roots,
     history::History,

@@ -82,7 +82,9 @@ pub fn chrome_trace(containers: &[ContainerHistory], events: &[&Event], since: f
         out.push(json!({"ph": "i", "s": "p", "name": name, "pid": pid, "tid": TID, "ts": us(e.time), "args": facts(e)}));
     }
     if lost {
-        out.push(json!({"ph": "M", "name": "process_name", "pid": lost_pid, "tid": 0, "args": {"name": "OOM kills in cgroups without history"}}));
+        out.push(
+            json!({"ph": "M", "name": "process_name", "pid": lost_pid, "tid": 0, "args": {"name": "OOM kills in cgroups without history"}}),
+        );
     }
     json!({
         "traceEvents": out,

@@ -97,7 +97,7 @@ fn a_cgo_go_server_a_static_one_and_a_threaded_c_program_by_class() {
     let c = Running::start(programs::memtest(), &["threads", "8", "100"], None);
     let r = explain(&c.pid().to_string());
     assert_eq!(check_sums(&r, c.pid()), "glibc_malloc_arenas", "{r:#}");
-    assert_eq!(class(&r, "glibc_malloc_arenas").unwrap()["vsz_bytes"], 8u64 * 64 << 20, "one 64 MiB arena per thread");
+    assert_eq!(class(&r, "glibc_malloc_arenas").unwrap()["vsz_bytes"], 8u64 * (64 << 20), "one 64 MiB arena per thread");
     assert_eq!(class(&r, "thread_stacks").unwrap()["vsz_bytes"].as_u64().unwrap() % (8 << 20), 8 * 4096, "8 stacks and guards");
     assert!(r["go"].is_null());
     // The human form: a table and the paragraph.

@@ -85,7 +85,9 @@ fn a_trace_of_a_container_and_its_kill() {
     assert_eq!(instant["args"]["at_kill"]["limit_bytes"], 64 * MIB);
     // Counters agree with the API at the same sample.
     let at = (taken_at * 1e6).round();
-    for (track, field) in [("working_set_bytes", "working_set_bytes"), ("rss_bytes", "rss_bytes"), ("limit_bytes", "limit_bytes"), ("vsz_bytes", "vsz_bytes")] {
+    for (track, field) in
+        [("working_set_bytes", "working_set_bytes"), ("rss_bytes", "rss_bytes"), ("limit_bytes", "limit_bytes"), ("vsz_bytes", "vsz_bytes")]
+    {
         assert_eq!(counter_at(evs, pid, track, at), ours[field].as_u64(), "{track} at {taken_at}");
     }
     assert!(evs.iter().any(|e| e["ph"] == "C" && e["name"] == "page_faults_per_second"), "rates too");

@@ -7,5 +7,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
     util::run(util::cargo().args(["build", "--release", "--bins"]))?;
     // The kernel hooks' cost to the processes they watch, then the daemon's own cost.
     util::run(util::cargo().args(["bench", "--package", "memwatch-tests", "--bench", "overhead"]))?;
-    util::run(util::cargo().args(["bench", "--package", "memwatch-tests", "--bench", "sample"]))
+    util::run(util::cargo().args(["bench", "--package", "memwatch-tests", "--bench", "sample"]))?;
+    // What the containers' history costs in memory at 1,000 containers.
+    util::run(util::cargo().args(["bench", "--package", "memwatch-tests", "--bench", "history"]))
 }

@@ -33,7 +33,8 @@ pub(crate) fn events(base: &str, since: Option<f64>, after: Option<u64>) -> anyh
 
 /// The trace of the last `since`, for one container or all, as the daemon wrote it.
 pub(crate) fn trace(base: &str, since: Duration, container: Option<&str>) -> anyhow::Result<Vec<u8>> {
-    let mut req = get(base, "/api/v1/trace").timeout(Duration::from_secs(60)).query("since", &humantime::format_duration(since).to_string());
+    let mut req =
+        get(base, "/api/v1/trace").timeout(Duration::from_secs(60)).query("since", &humantime::format_duration(since).to_string());
     if let Some(c) = container {
         req = req.query("container", c);
     }

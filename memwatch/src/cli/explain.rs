@@ -111,9 +111,8 @@ fn status_sizes(procfs: &Path, pid: u32) -> anyhow::Result<(u64, u64)> {
         io::ErrorKind::NotFound => anyhow::anyhow!("no process {pid}"),
         _ => anyhow::Error::new(e).context(format!("cannot read {}", path.display())),
     })?;
-    let kib = |key: &str| {
-        text.lines().find_map(|l| l.strip_prefix(key)?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()).map(|v| v * 1024)
-    };
+    let kib =
+        |key: &str| text.lines().find_map(|l| l.strip_prefix(key)?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()).map(|v| v * 1024);
     // Kernel threads have no VmSize line.
     Ok((kib("VmSize:").unwrap_or(0), kib("VmRSS:").unwrap_or(0)))
 }
@@ -294,14 +293,7 @@ fn container_summary(name: &str, procs: &[ProcessReport], total: &Breakdown, m: 
 fn print_classes(out: &mut impl Write, classes: &[memwatch::layout::ClassUse]) -> io::Result<()> {
     writeln!(out, "  {:<20} {:>10} {:>10}  WHAT", "CLASS", "VSZ", "RSS")?;
     for c in classes {
-        writeln!(
-            out,
-            "  {:<20} {:>10} {:>10}  {}",
-            c.class.name(),
-            human(c.vsz_bytes as f64),
-            human(c.rss_bytes as f64),
-            c.description
-        )?;
+        writeln!(out, "  {:<20} {:>10} {:>10}  {}", c.class.name(), human(c.vsz_bytes as f64), human(c.rss_bytes as f64), c.description)?;
     }
     Ok(())
 }

@@ -68,9 +68,7 @@ fn at_limit(usage: Option<u64>, limit: Option<u64>) -> bool {
 /// The level whose limit the kill hit: the deepest at its limit (memory, or on v1 memory +
 /// swap). None: no cgroup was at its limit, the machine ran out.
 pub fn constrained_level(levels: &[Level], v1: bool) -> Option<&Level> {
-    levels
-        .iter()
-        .find(|l| at_limit(Some(l.usage_bytes), l.limit_bytes) || (v1 && at_limit(l.swap_usage_bytes, l.swap_limit_bytes)))
+    levels.iter().find(|l| at_limit(Some(l.usage_bytes), l.limit_bytes) || (v1 && at_limit(l.swap_usage_bytes, l.swap_limit_bytes)))
 }
 
 /// Builds the event. `before` is the sample taken last before the kill; `snaps` the newest

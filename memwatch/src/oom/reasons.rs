@@ -145,13 +145,9 @@ fn anon_text(e: &Event, anon: u64) -> String {
         let secs = r.window_seconds;
         if let Some(p) = r.processes.first().filter(|p| p.delta_bytes > 0) {
             s += &match p.from_rss_bytes {
-                Some(from) => format!(
-                    "; {} (pid {}) grew from {} to {} in the last {secs:.0} s",
-                    p.comm,
-                    p.pid,
-                    h(from),
-                    h(p.to_rss_bytes)
-                ),
+                Some(from) => {
+                    format!("; {} (pid {}) grew from {} to {} in the last {secs:.0} s", p.comm, p.pid, h(from), h(p.to_rss_bytes))
+                }
                 None => format!("; {} (pid {}) appeared in the last {secs:.0} s and reached {}", p.comm, p.pid, h(p.to_rss_bytes)),
             };
         } else if let Some(g) = r.growth.iter().find(|g| g.what == "anon" && g.delta_bytes > 0) {
@@ -167,9 +163,7 @@ fn go_reason(g: &GoProcess, limit: Option<u64>, e: &Event) -> Option<Reason> {
     let in_code = "A limit set in code with debug.SetMemoryLimit cannot be seen from outside the process; if the program sets one, that \
                    one applies.";
     let gogc_off = g.gogc.as_deref() == Some("off");
-    let Some(limit) = limit else {
-        return None;
-    };
+    let limit = limit?;
     let advice = (limit as f64 * GOMEMLIMIT_SHARE) as u64;
     // Heap-driven: this program is the victim or holds most of the anonymous memory.
     let heap_driven = e.victim.as_ref().is_some_and(|v| v.pid == g.pid)
@@ -235,9 +229,9 @@ fn go_reason(g: &GoProcess, limit: Option<u64>, e: &Event) -> Option<Reason> {
 pub fn summary(reasons: &[Reason]) -> String {
     let filled = ["anon_growth", "shmem", "page_cache", "kernel"];
     let first = reasons.iter().find(|r| filled.contains(&r.kind.as_str())).or_else(|| reasons.first());
-    let second = reasons.iter().find(|r| {
-        Some(*r) != first && (r.kind.starts_with("go_") || ["inherited_limit", "machine", "missed"].contains(&r.kind.as_str()))
-    });
+    let second = reasons
+        .iter()
+        .find(|r| Some(*r) != first && (r.kind.starts_with("go_") || ["inherited_limit", "machine", "missed"].contains(&r.kind.as_str())));
     first.into_iter().chain(second).map(|r| r.text.as_str()).collect::<Vec<_>>().join(" ")
 }
 

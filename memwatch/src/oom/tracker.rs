@@ -97,11 +97,7 @@ impl Tracker {
     fn read_parts(&self, k: &OomKill, world: &dyn World) -> Option<PartsRead> {
         let level = explain::constrained_level(&k.levels, self.v1()).or(k.levels.first())?;
         let id = level.cgroup_id;
-        let path = self
-            .newer
-            .as_ref()
-            .and_then(|s| s.cgroups.get(&id).map(|c| c.path.to_string()))
-            .or_else(|| world.cgroup_path(id))?;
+        let path = self.newer.as_ref().and_then(|s| s.cgroups.get(&id).map(|c| c.path.to_string())).or_else(|| world.cgroup_path(id))?;
         Some(PartsRead { cgroup_id: id, stat: world.memory_parts(&path)?, at: world.wall_now() })
     }
 
@@ -484,7 +480,13 @@ mod tests {
             history.write().unwrap().push(&snap);
             t.on_snapshot(snap, now, &world);
         }
-        let level = |id, usage, limit| Level { cgroup_id: id, usage_bytes: usage, limit_bytes: limit, swap_usage_bytes: Some(0), swap_limit_bytes: None };
+        let level = |id, usage, limit| Level {
+            cgroup_id: id,
+            usage_bytes: usage,
+            limit_bytes: limit,
+            swap_usage_bytes: Some(0),
+            swap_limit_bytes: None,
+        };
         let mut k = mark(42);
         k.levels = vec![level(10, 32 * MIB - 4096, Some(32 * MIB)), level(1, 40 * MIB, None)];
         assert!(t.on_record(k, now, &world).is_empty());

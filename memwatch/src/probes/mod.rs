@@ -595,12 +595,9 @@ fn kernel_offsets(btf_path: &Path, cfg: &mut Config) -> Result<(), String> {
 /// BTF does not say, `memcg_memory` stays 0 and kills are recorded without it.
 fn memcg_counter_offsets(btf: &BtfOffsets<'_>, cfg: &mut Config) {
     let member = |s: &str, m: &str| btf.member_offset(s, m);
-    let (Some(0), Some(memory), Some(usage), Some(max)) = (
-        member("mem_cgroup", "css"),
-        member("mem_cgroup", "memory"),
-        member("page_counter", "usage"),
-        member("page_counter", "max"),
-    ) else {
+    let (Some(0), Some(memory), Some(usage), Some(max)) =
+        (member("mem_cgroup", "css"), member("mem_cgroup", "memory"), member("page_counter", "usage"), member("page_counter", "max"))
+    else {
         return;
     };
     cfg.memcg_memory = memory;
