@@ -382,7 +382,9 @@ impl History {
     /// that sample's time.
     pub fn value_at(&self, id: u64, field: Field, t: f64) -> Option<(f64, u64)> {
         let tr = self.tracks.get(&id)?;
-        let n = self.n_at_or_after(t + 1e-9).checked_sub(1)?.min(tr.last_n);
+        // The last sample at or before `t` (exactly at: `t` is often a sample's own time, and at
+        // Unix-time magnitudes an f64 cannot be nudged by a nanosecond).
+        let n = (self.base + self.times.partition_point(|x| *x <= t) as u64).checked_sub(1)?.min(tr.last_n);
         if n < tr.first_n {
             return None;
         }
@@ -485,6 +487,19 @@ mod tests {
             h.push(&snapshot(1000.0 + t as f64, vec![with(2, 7)]));
         }
         assert_eq!(h.containers(), 1);
+    }
+
+    #[test]
+    fn the_value_at_a_samples_own_unix_time() {
+        // At today's Unix times an f64 step is ~0.2 µs: "at or before" must include equality.
+        let mut h = History::new(Duration::from_secs(900));
+        let t0 = 1_795_354_191.372_22;
+        h.push(&snapshot(t0, vec![with(1, 0)]));
+        h.push(&snapshot(t0 + 1.0, vec![with(1, 64 << 20)]));
+        let first = h.first_seen(1).unwrap();
+        assert_eq!(h.value_at(1, Field::WorkingSet, first), Some((t0, 0)));
+        assert_eq!(h.value_at(1, Field::WorkingSet, t0 + 1.0), Some((t0 + 1.0, 64 << 20)));
+        assert_eq!(h.value_at(1, Field::WorkingSet, t0 - 0.5), None);
     }
 
     #[test]

@@ -54,8 +54,13 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // `top` owns the terminal: log lines would scribble over it unless asked for.
-    let default_level = if matches!(cli.command, Command::Top(_)) { "off" } else { "info" };
+    // `top` owns the terminal: log lines would scribble over it unless asked for; `explain`
+    // samples once, and its report is the output (the sampler's info lines are not news).
+    let default_level = match cli.command {
+        Command::Top(_) => "off",
+        Command::Explain(_) => "warn",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MEMWATCH_LOG").unwrap_or_else(|_| default_level.into()))
         .with_writer(std::io::stderr)

@@ -82,6 +82,12 @@ fn a_c_program_killed_young_has_its_state_at_the_kill_from_the_kernel() {
     assert_eq!(e["constraint"], "cgroup");
     let missing = at["missing"].as_array().unwrap();
     assert!(!missing.iter().any(|m| m == "anon" || m == "file" || m == "shmem"), "{missing:?}");
+    // What grew: anon, from the window's start (or from nothing, for a container never sampled)
+    // to the kill.
+    let grew = e["recent"]["growth"].as_array().unwrap().iter().find(|g| g["what"] == "anon").cloned();
+    let grew = grew.unwrap_or_else(|| panic!("no anon growth in {e:#}"));
+    assert_eq!(grew["to_bytes"], anon, "{grew}");
+    assert!(grew["delta_bytes"].as_i64().unwrap() >= (limit / 4) as i64, "{grew}");
     // A container this young was likely never sampled: when it was not, the event says so.
     if e["recent"]["first_seen_seconds_before"].is_null() {
         assert_eq!(e["recent"]["younger_than_a_sample"], true);

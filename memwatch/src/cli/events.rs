@@ -10,8 +10,8 @@ use memwatch::oom::{Event, Source};
 
 #[derive(Args)]
 pub(crate) struct EventsArgs {
-    /// The daemon's address
-    #[arg(long, default_value = "http://127.0.0.1:9753")]
+    /// The daemon's address (`--remote` as in `top` and `trace`)
+    #[arg(long, visible_alias = "remote", default_value = "http://127.0.0.1:9753")]
     url: String,
     /// Show events from this long ago (e.g. 10m, 2h, 7d)
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]

@@ -8,7 +8,7 @@ use clap::Args;
 #[derive(Args)]
 pub(crate) struct TraceArgs {
     /// The daemon's address [default: the local daemon, http://127.0.0.1:9753]
-    #[arg(long, default_value = "http://127.0.0.1:9753")]
+    #[arg(long, visible_alias = "url", default_value = "http://127.0.0.1:9753")]
     remote: String,
     /// How far back (e.g. 15m, 90s); the daemon keeps --history (15m by default)
     #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
