@@ -1,8 +1,10 @@
 //! OOM kills: one record per `oom:mark_victim` into a ring buffer. Fields beyond `pid` are
 //! read only where this kernel's format has them (their offsets come from userspace).
+use core::ffi::c_void;
+
 use aya_ebpf::EbpfContext as _;
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid},
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, generated},
     macros::{btf_tracepoint, tracepoint},
     programs::{BtfTracePointContext, TracePointContext},
 };
@@ -12,8 +14,8 @@ use memwatch_common::{OomEvent, drop, oom_present as has};
 use memwatch_common::walk;
 
 use crate::state::{
-    Direct, Mem, OOM_EVENTS, OOM_VICTIMS, Probe, VICTIMS_PENDING, atomic_add, boot_ns, cgroup_v2_id, config, count_drop, css_cgroup_id,
-    current_css, current_memcg_id, record, task_memcg_id,
+    Direct, Mem, OOM_EVENTS, OOM_VICTIMS, Probe, VICTIMS_PENDING, atomic_add, boot_ns, cgroup_v2_id, config, count_drop, current_css,
+    current_memcg_id, record, task_memcg_id,
 };
 
 #[inline(always)]
@@ -97,6 +99,24 @@ pub(crate) fn mark_victim(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// Copies a `T` from kernel address `base + off` into `dst`; the helper zeroes `dst` when the
+/// read fails (a null or stale pointer), so nothing branches on the outcome. Branch-free matters
+/// here: with a branch per read, the eight levels below give older verifiers (6.1) more paths
+/// than their million-instruction budget.
+#[inline(always)]
+fn read_or_zero<T>(dst: &mut T, base: u64, off: u32) {
+    // SAFETY: the helper writes at most size_of::<T>() bytes to `dst`, a valid exclusive
+    // reference, and reads kernel memory fault-safely; any bit pattern of the plain integer
+    // types used here is valid.
+    unsafe {
+        generated::bpf_probe_read_kernel(
+            dst as *mut T as *mut c_void,
+            size_of::<T>() as u32,
+            base.wrapping_add(off as u64) as *const c_void,
+        )
+    };
+}
+
 /// The page counters of the current task's memory cgroup and its ancestors, now: in the kill's
 /// context, the cgroup whose limit the charge hit is among them, at its limit. Helper reads
 /// (the tracepoint's context has no BTF pointers); a few dozen of them, once per kill.
@@ -107,23 +127,32 @@ fn levels_at_kill(e: &mut OomEvent) -> bool {
         return false;
     }
     let (swap, usage, max) = (config!(memcg_swap), config!(page_counter_usage), config!(page_counter_max));
-    let mut css = current_css::<Probe>();
+    let (css_cgroup, cgroup_kn, kn_id, css_parent) = (config!(css_cgroup), config!(cgroup_kn), config!(kn_id), config!(css_parent));
+    let Some(first) = current_css::<Probe>() else { return false };
+    let mut css = first as u64;
     let mut n = 0u32;
     for level in e.levels.iter_mut() {
-        let Some(c) = css else { break };
         // The css is the mem_cgroup's first member: the same address.
-        level.cgroup_id = css_cgroup_id::<Probe>(c);
-        level.usage_pages = Probe::load(c, memory + usage).unwrap_or(0);
-        level.max_pages = Probe::load(c, memory + max).unwrap_or(0);
+        let (mut cgroup, mut kn) = (0u64, 0u64);
+        read_or_zero(&mut cgroup, css, css_cgroup);
+        read_or_zero(&mut kn, cgroup, cgroup_kn);
+        read_or_zero(&mut level.cgroup_id, kn, kn_id);
+        read_or_zero(&mut level.usage_pages, css, memory + usage);
+        read_or_zero(&mut level.max_pages, css, memory + max);
         if swap != 0 {
-            level.swap_usage_pages = Probe::load(c, swap + usage).unwrap_or(0);
-            level.swap_max_pages = Probe::load(c, swap + max).unwrap_or(0);
+            read_or_zero(&mut level.swap_usage_pages, css, swap + usage);
+            read_or_zero(&mut level.swap_max_pages, css, swap + max);
         }
         n += 1;
-        css = Probe::load::<*const u8>(c, config!(css_parent)).filter(|p| !p.is_null());
+        let mut parent = 0u64;
+        read_or_zero(&mut parent, css, css_parent);
+        if parent == 0 {
+            break;
+        }
+        css = parent;
     }
     e.nlevels = n;
-    n > 0
+    true
 }
 
 /// Where `mark_victim` passes the victim task (Linux 6.8+), the victim's own memory cgroup at

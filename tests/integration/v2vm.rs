@@ -12,6 +12,8 @@ use serde_json::Value;
 
 use crate::util::{self, daemon::Metrics};
 
+const MIB: u64 = 1 << 20;
+
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
@@ -202,6 +204,53 @@ fn memwatch_on_a_pure_cgroup_v2_kernel() {
         assert_eq!((e["source"].as_str(), e["cgroup"].as_str()), (Some("probe"), Some("/box")), "{e:#}");
         assert_eq!((e["constraint"].as_str(), e["constrained_by"].as_str()), (Some("cgroup"), Some("/box")), "{e:#}");
         assert_eq!(e["victim"]["comm"], "memwatch-worklo");
+        // The state at the kill, from the kernel: /box's page counter, and the parts.
+        let at = &e["at_kill"];
+        assert_eq!((at["cgroup"].as_str(), at["limit_bytes"].as_u64()), (Some("/box"), Some(64 * MIB)), "{e:#}");
+        let usage = at["usage_bytes"].as_u64().unwrap();
+        assert!(usage <= 64 * MIB && 64 * MIB - usage <= 64 * 4096, "usage at the kill {usage}: {e:#}");
+        assert!(at["anon_bytes"].as_u64().unwrap() >= 48 * MIB, "{e:#}");
+        assert_eq!(at["missing"], serde_json::json!([]), "{e:#}");
+        let kinds: Vec<&str> = e["explanation"].as_array().unwrap().iter().filter_map(|r| r["kind"].as_str()).collect();
+        assert!(kinds.starts_with(&["limit", "anon_growth"]), "{kinds:?}");
     }
+
+    // The kill on the trace, with the container's counters.
+    let trace: Value = serde_json::from_str(&sections["trace"]).unwrap_or_else(|e| panic!("trace: {e}; {}", show()));
+    let evs = trace["traceEvents"].as_array().unwrap();
+    assert!(evs.iter().any(|e| e["ph"] == "i" && e["name"].as_str().unwrap().starts_with("OOM kill")), "{trace:#}");
+    assert!(evs.iter().any(|e| e["ph"] == "C" && e["name"] == "working_set_bytes"), "{trace:#}");
+
+    // A limit inherited from the parent: the event names /pod as the limit and says so.
+    assert_eq!(results["pod_hog_exit"], "137", "{}", show());
+    let all: Value = serde_json::from_str(&sections["events_all"]).unwrap();
+    let pod = all["events"].as_array().unwrap().iter().find(|e| e["cgroup"] == "/pod/ctr").unwrap_or_else(|| panic!("{all:#}"));
+    assert_eq!(pod["constrained_by"], "/pod", "{pod:#}");
+    assert_eq!((pod["at_kill"]["cgroup"].as_str(), pod["at_kill"]["limit_bytes"].as_u64()), (Some("/pod"), Some(48 * MIB)), "{pod:#}");
+    assert!(pod["explanation"].as_array().unwrap().iter().any(|r| r["kind"] == "inherited_limit"), "{pod:#}");
+
+    // memwatch explain: classes summing to the kernel's VmSize and VmRSS, read around it.
+    assert_eq!(results["explain_pid_rc"], "0", "{}", show());
+    let x: Value = serde_json::from_str(&sections["explain_pid"]).unwrap_or_else(|e| panic!("explain: {e}; {}", show()));
+    let kib = |key: &str| -> Vec<u64> {
+        sections["fill_status"]
+            .lines()
+            .filter(|l| l.starts_with(key))
+            .map(|l| l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024)
+            .collect()
+    };
+    let sum = |f: &str| x["classes"].as_array().unwrap().iter().map(|c| c[f].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(sum("vsz_bytes"), x["vsz_bytes"].as_u64().unwrap());
+    assert_eq!(sum("rss_bytes"), x["rss_bytes"].as_u64().unwrap());
+    assert!(kib("VmSize:").contains(&x["vsz_bytes"].as_u64().unwrap()), "{x:#} vs {}", sections["fill_status"]);
+    // Before 6.2 each thread batches up to 64 RSS-counter updates (SPLIT_RSS_COUNTING), so
+    // VmRSS may trail the page-by-page smaps count by that much.
+    let rss = x["rss_bytes"].as_u64().unwrap();
+    assert!(kib("VmRSS:").iter().any(|v| v.abs_diff(rss) <= 4 * 64 * 4096), "{x:#} vs {}", sections["fill_status"]);
+    assert!(x["rss_bytes"].as_u64().unwrap() >= 40 * MIB);
+    assert_eq!(results["explain_box_rc"], "0", "{}", show());
+    let b: Value = serde_json::from_str(&sections["explain_box"]).unwrap_or_else(|e| panic!("explain /box: {e}; {}", show()));
+    assert_eq!(b["cgroup_memory"]["limit_bytes"], 64 * MIB, "{b:#}");
+    assert!(b["cgroup_memory"]["anon_bytes"].as_u64().unwrap() >= 40 * MIB, "{b:#}");
     eprintln!("VM run took {:?}", started.elapsed());
 }

@@ -51,6 +51,19 @@ grep 'cgroup="/box"' /tmp/metrics > /tmp/box.prom
 section metrics /tmp/box.prom
 grep -E '^memwatch_(probe_attached|sample_errors_total)' /tmp/metrics > /tmp/self.prom
 section self /tmp/self.prom
+# memwatch explain, for the process holding 40 MiB and for its container, next to the kernel's
+# own totals for the process.
+fillpid=$(head -n 1 /sys/fs/cgroup/box/cgroup.procs)
+grep -E '^Vm(Size|RSS):' /proc/$fillpid/status > /tmp/fill.status
+memwatch explain --json $fillpid > /tmp/explain_pid.json 2>/tmp/explain.err
+echo "RESULT explain_pid_rc $?"
+grep -E '^Vm(Size|RSS):' /proc/$fillpid/status >> /tmp/fill.status
+section fill_status /tmp/fill.status
+section explain_pid /tmp/explain_pid.json
+memwatch explain --json /box > /tmp/explain_box.json 2>>/tmp/explain.err
+echo "RESULT explain_box_rc $?"
+section explain_box /tmp/explain_box.json
+section explain_err /tmp/explain.err
 
 # Exact counts by fexit: the workload's known mmaps, munmaps, mremap and brk calls, alone in
 # a cgroup of its own, between a snapshot taken when it is ready and one after it is done.
@@ -78,6 +91,19 @@ sleep 3
 wget -q -O /tmp/events http://127.0.0.1:9753/api/v1/events
 section events /tmp/events
 echo "RESULT oom_kill_counter $(grep oom_kill /sys/fs/cgroup/box/memory.events)"
+# The kill on a trace for Perfetto, with the container's counters.
+wget -q -O /tmp/trace 'http://127.0.0.1:9753/api/v1/trace?container=/box&since=10m'
+section trace /tmp/trace
+# A limit inherited from a parent (a pod's): /pod has it, /pod/ctr (no limit of its own) is hit.
+mkdir /sys/fs/cgroup/pod
+echo 50331648 > /sys/fs/cgroup/pod/memory.max
+echo +memory > /sys/fs/cgroup/pod/cgroup.subtree_control
+mkdir /sys/fs/cgroup/pod/ctr
+sh -c 'echo $$ > /sys/fs/cgroup/pod/ctr/cgroup.procs; exec memwatch-workload hog' < /dev/null
+echo "RESULT pod_hog_exit $?"
+sleep 3
+wget -q -O /tmp/events_all http://127.0.0.1:9753/api/v1/events
+section events_all /tmp/events_all
 section serve_log /tmp/serve.log
 echo "RESULT done"
 poweroff -f
