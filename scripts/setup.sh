@@ -78,6 +78,39 @@ if [ ! -s "$vm/vmlinuz" ] && [ "$(id -u)" -eq 0 ]; then
   fi
 fi
 
+# --- More kernels for the VM tests: Debian 11's 5.10 and Debian 13's 6.12 -------------------------
+# Fetched as packages through a private apt directory (its own sources list, lists and cache
+# under .tools/vm/apt): the host's own apt sources are not touched.
+fetch_kernel() { # NAME "SUITE..." : .tools/vm/NAME/vmlinuz
+  local name=$1 suites=$2 dir="$vm/$1" apt="$vm/apt/$1"
+  [ -s "$dir/vmlinuz" ] && return 0
+  log "fetching Debian's $name kernel ($suites) for the VM tests"
+  rm -rf "$apt" && mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$dir"
+  : > "$apt/sources.list"
+  for s in $suites; do
+    case $s in
+      *-security) echo "deb http://deb.debian.org/debian-security $s main" >> "$apt/sources.list" ;;
+      *) echo "deb http://deb.debian.org/debian $s main" >> "$apt/sources.list" ;;
+    esac
+  done
+  local opts=(-o "Dir::Etc::sourcelist=$apt/sources.list" -o Dir::Etc::sourceparts=/dev/null
+    -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache" -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache=
+    -o Debug::NoLocking=1 -o APT::Sandbox::User=root)
+  apt-get "${opts[@]}" update -qq
+  local pkg
+  pkg=$(apt-cache "${opts[@]}" depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+  [ -n "$pkg" ] || { log "error: no kernel package in $suites"; return 1; }
+  rm -rf "$dir/tmp" && mkdir -p "$dir/tmp"
+  (cd "$dir/tmp" && apt-get "${opts[@]}" download -qq "$pkg" && dpkg -x ./*.deb x)
+  cp "$dir"/tmp/x/boot/vmlinuz-* "$dir/vmlinuz"
+  echo "$pkg" > "$dir/kernel-package"
+  rm -rf "$dir/tmp" "$apt"
+}
+if [ "$(id -u)" -eq 0 ]; then
+  fetch_kernel 5.10 "bullseye bullseye-security"
+  fetch_kernel 6.12 "trixie trixie-security"
+fi
+
 # --- Python tools for deploy/ checks, in a project-local venv -----------------------------------
 venv="$tools/venv"
 if [ ! -x "$venv/bin/kubernetes-validate" ] || [ ! -x "$venv/bin/hadolint" ]; then

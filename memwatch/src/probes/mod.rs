@@ -498,6 +498,10 @@ fn attach(ebpf: &mut Ebpf, btf: Option<&Btf>, m: &Method) -> Result<String, Stri
                 Some(libc::EPERM) => {
                     format!("fexit on {function} refused (EPERM): this kernel or its security policy does not allow BPF trampolines")
                 }
+                _ if error_chain(&e).contains("type FWD is not a struct") => format!(
+                    "fexit on {function} cannot read the syscall's arguments: this kernel's BTF has only a forward declaration of its \
+                     `struct pt_regs` argument (Linux 5.10 has this for some syscalls)"
+                ),
                 _ => format!("fexit on {function}: {}", error_chain(&e)),
             })?;
             p.attach().map_err(|e| format!("fexit on {function}: {}", error_chain(&e)))?;
