@@ -88,6 +88,7 @@ impl Pipeline {
                 }
                 Err(e) => {
                     report.ebpf_error = Some(e.to_string());
+                    report.probes = crate::probes::unavailable(&p, &e.to_string());
                     None
                 }
             },
@@ -96,7 +97,10 @@ impl Pipeline {
         report.warnings.extend(warnings);
         let history = Arc::new(RwLock::new(History::new(opts.history)));
         oom.set_history(history.clone());
-        let collectors = Sampler::default_collectors(probes, opts.per_process, opts.slow_interval);
+        let mut collectors = Sampler::default_collectors(probes, opts.per_process, opts.slow_interval);
+        if report.ebpf_error.is_some() {
+            collectors.push(Box::new(crate::collector::ebpf::Unavailable(report.probes.clone())));
+        }
         let mut sampler = Sampler::new(roots, collectors, opts.model.clone());
         if let Some(m) = &opts.self_metrics {
             sampler.observe_into(m.clone());

@@ -4,6 +4,7 @@ mod deploy;
 mod explain;
 mod golden;
 mod oom;
+mod privilege;
 mod probes;
 mod serve;
 mod top;

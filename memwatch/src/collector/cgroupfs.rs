@@ -347,7 +347,9 @@ impl Tree {
             let last = node.slow.as_ref().map(|(at, u, _)| (*at, *u));
             let near = near_limit(usage, limit);
             if slow_due(last, usage, limit, now, slow) || young && last.is_some_and(|(_, u)| u != usage) {
-                let rare = near || node.rare_at.is_none_or(|at| now.duration_since(at) >= slow * IDLE_PERIODS);
+                // A big fall in usage is what an OOM kill leaves: its counter is news then.
+                let fell = last.is_some_and(|(_, u)| u.saturating_sub(usage) >= BIG_MOVE_BYTES.max(u / BIG_MOVE_FRACTION));
+                let rare = near || fell || node.rare_at.is_none_or(|at| now.duration_since(at) >= slow * IDLE_PERIODS);
                 let mut raw = node.slow.take().map(|(_, _, r)| r).unwrap_or_default();
                 read_slow(node, v2, rare, buf, out, &mut raw);
                 raw.pids_fresh = true;

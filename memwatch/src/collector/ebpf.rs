@@ -27,6 +27,21 @@ impl Ebpf {
     }
 }
 
+/// The eBPF source when its programs could not be loaded: no counters, only each probe's
+/// state (disabled, with the reason), for `memwatch_probe_attached` and `top`.
+pub struct Unavailable(pub Vec<crate::probes::ProbeStatus>);
+
+impl Collector for Unavailable {
+    fn name(&self) -> &'static str {
+        "ebpf"
+    }
+
+    fn collect(&mut self, _roots: &Roots, out: &mut SnapshotBuilder) -> Result<(), CollectError> {
+        out.probes = self.0.clone();
+        Ok(())
+    }
+}
+
 impl Collector for Ebpf {
     fn name(&self) -> &'static str {
         "ebpf"

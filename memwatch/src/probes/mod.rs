@@ -212,6 +212,18 @@ impl Probes {
             };
             status.push(ProbeStatus { name: spec.name, state });
         }
+        // CAP_BPF alone loads the object but not tracing programs: say which capability a
+        // refusal comes from rather than only the kernel's EPERM.
+        let missing = missing_caps(opts.procfs);
+        if !missing.is_empty() {
+            for s in &mut status {
+                if let ProbeState::Disabled(why) = &mut s.state
+                    && (why.contains("EPERM") || why.contains("Operation not permitted"))
+                {
+                    *why = format!("needs {missing}, which memwatch lacks: {why}");
+                }
+            }
+        }
         let retired = ebpf.take_map("RETIRED").and_then(|m| RingBuf::try_from(m).ok());
         drop(btf);
         release_freed_memory();
@@ -351,6 +363,19 @@ impl ProbeRuns {
 struct Plan {
     methods: Vec<Method>,
     dropped: Vec<String>,
+}
+
+/// Every probe's state when the programs could not be loaded at all (`why`, e.g. a missing
+/// capability): those asked for are disabled with that reason, so `memwatch_probe_attached`
+/// says 0 for each instead of nothing.
+pub fn unavailable(opts: &ProbeOptions, why: &str) -> Vec<ProbeStatus> {
+    PROBES
+        .iter()
+        .map(|spec| ProbeStatus {
+            name: spec.name,
+            state: if opts.wants(spec.opt_in) { ProbeState::Disabled(why.to_string()) } else { ProbeState::Off(off_reason(spec.opt_in)) },
+        })
+        .collect()
 }
 
 /// Decides which methods a probe may use here, configuring each from its tracepoint format;
@@ -553,11 +578,17 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-fn load_error(e: aya::EbpfError, procfs: &Path) -> ProbeError {
+/// The capabilities for loading and attaching that this process lacks ("" when none), from
+/// its own `/proc/self/status`.
+fn missing_caps(procfs: &Path) -> String {
     let status = fs::read_to_string(procfs.join("self/status")).unwrap_or_default();
-    let missing = caps::effective(&status).map(caps::missing_for_bpf).unwrap_or_default();
+    caps::effective(&status).map(caps::missing_for_bpf).unwrap_or_default().join(" and ")
+}
+
+fn load_error(e: aya::EbpfError, procfs: &Path) -> ProbeError {
+    let missing = missing_caps(procfs);
     if !missing.is_empty() {
-        return ProbeError::Privilege { missing: missing.join(" and ") };
+        return ProbeError::Privilege { missing };
     }
     ProbeError::Load(e)
 }

@@ -22,10 +22,24 @@ pub(crate) struct Daemon {
 impl Daemon {
     /// Starts `memwatch serve` with `args` and waits until `/readyz` says ready.
     pub(crate) fn start(args: &[&str]) -> Daemon {
+        Daemon::start_under(&[], args)
+    }
+
+    /// The same, run through `wrapper` (a command that execs the rest of its arguments, such as
+    /// `setpriv ...`), so the daemon's pid is the child's.
+    pub(crate) fn start_under(wrapper: &[String], args: &[&str]) -> Daemon {
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("memwatch.log");
-        let child = Command::new(super::memwatch_bin())
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(super::memwatch_bin());
+                c
+            }
+            None => Command::new(super::memwatch_bin()),
+        };
+        let child = cmd
             .arg("serve")
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(args)
