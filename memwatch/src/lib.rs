@@ -30,6 +30,7 @@ pub mod probes;
 pub mod render;
 pub mod sampler;
 pub mod selfmetrics;
+pub mod server;
 pub mod snapshot;
 pub mod top;
 pub mod trace;

@@ -13,6 +13,8 @@ pub struct SelfMetrics {
     pub sample_seconds: Histogram,
     /// How long answering a scrape of `/metrics` took, by format.
     pub scrape_seconds: HistogramVec,
+    /// Connections closed at once because `--max-connections` were open.
+    pub connections_refused: prometheus::IntCounter,
 }
 
 impl SelfMetrics {
@@ -29,7 +31,16 @@ impl SelfMetrics {
             &["format"],
         )
         .expect("valid histogram");
-        for c in [Box::new(sample_seconds.clone()) as Box<dyn prometheus::core::Collector>, Box::new(scrape_seconds.clone())] {
+        let connections_refused = prometheus::IntCounter::new(
+            "memwatch_http_connections_refused_total",
+            "Connections closed at once because --max-connections were already open.",
+        )
+        .expect("valid counter");
+        for c in [
+            Box::new(sample_seconds.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(scrape_seconds.clone()),
+            Box::new(connections_refused.clone()),
+        ] {
             registry.register(c).expect("unique names");
         }
         // The process collector reads /proc/self; a platform without it simply has none.
@@ -37,7 +48,7 @@ impl SelfMetrics {
         if !process.desc().is_empty() {
             let _ = registry.register(Box::new(process));
         }
-        SelfMetrics { registry, sample_seconds, scrape_seconds }
+        SelfMetrics { registry, sample_seconds, scrape_seconds, connections_refused }
     }
 
     /// Every family, gathered now.

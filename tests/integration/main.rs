@@ -3,6 +3,7 @@
 mod deploy;
 mod explain;
 mod golden;
+mod hostile;
 mod oom;
 mod privilege;
 mod probes;

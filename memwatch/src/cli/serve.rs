@@ -50,6 +50,20 @@ pub(crate) struct ServeArgs {
     /// grew before a kill) and `/api/v1/trace`; at least 1m
     #[arg(long, default_value = "15m", value_parser = parse_history)]
     history: Duration,
+    /// At most this many open HTTP connections; one more is closed at once (and counted)
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    max_connections: u64,
+    /// A request's headers must arrive within this; a connection idle this long is closed
+    #[arg(long, default_value = "10s", value_parser = parse_header_timeout)]
+    http_header_timeout: Duration,
+}
+
+fn parse_header_timeout(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 10s, 1m)"))?;
+    if d < Duration::from_secs(1) {
+        return Err("must be at least 1s".into());
+    }
+    Ok(d)
 }
 
 pub(crate) fn parse_history(s: &str) -> Result<Duration, String> {
@@ -102,9 +116,10 @@ async fn serve(roots: Roots, args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(pump_kernel_logs(logger));
     }
     let (shared, _sampler) = pipeline.spawn(args.interval);
-    let state = AppState::new(shared, (args.interval * STALE_INTERVALS).max(STALE_AT_LEAST), self_metrics);
+    let state = AppState::new(shared, (args.interval * STALE_INTERVALS).max(STALE_AT_LEAST), self_metrics.clone());
     tracing::info!("listening on http://{}/metrics", args.listen);
-    axum::serve(listener, http::router(state)).with_graceful_shutdown(shutdown()).await.context("HTTP server")
+    let limits = memwatch::server::Limits { max_connections: args.max_connections as usize, header_timeout: args.http_header_timeout };
+    memwatch::server::serve(listener, http::router(state), limits, Some(self_metrics), shutdown()).await.context("HTTP server")
 }
 
 /// Says once what loading found: each probe, and any problem.

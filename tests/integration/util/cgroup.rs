@@ -106,8 +106,20 @@ impl TestCgroup {
 
 impl Drop for TestCgroup {
     fn drop(&mut self) {
-        remove(&self.path);
+        remove_tree(&self.path);
     }
+}
+
+/// Removes a test cgroup and any cgroups the test made below it, deepest first.
+fn remove_tree(path: &Path) {
+    if let Ok(entries) = fs::read_dir(path) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&e.path());
+            }
+        }
+    }
+    remove(path);
 }
 
 /// Kills what is left inside and removes the directory, retrying while the kernel finishes
