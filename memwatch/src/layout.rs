@@ -161,10 +161,14 @@ pub fn classify(maps: &[Mapping], facts: &Facts) -> Vec<Option<Class>> {
                 // readable head, then PROT_NONE) that end exactly 64 MiB later.
                 if m.start.is_multiple_of(GLIBC_ARENA) && !m.is_prot_none() && !m.is_shared() {
                     let mut j = i;
-                    while j + 1 < maps.len() && adjacent(j, j + 1) && maps[j + 1].is_anonymous() && maps[j].end < m.start + GLIBC_ARENA {
+                    while j + 1 < maps.len()
+                        && adjacent(j, j + 1)
+                        && maps[j + 1].is_anonymous()
+                        && maps[j].end < m.start.saturating_add(GLIBC_ARENA)
+                    {
                         j += 1;
                     }
-                    if maps[j].end == m.start + GLIBC_ARENA {
+                    if maps[j].end == m.start.saturating_add(GLIBC_ARENA) {
                         for c in &mut out[i..=j] {
                             *c = Some(Class::GlibcMallocArenas);
                         }
@@ -227,9 +231,9 @@ impl Breakdown {
         for (m, c) in maps.iter().zip(classify(maps, facts)) {
             let Some(c) = c else { continue };
             b.add(c, m.size(), m.rss_bytes);
-            b.anon_rss_bytes += m.anon_bytes;
+            b.anon_rss_bytes = b.anon_rss_bytes.saturating_add(m.anon_bytes);
             if c == Class::SharedMemory {
-                b.shmem_rss_bytes += m.rss_bytes;
+                b.shmem_rss_bytes = b.shmem_rss_bytes.saturating_add(m.rss_bytes);
             }
         }
         b.sort();
@@ -237,12 +241,12 @@ impl Breakdown {
     }
 
     fn add(&mut self, class: Class, vsz: u64, rss: u64) {
-        self.vsz_bytes += vsz;
-        self.rss_bytes += rss;
+        self.vsz_bytes = self.vsz_bytes.saturating_add(vsz);
+        self.rss_bytes = self.rss_bytes.saturating_add(rss);
         match self.classes.iter_mut().find(|u| u.class == class) {
             Some(u) => {
-                u.vsz_bytes += vsz;
-                u.rss_bytes += rss;
+                u.vsz_bytes = u.vsz_bytes.saturating_add(vsz);
+                u.rss_bytes = u.rss_bytes.saturating_add(rss);
             }
             None => self.classes.push(ClassUse { class, vsz_bytes: vsz, rss_bytes: rss, description: class.description() }),
         }
@@ -257,8 +261,8 @@ impl Breakdown {
         for u in &other.classes {
             self.add(u.class, u.vsz_bytes, u.rss_bytes);
         }
-        self.anon_rss_bytes += other.anon_rss_bytes;
-        self.shmem_rss_bytes += other.shmem_rss_bytes;
+        self.anon_rss_bytes = self.anon_rss_bytes.saturating_add(other.anon_rss_bytes);
+        self.shmem_rss_bytes = self.shmem_rss_bytes.saturating_add(other.shmem_rss_bytes);
         self.sort();
     }
 
@@ -331,6 +335,22 @@ impl Breakdown {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_that_overflow_saturate() {
+        // Found by fuzzing (smaps): many huge mappings summed past u64::MAX; and ranges at
+        // the top of the address space.
+        let top = u64::MAX - 64 * MIB + 1;
+        let maps = vec![
+            m(0, u64::MAX / 2, "rw-p", "", u64::MAX / 2),
+            m(u64::MAX / 2, u64::MAX / 2, "rw-p", "", u64::MAX / 2),
+            m(top & !(64 * MIB - 1), 4 * K, "rw-p", "", 0),
+        ];
+        let b = Breakdown::of(&maps, &Facts::default());
+        let mut twice = b.clone();
+        twice.merge(&b);
+        assert_eq!(twice.rss_bytes, u64::MAX);
+    }
 
     fn m(start: u64, size: u64, perms: &str, path: &str, rss: u64) -> Mapping {
         let file = path.starts_with('/');

@@ -2,6 +2,7 @@
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod fuzz;
 mod lint;
 mod run;
 mod setup;
@@ -28,6 +29,14 @@ enum Cmd {
     Bench,
     /// Formatting and clippy (warnings are errors) on every crate, the eBPF one included
     Lint,
+    /// Fuzz every parser of kernel- or user-controlled input for a bounded time each
+    Fuzz {
+        /// Seconds per target
+        #[arg(long, default_value_t = 60)]
+        seconds: u32,
+        /// Only these targets (default: all)
+        targets: Vec<String>,
+    },
     /// Set up, build, and run every test; prints a total line `N passed, N failed`
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter)
@@ -43,5 +52,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Test { args } => test::run(&args),
         Cmd::Bench => bench::run(),
         Cmd::Lint => lint::run(),
+        Cmd::Fuzz { seconds, targets } => fuzz::run(seconds, &targets, true),
     }
 }

@@ -75,11 +75,11 @@ pub fn decode(record: &[u8], unit: u64) -> Result<OomKill, DecodeError> {
         victim_pid: e.victim_pid,
         victim_comm: (e.present & has::COMM != 0).then(|| comm(&e.victim_comm)),
         victim_memcg_id: opt(has::VICTIM_MEMCG, e.victim_memcg_id),
-        total_vm_bytes: opt(has::TOTAL_VM, e.total_vm_pages * unit),
-        anon_rss_bytes: opt(has::ANON_RSS, e.anon_rss_pages * unit),
-        file_rss_bytes: opt(has::FILE_RSS, e.file_rss_pages * unit),
-        shmem_rss_bytes: opt(has::SHMEM_RSS, e.shmem_rss_pages * unit),
-        pgtables_bytes: opt(has::PGTABLES, e.pgtables_bytes * unit),
+        total_vm_bytes: opt(has::TOTAL_VM, e.total_vm_pages.saturating_mul(unit)),
+        anon_rss_bytes: opt(has::ANON_RSS, e.anon_rss_pages.saturating_mul(unit)),
+        file_rss_bytes: opt(has::FILE_RSS, e.file_rss_pages.saturating_mul(unit)),
+        shmem_rss_bytes: opt(has::SHMEM_RSS, e.shmem_rss_pages.saturating_mul(unit)),
+        pgtables_bytes: opt(has::PGTABLES, e.pgtables_bytes.saturating_mul(unit)),
         uid: (e.present & has::UID != 0).then_some(e.uid),
         oom_score_adj: (e.present & has::SCORE_ADJ != 0).then_some(e.oom_score_adj),
         trigger_pid: e.trigger_pid,
@@ -89,15 +89,15 @@ pub fn decode(record: &[u8], unit: u64) -> Result<OomKill, DecodeError> {
         trigger_memcg_id: e.trigger_memcg_id,
         levels: if e.present & has::LEVELS != 0 {
             let page = crate::probes::page_size();
-            let limit = |pages: u64| (pages < NO_LIMIT_PAGES).then_some(pages * page);
+            let limit = |pages: u64| (pages < NO_LIMIT_PAGES).then_some(pages.saturating_mul(page));
             let n = (e.nlevels as usize).min(e.levels.len());
             e.levels[..n]
                 .iter()
                 .map(|l| Level {
                     cgroup_id: l.cgroup_id,
-                    usage_bytes: l.usage_pages * page,
+                    usage_bytes: l.usage_pages.saturating_mul(page),
                     limit_bytes: limit(l.max_pages),
-                    swap_usage_bytes: (e.present & has::SWAP != 0).then_some(l.swap_usage_pages * page),
+                    swap_usage_bytes: (e.present & has::SWAP != 0).then_some(l.swap_usage_pages.saturating_mul(page)),
                     swap_limit_bytes: if e.present & has::SWAP != 0 { limit(l.swap_max_pages) } else { None },
                 })
                 .collect()
@@ -110,6 +110,16 @@ pub fn decode(record: &[u8], unit: u64) -> Result<OomKill, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_near_the_top_of_u64_saturate() {
+        // Found by fuzzing (oom_record): counters times the page size overflowed.
+        let mut raw = vec![0x97u8; std::mem::size_of::<OomEvent>()];
+        raw[0] = 0x0a;
+        let k = decode(&raw, 4096).unwrap();
+        assert!(k.levels.iter().all(|l| l.usage_bytes == u64::MAX));
+        assert_eq!(k.total_vm_bytes.unwrap_or(u64::MAX), u64::MAX);
+    }
 
     fn bytes(e: &OomEvent) -> Vec<u8> {
         // SAFETY: reading a POD struct as bytes.

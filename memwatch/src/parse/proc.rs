@@ -21,19 +21,28 @@ pub fn stat(text: &str) -> Option<ProcStat> {
     // Fields after the comm, starting at field 3 (state).
     let rest: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
     let field = |n: usize| rest.get(n - 3).and_then(|v| v.parse::<u64>().ok());
-    Some(ProcStat { pid, comm, vsize_bytes: field(23)?, rss_pages: field(24)?, faults: field(10)? + field(12)? })
+    Some(ProcStat { pid, comm, vsize_bytes: field(23)?, rss_pages: field(24)?, faults: field(10)?.saturating_add(field(12)?) })
 }
 
 /// `MemTotal` from `/proc/meminfo`, in bytes.
 pub fn mem_total(meminfo: &str) -> Option<u64> {
     let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+    kib.checked_mul(1024)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_numbers_are_no_overflow() {
+        // Found by fuzzing (proc_files): minor + major faults near u64::MAX.
+        let line = "301 (envoy) S 1 301 301 0 -1 4194560 1200 05000 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 0 1 1 0 0 0\n";
+        let s = stat(line).unwrap();
+        assert_eq!(s.faults, u64::MAX);
+        assert_eq!(mem_total("MemTotal: 18446744073709551615 kB\n"), None);
+    }
 
     #[test]
     fn stat_with_awkward_comm() {

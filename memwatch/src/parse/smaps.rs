@@ -29,7 +29,7 @@ pub struct Mapping {
 
 impl Mapping {
     pub fn size(&self) -> u64 {
-        self.end - self.start
+        self.end.saturating_sub(self.start)
     }
 
     /// Neither readable, writable nor executable: reserved address space or a guard.
@@ -76,7 +76,7 @@ pub fn parse(text: &str) -> Result<Vec<Mapping>, SmapsError> {
             && !key.contains('-')
         {
             let Some(m) = out.last_mut() else { return Err(SmapsError::Orphan { line: i + 1 }) };
-            let kib = || rest.trim().strip_suffix("kB").and_then(|v| v.trim().parse::<u64>().ok()).map(|v| v * 1024);
+            let kib = || rest.trim().strip_suffix("kB").and_then(|v| v.trim().parse::<u64>().ok()).and_then(|v| v.checked_mul(1024));
             match key {
                 "Rss" => m.rss_bytes = kib().unwrap_or(0),
                 "Anonymous" => m.anon_bytes = kib().unwrap_or(0),

@@ -1,0 +1,19 @@
+//! `/proc/<pid>/smaps`, and the classification `memwatch explain` does with what it parsed
+//! (address arithmetic on untrusted ranges).
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use memwatch::{
+    layout::{Breakdown, Facts},
+    parse::smaps,
+};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    if let Ok(maps) = smaps::parse(text) {
+        for is_go in [false, true] {
+            let b = Breakdown::of(&maps, &Facts { exe: Some("/bin/x".into()), is_go });
+            let mut total = b.clone();
+            total.merge(&b);
+        }
+    }
+});
