@@ -70,7 +70,8 @@ impl Pipeline {
     pub fn new(roots: Roots, opts: &Options) -> Pipeline {
         let mut report = Report::default();
         let mut logger = None;
-        let mut events = KernelEvents { oom: None, exec: None, oom_unit: crate::probes::page_size() };
+        let hints = Arc::new(crate::collector::cgroupfs::OomHints::default());
+        let mut events = KernelEvents { oom: None, exec: None, oom_unit: crate::probes::page_size(), hints: hints.clone() };
         let probes = match opts.probes {
             None => None,
             Some(p) => match Probes::load(&roots.load_options(p)) {
@@ -97,7 +98,7 @@ impl Pipeline {
         report.warnings.extend(warnings);
         let history = Arc::new(RwLock::new(History::new(opts.history)));
         oom.set_history(history.clone());
-        let mut collectors = Sampler::default_collectors(probes, opts.per_process, opts.slow_interval);
+        let mut collectors = Sampler::collectors_with_hints(probes, opts.per_process, opts.slow_interval, hints);
         if report.ebpf_error.is_some() {
             collectors.push(Box::new(crate::collector::ebpf::Unavailable(report.probes.clone())));
         }

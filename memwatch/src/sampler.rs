@@ -43,6 +43,8 @@ pub struct KernelEvents {
     pub exec: Option<RingBuf<MapData>>,
     /// Bytes per unit of the OOM record's size fields.
     pub oom_unit: u64,
+    /// Where the cgroups of each kill are said to the cgroupfs collector.
+    pub hints: Arc<crate::collector::cgroupfs::OomHints>,
 }
 
 impl KernelEvents {
@@ -75,7 +77,10 @@ impl KernelEvents {
         if let Some(r) = self.oom.as_mut() {
             while let Some(item) = r.next() {
                 match crate::oom::decode(&item, self.oom_unit) {
-                    Ok(k) => changed |= oom.on_record(k, Instant::now()),
+                    Ok(k) => {
+                        self.hints.add(k.levels.iter().map(|l| l.cgroup_id).chain([k.trigger_memcg_id]).chain(k.victim_memcg_id));
+                        changed |= oom.on_record(k, Instant::now());
+                    }
                     Err(e) => tracing::warn!("undecodable OOM record: {e}"),
                 }
             }
@@ -119,9 +124,23 @@ impl Sampler {
     /// `per_process` also reads each process's kernel counters (for `memwatch top`); `slow` is
     /// how old the files that are costly to read may get.
     pub fn default_collectors(probes: Option<crate::probes::Probes>, per_process: bool, slow: Duration) -> Vec<Box<dyn Collector>> {
+        Self::collectors_with_hints(probes, per_process, slow, Arc::default())
+    }
+
+    /// As [`Sampler::default_collectors`], with the cgroupfs collector told by `hints` where the
+    /// OOM probe saw kills.
+    pub fn collectors_with_hints(
+        probes: Option<crate::probes::Probes>,
+        per_process: bool,
+        slow: Duration,
+        hints: Arc<crate::collector::cgroupfs::OomHints>,
+    ) -> Vec<Box<dyn Collector>> {
         use crate::collector::*;
-        let mut v: Vec<Box<dyn Collector>> =
-            vec![Box::new(cgroupfs::Cgroupfs::new(slow)), Box::new(procfs::Procfs::default()), Box::new(kubelet::Kubelet::default())];
+        let mut v: Vec<Box<dyn Collector>> = vec![
+            Box::new(cgroupfs::Cgroupfs::new(slow).with_hints(hints)),
+            Box::new(procfs::Procfs::default()),
+            Box::new(kubelet::Kubelet::default()),
+        ];
         if let Some(p) = probes {
             v.push(Box::new(ebpf::Ebpf::new(p, per_process)));
         }

@@ -150,8 +150,12 @@ fn memwatch_on_a_pure_cgroup_v2_kernel(k: &Kernel) {
     let dir = tempfile::tempdir().unwrap();
     let initrd = initramfs(dir.path());
     let started = Instant::now();
+    // One vCPU: with two, qemu's multi-threaded TCG now and then left 6.1 in a soft lockup
+    // while a tracepoint's static key was patched under a page-fault loop on the other vCPU
+    // (cross-modifying code in the emulator, never seen on hardware); per-CPU maps are covered
+    // with two CPUs by the host's tests.
     let mut qemu = Command::new("qemu-system-x86_64")
-        .args(["-accel", "tcg", "-m", "1024", "-smp", "2", "-nographic", "-no-reboot", "-kernel"])
+        .args(["-accel", "tcg", "-m", "1024", "-smp", "1", "-nographic", "-no-reboot", "-kernel"])
         .arg(&kernel)
         .arg("-initrd")
         .arg(&initrd)

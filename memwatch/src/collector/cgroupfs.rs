@@ -13,7 +13,7 @@
 //! counts an error.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     ffi::CString,
     fs::File,
     io,
@@ -57,11 +57,35 @@ pub struct Cgroupfs {
     slow: Duration,
     tree: Option<Tree>,
     buf: Vec<u8>,
+    hints: Arc<OomHints>,
 }
 
 impl Cgroupfs {
     pub fn new(slow: Duration) -> Self {
-        Cgroupfs { slow, tree: None, buf: vec![0; READ_BUFFER] }
+        Cgroupfs { slow, tree: None, buf: vec![0; READ_BUFFER], hints: Arc::default() }
+    }
+
+    /// Where the OOM probe says which cgroups just had a kill (see [`OomHints`]).
+    pub fn with_hints(mut self, hints: Arc<OomHints>) -> Self {
+        self.hints = hints;
+        self
+    }
+}
+
+/// Cgroups (by id) in which the probe saw an OOM kill since the last sample: their files that
+/// rarely change (the kill counter among them) are read at the next sample. A kill between two
+/// samples can leave usage where it was (a process that grew and died within one interval), so
+/// usage alone would not say the counter moved.
+#[derive(Default)]
+pub struct OomHints(std::sync::Mutex<HashSet<u64>>);
+
+impl OomHints {
+    pub fn add(&self, ids: impl IntoIterator<Item = u64>) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).extend(ids);
+    }
+
+    fn take(&self) -> HashSet<u64> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
@@ -146,7 +170,8 @@ impl Collector for Cgroupfs {
             tree.needs_walk = false;
             tree.started = true;
         }
-        tree.sample(now, self.slow, &mut self.buf, out);
+        let hinted = self.hints.take();
+        tree.sample(now, self.slow, &hinted, &mut self.buf, out);
         Ok(())
     }
 }
@@ -317,7 +342,7 @@ impl Tree {
     }
 
     /// One sample: every cgroup's usage, and the slow files of those that are due.
-    fn sample(&mut self, now: Instant, slow: Duration, buf: &mut [u8], out: &mut SnapshotBuilder) {
+    fn sample(&mut self, now: Instant, slow: Duration, hinted: &HashSet<u64>, buf: &mut [u8], out: &mut SnapshotBuilder) {
         let v2 = self.v2;
         let mut index: HashMap<&str, usize> = HashMap::with_capacity(self.nodes.len());
         // Effective limits as known from the last slow reads, parents first.
@@ -346,10 +371,11 @@ impl Tree {
             let young = node.born.is_some_and(|b| now.duration_since(b) < slow);
             let last = node.slow.as_ref().map(|(at, u, _)| (*at, *u));
             let near = near_limit(usage, limit);
-            if slow_due(last, usage, limit, now, slow) || young && last.is_some_and(|(_, u)| u != usage) {
+            let killed = hinted.contains(&node.id);
+            if killed || slow_due(last, usage, limit, now, slow) || young && last.is_some_and(|(_, u)| u != usage) {
                 // A big fall in usage is what an OOM kill leaves: its counter is news then.
                 let fell = last.is_some_and(|(_, u)| u.saturating_sub(usage) >= BIG_MOVE_BYTES.max(u / BIG_MOVE_FRACTION));
-                let rare = near || fell || node.rare_at.is_none_or(|at| now.duration_since(at) >= slow * IDLE_PERIODS);
+                let rare = killed || near || fell || node.rare_at.is_none_or(|at| now.duration_since(at) >= slow * IDLE_PERIODS);
                 let mut raw = node.slow.take().map(|(_, _, r)| r).unwrap_or_default();
                 read_slow(node, v2, rare, buf, out, &mut raw);
                 raw.pids_fresh = true;
@@ -667,5 +693,29 @@ mod tests {
         let mut out = SnapshotBuilder::new(4096);
         c.collect(&roots, &mut out).unwrap();
         assert_eq!(paths(&out), ["/", "/a", "/c"]);
+    }
+
+    #[test]
+    fn a_kill_the_probe_saw_has_the_counter_read_at_the_next_sample() {
+        let dir = tempfile::tempdir().unwrap();
+        let memory = dir.path().join("memory");
+        v1_cgroup(&memory, 10);
+        v1_cgroup(&memory.join("a"), 20);
+        std::fs::write(memory.join("a/memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n").unwrap();
+        let roots = Roots { cgroupfs: dir.path().to_path_buf(), ..Roots::default() };
+        let hints = Arc::new(OomHints::default());
+        let mut c = Cgroupfs::new(Duration::from_secs(10)).with_hints(hints.clone());
+        let sample = |c: &mut Cgroupfs| {
+            let mut out = SnapshotBuilder::new(4096);
+            c.collect(&roots, &mut out).unwrap();
+            out.cgroups.iter().find(|g| &*g.path == "/a").unwrap().oom_kills
+        };
+        assert_eq!(sample(&mut c), Some(3));
+        // A process grew and was killed within one interval: usage is where it was.
+        std::fs::write(memory.join("a/memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\noom_kill 4\n").unwrap();
+        assert_eq!(sample(&mut c), Some(3), "nothing says the counter moved");
+        let id = std::fs::metadata(memory.join("a")).unwrap().ino();
+        hints.add([id]);
+        assert_eq!(sample(&mut c), Some(4), "the probe's kill has the counter read");
     }
 }
