@@ -9,6 +9,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools="$here/.tools"
 BPF_LINKER_VERSION=0.13.0
+CARGO_FUZZ_VERSION=0.13.1
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
@@ -60,6 +61,12 @@ if ! "$tools/bin/bpf-linker" --version 2>/dev/null | grep -q "$BPF_LINKER_VERSIO
   PATH=/usr/lib/llvm-22/bin:$PATH LLVM_SYS_221_PREFIX=/usr/lib/llvm-22 \
     cargo install --locked bpf-linker --version "$BPF_LINKER_VERSION" \
       --no-default-features --features llvm-22 --root "$tools" -q
+fi
+
+# --- cargo-fuzz, for `cargo xtask fuzz` and the short pass `cargo xtask test` runs ------------
+if ! "$tools/bin/cargo-fuzz" --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
+  log "building cargo-fuzz $CARGO_FUZZ_VERSION (a minute, once)"
+  cargo install --locked cargo-fuzz --version "$CARGO_FUZZ_VERSION" --root "$tools" -q
 fi
 
 # --- A pure cgroup v2 kernel for the VM test: Debian 12's own 6.1 kernel, vmlinuz only --------

@@ -10,6 +10,9 @@ use anyhow::bail;
 
 use crate::{setup, util};
 
+/// Seconds per fuzz target in the short pass that ends a full test run.
+const SHORT_FUZZ_SECONDS: u32 = 15;
+
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     setup::run()?;
     // The integration tests run the real `memwatch` binary; cargo does not build another
@@ -51,6 +54,12 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     }
     if passed == 0 {
         bail!("no test ran");
+    }
+    // The whole suite (no filter) ends with a short pass of every fuzz target: a regression in
+    // a parser's robustness shows here, a longer hunt is `cargo xtask fuzz`.
+    if args.is_empty() {
+        eprintln!("+ cargo xtask fuzz --seconds {SHORT_FUZZ_SECONDS}");
+        crate::fuzz::run(SHORT_FUZZ_SECONDS, &[], false)?;
     }
     Ok(())
 }
