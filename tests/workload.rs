@@ -9,6 +9,10 @@
 //! `grow STEP_KIB MAX_MIB`: prints `ready`, grows by STEP_KIB every 100 ms up to MAX_MIB.
 //! `breathe KIB MS`: every MS ms, maps and touches KIB KiB, then the next time unmaps it, so
 //! its cgroup's usage keeps changing (a busy container, for the daemon's benchmark).
+//! `churn DIR PER_SECOND SECONDS LIFETIME_MS`: creates cgroups `DIR/c0`, `DIR/c1`, … at
+//! PER_SECOND for SECONDS, each with a 64 MiB limit and a short-lived child (forked, moved in, touching 64 KiB),
+//! and removes each LIFETIME_MS after its creation (oldest first); prints `at N` whenever
+//! cgroups below N have all been removed (every 100) and `done N` at the end.
 //! `brk-exec MIB MODE ARGS...`: grows the program break by MIB MiB, then execs itself as
 //! `memwatch-workload MODE ARGS...` (a new program image, whose break starts elsewhere).
 //!
@@ -244,6 +248,77 @@ fn breathe(kib: u64, ms: u64) -> ! {
     }
 }
 
+/// Bytes each churned cgroup's child touches.
+const CHURN_TOUCH: usize = 64 * 1024;
+
+fn churn(dir: &str, per_second: u64, seconds: u64, lifetime_ms: u64) {
+    let start = std::time::Instant::now();
+    let end = std::time::Duration::from_secs(seconds);
+    let lifetime = std::time::Duration::from_millis(lifetime_ms);
+    let mut live: std::collections::VecDeque<(std::time::Instant, String)> = std::collections::VecDeque::new();
+    let (mut n, mut removed): (u64, u64) = (0, 0);
+    let remove = |cg: &str| {
+        // The cgroup may read as populated for a moment after its only task is reaped.
+        let mut tries = 0;
+        while std::fs::remove_dir(cg).is_err() {
+            tries += 1;
+            check(tries < 1000, "rmdir");
+            std::thread::sleep(std::time::Duration::from_micros(100));
+        }
+    };
+    while start.elapsed() < end {
+        while live.front().is_some_and(|(born, _)| born.elapsed() >= lifetime) {
+            let (_, cg) = live.pop_front().unwrap();
+            remove(&cg);
+            removed += 1;
+            if removed % 100 == 0 {
+                say(format!("at {removed}\n").as_bytes());
+            }
+        }
+        // Pace: cgroup n is due at n / per_second seconds.
+        let due = std::time::Duration::from_micros(n * 1_000_000 / per_second);
+        if let Some(wait) = due.checked_sub(start.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        let cg = format!("{dir}/c{n}");
+        check(std::fs::create_dir(&cg).is_ok(), "mkdir");
+        // A limit of its own, as a container has (so the daemon exports it).
+        let limit = (64u64 << 20).to_string();
+        check(
+            std::fs::write(format!("{cg}/memory.max"), &limit).is_ok()
+                || std::fs::write(format!("{cg}/memory.limit_in_bytes"), &limit).is_ok(),
+            "limit",
+        );
+        let procs = CString::new(format!("{cg}/cgroup.procs")).unwrap();
+        // SAFETY: this program is single-threaded, so the child may run anything; it moves
+        // itself into the cgroup, touches fresh memory and exits without returning.
+        unsafe {
+            let pid = libc::fork();
+            check(pid >= 0, "fork");
+            if pid == 0 {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+                if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    libc::_exit(2);
+                }
+                let p = anon(CHURN_TOUCH as u64) as *mut u8;
+                for off in (0..CHURN_TOUCH).step_by(4096) {
+                    *p.add(off) = 1;
+                }
+                libc::_exit(0);
+            }
+            let mut status = 0;
+            check(libc::waitpid(pid, &mut status, 0) == pid, "waitpid");
+            check(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child in its cgroup");
+        }
+        live.push_back((std::time::Instant::now(), cg));
+        n += 1;
+    }
+    for (_, cg) in live {
+        remove(&cg);
+    }
+    say(format!("done {n}\n").as_bytes());
+}
+
 fn num(args: &[String], i: usize, usage: &str) -> u64 {
     args.get(i).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("usage: {usage}"))
 }
@@ -259,6 +334,12 @@ fn main() {
         Some("grow") => grow(
             args.get(2).and_then(|s| s.parse().ok()).expect("grow STEP_KIB MAX_MIB"),
             args.get(3).and_then(|s| s.parse().ok()).expect("grow STEP_KIB MAX_MIB"),
+        ),
+        Some("churn") => churn(
+            args.get(2).expect("churn DIR PER_SECOND SECONDS LIFETIME_MS"),
+            num(&args, 3, "churn DIR PER_SECOND SECONDS LIFETIME_MS"),
+            num(&args, 4, "churn DIR PER_SECOND SECONDS LIFETIME_MS"),
+            num(&args, 5, "churn DIR PER_SECOND SECONDS LIFETIME_MS"),
         ),
         Some("breathe") => breathe(num(&args, 2, "breathe KIB MS"), num(&args, 3, "breathe KIB MS")),
         Some("brk-exec") => brk_exec(num(&args, 2, "brk-exec MIB MODE ARGS..."), &args[3..]),

@@ -29,6 +29,9 @@ pub const PROCESS_WINDOW: Duration = Duration::from_secs(60);
 pub const PROCESS_EVERY: Duration = Duration::from_secs(5);
 /// Processes kept per container and list.
 pub const PROCESSES_KEPT: usize = 5;
+/// Containers no longer seen whose history is still kept (the most recently gone first): the
+/// window alone bounds nothing on a node where thousands of cgroups come and go every second.
+pub const DEPARTED_KEPT: usize = 1024;
 
 /// The series kept per container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -294,6 +297,24 @@ impl History {
             }
         }
         self.trim(t);
+        self.forget_departed(n);
+    }
+
+    /// Keeps the histories of at most [`DEPARTED_KEPT`] containers not in sample `n`, those
+    /// seen last most recently.
+    fn forget_departed(&mut self, n: u64) {
+        let mut departed: Vec<(u64, u64)> = self.tracks.iter().filter(|(_, t)| t.last_n < n).map(|(id, t)| (t.last_n, *id)).collect();
+        if departed.len() <= DEPARTED_KEPT {
+            return;
+        }
+        let drop = departed.len() - DEPARTED_KEPT;
+        departed.select_nth_unstable(drop - 1);
+        for (_, id) in &departed[..drop] {
+            self.tracks.remove(id);
+        }
+        if self.tracks.capacity() > 2 * self.tracks.len().max(DEPARTED_KEPT) {
+            self.tracks.shrink_to_fit();
+        }
     }
 
     /// Forgets what is older than the window.
@@ -436,6 +457,22 @@ mod tests {
         let mut c = container(id, &format!("/c{id}"));
         c.working_set_bytes = ws;
         c
+    }
+
+    #[test]
+    fn only_the_most_recently_departed_containers_are_kept() {
+        let mut h = History::new(Duration::from_secs(100_000));
+        // A long-lived container, and a new one every sample that is gone by the next.
+        let total = DEPARTED_KEPT as u64 + 500;
+        for i in 0..total {
+            h.push(&snapshot(1000.0 + i as f64, vec![with(1, 5), with(100 + i, 7)]));
+        }
+        assert_eq!(h.containers(), 1 + DEPARTED_KEPT + 1, "the live two and the departed kept");
+        assert!(h.first_seen(1).is_some(), "the live container stays");
+        assert!(h.first_seen(100 + total - 2).is_some(), "the last departed stays");
+        assert!(h.first_seen(100 + total - 1 - DEPARTED_KEPT as u64).is_some(), "the oldest kept");
+        assert!(h.first_seen(100 + total - 2 - DEPARTED_KEPT as u64).is_none(), "one older is gone");
+        assert!(h.first_seen(100).is_none());
     }
 
     #[test]

@@ -433,6 +433,12 @@ pub fn render_body(snap: &Snapshot, oom: &OomView, format: Format) -> String {
         "OOM kills the kernel's cgroup counters show but the eBPF probe did not see (daemon down, buffer full).",
     );
     w.sample("memwatch_oom_kills_missed_by_probe_total", "", None, Value::Int(oom.missed_total));
+    w.header(
+        "memwatch_journal_write_errors_total",
+        Type::Counter,
+        "OOM events that could not be written to the journal (full or read-only disk): kept in memory only.",
+    );
+    w.sample("memwatch_journal_write_errors_total", "", None, Value::Int(oom.journal_write_errors));
     render_self(snap, &mut w);
     w.out
 }

@@ -51,6 +51,9 @@ const SPREAD: u64 = 97;
 const READ_BUFFER: usize = 64 * 1024;
 /// The most directories `find_by_id` looks at before giving up.
 const FIND_BY_ID_LIMIT: usize = 200_000;
+/// The sample-error reason for a cgroup removed between the walk and its read: expected on a
+/// node where containers come and go, counted so that churn is visible.
+pub const VANISHED: &str = "vanished";
 
 pub struct Cgroupfs {
     /// The most the slowly read files may age.
@@ -284,7 +287,10 @@ impl Tree {
             // Watch before listing: a child made after the listing still gives an event.
             let entries = match std::fs::read_dir(&dir) {
                 Ok(e) => e,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    out.error(NAME, VANISHED);
+                    continue;
+                }
                 Err(_) => {
                     out.error(NAME, "read");
                     continue;
@@ -353,6 +359,7 @@ impl Tree {
             let usage = match read_usage(node, v2, buf) {
                 Ok(u) => u,
                 Err(Unusable::Gone) => {
+                    out.error(NAME, VANISHED);
                     vanished.push(rel.clone());
                     continue;
                 }

@@ -39,7 +39,7 @@ impl Collector for Procfs {
         out.machine_memory = self.machine_memory;
         let mut path = roots.procfs.clone();
         let mut live = std::collections::HashSet::with_capacity(out.cgroups.len());
-        let (mut parse_errors, mut read_errors) = (0, 0);
+        let (mut parse_errors, mut read_errors, mut vanished) = (0, 0, 0);
         for cg in out.cgroups.iter_mut() {
             live.insert(cg.id);
             if !cg.pids_fresh
@@ -58,7 +58,7 @@ impl Collector for Procfs {
                         None => parse_errors += 1,
                     },
                     // ESRCH / ENOENT: it exited between listing and reading.
-                    Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH) => vanished += 1,
                     Err(_) => read_errors += 1,
                 }
                 path.pop();
@@ -74,6 +74,9 @@ impl Collector for Procfs {
         }
         for _ in 0..read_errors {
             out.error(NAME, "read");
+        }
+        for _ in 0..vanished {
+            out.error(NAME, super::cgroupfs::VANISHED);
         }
         Ok(())
     }

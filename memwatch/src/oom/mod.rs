@@ -43,6 +43,9 @@ pub struct OomView {
     pub missed_total: u64,
     /// Unix time of the last kill per cgroup id (the victim's cgroup and its ancestors).
     pub last_kill: HashMap<u64, f64>,
+    /// Writes to the journal that failed (a full or read-only disk): those events are kept in
+    /// memory only.
+    pub journal_write_errors: u64,
 }
 
 /// The tracker, the journal, and the events they produced.
@@ -144,6 +147,9 @@ impl Oom {
             && let Err(err) = j.append_baseline(baseline)
         {
             tracing::error!("writing the OOM journal {}: {err}", j.path().display());
+            let mut view = (*self.view).clone();
+            view.journal_write_errors += 1;
+            self.view = Arc::new(view);
         }
     }
 
@@ -170,7 +176,8 @@ impl Oom {
             if let Some(j) = self.journal.as_mut()
                 && let Err(err) = j.append(&e)
             {
-                tracing::error!("writing the OOM journal {}: {err}", j.path().display());
+                tracing::error!("writing the OOM journal {}: {err} (event {} is kept in memory only)", j.path().display(), e.seq);
+                view.journal_write_errors += 1;
             }
             add(&mut view, e, self.max_events);
         }

@@ -52,6 +52,12 @@ impl Daemon {
         d
     }
 
+    /// SIGKILL, as an OOM kill or `kill -9` ends it: no shutdown code runs.
+    pub(crate) fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
