@@ -5,6 +5,7 @@ mod bench;
 mod fuzz;
 mod lint;
 mod run;
+mod soak;
 mod setup;
 mod test;
 mod util;
@@ -29,6 +30,13 @@ enum Cmd {
     Bench,
     /// Formatting and clippy (warnings are errors) on every crate, the eBPF one included
     Lint,
+    /// Set up, build in release mode, and run the daemon for a while against cgroup churn and
+    /// scrapes, printing its RSS and CPU over time and the slope of RSS (not CI)
+    Soak {
+        /// How long
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+    },
     /// Fuzz every parser of kernel- or user-controlled input for a bounded time each
     Fuzz {
         /// Seconds per target
@@ -52,6 +60,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Test { args } => test::run(&args),
         Cmd::Bench => bench::run(),
         Cmd::Lint => lint::run(),
+        Cmd::Soak { minutes } => soak::run(minutes),
         Cmd::Fuzz { seconds, targets } => fuzz::run(seconds, &targets, true),
     }
 }
