@@ -13,6 +13,9 @@
 //! PER_SECOND for SECONDS, each with a 64 MiB limit and a short-lived child (forked, moved in, touching 64 KiB),
 //! and removes each LIFETIME_MS after its creation (oldest first); prints `at N` whenever
 //! cgroups below N have all been removed (every 100) and `done N` at the end.
+//! `swarm N`: prints `start`, waits for a line, forks N children that each map and touch
+//! 64 KiB (exactly one mmap call each) and then wait for stdin to close; prints `ready` once
+//! all have mapped, and exits when stdin closes and the children are gone.
 //! `brk-exec MIB MODE ARGS...`: grows the program break by MIB MiB, then execs itself as
 //! `memwatch-workload MODE ARGS...` (a new program image, whose break starts elsewhere).
 //!
@@ -319,6 +322,43 @@ fn churn(dir: &str, per_second: u64, seconds: u64, lifetime_ms: u64) {
     say(format!("done {n}\n").as_bytes());
 }
 
+fn swarm(n: u64) {
+    say(b"start\n");
+    wait_line();
+    let mut ready = [0i32; 2];
+    // SAFETY: a pipe into a two-element array.
+    check(unsafe { libc::pipe(ready.as_mut_ptr()) } == 0, "pipe");
+    for _ in 0..n {
+        // SAFETY: single-threaded: the child maps, touches, says so, waits for stdin to close
+        // and exits without returning.
+        unsafe {
+            let pid = libc::fork();
+            check(pid >= 0, "fork");
+            if pid == 0 {
+                let p = anon(CHURN_TOUCH as u64) as *mut u8;
+                for off in (0..CHURN_TOUCH).step_by(4096) {
+                    *p.add(off) = 1;
+                }
+                libc::write(ready[1], b"x".as_ptr().cast(), 1);
+                wait_eof();
+                libc::_exit(0);
+            }
+        }
+    }
+    let mut got = 0u64;
+    let mut buf = [0u8; 4096];
+    while got < n {
+        // SAFETY: reading into a stack buffer.
+        let r = unsafe { libc::read(ready[0], buf.as_mut_ptr().cast(), buf.len()) };
+        check(r > 0, "read the children's readiness");
+        got += r as u64;
+    }
+    say(b"ready\n");
+    wait_eof();
+    // SAFETY: reaping our own children.
+    while unsafe { libc::wait(ptr::null_mut()) } > 0 {}
+}
+
 fn num(args: &[String], i: usize, usage: &str) -> u64 {
     args.get(i).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("usage: {usage}"))
 }
@@ -335,6 +375,7 @@ fn main() {
             args.get(2).and_then(|s| s.parse().ok()).expect("grow STEP_KIB MAX_MIB"),
             args.get(3).and_then(|s| s.parse().ok()).expect("grow STEP_KIB MAX_MIB"),
         ),
+        Some("swarm") => swarm(num(&args, 2, "swarm N")),
         Some("churn") => churn(
             args.get(2).expect("churn DIR PER_SECOND SECONDS LIFETIME_MS"),
             num(&args, 3, "churn DIR PER_SECOND SECONDS LIFETIME_MS"),

@@ -9,7 +9,7 @@
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_current_task_btf, bpf_get_smp_processor_id, bpf_probe_read_kernel},
     macros::map,
-    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use memwatch_common::{
     BrkLast, Config, Counters, DEFAULT_SLOTS, EXEC_RING_BYTES, MAX_PROCESSES, OOM_RING_BYTES, RETIRED_RING_BYTES, Retired, Slot, drop,
@@ -51,9 +51,12 @@ pub(crate) static HIGH_WATER: PerCpuArray<u32> = PerCpuArray::with_max_entries(1
 pub(crate) static SWITCHES: Array<u32> = Array::with_max_entries(switch::COUNT, 0);
 
 /// Per process (tgid), only while [`switch::PER_PROCESS`] is on: counters, shared by all CPUs
-/// (updated with atomic adds).
+/// (updated with atomic adds). A plain hash, not an LRU: with more live processes than it
+/// holds, the newcomers are not counted and each refused event is counted as a drop
+/// (`process_map_full`), where an LRU would silently evict the counts of live processes. The
+/// exit hook removes a process's entry; switching off clears the map.
 #[map]
-pub(crate) static PROCESSES: LruHashMap<u32, Counters> = LruHashMap::with_max_entries(MAX_PROCESSES, 0);
+pub(crate) static PROCESSES: HashMap<u32, Counters> = HashMap::with_max_entries(MAX_PROCESSES, 0);
 
 /// The last program break seen per tgid, to turn brk calls into net growth. An LRU: entries
 /// of processes gone are evicted in time, and one of another program image (a reused pid, an

@@ -478,3 +478,46 @@ fn memwatch_check_without_privilege_names_what_is_missing() {
     assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
     assert!(stderr.contains("CAP_BPF") && stderr.contains("CAP_PERFMON"), "stderr: {stderr}");
 }
+
+/// Live processes in the swarm: more than the per-process map holds.
+const SWARM: u64 = memwatch_common::MAX_PROCESSES as u64 + 800;
+
+#[test]
+fn more_live_processes_than_the_per_process_map_holds() {
+    if !util::require_root("more_live_processes_than_the_per_process_map_holds") {
+        return;
+    }
+    let _serial = util::serial();
+    let mut probes = load();
+    probes.set_per_process(true).unwrap();
+    let cg = TestCgroup::new("swarm", 16 << 30);
+    let mut w = Workload::start(&["swarm", &SWARM.to_string()], Some(&cg));
+    w.expect_line("start");
+    let full = memwatch_common::drop::PROCESS_MAP_FULL as usize;
+    let (before, drops_before) = (cgroup(&probes, cg.id()), probes.drops()[full]);
+    w.send_line();
+    w.expect_line("ready");
+    let (after, drops_after) = (cgroup(&probes, cg.id()), probes.drops()[full]);
+    let procs = probes.processes().unwrap();
+    // Per cgroup, every child's one mmap counted, map full or not.
+    assert_eq!(after.mmap_calls - before.mmap_calls, SWARM, "the cgroup's mmap calls");
+    assert_eq!(after.mmap_anon_bytes - before.mmap_anon_bytes, SWARM * 64 * 1024, "the cgroup's anonymous bytes");
+    // The map is full; the children it could not hold are counted as drops, not evicting
+    // the counts of those it holds.
+    assert_eq!(procs.len(), memwatch_common::MAX_PROCESSES as usize, "the map is full");
+    let children: std::collections::HashSet<u32> = cg.pids().into_iter().filter(|p| *p != w.pid()).collect();
+    assert_eq!(children.len() as u64, SWARM);
+    let held: Vec<&Counters> = children.iter().filter_map(|p| procs.get(p)).collect();
+    assert!(held.iter().all(|c| c.mmap_calls == 1), "each child held has its one mmap");
+    let unheld = SWARM - held.len() as u64;
+    assert!(unheld > 0, "some children were not held");
+    assert!(drops_after - drops_before >= unheld, "drops {} < children not held {unheld}", drops_after - drops_before);
+    eprintln!(
+        "{SWARM} live processes: {} held, {unheld} not; {} events dropped as process_map_full",
+        held.len(),
+        drops_after - drops_before
+    );
+    w.finish();
+    probes.set_per_process(false).unwrap();
+    assert!(probes.processes().unwrap().is_empty(), "switching off forgets per-process counts");
+}

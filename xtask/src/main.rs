@@ -5,8 +5,8 @@ mod bench;
 mod fuzz;
 mod lint;
 mod run;
-mod soak;
 mod setup;
+mod soak;
 mod test;
 mod util;
 
