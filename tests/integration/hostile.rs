@@ -349,10 +349,11 @@ fn churn_of_a_thousand_cgroups_a_second_for_a_minute() {
                 churned_seen += 1;
                 worst_lag = worst_lag.max(before.saturating_sub(idx));
                 assert!(idx + linger >= before, "{label} lingers: the churner had removed {before} cgroups");
-            } else if survivors.contains(&label) && series.split('{').next().is_some_and(|n| n.ends_with("_total")) {
-                if let Some(prev) = last.insert(series.clone(), value) {
-                    assert!(value >= prev, "{series} went back from {prev} to {value}");
-                }
+            } else if survivors.contains(&label)
+                && series.split('{').next().is_some_and(|n| n.ends_with("_total"))
+                && let Some(prev) = last.insert(series.clone(), value)
+            {
+                assert!(value >= prev, "{series} went back from {prev} to {value}");
             }
         }
         thread::sleep(Duration::from_millis(250));
@@ -366,7 +367,7 @@ fn churn_of_a_thousand_cgroups_a_second_for_a_minute() {
     let left: Vec<_> = cgroup_series(&m.text).into_iter().filter(|(l, ..)| l.starts_with(&prefix)).collect();
     assert!(left.is_empty(), "series of removed cgroups: {:?}", &left[..left.len().min(5)]);
     let (_, containers) = d.get("/api/v1/containers").unwrap();
-    assert!(!containers.contains(&format!("{prefix}")), "the API still lists removed cgroups");
+    assert!(!containers.contains(&prefix), "the API still lists removed cgroups");
     // Errors while sampling are only cgroups and processes that vanished.
     let errors: Vec<&str> = m.text.lines().filter(|l| l.starts_with("memwatch_sample_errors_total{")).collect();
     for l in &errors {
