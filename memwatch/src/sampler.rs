@@ -218,6 +218,9 @@ impl Sampler {
                         let snap = Arc::new(self.sample());
                         shared.snapshot.store(Some(snap.clone()));
                         shared.history.write().unwrap_or_else(|e| e.into_inner()).push(&snap);
+                        // Records first: a kill the sample's counters already show has its record
+                        // in the ring, and must be pending before the counters are reconciled.
+                        changed |= events.drain(&mut oom);
                         changed |= oom.on_snapshot(snap, now);
                         next += interval;
                         if next < now {

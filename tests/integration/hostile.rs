@@ -394,18 +394,10 @@ fn churn_of_a_thousand_cgroups_a_second_for_a_minute() {
     assert_eq!(d.get("/healthz").unwrap().0, 200);
 }
 
-/// The OOM events in `cg` as the daemon serves them.
-fn oom_events_in(d: &Daemon, cg: &TestCgroup) -> Vec<Value> {
-    let (status, body) = d.get("/api/v1/events").expect("events API");
-    assert_eq!(status, 200, "{body}");
-    let v: Value = serde_json::from_str(&body).unwrap();
-    v["events"].as_array().unwrap().iter().filter(|e| e["cgroup"] == cg.label().as_str()).cloned().collect()
-}
-
 /// Kills the events in `cg` stand for: one per probe event, N per event of kills only the
 /// kernel counted.
 fn kills_accounted(d: &Daemon, cg: &TestCgroup) -> u64 {
-    oom_events_in(d, cg).iter().map(|e| e["count"].as_u64().unwrap()).sum()
+    d.events_in(cg).iter().map(|e| e["count"].as_u64().unwrap()).sum()
 }
 
 /// Runs hogs in every cgroup, round after round, until `stop`; returns the rounds.
@@ -450,15 +442,22 @@ fn kill_9_during_an_oom_storm_then_restart_loses_no_kill() {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !cgs.iter().all(|cg| kills_accounted(&second, cg) == cg.oom_kills()) {
         if Instant::now() > deadline {
-            let per: Vec<_> =
-                cgs.iter().map(|cg| (kills_accounted(&second, cg), cg.oom_kills(), oom_events_in(&second, cg).len())).collect();
-            panic!("kills accounted / counted by the kernel / events, per cgroup: {per:?}\n{}", second.log());
+            let per: Vec<_> = cgs.iter().map(|cg| (kills_accounted(&second, cg), cg.oom_kills(), second.events_in(cg).len())).collect();
+            let first_cg: Vec<String> = second
+                .events_in(&cgs[0])
+                .iter()
+                .map(|e| format!("#{} {} x{} t={} pid={}", e["seq"], e["source"], e["count"], e["time"], e["victim"]["pid"]))
+                .collect();
+            panic!(
+                "kills accounted / counted by the kernel / events, per cgroup: {per:?}\nevents of the first: {first_cg:#?}\n{}",
+                second.log()
+            );
         }
         thread::sleep(Duration::from_millis(200));
     }
     let (mut probe, mut missed) = (0, 0);
     for cg in &cgs {
-        for e in oom_events_in(&second, cg) {
+        for e in second.events_in(cg) {
             match e["source"].as_str() {
                 Some("probe") => probe += 1,
                 _ => missed += e["count"].as_u64().unwrap(),
@@ -516,7 +515,7 @@ fn a_journal_on_a_full_disk_is_reported_and_the_daemon_keeps_serving() {
     let d = Daemon::start(&["--interval", "500ms", "--state-dir", disk.0.to_str().unwrap()]);
     let mut hog = Workload::start(&["hog"], Some(&cg));
     util::assert_killed(hog.child.wait().unwrap(), "hog");
-    d.wait_until("the kill as an event", Duration::from_secs(10), || !oom_events_in(&d, &cg).is_empty());
+    d.wait_until("the kill as an event", Duration::from_secs(10), || !d.events_in(&cg).is_empty());
     d.wait_until("the failed write counted", Duration::from_secs(5), || {
         d.metrics().get_plain("memwatch_journal_write_errors_total", &[]).is_some_and(|v| v >= 1.0)
     });
@@ -525,5 +524,5 @@ fn a_journal_on_a_full_disk_is_reported_and_the_daemon_keeps_serving() {
     let (status, body) = d.get("/metrics").unwrap();
     assert_eq!(status, 200);
     assert!(body.contains(&format!("cgroup=\"{}\"", cg.label())), "series still served");
-    assert_eq!(oom_events_in(&d, &cg).len(), 1, "the event is kept in memory");
+    assert_eq!(d.events_in(&cg).len(), 1, "the event is kept in memory");
 }

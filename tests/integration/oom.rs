@@ -19,16 +19,6 @@ fn start(state: &Path) -> Daemon {
     Daemon::start(&["--interval", "500ms", "--state-dir", state.to_str().unwrap()])
 }
 
-fn events(d: &Daemon) -> Vec<Value> {
-    let (status, body) = d.get("/api/v1/events").expect("events API");
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str::<Value>(&body).unwrap()["events"].as_array().unwrap().clone()
-}
-
-fn events_in(d: &Daemon, cg: &TestCgroup) -> Vec<Value> {
-    events(d).into_iter().filter(|e| e["cgroup"] == cg.label().as_str()).collect()
-}
-
 /// Runs the hog in `cg` until the kernel kills it.
 fn kill_once(cg: &TestCgroup) -> u32 {
     let mut hog = Workload::start(&["hog"], Some(cg));
@@ -59,9 +49,9 @@ fn twenty_kills_in_five_cgroups_each_in_the_right_container() {
         }
     }
     let took = started.elapsed();
-    d.wait_until("20 OOM events", Duration::from_secs(10), || cgs.iter().map(|cg| events_in(&d, cg).len()).sum::<usize>() >= 20);
+    d.wait_until("20 OOM events", Duration::from_secs(10), || cgs.iter().map(|cg| d.events_in(cg).len()).sum::<usize>() >= 20);
     for (i, cg) in cgs.iter().enumerate() {
-        let evs = events_in(&d, cg);
+        let evs = d.events_in(cg);
         assert_eq!(evs.len(), 4, "{}: {evs:#?}", cg.label());
         let mut pids: Vec<u64> = evs.iter().map(|e| e["victim"]["pid"].as_u64().unwrap()).collect();
         pids.sort();
@@ -81,7 +71,7 @@ fn twenty_kills_in_five_cgroups_each_in_the_right_container() {
     thread::sleep(Duration::from_secs(3));
     let m = d.metrics();
     for cg in &cgs {
-        assert!(events_in(&d, cg).iter().all(|e| e["source"] == "probe"), "no missed kills in {}", cg.label());
+        assert!(d.events_in(cg).iter().all(|e| e["source"] == "probe"), "no missed kills in {}", cg.label());
         assert_eq!(m.get("memwatch_container_oom_kills_total", &cg.label(), None), Some(4.0));
         assert!(m.get("memwatch_container_last_oom_kill_timestamp_seconds", &cg.label(), None).is_some());
     }
@@ -107,8 +97,8 @@ fn the_victim_is_named_not_the_process_that_triggered_the_kill() {
     let st = large.child.wait().unwrap();
     util::assert_killed(st, "the large process, the victim");
     small.expect_line("ready");
-    d.wait_until("the kill's event", Duration::from_secs(5), || !events_in(&d, &cg).is_empty());
-    let e = &events_in(&d, &cg)[0];
+    d.wait_until("the kill's event", Duration::from_secs(5), || !d.events_in(&cg).is_empty());
+    let e = &d.events_in(&cg)[0];
     assert_eq!(e["victim"]["pid"], large_pid, "{e:#}");
     assert_eq!(e["trigger"]["pid"], small_pid, "{e:#}");
     assert_eq!(e["cgroup_id"], cg.id());
@@ -131,16 +121,16 @@ fn the_journal_survives_a_restart() {
     let (pid, seq) = {
         let d = start(state.path());
         let pid = kill_once(&cg);
-        d.wait_until("the event", Duration::from_secs(5), || !events_in(&d, &cg).is_empty());
-        (pid, events_in(&d, &cg)[0]["seq"].clone())
+        d.wait_until("the event", Duration::from_secs(5), || !d.events_in(&cg).is_empty());
+        (pid, d.events_in(&cg)[0]["seq"].clone())
     };
     let d = start(state.path());
-    let evs = events_in(&d, &cg);
+    let evs = d.events_in(&cg);
     assert_eq!(evs.len(), 1, "{evs:#?}");
     assert_eq!((evs[0]["victim"]["pid"].as_u64(), &evs[0]["seq"]), (Some(pid as u64), &seq));
     // The journal explains the kernel's count: nothing is reported missed.
     thread::sleep(Duration::from_secs(3));
-    assert!(events_in(&d, &cg).iter().all(|e| e["source"] == "probe"));
+    assert!(d.events_in(&cg).iter().all(|e| e["source"] == "probe"));
 }
 
 #[test]
@@ -160,8 +150,8 @@ fn a_kill_while_the_daemon_is_down_is_reported_as_missed() {
     kill_once(&cg);
     assert_eq!(cg.oom_kills(), 1);
     let d = start(state.path());
-    d.wait_until("a missed kill", Duration::from_secs(10), || !events_in(&d, &cg).is_empty());
-    let evs = events_in(&d, &cg);
+    d.wait_until("a missed kill", Duration::from_secs(10), || !d.events_in(&cg).is_empty());
+    let evs = d.events_in(&cg);
     assert_eq!(evs.len(), 1, "{evs:#?}");
     assert_eq!(evs[0]["source"], "kernel_counter");
     assert_eq!(evs[0]["count"], 1);
@@ -186,7 +176,7 @@ fn a_garbled_journal_keeps_its_good_events() {
     let text = format!("{}\n{}\n{{\"event\":{{\"seq\":3,\"tim\u{0}\u{7f}garbage\n{}\n{}", good(1), good(2), good(4), &good(5)[..40]);
     std::fs::write(&journal, text).unwrap();
     let d = start(state.path());
-    let evs = events(&d);
+    let evs = d.events();
     let seqs: Vec<u64> = evs.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, vec![1, 2], "the good events before the garbage");
     assert!(d.log().contains("truncated or garbled"), "a warning: {}", d.log());
@@ -264,8 +254,8 @@ fn go_programs_report_gomemlimit_and_nothing_else_from_their_environment() {
     let hog_pid = hog.id();
     let st = hog.wait().unwrap();
     util::assert_killed(st, "the Go hog");
-    d.wait_until("the Go hog's kill", Duration::from_secs(5), || events_in(&d, &cg).iter().any(|e| e["victim"]["pid"] == hog_pid));
-    let e = events_in(&d, &cg).into_iter().find(|e| e["victim"]["pid"] == hog_pid).unwrap();
+    d.wait_until("the Go hog's kill", Duration::from_secs(5), || d.events_in(&cg).iter().any(|e| e["victim"]["pid"] == hog_pid));
+    let e = d.events_in(&cg).into_iter().find(|e| e["victim"]["pid"] == hog_pid).unwrap();
     let go = e["go"].as_array().unwrap();
     let service = go.iter().find(|g| g["pid"] == svc.id()).unwrap_or_else(|| panic!("the Go service in {e:#}"));
     assert_eq!(service["gomemlimit"], "40MiB");

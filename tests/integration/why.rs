@@ -20,17 +20,10 @@ fn start(state: &Path) -> Daemon {
     Daemon::start(&["--interval", "1s", "--state-dir", state.to_str().unwrap()])
 }
 
-fn events_in(d: &Daemon, cg: &TestCgroup) -> Vec<Value> {
-    let (status, body) = d.get("/api/v1/events").expect("events API");
-    assert_eq!(status, 200, "{body}");
-    let all: Value = serde_json::from_str(&body).unwrap();
-    all["events"].as_array().unwrap().iter().filter(|e| e["cgroup"] == cg.label().as_str()).cloned().collect()
-}
-
 /// The probe's event for the kill of `pid` in `cg`.
 fn event_for(d: &Daemon, cg: &TestCgroup, pid: u32) -> Value {
-    d.wait_until("the kill's event", Duration::from_secs(10), || events_in(d, cg).iter().any(|e| e["victim"]["pid"] == pid));
-    events_in(d, cg).into_iter().find(|e| e["victim"]["pid"] == pid).unwrap()
+    d.wait_until("the kill's event", Duration::from_secs(10), || d.events_in(cg).iter().any(|e| e["victim"]["pid"] == pid));
+    d.events_in(cg).into_iter().find(|e| e["victim"]["pid"] == pid).unwrap()
 }
 
 fn reason<'a>(e: &'a Value, kind: &str) -> Option<&'a str> {
@@ -197,7 +190,7 @@ fn a_first_install_is_quiet_about_kills_from_before_it() {
             d.metrics().get("memwatch_container_oom_kills_total", &cg.label(), None) == Some(1.0)
         });
         thread::sleep(Duration::from_secs(4)); // past the grace for records on their way
-        assert!(events_in(&d, &cg).is_empty(), "{:#?}", events_in(&d, &cg));
+        assert!(d.events_in(&cg).is_empty(), "{:#?}", d.events_in(&cg));
         assert_eq!(missed(&d), Some(0.0));
         let log = d.log();
         assert!(!log.contains("missed by the probe"), "{log}");
@@ -208,8 +201,8 @@ fn a_first_install_is_quiet_about_kills_from_before_it() {
     cmd.arg("hog");
     run_until_killed(cmd, &cg);
     let d = start(state.path());
-    d.wait_until("a missed kill", Duration::from_secs(10), || !events_in(&d, &cg).is_empty());
-    let evs = events_in(&d, &cg);
+    d.wait_until("a missed kill", Duration::from_secs(10), || !d.events_in(&cg).is_empty());
+    let evs = d.events_in(&cg);
     assert_eq!((evs.len(), &evs[0]["source"], &evs[0]["count"]), (1, &Value::from("kernel_counter"), &Value::from(1)), "{evs:#?}");
     assert_eq!(missed(&d), Some(1.0));
     assert_eq!(evs[0]["explanation"][0]["kind"], "missed");

@@ -54,6 +54,10 @@ pub struct Tracker {
     /// Per cgroup id, kills explained by events (the cgroup's and its descendants').
     explained: HashMap<u64, u64>,
     discrepancy_since: HashMap<u64, Instant>,
+    /// Per cgroup id, its kernel counter as last reconciled: a counter below it is a new
+    /// cgroup with an old id; a counter below `explained` but not below it is only a read
+    /// older than the latest events (the counter is read on a slower cadence).
+    last_counter: HashMap<u64, u64>,
     /// The two newest samples: a kill is compared with the one taken before it.
     older: Option<Arc<Snapshot>>,
     newer: Option<Arc<Snapshot>>,
@@ -235,11 +239,14 @@ impl Tracker {
         // Deepest first: a child's missed kill also explains its ancestors' counters.
         containers.sort_by_cached_key(|c| std::cmp::Reverse(c.cgroup.matches('/').count()));
         let mut out = Vec::new();
+        let mut counters = HashMap::with_capacity(containers.len());
         for c in containers {
             let kernel = c.oom_kills.unwrap_or(0);
+            let before = self.last_counter.get(&c.id).copied();
+            counters.insert(c.id, kernel);
             let explained = self.explained.get(&c.id).copied().unwrap_or(0);
             if kernel <= explained {
-                if kernel < explained {
+                if before.is_some_and(|b| kernel < b) {
                     self.explained.insert(c.id, kernel); // a reset: a new cgroup with an old id
                 }
                 self.discrepancy_since.remove(&c.id);
@@ -278,6 +285,7 @@ impl Tracker {
             self.account(&e);
             out.push(e);
         }
+        self.last_counter = counters;
         out
     }
 }
@@ -531,6 +539,33 @@ mod tests {
         let done = t.on_snapshot(snap(907.0, &c), now + MISSED_GRACE * 5, &world);
         assert_eq!((done.len(), done[0].count, done[0].source), (1, 1, Source::KernelCounter));
         assert_eq!(done[0].explanation[0].kind, "missed");
+    }
+
+    #[test]
+    fn a_counter_read_before_the_latest_kill_is_not_a_reset() {
+        let world = Fixture::new();
+        let (mut t, now) = with_sample(&world);
+        let snap = |t: f64, kills: u64| {
+            let mut c = container(10, "/c10");
+            c.oom_kills = Some(kills);
+            Arc::new(snapshot(t, vec![c]))
+        };
+        assert!(t.on_snapshot(snap(901.0, 0), now, &world).is_empty());
+        // Two kills seen by the probe; the counter (read on a slower cadence) still says one.
+        for pid in [42, 43] {
+            t.on_record(mark(pid), now, &world);
+            t.on_record(exit(pid, 10), now, &world);
+        }
+        assert!(t.on_snapshot(snap(902.0, 1), now, &world).is_empty());
+        // Read again: two. Nothing was missed.
+        for (i, at) in [(3.0, MISSED_GRACE), (4.0, MISSED_GRACE * 3)] {
+            assert!(t.on_snapshot(snap(900.0 + i, 2), now + at, &world).is_empty(), "no kill counted twice");
+        }
+        // A counter below the last one read: a new cgroup with the old id, which starts over.
+        assert!(t.on_snapshot(snap(905.0, 0), now + MISSED_GRACE * 4, &world).is_empty());
+        assert!(t.on_snapshot(snap(906.0, 1), now + MISSED_GRACE * 5, &world).is_empty());
+        let done = t.on_snapshot(snap(907.0, 1), now + MISSED_GRACE * 7, &world);
+        assert_eq!((done.len(), done[0].count), (1, 1), "its unseen kill is missed");
     }
 
     #[test]

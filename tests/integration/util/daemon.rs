@@ -52,6 +52,19 @@ impl Daemon {
         d
     }
 
+    /// Every OOM event the daemon serves, oldest first.
+    pub(crate) fn events(&self) -> Vec<serde_json::Value> {
+        let (status, body) = self.get("/api/v1/events").expect("events API");
+        assert_eq!(status, 200, "{body}");
+        let all: serde_json::Value = serde_json::from_str(&body).unwrap();
+        all["events"].as_array().unwrap().clone()
+    }
+
+    /// The OOM events of the cgroup `cg`.
+    pub(crate) fn events_in(&self, cg: &super::cgroup::TestCgroup) -> Vec<serde_json::Value> {
+        self.events().into_iter().filter(|e| e["cgroup"] == cg.label().as_str()).collect()
+    }
+
     /// SIGKILL, as an OOM kill or `kill -9` ends it: no shutdown code runs.
     pub(crate) fn kill9(&mut self) {
         let _ = self.child.kill();
