@@ -15,6 +15,8 @@ pub struct SelfMetrics {
     pub scrape_seconds: HistogramVec,
     /// Connections closed at once because `--max-connections` were open.
     pub connections_refused: prometheus::IntCounter,
+    /// Bytes the allocator has handed out and not had back (set at each gather).
+    heap_in_use: prometheus::IntGauge,
 }
 
 impl SelfMetrics {
@@ -36,10 +38,16 @@ impl SelfMetrics {
             "Connections closed at once because --max-connections were already open.",
         )
         .expect("valid counter");
+        let heap_in_use = prometheus::IntGauge::new(
+            "memwatch_heap_in_use_bytes",
+            "Heap memory the daemon holds (glibc's mallinfo2): next to process_resident_memory_bytes, it tells live data from memory the allocator keeps.",
+        )
+        .expect("valid gauge");
         for c in [
             Box::new(sample_seconds.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(scrape_seconds.clone()),
             Box::new(connections_refused.clone()),
+            Box::new(heap_in_use.clone()),
         ] {
             registry.register(c).expect("unique names");
         }
@@ -48,12 +56,29 @@ impl SelfMetrics {
         if !process.desc().is_empty() {
             let _ = registry.register(Box::new(process));
         }
-        SelfMetrics { registry, sample_seconds, scrape_seconds, connections_refused }
+        SelfMetrics { registry, sample_seconds, scrape_seconds, connections_refused, heap_in_use }
     }
 
     /// Every family, gathered now.
     pub fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
+        if let Some(bytes) = heap_in_use() {
+            self.heap_in_use.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
         self.registry.gather()
+    }
+}
+
+/// Bytes in use in glibc's heaps (small allocations) plus its mmapped large ones.
+fn heap_in_use() -> Option<u64> {
+    #[cfg(target_env = "gnu")]
+    {
+        // SAFETY: mallinfo2 only reads the allocator's own statistics.
+        let m = unsafe { libc::mallinfo2() };
+        Some((m.uordblks + m.hblkhd) as u64)
+    }
+    #[cfg(not(target_env = "gnu"))]
+    {
+        None
     }
 }
 

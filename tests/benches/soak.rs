@@ -69,16 +69,31 @@ fn rss_kib(pid: u32) -> u64 {
     s.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches(" kB").parse().ok()).unwrap_or(0)
 }
 
-/// One GET over a fresh connection; true when the answer is a 200.
-fn scrape(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+/// One GET of `/metrics` over a fresh connection: the whole answer (empty when none).
+fn get_metrics(port: u16) -> Vec<u8> {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return Vec::new() };
     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
     if std::io::Write::write_all(&mut s, b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").is_err() {
-        return false;
+        return Vec::new();
     }
-    let mut body = Vec::new();
-    let _ = s.read_to_end(&mut body);
-    body.starts_with(b"HTTP/1.1 200")
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    answer
+}
+
+/// True when a scrape is answered with a 200.
+fn scrape(port: u16) -> bool {
+    get_metrics(port).starts_with(b"HTTP/1.1 200")
+}
+
+/// The daemon's own `memwatch_heap_in_use_bytes`, in MiB.
+fn heap_mib(port: u16) -> f64 {
+    let answer = get_metrics(port);
+    String::from_utf8_lossy(&answer)
+        .lines()
+        .find_map(|l| l.strip_prefix("memwatch_heap_in_use_bytes "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |b| b / (1 << 20) as f64)
 }
 
 /// Least-squares slope of `ys` over `xs`.
@@ -165,9 +180,9 @@ fn main() {
     println!(
         "soak: {minutes} min; churn {CHURN_PER_SECOND} cgroups/s living {CHURN_LIFETIME_MS} ms; {BUSY} busy containers; {SCRAPERS} scrapers at 1/s"
     );
-    println!("{:>8} {:>10} {:>12} {:>10} {:>8}", "minutes", "RSS MiB", "CPU % core", "scrapes", "failed");
+    println!("{:>8} {:>10} {:>10} {:>12} {:>10} {:>8}", "minutes", "RSS MiB", "heap MiB", "CPU % core", "scrapes", "failed");
     let started = Instant::now();
-    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+    let (mut xs, mut ys, mut heaps) = (Vec::new(), Vec::new(), Vec::new());
     let (mut cpu_then, mut at_then) = (cpu_seconds(pid), Instant::now());
     while started.elapsed() < total {
         thread::sleep(ROW_EVERY.min(total.saturating_sub(started.elapsed())).max(Duration::from_millis(100)));
@@ -175,9 +190,15 @@ fn main() {
         let cpu_pct = 100.0 * (cpu - cpu_then) / now.duration_since(at_then).as_secs_f64();
         (cpu_then, at_then) = (cpu, now);
         let (t, rss) = (started.elapsed().as_secs_f64() / 60.0, rss_kib(pid) as f64 / 1024.0);
+        let heap = heap_mib(port);
         xs.push(t);
         ys.push(rss);
-        println!("{t:>8.1} {rss:>10.1} {cpu_pct:>12.2} {:>10} {:>8}", ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+        heaps.push(heap);
+        println!(
+            "{t:>8.1} {rss:>10.1} {heap:>10.1} {cpu_pct:>12.2} {:>10} {:>8}",
+            ok.load(Ordering::Relaxed),
+            failed.load(Ordering::Relaxed)
+        );
     }
     stop.store(true, Ordering::Relaxed);
     for s in scrapers {
@@ -185,9 +206,11 @@ fn main() {
     }
     let half = xs.len() / 2;
     println!(
-        "RSS slope: {:+.3} MiB/min over the second half ({:+.3} MiB/min over the whole run); scrapes {} ok, {} failed",
+        "RSS slope: {:+.3} MiB/min over the second half ({:+.3} MiB/min over the whole run); heap in use {:+.3} MiB/min over \
+         the second half; scrapes {} ok, {} failed",
         slope(&xs[half..], &ys[half..]),
         slope(&xs, &ys),
+        slope(&xs[half..], &heaps[half..]),
         ok.load(Ordering::Relaxed),
         failed.load(Ordering::Relaxed)
     );
