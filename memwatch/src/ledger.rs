@@ -23,8 +23,10 @@ pub struct Delta {
 }
 
 /// How many readings a hand-over may wait for its retired record before the ledger gives up
-/// on it (the ring buffer was full: the kernel counted that drop).
-const RETIRE_PATIENCE: u32 = 64;
+/// on it (the ring buffer was full: the kernel counted that drop). The record is on the ring
+/// before the reading that shows the new owner ends, so the next reading has it; a few more
+/// are slack. Kept short: under churn every lost record leaves an entry waiting.
+const RETIRE_PATIENCE: u32 = 4;
 
 #[derive(Debug, Default)]
 pub struct Ledger {

@@ -267,6 +267,15 @@ const CHURN_WARMUP: Duration = Duration::from_secs(10);
 /// history did before it kept at most `DEPARTED_KEPT` departed containers.
 const CHURN_RSS_GROWTH: f64 = 0.5;
 
+/// Memory cgroups the kernel holds, removed ones not yet freed included (`/proc/cgroups`).
+fn memory_cgroups() -> u64 {
+    std::fs::read_to_string("/proc/cgroups")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("memory\t").and_then(|r| r.split('\t').nth(1)).and_then(|n| n.parse().ok()))
+        .unwrap_or(0)
+}
+
 /// `(cgroup label, series, value)` of every sample line that has a cgroup label.
 fn cgroup_series(text: &str) -> Vec<(String, String, f64)> {
     text.lines()
@@ -303,6 +312,7 @@ fn churn_of_a_thousand_cgroups_a_second_for_a_minute() {
     let rss = |m: &util::daemon::Metrics| m.get_plain("process_resident_memory_bytes", &[]).expect("process_resident_memory_bytes");
     let rss_before = rss(&d.metrics());
     let mut rss_start = None;
+    let memcgs_before = memory_cgroups();
 
     let mut churner = Command::new(util::workload_bin())
         .args(["churn", parent.path.to_str().unwrap()])
@@ -388,6 +398,13 @@ fn churn_of_a_thousand_cgroups_a_second_for_a_minute() {
         rss_end / MIB as f64,
         growth * 100.0
     );
+    // Leave the kernel as found: removed memory cgroups are freed one by one in the
+    // background, and until then hold their css ids (tests after this one want them).
+    let settle = Instant::now();
+    while memory_cgroups() > memcgs_before + 16 && settle.elapsed() < Duration::from_secs(120) {
+        thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("churn: memory cgroups {memcgs_before} before, {} now, after waiting {:.1?}", memory_cgroups(), settle.elapsed());
     assert!(created >= CHURN_PER_SECOND * CHURN_SECONDS * 9 / 10, "the churner kept its pace: {created} cgroups");
     assert!(growth <= CHURN_RSS_GROWTH, "daemon RSS {rss_start} -> {rss_end}: grew more than {CHURN_RSS_GROWTH}");
     assert!(!d.log().contains("panicked"), "{}", d.log());

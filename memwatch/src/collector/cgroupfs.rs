@@ -130,6 +130,11 @@ struct Node {
     /// When this cgroup appeared (None for those there when memwatch started): a young one
     /// (processes moving in) is re-read whenever its usage changes.
     born: Option<Instant>,
+    /// Usage at the previous sample.
+    last_usage: u64,
+    /// Whether usage was moving when memory.stat was read last: then it is read once more
+    /// when usage settles elsewhere (a sample caught mid-growth is not left standing).
+    read_in_motion: bool,
 }
 
 impl Collector for Cgroupfs {
@@ -344,6 +349,8 @@ impl Tree {
             slow: None,
             rare_at: None,
             born: self.started.then(Instant::now),
+            last_usage: 0,
+            read_in_motion: false,
         })
     }
 
@@ -379,13 +386,18 @@ impl Tree {
             let last = node.slow.as_ref().map(|(at, u, _)| (*at, *u));
             let near = near_limit(usage, limit);
             let killed = hinted.contains(&node.id);
-            if killed || slow_due(last, usage, limit, now, slow) || young && last.is_some_and(|(_, u)| u != usage) {
+            // Usage settled (same as the previous sample) away from where a read in motion saw it.
+            let settled = node.read_in_motion && usage == node.last_usage && last.is_some_and(|(_, u)| u != usage);
+            let moving = usage != node.last_usage;
+            node.last_usage = usage;
+            if killed || settled || slow_due(last, usage, limit, now, slow) || young && last.is_some_and(|(_, u)| u != usage) {
                 // A big fall in usage is what an OOM kill leaves: its counter is news then.
                 let fell = last.is_some_and(|(_, u)| u.saturating_sub(usage) >= BIG_MOVE_BYTES.max(u / BIG_MOVE_FRACTION));
                 let rare = killed || near || fell || node.rare_at.is_none_or(|at| now.duration_since(at) >= slow * IDLE_PERIODS);
                 let mut raw = node.slow.take().map(|(_, _, r)| r).unwrap_or_default();
                 read_slow(node, v2, rare, buf, out, &mut raw);
                 raw.pids_fresh = true;
+                node.read_in_motion = moving;
                 // Spread the next reads of cgroups seen together over the period.
                 let phase = if last.is_none() && !young { slow.mul_f64((node.id % SPREAD) as f64 / SPREAD as f64) } else { Duration::ZERO };
                 let at = now.checked_sub(phase).unwrap_or(now);
@@ -700,6 +712,30 @@ mod tests {
         let mut out = SnapshotBuilder::new(4096);
         c.collect(&roots, &mut out).unwrap();
         assert_eq!(paths(&out), ["/", "/a", "/c"]);
+    }
+
+    #[test]
+    fn a_read_caught_mid_growth_is_read_again_once_usage_settles() {
+        let dir = tempfile::tempdir().unwrap();
+        let memory = dir.path().join("memory");
+        v1_cgroup(&memory, 10);
+        let mib: u64 = 1 << 20;
+        v1_cgroup(&memory.join("a"), 100 * mib);
+        let roots = Roots { cgroupfs: dir.path().to_path_buf(), ..Roots::default() };
+        let mut c = Cgroupfs::new(Duration::from_secs(10));
+        let mut sample = |usage: u64, faults: u64| {
+            std::fs::write(memory.join("a/memory.usage_in_bytes"), format!("{usage}\n")).unwrap();
+            let stat = format!("total_rss 1\ntotal_cache 2\ntotal_inactive_file 0\ntotal_pgfault {faults}\n");
+            std::fs::write(memory.join("a/memory.stat"), stat).unwrap();
+            let mut out = SnapshotBuilder::new(4096);
+            c.collect(&roots, &mut out).unwrap();
+            out.cgroups.iter().find(|g| &*g.path == "/a").unwrap().page_faults
+        };
+        assert_eq!(sample(100 * mib, 1), Some(1));
+        assert_eq!(sample(150 * mib, 2), Some(2), "a big move: read, usage still moving");
+        assert_eq!(sample(152 * mib, 3), Some(2), "a small move: not read");
+        assert_eq!(sample(152 * mib, 4), Some(4), "settled away from the read: read once more");
+        assert_eq!(sample(152 * mib, 5), Some(4), "and not again");
     }
 
     #[test]

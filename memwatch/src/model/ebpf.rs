@@ -26,6 +26,10 @@ pub struct EbpfTotals {
 
 /// How long a departed cgroup is remembered as such.
 const DEPARTED_MEMORY: u32 = 600;
+/// The most departed cgroups remembered (the most recently gone): where a thousand cgroups
+/// come and go a second, ten minutes of them would be 600,000 entries here and in `parent`.
+/// Late counts of one forgotten wait [`UNSEEN_PATIENCE`] and go to its nearest known ancestor.
+const DEPARTED_KEPT: usize = 16_384;
 
 /// How many samples counts of an unknown cgroup wait for it to appear in a walk (it may have
 /// been created just after the walk) before they move to its nearest known ancestor.
@@ -55,6 +59,16 @@ impl EbpfTotals {
             *age += 1;
             *age <= DEPARTED_MEMORY && !walked.contains(id)
         });
+        if self.departed.len() > DEPARTED_KEPT {
+            let mut ages: Vec<u32> = self.departed.values().copied().collect();
+            let excess = ages.len() - DEPARTED_KEPT;
+            // Oldest first: the age of the oldest one kept; it and those older go (a few more
+            // than the excess where ages tie).
+            let (_, cut, _) = ages.select_nth_unstable_by(excess, |a, b| b.cmp(a));
+            let cut = *cut;
+            self.departed.retain(|_, age| *age < cut);
+            self.departed.shrink_to(DEPARTED_KEPT * 2);
+        }
         let strays: Vec<u64> = self.own.keys().copied().filter(|id| !walked.contains(id)).collect();
         for id in strays {
             let gone = self.departed.contains_key(&id);
@@ -90,6 +104,26 @@ impl EbpfTotals {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn departed_cgroups_are_remembered_up_to_a_bound() {
+        let mut t = EbpfTotals::default();
+        let none = crate::ledger::Deltas::default();
+        // Waves of cgroups that appear in one walk and are gone from the next.
+        let wave = 5000u64;
+        for w in 0..8u64 {
+            let mut walk: Vec<(u64, Option<u64>)> = vec![(1, None)];
+            walk.extend((0..wave).map(|i| (10 + w * wave + i, Some(1))));
+            t.update(&none, &walk);
+            t.update(&none, &[(1, None)]);
+            assert!(t.departed.len() <= DEPARTED_KEPT, "{} departed remembered", t.departed.len());
+        }
+        assert!(t.departed.len() >= DEPARTED_KEPT - wave as usize, "the most recent are kept");
+        let newest = 10 + 7 * wave;
+        assert!(t.departed.contains_key(&newest), "the last wave is remembered");
+        assert!(!t.departed.contains_key(&10), "the first wave is forgotten");
+        assert!(t.parent.len() <= DEPARTED_KEPT + 1, "and so are their parent links");
+    }
 
     fn delta(id: u64, parent: u64, mmaps: u64) -> crate::ledger::Deltas {
         let mut d = crate::ledger::Deltas::default();
