@@ -303,10 +303,11 @@ impl History {
     /// Keeps the histories of at most [`DEPARTED_KEPT`] containers not in sample `n`, those
     /// seen last most recently.
     fn forget_departed(&mut self, n: u64) {
-        let mut departed: Vec<(u64, u64)> = self.tracks.iter().filter(|(_, t)| t.last_n < n).map(|(id, t)| (t.last_n, *id)).collect();
-        if departed.len() <= DEPARTED_KEPT {
+        // Counted first: most samples are under the bound and need no list.
+        if self.tracks.values().filter(|t| t.last_n < n).count() <= DEPARTED_KEPT {
             return;
         }
+        let mut departed: Vec<(u64, u64)> = self.tracks.iter().filter(|(_, t)| t.last_n < n).map(|(id, t)| (t.last_n, *id)).collect();
         let drop = departed.len() - DEPARTED_KEPT;
         departed.select_nth_unstable(drop - 1);
         for (_, id) in &departed[..drop] {

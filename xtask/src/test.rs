@@ -10,9 +10,8 @@ use anyhow::bail;
 
 use crate::{setup, util};
 
-/// The churn test, by name and by its full path in the integration binary.
-const CHURN_TEST: &str = "churn_of_a_thousand_cgroups_a_second_for_a_minute";
-const CHURN_TEST_PATH: &str = "hostile::churn_of_a_thousand_cgroups_a_second_for_a_minute";
+/// The churn test's full path in the integration binary.
+const CHURN_TEST: &str = "hostile::churn_of_a_thousand_cgroups_a_second_for_a_minute";
 
 /// Runs `cargo test ARGS`, echoing its output: (passed, failed, ignored, success).
 fn cargo_test(args: &[String], skipped_log: &std::path::Path) -> anyhow::Result<(u64, u64, u64, bool)> {
@@ -67,7 +66,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
                 "integration".into(),
                 "--".into(),
                 "--exact".into(),
-                CHURN_TEST_PATH.into(),
+                CHURN_TEST.into(),
             ],
         ]
     } else {
@@ -79,12 +78,11 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         (passed, failed, ignored) = (passed + p, failed + f, ignored + i);
         ok &= success;
     }
-    let status_ok = ok;
     let skipped = std::fs::read_to_string(&skipped_log).map(|s| s.lines().count() as u64).unwrap_or(0);
     let _ = std::fs::remove_file(&skipped_log);
     let passed = passed.saturating_sub(skipped);
     println!("memwatch: {passed} passed, {failed} failed, {} skipped", ignored + skipped);
-    if !status_ok || failed > 0 {
+    if !ok || failed > 0 {
         bail!("tests failed");
     }
     if passed == 0 {
