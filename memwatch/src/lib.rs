@@ -16,6 +16,7 @@
 //! 5. readers: [`render`] (the exposition, with [`selfmetrics`], memwatch's own
 //!    instrumentation), [`http`] (`/metrics`, the JSON API), [`top`] (the terminal view), and
 //!    the journal in [`oom::journal`].
+pub mod allocator;
 pub mod collector;
 pub mod history;
 pub mod host;

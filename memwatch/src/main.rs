@@ -53,6 +53,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before any thread: the daemon and `top` run for days.
+    memwatch::allocator::tune();
     let cli = Cli::parse();
     // `top` owns the terminal: log lines would scribble over it unless asked for; `explain`
     // samples once, and its report is the output (the sampler's info lines are not news).

@@ -47,21 +47,9 @@ pub struct KernelEvents {
     pub hints: Arc<crate::collector::cgroupfs::OomHints>,
 }
 
-/// Samples between two [`give_back_freed_memory`] calls.
+/// Samples between two [`crate::allocator::give_back`] calls: where cgroups come and go by the
+/// thousand, each sample's short-lived buffers leave free memory the allocator keeps.
 const TRIM_EVERY: u64 = 10;
-
-/// Returns the allocator's free pages to the kernel. glibc keeps what was freed inside its
-/// heaps; where cgroups come and go by the thousand, each sample's short-lived buffers
-/// (snapshots, rendered bodies) interleave with long-lived ones and RSS creeps up without it
-/// (the churn test in tests/integration/hostile.rs measures it). A walk of the free lists:
-/// well under a millisecond at the daemon's size, once every [`TRIM_EVERY`] samples.
-fn give_back_freed_memory() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only walks and releases the allocator's own free memory.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
 
 impl KernelEvents {
     /// Waits up to `wait` for a record on either ring (sleeps when there is none).
@@ -213,7 +201,7 @@ impl Sampler {
                     if now >= next {
                         samples += 1;
                         if samples.is_multiple_of(TRIM_EVERY) {
-                            give_back_freed_memory();
+                            crate::allocator::give_back();
                         }
                         let snap = Arc::new(self.sample());
                         shared.snapshot.store(Some(snap.clone()));

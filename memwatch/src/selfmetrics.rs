@@ -61,24 +61,10 @@ impl SelfMetrics {
 
     /// Every family, gathered now.
     pub fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
-        if let Some(bytes) = heap_in_use() {
+        if let Some(bytes) = crate::allocator::in_use() {
             self.heap_in_use.set(i64::try_from(bytes).unwrap_or(i64::MAX));
         }
         self.registry.gather()
-    }
-}
-
-/// Bytes in use in glibc's heaps (small allocations) plus its mmapped large ones.
-fn heap_in_use() -> Option<u64> {
-    #[cfg(target_env = "gnu")]
-    {
-        // SAFETY: mallinfo2 only reads the allocator's own statistics.
-        let m = unsafe { libc::mallinfo2() };
-        Some((m.uordblks + m.hblkhd) as u64)
-    }
-    #[cfg(not(target_env = "gnu"))]
-    {
-        None
     }
 }
 

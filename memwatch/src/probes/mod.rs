@@ -226,7 +226,8 @@ impl Probes {
         }
         let retired = ebpf.take_map("RETIRED").and_then(|m| RingBuf::try_from(m).ok());
         drop(btf);
-        release_freed_memory();
+        // Loading parsed the kernel's BTF (several MiB): give that back at once.
+        crate::allocator::give_back();
         Ok(Probes { ebpf, status, memcg, tracefs, logger, warnings, page_size, units, slots, retired, stats: None, btf_path })
     }
 
@@ -640,13 +641,6 @@ fn memcg_counter_offsets(btf: &BtfOffsets<'_>, cfg: &mut Config) {
     cfg.memcg_swap = member("mem_cgroup", "swap").or_else(|| member("mem_cgroup", "memsw")).unwrap_or(0);
     cfg.page_counter_usage = usage;
     cfg.page_counter_max = max;
-}
-
-/// Hands the heap's free memory back to the kernel: loading parses the kernel's BTF (several
-/// MiB), which the allocator would otherwise keep for good.
-fn release_freed_memory() {
-    // SAFETY: malloc_trim has no preconditions.
-    unsafe { libc::malloc_trim(0) };
 }
 
 fn raise_memlock() -> std::io::Result<()> {
