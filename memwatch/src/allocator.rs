@@ -2,8 +2,8 @@
 //! freed memory back, and how much it holds.
 //!
 //! memwatch keeps the system allocator rather than a crate such as mimalloc or jemalloc: both
-//! were measured and started the daemon at 38–71 MiB RSS against glibc's 19 MiB, for no gain in
-//! the churn test (tests/integration/hostile.rs). glibc needs two things instead: a fixed mmap
+//! were measured in the churn test (tests/integration/hostile.rs) and started it at 38–71 MiB
+//! RSS against glibc's 18 MiB. glibc needs two things instead: a fixed mmap
 //! threshold ([`tune`]) and a trim now and then ([`give_back`]). Elsewhere than glibc (musl)
 //! these do nothing.
 
