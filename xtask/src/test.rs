@@ -67,6 +67,8 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
                 "--".into(),
                 "--exact".into(),
                 CHURN_TEST.into(),
+                // Its figures (pace, lag, the daemon's RSS) in CI's log.
+                "--nocapture".into(),
             ],
         ]
     } else {
