@@ -6,7 +6,8 @@
 //! - a request's headers must arrive within [`Limits::header_timeout`], which also closes a
 //!   connection idle that long between requests (slowloris, forgotten keep-alives);
 //! - headers are limited in size ([`MAX_HEADER_BYTES`], else 431) and number
-//!   ([`MAX_HEADERS`], else 431); the routes take no request body.
+//!   ([`MAX_HEADERS`], else 431); the routes take no request body;
+//! - the kernel's accept queue holds a burst of that many connections ([`bind`]).
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
 use axum::Router;
@@ -15,7 +16,11 @@ use hyper_util::{
     rt::{TokioIo, TokioTimer},
     service::TowerToHyperService,
 };
-use tokio::{net::TcpListener, sync::Semaphore, task::JoinSet};
+use tokio::{
+    net::{TcpListener, TcpSocket},
+    sync::Semaphore,
+    task::JoinSet,
+};
 
 use crate::selfmetrics::SelfMetrics;
 
@@ -37,6 +42,18 @@ impl Default for Limits {
     fn default() -> Self {
         Limits { max_connections: 1024, header_timeout: Duration::from_secs(10) }
     }
+}
+
+/// Listens on `addr` with room in the kernel's accept queue for a burst of `limits`'
+/// connections (the kernel caps it at `net.core.somaxconn`, 4096 on current kernels).
+/// `TcpListener::bind` asks for 128, the standard library's value: past that, a burst's
+/// connections lose their SYN and wait a second to try again, and connections are accepted
+/// out of the order they were made. With 1,000 concurrent scrapes that was a p99 of 1.2–1.4 s.
+pub fn bind(addr: std::net::SocketAddr, limits: &Limits) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(u32::try_from(limits.max_connections).unwrap_or(u32::MAX).max(128))
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then lets open requests finish
@@ -92,4 +109,29 @@ pub async fn serve(
     drop(listener);
     let _ = tokio::time::timeout(DRAIN, async { while conns.join_next().await.is_some() {} }).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{net::TcpStream, time::Duration};
+
+    use super::*;
+
+    /// A burst of connections well past the standard library's 128 all complete at once, before
+    /// the server accepts any of them.
+    #[tokio::test]
+    async fn the_accept_queue_holds_a_burst_of_max_connections() {
+        let limits = Limits { max_connections: 600, ..Limits::default() };
+        let listener = bind("127.0.0.1:0".parse().unwrap(), &limits).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let burst = tokio::task::spawn_blocking(move || {
+            let held: Vec<TcpStream> =
+                (0..500).map_while(|_| TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()).collect();
+            held.len()
+        })
+        .await
+        .unwrap();
+        assert_eq!(burst, 500, "connections made before any accept");
+        drop(listener);
+    }
 }

@@ -97,7 +97,8 @@ pub(crate) fn run(roots: Roots, args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(roots: Roots, args: ServeArgs) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    let limits = memwatch::server::Limits { max_connections: args.max_connections as usize, header_timeout: args.http_header_timeout };
+    let listener = memwatch::server::bind(args.listen, &limits).with_context(|| format!("cannot listen on {}", args.listen))?;
     let self_metrics = Arc::new(SelfMetrics::new());
     let opts = pipeline::Options {
         probes: (!args.no_ebpf).then(|| args.probes.options()),
@@ -118,7 +119,6 @@ async fn serve(roots: Roots, args: ServeArgs) -> anyhow::Result<()> {
     let (shared, _sampler) = pipeline.spawn(args.interval);
     let state = AppState::new(shared, (args.interval * STALE_INTERVALS).max(STALE_AT_LEAST), self_metrics.clone());
     tracing::info!("listening on http://{}/metrics", args.listen);
-    let limits = memwatch::server::Limits { max_connections: args.max_connections as usize, header_timeout: args.http_header_timeout };
     memwatch::server::serve(listener, http::router(state), limits, Some(self_metrics), shutdown()).await.context("HTTP server")
 }
 
