@@ -125,8 +125,7 @@ mod tests {
         let listener = bind("127.0.0.1:0".parse().unwrap(), &limits).unwrap();
         let addr = listener.local_addr().unwrap();
         let burst = tokio::task::spawn_blocking(move || {
-            let held: Vec<TcpStream> =
-                (0..500).map_while(|_| TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()).collect();
+            let held: Vec<TcpStream> = (0..500).map_while(|_| TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()).collect();
             held.len()
         })
         .await
