@@ -44,6 +44,15 @@ sh -c 'echo $$ > /sys/fs/cgroup/box/cgroup.procs; exec memwatch-workload fill 40
 exec 3>/tmp/hold
 wait_for ready /tmp/fill.out
 sleep 3
+# Process RSS is read on the slow cadence (10 s) or once usage settles, a sample or two after a
+# read caught the fill in motion; under TCG a sample can take longer than the interval. Wait for
+# the 40 MiB to show (the README's freshness bound), at most 15 s.
+i=0
+until wget -q -O /tmp/metrics http://127.0.0.1:9753/metrics &&
+  awk '$0 ~ /^memwatch_container_memory_rss_bytes[{]/ && index($0, "cgroup=\"/box\"") && $NF >= 41943040 { ok = 1 } END { exit !ok }' /tmp/metrics; do
+  i=$((i + 1)); [ $i -gt 30 ] && break; sleep 0.5
+done
+echo "RESULT rss_waits $i"
 echo "RESULT memory_current $(cat /sys/fs/cgroup/box/memory.current)"
 wget -q -O /tmp/metrics http://127.0.0.1:9753/metrics
 echo "RESULT memory_current_after $(cat /sys/fs/cgroup/box/memory.current)"
