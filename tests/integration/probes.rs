@@ -158,10 +158,12 @@ fn counts_survive_a_css_id_handed_to_a_new_cgroup() {
     };
     let slot_of = |slots: &[(u32, u64)], id: u64| slots.iter().find(|(_, c)| *c == id).map(|(i, _)| *i);
 
-    // The workload's binary in the page cache first, charged to this process's cgroup: pages
-    // charged to the test's cgroup would keep it alive (dying) after removal, and its css id
-    // with it.
-    let _ = std::hint::black_box(fs::read(util::workload_bin()).unwrap());
+    // Everything the workload's exec touches (its binary, the loader's cache, the libraries) in
+    // the page cache first, charged to this process's cgroup: a page first read from the test's
+    // cgroup is charged to it and keeps it alive (dying) after removal, and its css id with it.
+    // Reading the binary alone was not enough on a host whose earlier tests had evicted libc.
+    let warm = Command::new(util::workload_bin()).args(["fill-exit", "4"]).status().unwrap();
+    assert!(warm.success());
     // A cgroup does known work, is read once, does more, and is removed unread.
     let first = TestCgroup::new("handover-a", 64 << 20);
     run(&first);
@@ -182,7 +184,11 @@ fn counts_survive_a_css_id_handed_to_a_new_cgroup() {
         if let Some((_, owner)) = slots.iter().find(|(i, c)| *i == a_slot && *c != a_id) {
             break *owner;
         }
-        assert!(Instant::now() < deadline, "css id {a_slot} was not handed over within 30 s");
+        assert!(
+            Instant::now() < deadline,
+            "css id {a_slot} was not handed over within 30 s ({} memory cgroups in /proc/cgroups, dying ones included)",
+            fs::read_to_string("/proc/cgroups").unwrap_or_default().lines().find(|l| l.starts_with("memory\t")).unwrap_or("")
+        );
         std::thread::sleep(Duration::from_millis(200));
     };
     sample(&mut probes, &mut ledger);
