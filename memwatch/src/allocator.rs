@@ -18,7 +18,7 @@ const MMAP_THRESHOLD: i32 = 128 * 1024;
 /// snapshot's vectors) are carved from the heap instead. Interleaved with long-lived data,
 /// they leave holes that neither `free` nor `malloc_trim` can return: in the churn test
 /// (1,000 cgroups a second for a minute) RSS grew 11–20% from 10 s in to the end with the
-/// dynamic threshold; with it fixed, RSS peaks 4–10% above and ends below where it was.
+/// dynamic threshold; with it fixed, RSS peaks 4–11% above and ends below where it was.
 /// Setting it also turns off that adjustment.
 pub fn tune() {
     #[cfg(target_env = "gnu")]

@@ -262,7 +262,7 @@ const CHURN_LIFETIME_MS: u64 = 1500;
 const CHURN_WARMUP: Duration = Duration::from_secs(10);
 /// How much the daemon's RSS may grow from the warm-up to the end of the churn (the issue's
 /// bound), and to its highest while the churn goes on. Measured: the end is below the start
-/// (the removed cgroups' state is gone), the peak +4–6%. State kept of removed cgroups would
+/// (the removed cgroups' state is gone), the peak +4–11%. State kept of removed cgroups would
 /// take it far past this: 60,000 of them took it past +400% before the history kept at most
 /// `DEPARTED_KEPT` gone containers, and glibc's rising mmap threshold to +11–20% before
 /// `memwatch::allocator::tune` fixed it.
