@@ -17,7 +17,11 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use crate::util::{self, Workload, cgroup::TestCgroup, daemon::Daemon};
+use crate::util::{
+    self, Workload,
+    cgroup::{self, TestCgroup},
+    daemon::Daemon,
+};
 
 const MIB: u64 = 1 << 20;
 
@@ -269,15 +273,6 @@ const CHURN_WARMUP: Duration = Duration::from_secs(10);
 const CHURN_RSS_GROWTH: f64 = 0.10;
 const CHURN_RSS_PEAK: f64 = 0.20;
 
-/// Memory cgroups the kernel holds, removed ones not yet freed included (`/proc/cgroups`).
-fn memory_cgroups() -> u64 {
-    std::fs::read_to_string("/proc/cgroups")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("memory\t").and_then(|r| r.split('\t').nth(1)).and_then(|n| n.parse().ok()))
-        .unwrap_or(0)
-}
-
 /// `(cgroup label, series, value)` of every sample line that has a cgroup label.
 fn cgroup_series(text: &str) -> Vec<(String, String, f64)> {
     text.lines()
@@ -314,7 +309,7 @@ fn churn_of_a_thousand_cgroups_a_second_for_a_minute() {
     let rss = |m: &util::daemon::Metrics| m.get_plain("process_resident_memory_bytes", &[]).expect("process_resident_memory_bytes");
     let rss_before = rss(&d.metrics());
     let (mut rss_start, mut rss_peak) = (None, 0f64);
-    let memcgs_before = memory_cgroups();
+    let memcgs_before = cgroup::memory_cgroups();
 
     let mut churner = Command::new(util::workload_bin())
         .args(["churn", parent.path.to_str().unwrap()])
@@ -408,10 +403,10 @@ fn churn_of_a_thousand_cgroups_a_second_for_a_minute() {
     // Leave the kernel as found: removed memory cgroups are freed one by one in the
     // background, and until then hold their css ids (tests after this one want them).
     let settle = Instant::now();
-    while memory_cgroups() > memcgs_before + 16 && settle.elapsed() < Duration::from_secs(120) {
+    while cgroup::memory_cgroups() > memcgs_before + 16 && settle.elapsed() < Duration::from_secs(120) {
         thread::sleep(Duration::from_millis(200));
     }
-    eprintln!("churn: memory cgroups {memcgs_before} before, {} now, after waiting {:.1?}", memory_cgroups(), settle.elapsed());
+    eprintln!("churn: memory cgroups {memcgs_before} before, {} now, after waiting {:.1?}", cgroup::memory_cgroups(), settle.elapsed());
     assert!(created >= CHURN_PER_SECOND * CHURN_SECONDS * 9 / 10, "the churner kept its pace: {created} cgroups");
     assert!(growth <= CHURN_RSS_GROWTH, "daemon RSS {rss_start} -> {rss_end}: grew more than {CHURN_RSS_GROWTH}");
     assert!(peak <= CHURN_RSS_PEAK, "daemon RSS {rss_start} -> {rss_peak} during the churn: more than {CHURN_RSS_PEAK}");

@@ -18,7 +18,10 @@ use memwatch_common::Counters;
 
 use crate::{
     plan::*,
-    util::{self, Workload, cgroup::TestCgroup},
+    util::{
+        self, Workload,
+        cgroup::{self, TestCgroup},
+    },
 };
 
 /// Every probe on, with the fallbacks allowed: exact counts on any kernel this runs on.
@@ -187,7 +190,7 @@ fn counts_survive_a_css_id_handed_to_a_new_cgroup() {
         assert!(
             Instant::now() < deadline,
             "css id {a_slot} was not handed over within 30 s ({} memory cgroups in /proc/cgroups, dying ones included)",
-            fs::read_to_string("/proc/cgroups").unwrap_or_default().lines().find(|l| l.starts_with("memory\t")).unwrap_or("")
+            cgroup::memory_cgroups()
         );
         std::thread::sleep(Duration::from_millis(200));
     };

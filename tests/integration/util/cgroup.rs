@@ -12,6 +12,15 @@ use std::{
 
 use memwatch::host;
 
+/// Memory cgroups the kernel holds, removed ones not yet freed included (`/proc/cgroups`).
+pub(crate) fn memory_cgroups() -> u64 {
+    fs::read_to_string("/proc/cgroups")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("memory\t").and_then(|r| r.split('\t').nth(1)).and_then(|n| n.parse().ok()))
+        .unwrap_or(0)
+}
+
 pub(crate) struct TestCgroup {
     pub path: PathBuf,
     pub v2: bool,
