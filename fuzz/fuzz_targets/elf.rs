@@ -9,7 +9,7 @@ fuzz_target!(|data: &[u8]| {
     if let Some((s, len)) = elf::section_range(table, entsize, strndx) {
         let start = usize::try_from(s).unwrap_or(usize::MAX).min(data.len());
         let end = start.saturating_add(usize::try_from(len).unwrap_or(usize::MAX)).min(data.len());
-        let names = elf::section_names(table, entsize, count, &data[start..end]);
-        let _ = elf::is_go(&names);
+        let names: Vec<String> = elf::section_names(table, entsize, count, &data[start..end]).into_iter().map(String::from).collect();
+        let _ = memwatch::runtime::go::is_go(&names);
     }
 });

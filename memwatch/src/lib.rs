@@ -1,41 +1,49 @@
 //! memwatch: explains memory on Linux hosts and Kubernetes nodes from the kernel.
 //!
-//! The pipeline, one way, and the module for each stage:
+//! Data flows one way, and each stage is a module (a folder where it has parts):
 //!
-//! 1. kernel hooks (the `memwatch-ebpf` crate) count into per-cgroup slots and send OOM kills
-//!    on a ring buffer; [`probes`] loads and attaches them ([`probes::PROBES`] lists them) and
-//!    reads their maps; [`ledger`] turns slot readings into what each cgroup did since;
-//! 2. [`collector`]s, one per source (cgroupfs, procfs, the kubelet's logs, eBPF), fill a
-//!    [`collector::SnapshotBuilder`], reading files through the pure parsers in [`parse`]
-//!    (roots as parameters: [`Roots`]; the host's setup: [`host`], [`tracefs`]);
-//! 3. [`model`] turns that into the per-container [`snapshot::Snapshot`], in named passes;
-//! 4. [`sampler`] runs collectors and model on a thread of its own and publishes each snapshot,
-//!    and [`oom`] turns the ring buffer's records into explained, journaled events, published
-//!    beside it as an [`oom::OomView`]; [`pipeline`] wires probes, sampler and OOM tracker, the
-//!    same for `serve` and `top`;
-//! 5. readers: [`render`] (the exposition, with [`selfmetrics`], memwatch's own
-//!    instrumentation), [`http`] (`/metrics`, the JSON API), [`top`] (the terminal view), and
-//!    the journal in [`oom::journal`].
+//! 1. **kernel hooks** (the `memwatch-ebpf` crate) count into per-cgroup slots and send OOM
+//!    kills and execs on ring buffers; [`probes`] loads and attaches them ([`probes::PROBES`]
+//!    lists them; [`probes::tracefs`] finds the tracepoint formats) and reads their maps;
+//! 2. **the host**: [`host`] says what this machine offers (cgroup mode, kernel, page size) and
+//!    reads the cgroupfs and `/proc` facts that more than one stage needs (a cgroup's ancestry,
+//!    a process's facts), below every stage that reads the machine; [`parse`] holds the pure
+//!    parsers for every file read, and [`runtime`] recognises language runtimes from outside
+//!    and owns which environment variables may ever be read;
+//! 3. **collectors**, one per source ([`collector`]: cgroupfs, procfs, the kubelet's logs,
+//!    eBPF with its [`collector::ebpf::ledger`]), fill a [`collector::SnapshotBuilder`]
+//!    (roots as parameters: [`Roots`]);
+//! 4. **the model** ([`model`]) turns that into the per-container [`snapshot::Snapshot`], in
+//!    named passes;
+//! 5. **sampling**: [`sampler`] runs one sample step (collectors, model, the OOM stage) on a
+//!    thread of its own and publishes each snapshot; [`oom`] turns the ring buffer's records
+//!    into explained, journaled events, published beside it as an [`oom::OomView`], and tells
+//!    the next sample which cgroups had kills (an input of the collectors, never a shared
+//!    lock); [`history`] keeps each container's recent past; [`pipeline`] wires probes,
+//!    sampler and OOM stage, the same for `serve` and `top`;
+//! 6. **readers**: [`expose`] (the exposition and memwatch's own instrumentation), [`http`]
+//!    (routes, and the server with its connection limits), [`history::trace`] (Perfetto),
+//!    [`top`] (the terminal view), [`explain`] (where a process's memory is), and the journal
+//!    in [`oom::journal`].
+//!
+//! Beside the pipeline: [`allocator`] (glibc's settings for a long-running daemon) and
+//! [`units`] (quantities for people).
 pub mod allocator;
 pub mod collector;
+pub mod explain;
+pub mod expose;
 pub mod history;
 pub mod host;
 pub mod http;
-pub mod layout;
-pub mod ledger;
 pub mod model;
 pub mod oom;
 pub mod parse;
 pub mod pipeline;
 pub mod probes;
-pub mod render;
+pub mod runtime;
 pub mod sampler;
-pub mod selfmetrics;
-pub mod server;
 pub mod snapshot;
 pub mod top;
-pub mod trace;
-pub mod tracefs;
 pub mod units;
 
 use std::{

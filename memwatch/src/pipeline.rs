@@ -11,12 +11,12 @@ use std::{
 
 use crate::{
     Roots,
+    expose::selfmetrics::SelfMetrics,
     history::History,
     model,
     oom::{Oom, OomView, world::Host},
     probes::{ProbeOptions, ProbeStatus, Probes},
-    sampler::{KernelEvents, Sampler, Shared},
-    selfmetrics::SelfMetrics,
+    sampler::{KernelEvents, Sampler, Shared, Stages},
     snapshot::Snapshot,
 };
 
@@ -42,6 +42,23 @@ pub struct Options {
     pub history: Duration,
 }
 
+impl Default for Options {
+    /// `memwatch serve`'s defaults, without eBPF and without a journal.
+    fn default() -> Self {
+        Options {
+            probes: None,
+            per_process: false,
+            slow_interval: Duration::from_secs(10),
+            model: model::Options::default(),
+            state_dir: None,
+            max_events: 1000,
+            bpf_stats: false,
+            self_metrics: None,
+            history: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
 /// What loading found, for the caller to report (the log for `serve`, the status line for
 /// `top`).
 #[derive(Debug, Clone, Default)]
@@ -58,10 +75,7 @@ pub struct Report {
 
 /// The wired pipeline, before it runs.
 pub struct Pipeline {
-    sampler: Sampler,
-    history: Arc<RwLock<History>>,
-    oom: Oom,
-    events: KernelEvents,
+    stages: Stages,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     pub report: Report,
 }
@@ -70,8 +84,7 @@ impl Pipeline {
     pub fn new(roots: Roots, opts: &Options) -> Pipeline {
         let mut report = Report::default();
         let mut logger = None;
-        let hints = Arc::new(crate::collector::cgroupfs::OomHints::default());
-        let mut events = KernelEvents { oom: None, exec: None, oom_unit: crate::probes::page_size(), hints: hints.clone() };
+        let mut events = KernelEvents { oom: None, exec: None, oom_unit: crate::host::page_size() };
         let probes = match opts.probes {
             None => None,
             Some(p) => match Probes::load(&roots.load_options(p)) {
@@ -89,7 +102,7 @@ impl Pipeline {
                 }
                 Err(e) => {
                     report.ebpf_error = Some(e.to_string());
-                    report.probes = crate::probes::unavailable(&p, &e.to_string());
+                    report.probes = crate::probes::unavailable(&p, Arc::new(e));
                     None
                 }
             },
@@ -98,7 +111,7 @@ impl Pipeline {
         report.warnings.extend(warnings);
         let history = Arc::new(RwLock::new(History::new(opts.history)));
         oom.set_history(history.clone());
-        let mut collectors = Sampler::collectors_with_hints(probes, opts.per_process, opts.slow_interval, hints);
+        let mut collectors = Sampler::default_collectors(probes, opts.per_process, opts.slow_interval);
         if report.ebpf_error.is_some() {
             collectors.push(Box::new(crate::collector::ebpf::Unavailable(report.probes.clone())));
         }
@@ -106,7 +119,7 @@ impl Pipeline {
         if let Some(m) = &opts.self_metrics {
             sampler.observe_into(m.clone());
         }
-        Pipeline { sampler, history, oom, events, logger, report }
+        Pipeline { stages: Stages::new(sampler, history, oom, events), logger, report }
     }
 
     /// The kernel-side logger: whoever takes it must keep it alive and flush it when its fd is
@@ -115,24 +128,19 @@ impl Pipeline {
         self.logger.take()
     }
 
-    /// Samples now, on this thread (for one-shot output); records on the OOM ring buffer are
-    /// taken in too.
+    /// One sample step now, on this thread (for one-shot output).
     pub fn sample_once(&mut self) -> (Arc<Snapshot>, Arc<OomView>) {
-        let snap = Arc::new(self.sampler.sample());
-        self.history.write().unwrap_or_else(|e| e.into_inner()).push(&snap);
-        let now = std::time::Instant::now();
-        self.events.drain(&mut self.oom);
-        self.oom.on_snapshot(snap.clone(), now);
-        (snap, self.oom.view())
+        let (snap, _) = self.stages.step(std::time::Instant::now());
+        (snap, self.stages.oom.view())
     }
 
-    /// Runs the sampler on its own thread every `interval`, publishing into the returned
+    /// Runs the sample step on its own thread every `interval`, publishing into the returned
     /// [`Shared`].
     pub fn spawn(self, interval: Duration) -> (Shared, thread::JoinHandle<()>) {
         // The logger, if nobody took it, lives as long as the sampler.
-        let Pipeline { sampler, history, oom, events, logger, .. } = self;
-        let shared: Shared = Arc::new(crate::sampler::Published { history, ..Default::default() });
-        let handle = sampler.spawn(interval, shared.clone(), oom, events, logger);
+        let Pipeline { stages, logger, .. } = self;
+        let shared: Shared = Arc::new(crate::sampler::Published { history: stages.history.clone(), ..Default::default() });
+        let handle = stages.spawn(interval, shared.clone(), logger);
         (shared, handle)
     }
 }

@@ -1,22 +1,25 @@
-//! The sampling loop: runs every collector, builds the model, and swaps the new snapshot in.
-//! It runs on its own thread, which also owns the OOM ring buffer and the OOM tracker; readers
-//! only ever load the latest `Arc<Snapshot>` and `Arc<OomView>`, published side by side.
+//! Sampling: [`Sampler`] runs every collector and builds the model; [`Stages`] is one sample
+//! step of the whole pipeline (collectors told where kills were, model, history, then the OOM
+//! stage with the records the kernel sent meanwhile), run on a thread of its own by
+//! [`Stages::spawn`] or once by `memwatch explain`. The thread owns the ring buffers and the OOM
+//! tracker; readers only ever load the latest `Arc<Snapshot>` and `Arc<OomView>`, published
+//! side by side.
 
 use std::{
     collections::HashSet,
+    os::fd::AsRawFd,
     sync::{Arc, RwLock},
     thread,
     time::{Duration, Instant, SystemTime},
 };
-
-use std::os::fd::AsRawFd;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use aya::maps::{MapData, RingBuf};
 
 use crate::{
     Roots,
-    collector::{CollectError, Collector, SnapshotBuilder},
+    collector::{CollectError, Collector, CollectorId, SampleInput, SnapshotBuilder},
+    expose::selfmetrics::SelfMetrics,
     history::History,
     model::{self, ModelState, Options, Timing},
     oom::{Oom, OomView},
@@ -37,14 +40,12 @@ pub struct Published {
 pub type Shared = Arc<Published>;
 
 /// The kernel's ring buffers the sampler thread reads: OOM records, and execs (whose programs'
-/// Go settings are read at once, for a kill that may come before any sample).
+/// runtime facts are read at once, for a kill that may come before any sample).
 pub struct KernelEvents {
     pub oom: Option<RingBuf<MapData>>,
     pub exec: Option<RingBuf<MapData>>,
     /// Bytes per unit of the OOM record's size fields.
     pub oom_unit: u64,
-    /// Where the cgroups of each kill are said to the cgroupfs collector.
-    pub hints: Arc<crate::collector::cgroupfs::OomHints>,
 }
 
 /// Samples between two [`crate::allocator::give_back`] calls: where cgroups come and go by the
@@ -67,9 +68,10 @@ impl KernelEvents {
         unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait.as_millis().min(i32::MAX as u128) as i32) };
     }
 
-    /// Hands every waiting record to `oom`; true when its events changed. Execs first: a
-    /// program that started and was killed between two reads is watched before its kill is.
-    pub fn drain(&mut self, oom: &mut Oom) -> bool {
+    /// Hands every waiting record to `oom`, and adds the cgroups of each kill to `kills` (for
+    /// the next sample to re-read); true when its events changed. Execs first: a program that
+    /// started and was killed between two reads is watched before its kill is.
+    pub fn drain(&mut self, oom: &mut Oom, kills: &mut HashSet<u64>) -> bool {
         if let Some(r) = self.exec.as_mut() {
             while let Some(item) = r.next() {
                 if item.len() >= 4 {
@@ -82,7 +84,7 @@ impl KernelEvents {
             while let Some(item) = r.next() {
                 match crate::oom::decode(&item, self.oom_unit) {
                     Ok(k) => {
-                        self.hints.add(k.levels.iter().map(|l| l.cgroup_id).chain([k.trigger_memcg_id]).chain(k.victim_memcg_id));
+                        kills.extend(k.levels.iter().map(|l| l.cgroup_id).chain([k.trigger_memcg_id]).chain(k.victim_memcg_id));
                         changed |= oom.on_record(k, Instant::now());
                     }
                     Err(e) => tracing::warn!("undecodable OOM record: {e}"),
@@ -93,6 +95,7 @@ impl KernelEvents {
     }
 }
 
+/// The collectors and the model: one sample of the host.
 pub struct Sampler {
     roots: Roots,
     collectors: Vec<Box<dyn Collector>>,
@@ -101,8 +104,8 @@ pub struct Sampler {
     page_size: u64,
     epoch: Instant,
     /// Collectors already reported as unsupported here (reported once).
-    unsupported: HashSet<&'static str>,
-    self_metrics: Option<Arc<crate::selfmetrics::SelfMetrics>>,
+    unsupported: HashSet<CollectorId>,
+    self_metrics: Option<Arc<SelfMetrics>>,
 }
 
 impl Sampler {
@@ -112,7 +115,7 @@ impl Sampler {
             collectors,
             state: ModelState::default(),
             opts,
-            page_size: crate::probes::page_size(),
+            page_size: crate::host::page_size(),
             epoch: Instant::now(),
             unsupported: HashSet::new(),
             self_metrics: None,
@@ -120,7 +123,7 @@ impl Sampler {
     }
 
     /// Observe each sample's duration into the daemon's own instrumentation.
-    pub fn observe_into(&mut self, m: Arc<crate::selfmetrics::SelfMetrics>) {
+    pub fn observe_into(&mut self, m: Arc<SelfMetrics>) {
         self.self_metrics = Some(m);
     }
 
@@ -128,43 +131,30 @@ impl Sampler {
     /// `per_process` also reads each process's kernel counters (for `memwatch top`); `slow` is
     /// how old the files that are costly to read may get.
     pub fn default_collectors(probes: Option<crate::probes::Probes>, per_process: bool, slow: Duration) -> Vec<Box<dyn Collector>> {
-        Self::collectors_with_hints(probes, per_process, slow, Arc::default())
-    }
-
-    /// As [`Sampler::default_collectors`], with the cgroupfs collector told by `hints` where the
-    /// OOM probe saw kills.
-    pub fn collectors_with_hints(
-        probes: Option<crate::probes::Probes>,
-        per_process: bool,
-        slow: Duration,
-        hints: Arc<crate::collector::cgroupfs::OomHints>,
-    ) -> Vec<Box<dyn Collector>> {
         use crate::collector::*;
-        let mut v: Vec<Box<dyn Collector>> = vec![
-            Box::new(cgroupfs::Cgroupfs::new(slow).with_hints(hints)),
-            Box::new(procfs::Procfs::default()),
-            Box::new(kubelet::Kubelet::default()),
-        ];
+        let mut v: Vec<Box<dyn Collector>> =
+            vec![Box::new(cgroupfs::Cgroupfs::new(slow)), Box::new(procfs::Procfs::default()), Box::new(kubelet::Kubelet::default())];
         if let Some(p) = probes {
             v.push(Box::new(ebpf::Ebpf::new(p, per_process)));
         }
         v
     }
 
-    pub fn sample(&mut self) -> Snapshot {
+    /// One sample, told `input` by the stages after it.
+    pub fn sample(&mut self, input: &SampleInput) -> Snapshot {
         let started = Instant::now();
         let mut b = SnapshotBuilder::new(self.page_size);
         for c in &mut self.collectors {
-            match c.collect(&self.roots, &mut b) {
+            match c.collect(&self.roots, input, &mut b) {
                 Ok(()) => {}
                 Err(CollectError::Unsupported(why)) => {
-                    if self.unsupported.insert(c.name()) {
-                        tracing::warn!(collector = c.name(), "unsupported on this host: {why}");
+                    if self.unsupported.insert(c.id()) {
+                        tracing::warn!(collector = c.id().name(), "unsupported on this host: {why}");
                     }
                 }
                 Err(e) => {
-                    tracing::debug!(collector = c.name(), "collector failed: {e}");
-                    b.error(c.name(), e.reason());
+                    tracing::debug!(collector = c.id().name(), "collector failed: {e}");
+                    b.error(c.id(), e.reason());
                 }
             }
         }
@@ -175,20 +165,50 @@ impl Sampler {
         }
         model::build(b, &mut self.state, &self.opts, timing)
     }
+}
 
-    /// Samples every `interval` on a thread of its own, publishing into `shared`. Between
-    /// samples it waits on the OOM ring buffer (when there is one), so a kill is explained and
-    /// published as soon as its victim exits, not at the next sample. `keep_alive` lives as
-    /// long as the thread (the kernel-side logger, when nobody reads it).
-    pub fn spawn(
-        mut self,
-        interval: Duration,
-        shared: Shared,
-        mut oom: Oom,
-        mut events: KernelEvents,
-        keep_alive: impl Send + 'static,
-    ) -> thread::JoinHandle<()> {
-        shared.oom.store(oom.view());
+/// The pipeline's stages after the probes, and one sample step through them.
+pub struct Stages {
+    pub sampler: Sampler,
+    pub history: Arc<RwLock<History>>,
+    pub oom: Oom,
+    pub events: KernelEvents,
+    /// Cgroups where the OOM probe saw kills since the last sample: the next sample's input.
+    kills: HashSet<u64>,
+}
+
+impl Stages {
+    pub fn new(sampler: Sampler, history: Arc<RwLock<History>>, oom: Oom, events: KernelEvents) -> Self {
+        Stages { sampler, history, oom, events, kills: HashSet::new() }
+    }
+
+    /// One sample step: the collectors (told where kills were) and the model, the history, then
+    /// the OOM stage, with the kernel's records first (a kill the sample's counters already
+    /// show has its record in the ring, and must be pending before the counters are
+    /// reconciled). Returns the snapshot and whether OOM events changed.
+    pub fn step(&mut self, now: Instant) -> (Arc<Snapshot>, bool) {
+        let input = SampleInput { oom_cgroups: std::mem::take(&mut self.kills) };
+        let snap = Arc::new(self.sampler.sample(&input));
+        self.history.write().unwrap_or_else(|e| e.into_inner()).push(&snap);
+        let mut changed = self.events.drain(&mut self.oom, &mut self.kills);
+        changed |= self.oom.on_snapshot(snap.clone(), now);
+        (snap, changed)
+    }
+
+    /// Between samples: waits until `until` for kernel records (a kill is explained and
+    /// published as soon as its victim exits, not at the next sample); true when OOM events
+    /// changed.
+    fn between(&mut self, until: Instant) -> bool {
+        let until = self.oom.next_deadline().map_or(until, |d| d.min(until));
+        self.events.wait(until.saturating_duration_since(Instant::now()));
+        let changed = self.events.drain(&mut self.oom, &mut self.kills);
+        changed | self.oom.finish_ready(Instant::now())
+    }
+
+    /// Samples every `interval` on a thread of its own, publishing into `shared`. `keep_alive`
+    /// lives as long as the thread (the kernel-side logger, when nobody reads it).
+    pub fn spawn(mut self, interval: Duration, shared: Shared, keep_alive: impl Send + 'static) -> thread::JoinHandle<()> {
+        shared.oom.store(self.oom.view());
         thread::Builder::new()
             .name("sampler".into())
             .spawn(move || {
@@ -203,24 +223,17 @@ impl Sampler {
                         if samples.is_multiple_of(TRIM_EVERY) {
                             crate::allocator::give_back();
                         }
-                        let snap = Arc::new(self.sample());
-                        shared.snapshot.store(Some(snap.clone()));
-                        shared.history.write().unwrap_or_else(|e| e.into_inner()).push(&snap);
-                        // Records first: a kill the sample's counters already show has its record
-                        // in the ring, and must be pending before the counters are reconciled.
-                        changed |= events.drain(&mut oom);
-                        changed |= oom.on_snapshot(snap, now);
+                        let (snap, c) = self.step(now);
+                        shared.snapshot.store(Some(snap));
+                        changed = c;
                         next += interval;
                         if next < now {
                             next = now; // fell behind: do not burst to catch up
                         }
                     }
-                    let until = oom.next_deadline().map_or(next, |d| d.min(next));
-                    events.wait(until.saturating_duration_since(Instant::now()));
-                    changed |= events.drain(&mut oom);
-                    changed |= oom.finish_ready(Instant::now());
+                    changed |= self.between(next);
                     if changed {
-                        shared.oom.store(oom.view());
+                        shared.oom.store(self.oom.view());
                     }
                 }
             })

@@ -31,8 +31,8 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn probe_attached(&self, name: &str) -> bool {
-        self.probes.iter().any(|p| p.name == name && p.is_attached())
+    pub fn probe_attached(&self, probe: crate::probes::ProbeId) -> bool {
+        self.probes.iter().any(|p| p.id == probe && p.is_attached())
     }
 }
 
@@ -67,7 +67,7 @@ impl Snapshot {
 pub struct SelfStats {
     pub sample_duration_seconds: f64,
     /// Cumulative, by (collector, reason).
-    pub sample_errors: BTreeMap<(String, String), u64>,
+    pub sample_errors: BTreeMap<(crate::collector::CollectorId, crate::collector::ErrorReason), u64>,
     pub series_dropped_total: u64,
     /// Events the kernel side could not record, by [`memwatch_common::drop`] index.
     pub ebpf_drops: crate::probes::maps::Drops,
@@ -124,6 +124,20 @@ pub struct Container {
     pub time_to_oom_seconds: Option<f64>,
     /// Its own processes (not its children's), largest RSS first.
     pub top_processes: Vec<Process>,
+}
+
+impl Container {
+    /// How people see it named (`memwatch top`, traces, `memwatch explain`):
+    /// `namespace/pod/container` for Kubernetes (`(pause)` for a pod's sandbox, which has no
+    /// container name), else its cgroup path.
+    pub fn display_name(&self) -> Arc<str> {
+        if self.pod.is_empty() {
+            self.cgroup.clone()
+        } else {
+            let name = if self.container.is_empty() { "(pause)" } else { &self.container };
+            Arc::from(format!("{}/{}/{name}", self.namespace, self.pod))
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]

@@ -12,9 +12,11 @@ use std::{
 };
 
 use memwatch::{
-    Roots, host,
+    Roots,
+    collector::SampleInput,
+    expose::render::{self, Format},
+    host,
     model::{CgroupFilter, Options},
-    render::{self, Format},
     sampler::Sampler,
 };
 
@@ -115,14 +117,14 @@ fn main() {
         Options { filter: CgroupFilter::All, ..Options::default() },
     );
     let t = Instant::now();
-    let _ = s.sample();
+    let _ = s.sample(&SampleInput::default());
     let first = t.elapsed().as_secs_f64();
     // Samples one second apart for 20 s: two slow periods, so the slow reads are in the mean.
-    let (mut spent, mut snap) = (0.0, s.sample());
+    let (mut spent, mut snap) = (0.0, s.sample(&SampleInput::default()));
     for _ in 0..rounds {
         std::thread::sleep(Duration::from_secs(1));
         let t = Instant::now();
-        snap = s.sample();
+        snap = s.sample(&SampleInput::default());
         spent += t.elapsed().as_secs_f64();
     }
     let sample = spent / rounds as f64;

@@ -155,9 +155,7 @@ fn expressions() -> Vec<(String, String)> {
 
 #[test]
 fn dashboard_and_alert_queries_work_on_a_real_scrape() {
-    if !util::require_root("dashboard_and_alert_queries_work_on_a_real_scrape") {
-        return;
-    }
+    util::require_root!();
     // BPF statistics are on for this daemon (the cost panels), which other tests check are off.
     let _serial = util::serial();
     let exprs = expressions();

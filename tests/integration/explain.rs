@@ -74,9 +74,7 @@ fn check_sums(r: &Value, pid: u32) -> String {
 
 #[test]
 fn a_cgo_go_server_a_static_one_and_a_threaded_c_program_by_class() {
-    if !util::require_root("a_cgo_go_server_a_static_one_and_a_threaded_c_program_by_class") {
-        return;
-    }
+    util::require_root!();
     let cgo = Running::start(programs::gomem(), &["serve"], None);
     let r = explain(&cgo.pid().to_string());
     assert_eq!(check_sums(&r, cgo.pid()), "go_runtime", "{r:#}");
@@ -108,9 +106,7 @@ fn a_cgo_go_server_a_static_one_and_a_threaded_c_program_by_class() {
 
 #[test]
 fn a_container_sums_its_processes_and_adds_the_cgroup_view() {
-    if !util::require_root("a_container_sums_its_processes_and_adds_the_cgroup_view") {
-        return;
-    }
+    util::require_root!();
     let limit = 256u64 << 20;
     let cg = TestCgroup::new("explain", limit);
     let a = Running::start(programs::memtest(), &["threads", "4", "1024"], Some(&cg));

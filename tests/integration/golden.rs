@@ -9,8 +9,9 @@ use std::{
 
 use memwatch::{
     Roots,
+    collector::{CollectorId, ErrorReason, SampleInput},
+    expose::render::{self, Format},
     model::{CgroupFilter, Options},
-    render::{self, Format},
     sampler::Sampler,
     snapshot::{Container, Snapshot},
 };
@@ -37,7 +38,7 @@ fn sample(scenario: &str, filter: CgroupFilter) -> Snapshot {
         Sampler::default_collectors(None, false, std::time::Duration::from_secs(10)),
         Options { filter, ..Options::default() },
     );
-    let mut snap = s.sample();
+    let mut snap = s.sample(&SampleInput::default());
     snap.taken_at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     snap.self_stats.sample_duration_seconds = 0.0;
     snap
@@ -187,10 +188,10 @@ fn golden_psi_absent() {
 fn golden_broken_input_is_skipped_and_counted() {
     let snap = sample("broken", CgroupFilter::All);
     let errors = &snap.self_stats.sample_errors;
-    let count = |c: &str, r: &str| errors.get(&(c.to_string(), r.to_string())).copied().unwrap_or(0);
+    let count = |c, r| errors.get(&(c, r)).copied().unwrap_or(0);
     // a.service memory.max, b.service memory.current, c.service memory.pressure; pid 998.
-    assert_eq!(count("cgroupfs", "parse"), 3, "{errors:?}");
-    assert_eq!(count("procfs", "parse"), 1, "{errors:?}");
+    assert_eq!(count(CollectorId::Cgroupfs, ErrorReason::Parse), 3, "{errors:?}");
+    assert_eq!(count(CollectorId::Procfs, ErrorReason::Parse), 1, "{errors:?}");
     assert!(snap.containers.iter().all(|c| !c.cgroup.ends_with("b.service")), "b.service is skipped");
     let a = find(&snap, "a.service");
     assert_eq!((a.limit_is_machine, a.processes), (true, 1), "pid 999 vanished, 998 unreadable");
@@ -238,8 +239,8 @@ fn invalid_utf8_and_newlines_in_cgroup_names_are_escaped() {
         tracefs: None,
         kubelet_logs: dir.path().join("var/log"),
     };
-    let snap =
-        Sampler::new(roots, Sampler::default_collectors(None, false, std::time::Duration::from_secs(10)), Options::default()).sample();
+    let snap = Sampler::new(roots, Sampler::default_collectors(None, false, std::time::Duration::from_secs(10)), Options::default())
+        .sample(&SampleInput::default());
     assert_eq!(snap.containers.len(), 1);
     assert_eq!(&*snap.containers[0].cgroup, "/bad\u{FFFD}name\nwith \"quotes\"");
     let text = render::render(&snap, &Default::default(), Format::Text);
@@ -255,11 +256,11 @@ fn max_series_drops_and_counts() {
         Sampler::default_collectors(None, false, std::time::Duration::from_secs(10)),
         Options { filter: CgroupFilter::Default, max_series: 2 * per },
     );
-    let snap = s.sample();
+    let snap = s.sample(&SampleInput::default());
     assert_eq!(snap.containers.len(), 2);
     // Kubernetes containers are kept first.
     assert!(snap.containers.iter().all(|c| c.kind == memwatch::parse::identity::Kind::KubernetesContainer));
     assert_eq!(snap.self_stats.series_dropped_total, (4 * per) as u64);
-    let snap = s.sample();
+    let snap = s.sample(&SampleInput::default());
     assert_eq!(snap.self_stats.series_dropped_total, (8 * per) as u64, "a counter across samples");
 }

@@ -15,6 +15,7 @@ use std::{
 
 use std::collections::HashMap;
 
+use memwatch::oom::Source;
 use serde_json::Value;
 
 use crate::util::{
@@ -42,9 +43,7 @@ fn raw_request(base: &str, head_extra: &[u8]) -> u16 {
 
 #[test]
 fn a_thousand_concurrent_scrapes_of_a_thousand_containers() {
-    if !util::require_root("a_thousand_concurrent_scrapes_of_a_thousand_containers") {
-        return;
-    }
+    util::require_root!();
     let _serial = util::serial();
     let parent = TestCgroup::new("scrapes", 1 << 40);
     for i in 0..1000 {
@@ -90,9 +89,7 @@ fn a_thousand_concurrent_scrapes_of_a_thousand_containers() {
 
 #[test]
 fn slowloris_header_floods_and_the_connection_cap() {
-    if !util::require_root("slowloris_header_floods_and_the_connection_cap") {
-        return;
-    }
+    util::require_root!();
     let _serial = util::serial();
     let state = tempfile::tempdir().unwrap();
     let timeout = Duration::from_secs(3);
@@ -162,9 +159,7 @@ fn hostile_sleep(dir: &std::path::Path) -> PathBuf {
 
 #[test]
 fn hostile_cgroup_and_process_names() {
-    if !util::require_root("hostile_cgroup_and_process_names") {
-        return;
-    }
+    util::require_root!();
     let _serial = util::serial();
     let parent = TestCgroup::new("names", 1 << 40);
     // (The kernel refuses a newline in a cgroup's name; process names below carry one.)
@@ -288,9 +283,7 @@ fn cgroup_series(text: &str) -> Vec<(String, String, f64)> {
 
 #[test]
 fn churn_of_a_thousand_cgroups_a_second_for_a_minute() {
-    if !util::require_root("churn_of_a_thousand_cgroups_a_second_for_a_minute") {
-        return;
-    }
+    util::require_root!();
     let _serial = util::serial();
     let parent = TestCgroup::new("churn", 1 << 40);
     if parent.v2 {
@@ -417,7 +410,7 @@ fn churn_of_a_thousand_cgroups_a_second_for_a_minute() {
 /// Kills the events in `cg` stand for: one per probe event, N per event of kills only the
 /// kernel counted.
 fn kills_accounted(d: &Daemon, cg: &TestCgroup) -> u64 {
-    d.events_in(cg).iter().map(|e| e["count"].as_u64().unwrap()).sum()
+    d.events_in(cg).iter().map(|e| e.count).sum()
 }
 
 /// Runs hogs in every cgroup, round after round, until `stop`; returns the rounds.
@@ -435,9 +428,7 @@ fn oom_storm(cgs: &[TestCgroup], stop: &std::sync::atomic::AtomicBool) -> u64 {
 
 #[test]
 fn kill_9_during_an_oom_storm_then_restart_loses_no_kill() {
-    if !util::require_root("kill_9_during_an_oom_storm_then_restart_loses_no_kill") {
-        return;
-    }
+    util::require_root!();
     let _serial = util::serial();
     let cgs: Vec<TestCgroup> = (0..3).map(|i| TestCgroup::new(&format!("storm{i}"), 32 * MIB)).collect();
     let state = tempfile::tempdir().unwrap();
@@ -466,7 +457,7 @@ fn kill_9_during_an_oom_storm_then_restart_loses_no_kill() {
             let first_cg: Vec<String> = second
                 .events_in(&cgs[0])
                 .iter()
-                .map(|e| format!("#{} {} x{} t={} pid={}", e["seq"], e["source"], e["count"], e["time"], e["victim"]["pid"]))
+                .map(|e| format!("#{} {:?} x{} t={} pid={}", e.seq, e.source, e.count, e.time, util::oom::victim(e)))
                 .collect();
             panic!(
                 "kills accounted / counted by the kernel / events, per cgroup: {per:?}\nevents of the first: {first_cg:#?}\n{}",
@@ -478,9 +469,9 @@ fn kill_9_during_an_oom_storm_then_restart_loses_no_kill() {
     let (mut probe, mut missed) = (0, 0);
     for cg in &cgs {
         for e in second.events_in(cg) {
-            match e["source"].as_str() {
-                Some("probe") => probe += 1,
-                _ => missed += e["count"].as_u64().unwrap(),
+            match e.source {
+                Source::Probe => probe += 1,
+                Source::KernelCounter => missed += e.count,
             }
         }
         assert_eq!(kills_accounted(&second, cg), cg.oom_kills(), "{}", cg.label());
@@ -491,9 +482,7 @@ fn kill_9_during_an_oom_storm_then_restart_loses_no_kill() {
     let m = second.metrics();
     assert_eq!(m.get_plain("memwatch_oom_kills_missed_by_probe_total", &[]), Some(missed as f64));
     // Numbering continues from the journal: no two events share a number.
-    let (_, body) = second.get("/api/v1/events").unwrap();
-    let v: Value = serde_json::from_str(&body).unwrap();
-    let mut seqs: Vec<u64> = v["events"].as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    let mut seqs: Vec<u64> = second.events().iter().map(|e| e.seq).collect();
     let n = seqs.len();
     seqs.sort();
     seqs.dedup();
@@ -520,9 +509,7 @@ impl Drop for SmallDisk {
 
 #[test]
 fn a_journal_on_a_full_disk_is_reported_and_the_daemon_keeps_serving() {
-    if !util::require_root("a_journal_on_a_full_disk_is_reported_and_the_daemon_keeps_serving") {
-        return;
-    }
+    util::require_root!();
     let _serial = util::serial();
     let dir = tempfile::tempdir().unwrap();
     let disk = SmallDisk::mount(dir.path().join("state"), "64k");

@@ -9,30 +9,22 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::Value;
+use memwatch::oom::{Constraint, Event, Source};
 
-use crate::util::{self, Workload, cgroup::TestCgroup, daemon::Daemon};
-
-const MIB: u64 = 1 << 20;
+use crate::util::{
+    self, Workload,
+    cgroup::TestCgroup,
+    daemon::Daemon,
+    oom::{MIB, kill_hog as kill_once, victim},
+};
 
 fn start(state: &Path) -> Daemon {
-    Daemon::start(&["--interval", "500ms", "--state-dir", state.to_str().unwrap()])
-}
-
-/// Runs the hog in `cg` until the kernel kills it.
-fn kill_once(cg: &TestCgroup) -> u32 {
-    let mut hog = Workload::start(&["hog"], Some(cg));
-    let pid = hog.pid();
-    let status = hog.child.wait().unwrap();
-    util::assert_killed(status, &format!("hog {pid}"));
-    pid
+    util::oom::daemon(state, "500ms")
 }
 
 #[test]
 fn twenty_kills_in_five_cgroups_each_in_the_right_container() {
-    if !util::require_root("twenty_kills_in_five_cgroups_each_in_the_right_container") {
-        return;
-    }
+    util::require_root!();
     let _serial = util::serial();
     let state = tempfile::tempdir().unwrap();
     let d = start(state.path());
@@ -53,17 +45,17 @@ fn twenty_kills_in_five_cgroups_each_in_the_right_container() {
     for (i, cg) in cgs.iter().enumerate() {
         let evs = d.events_in(cg);
         assert_eq!(evs.len(), 4, "{}: {evs:#?}", cg.label());
-        let mut pids: Vec<u64> = evs.iter().map(|e| e["victim"]["pid"].as_u64().unwrap()).collect();
+        let mut pids: Vec<u32> = evs.iter().map(victim).collect();
         pids.sort();
-        let mut want: Vec<u64> = victims[i].iter().map(|p| *p as u64).collect();
+        let mut want = victims[i].clone();
         want.sort();
         assert_eq!(pids, want, "victims of {}", cg.label());
         for e in &evs {
-            assert_eq!(e["source"], "probe");
-            assert_eq!(e["cgroup_id"], cg.id());
-            assert_eq!(e["constraint"], "cgroup");
-            assert_eq!(e["constrained_by"], cg.label().as_str());
-            assert_eq!(e["victim"]["comm"], "memwatch-worklo");
+            assert_eq!(e.source, Source::Probe);
+            assert_eq!(e.cgroup_id, cg.id());
+            assert_eq!(e.constraint, Constraint::Cgroup);
+            assert_eq!(e.constrained_by.as_deref(), Some(cg.label().as_str()));
+            assert_eq!(e.victim.as_ref().unwrap().comm, "memwatch-worklo");
         }
         assert_eq!(cg.oom_kills(), 4, "the kernel's counter for {}", cg.label());
     }
@@ -71,7 +63,7 @@ fn twenty_kills_in_five_cgroups_each_in_the_right_container() {
     thread::sleep(Duration::from_secs(3));
     let m = d.metrics();
     for cg in &cgs {
-        assert!(d.events_in(cg).iter().all(|e| e["source"] == "probe"), "no missed kills in {}", cg.label());
+        assert!(d.events_in(cg).iter().all(|e| e.source == Source::Probe), "no missed kills in {}", cg.label());
         assert_eq!(m.get("memwatch_container_oom_kills_total", &cg.label(), None), Some(4.0));
         assert!(m.get("memwatch_container_last_oom_kill_timestamp_seconds", &cg.label(), None).is_some());
     }
@@ -81,9 +73,7 @@ fn twenty_kills_in_five_cgroups_each_in_the_right_container() {
 
 #[test]
 fn the_victim_is_named_not_the_process_that_triggered_the_kill() {
-    if !util::require_root("the_victim_is_named_not_the_process_that_triggered_the_kill") {
-        return;
-    }
+    util::require_root!();
     let _serial = util::serial();
     let state = tempfile::tempdir().unwrap();
     let d = start(state.path());
@@ -99,22 +89,21 @@ fn the_victim_is_named_not_the_process_that_triggered_the_kill() {
     small.expect_line("ready");
     d.wait_until("the kill's event", Duration::from_secs(5), || !d.events_in(&cg).is_empty());
     let e = &d.events_in(&cg)[0];
-    assert_eq!(e["victim"]["pid"], large_pid, "{e:#}");
-    assert_eq!(e["trigger"]["pid"], small_pid, "{e:#}");
-    assert_eq!(e["cgroup_id"], cg.id());
-    assert!(e["victim"]["rss_bytes"].as_u64().unwrap() >= 39 * MIB, "{e:#}");
-    assert_eq!(e["before"]["limit_bytes"], 64 * MIB);
-    assert!(e["before"]["working_set_bytes"].as_u64().unwrap() >= 40 * MIB, "{e:#}");
-    let top: Vec<u64> = e["top_processes"].as_array().unwrap().iter().map(|p| p["pid"].as_u64().unwrap()).collect();
-    assert!(top.contains(&(large_pid as u64)), "largest processes before the kill: {top:?}");
+    assert_eq!(victim(e), large_pid, "{e:#?}");
+    assert_eq!(e.trigger.as_ref().map(|t| t.pid), Some(small_pid), "{e:#?}");
+    assert_eq!(e.cgroup_id, cg.id());
+    assert!(e.victim.as_ref().unwrap().rss_bytes.unwrap() >= 39 * MIB, "{e:#?}");
+    let before = e.before.as_ref().expect("the last sample before the kill");
+    assert_eq!(before.limit_bytes, 64 * MIB);
+    assert!(before.working_set_bytes >= 40 * MIB, "{e:#?}");
+    let top: Vec<u32> = e.top_processes.iter().map(|p| p.pid).collect();
+    assert!(top.contains(&large_pid), "largest processes before the kill: {top:?}");
     small.finish();
 }
 
 #[test]
 fn the_journal_survives_a_restart() {
-    if !util::require_root("the_journal_survives_a_restart") {
-        return;
-    }
+    util::require_root!();
     let _serial = util::serial();
     let state = tempfile::tempdir().unwrap();
     let cg = TestCgroup::new("restart", 32 * MIB);
@@ -122,22 +111,20 @@ fn the_journal_survives_a_restart() {
         let d = start(state.path());
         let pid = kill_once(&cg);
         d.wait_until("the event", Duration::from_secs(5), || !d.events_in(&cg).is_empty());
-        (pid, d.events_in(&cg)[0]["seq"].clone())
+        (pid, d.events_in(&cg)[0].seq)
     };
     let d = start(state.path());
     let evs = d.events_in(&cg);
     assert_eq!(evs.len(), 1, "{evs:#?}");
-    assert_eq!((evs[0]["victim"]["pid"].as_u64(), &evs[0]["seq"]), (Some(pid as u64), &seq));
+    assert_eq!((victim(&evs[0]), evs[0].seq), (pid, seq));
     // The journal explains the kernel's count: nothing is reported missed.
     thread::sleep(Duration::from_secs(3));
-    assert!(d.events_in(&cg).iter().all(|e| e["source"] == "probe"));
+    assert!(d.events_in(&cg).iter().all(|e| e.source == Source::Probe));
 }
 
 #[test]
 fn a_kill_while_the_daemon_is_down_is_reported_as_missed() {
-    if !util::require_root("a_kill_while_the_daemon_is_down_is_reported_as_missed") {
-        return;
-    }
+    util::require_root!();
     let _serial = util::serial();
     let state = tempfile::tempdir().unwrap();
     let cg = TestCgroup::new("down", 32 * MIB);
@@ -153,9 +140,9 @@ fn a_kill_while_the_daemon_is_down_is_reported_as_missed() {
     d.wait_until("a missed kill", Duration::from_secs(10), || !d.events_in(&cg).is_empty());
     let evs = d.events_in(&cg);
     assert_eq!(evs.len(), 1, "{evs:#?}");
-    assert_eq!(evs[0]["source"], "kernel_counter");
-    assert_eq!(evs[0]["count"], 1);
-    assert!(evs[0]["victim"].is_null());
+    assert_eq!(evs[0].source, Source::KernelCounter);
+    assert_eq!(evs[0].count, 1);
+    assert!(evs[0].victim.is_none());
     let m = d.metrics();
     assert!(m.text.lines().any(|l| l.starts_with("memwatch_oom_kills_missed_by_probe_total ") && !l.ends_with(" 0")));
     assert_eq!(m.get("memwatch_container_oom_kills_total", &cg.label(), None), Some(1.0));
@@ -163,9 +150,7 @@ fn a_kill_while_the_daemon_is_down_is_reported_as_missed() {
 
 #[test]
 fn a_garbled_journal_keeps_its_good_events() {
-    if !util::require_root("a_garbled_journal_keeps_its_good_events") {
-        return;
-    }
+    util::require_root!();
     let state = tempfile::tempdir().unwrap();
     let journal = state.path().join("oom-events.jsonl");
     let good = |seq: u64| {
@@ -177,7 +162,7 @@ fn a_garbled_journal_keeps_its_good_events() {
     std::fs::write(&journal, text).unwrap();
     let d = start(state.path());
     let evs = d.events();
-    let seqs: Vec<u64> = evs.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    let seqs: Vec<u64> = evs.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, vec![1, 2], "the good events before the garbage");
     assert!(d.log().contains("truncated or garbled"), "a warning: {}", d.log());
     let kept = std::fs::read_to_string(&journal).unwrap();
@@ -186,9 +171,7 @@ fn a_garbled_journal_keeps_its_good_events() {
 
 #[test]
 fn memwatch_events_shows_a_kill_within_a_second() {
-    if !util::require_root("memwatch_events_shows_a_kill_within_a_second") {
-        return;
-    }
+    util::require_root!();
     let _serial = util::serial();
     let state = tempfile::tempdir().unwrap();
     let d = start(state.path());
@@ -207,16 +190,16 @@ fn memwatch_events_shows_a_kill_within_a_second() {
     let died = Instant::now();
     let (at, line) = loop {
         let (at, line) = rx.recv_timeout(Duration::from_secs(5)).expect("an event line from memwatch events");
-        let e: Value = serde_json::from_str(&line).unwrap();
-        if e["victim"]["pid"] == pid {
+        let e: Event = serde_json::from_str(&line).unwrap_or_else(|err| panic!("memwatch events --json wrote no event ({err}): {line}"));
+        if victim(&e) == pid {
             break (at, e);
         }
     };
     let _ = follower.kill();
     let _ = follower.wait();
     assert!(at.saturating_duration_since(died) < Duration::from_secs(1), "shown {:?} after the kill", at.saturating_duration_since(died));
-    assert_eq!(line["cgroup"], cg.label().as_str());
-    assert_eq!(line["constraint"], "cgroup");
+    assert_eq!(line.cgroup, cg.label());
+    assert_eq!(line.constraint, Constraint::Cgroup);
     // The human form names the victim and the container.
     let out = Command::new(util::memwatch_bin()).args(["events", "--no-follow", "--url", &d.base]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -227,9 +210,7 @@ use util::programs::gomem;
 
 #[test]
 fn go_programs_report_gomemlimit_and_nothing_else_from_their_environment() {
-    if !util::require_root("go_programs_report_gomemlimit_and_nothing_else_from_their_environment") {
-        return;
-    }
+    util::require_root!();
     let _serial = util::serial();
     let state = tempfile::tempdir().unwrap();
     let d = start(state.path());
@@ -254,14 +235,13 @@ fn go_programs_report_gomemlimit_and_nothing_else_from_their_environment() {
     let hog_pid = hog.id();
     let st = hog.wait().unwrap();
     util::assert_killed(st, "the Go hog");
-    d.wait_until("the Go hog's kill", Duration::from_secs(5), || d.events_in(&cg).iter().any(|e| e["victim"]["pid"] == hog_pid));
-    let e = d.events_in(&cg).into_iter().find(|e| e["victim"]["pid"] == hog_pid).unwrap();
-    let go = e["go"].as_array().unwrap();
-    let service = go.iter().find(|g| g["pid"] == svc.id()).unwrap_or_else(|| panic!("the Go service in {e:#}"));
-    assert_eq!(service["gomemlimit"], "40MiB");
-    assert_eq!(service["gogc"], "50");
-    if let Some(victim) = go.iter().find(|g| g["pid"] == hog_pid) {
-        assert!(victim["gomemlimit"].is_null(), "the hog had no GOMEMLIMIT: {victim}");
+    d.wait_until("the Go hog's kill", Duration::from_secs(5), || d.events_in(&cg).iter().any(|e| victim(e) == hog_pid));
+    let e = d.events_in(&cg).into_iter().find(|e| victim(e) == hog_pid).unwrap();
+    let service = e.go.iter().find(|g| g.pid == svc.id()).unwrap_or_else(|| panic!("the Go service in {e:#?}"));
+    assert_eq!(service.gomemlimit.as_deref(), Some("40MiB"));
+    assert_eq!(service.gogc.as_deref(), Some("50"));
+    if let Some(v) = e.go.iter().find(|g| g.pid == hog_pid) {
+        assert!(v.gomemlimit.is_none(), "the hog had no GOMEMLIMIT: {v:?}");
     }
     // Nothing else from the environment reaches the API or the journal.
     let (_, api) = d.get("/api/v1/events").unwrap();

@@ -97,9 +97,7 @@ fn probe_states(wrapper: &[String]) -> Vec<(String, String, String)> {
 
 #[test]
 fn the_daemonsets_capabilities_are_enough() {
-    if !util::require_root("the_daemonsets_capabilities_are_enough") {
-        return;
-    }
+    util::require_root!();
     let _serial = util::serial();
     let caps = daemonset_capabilities();
     // Every probe attaches as it does with full root, by the same method: as root with only
@@ -156,9 +154,7 @@ fn the_daemonsets_capabilities_are_enough() {
 
 #[test]
 fn without_cap_bpf_the_cgroup_series_are_served_and_the_capability_named() {
-    if !util::require_root("without_cap_bpf_the_cgroup_series_are_served_and_the_capability_named") {
-        return;
-    }
+    util::require_root!();
     let _serial = util::serial();
     let caps: Vec<String> = daemonset_capabilities().into_iter().filter(|c| c != "bpf").collect();
     let state = tempfile::tempdir().unwrap();
@@ -190,9 +186,7 @@ fn explain_as(wrapper: &[String], pid: u32) -> Value {
 
 #[test]
 fn each_of_the_daemonsets_capabilities_is_needed() {
-    if !util::require_root("each_of_the_daemonsets_capabilities_is_needed") {
-        return;
-    }
+    util::require_root!();
     let _serial = util::serial();
     let caps = daemonset_capabilities();
     let without = |cap: &str| -> Vec<String> {

@@ -10,9 +10,9 @@ use std::{
 
 use memwatch::{
     Roots,
-    ledger::{Deltas, Ledger},
+    collector::ebpf::ledger::{Deltas, Ledger},
     oom::{self, OomKill},
-    probes::{MemcgIds, Method, PROBES, ProbeOptions, ProbeState, Probes, maps::SlotRead},
+    probes::{MemcgIds, Method, PROBES, ProbeId, ProbeOptions, ProbeState, Probes, maps::SlotRead},
 };
 use memwatch_common::Counters;
 
@@ -28,7 +28,7 @@ use crate::{
 fn load() -> Probes {
     let probes = Probes::load(&Roots::default().load_options(ProbeOptions::all())).expect("load probes");
     for s in probes.status() {
-        assert!(s.is_attached(), "probe {} on this host: {:?}", s.name, s.state);
+        assert!(s.is_attached(), "probe {} on this host: {:?}", s.id, s.state);
     }
     probes
 }
@@ -63,9 +63,7 @@ fn assert_exact(b: &Counters, a: &Counters, what: &str) {
 
 #[test]
 fn counters_match_a_known_workload_exactly() {
-    if !util::require_root("counters_match_a_known_workload_exactly") {
-        return;
-    }
+    util::require_root!();
     let mut probes = load();
     probes.set_per_process(true).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -106,24 +104,23 @@ fn counters_match_a_known_workload_exactly() {
 /// that would need one is not running.
 #[test]
 fn defaults_never_tax_unwatched_syscalls() {
-    if !util::require_root("defaults_never_tax_unwatched_syscalls") {
-        return;
-    }
+    util::require_root!();
     let probes = Probes::load(&Roots::default().load_options(ProbeOptions::default())).expect("load");
     for st in probes.status() {
-        let spec = PROBES.iter().find(|p| p.name == st.name).unwrap();
+        let spec = PROBES.iter().find(|p| p.id == st.id).unwrap();
         match &st.state {
             ProbeState::Attached { method } => {
-                assert!(!method.contains("syscalls:"), "{}: {method}", st.name);
+                assert!(!method.contains("syscalls:"), "{}: {method}", st.id);
             }
             ProbeState::Off(why) => {
-                assert_eq!(st.name, "page_fault_user");
+                assert_eq!(st.id, ProbeId::PageFaultUser);
                 assert!(why.contains("--ebpf-page-faults") && why.contains("pgfault"), "{why}");
             }
             ProbeState::Disabled(why) => {
                 // Only where fexit is refused, and then the reason says what to do.
-                assert!(spec.methods.iter().any(|m| matches!(m, Method::Fexit { .. })), "{}: {why}", st.name);
-                assert!(why.contains("fexit") && why.contains("--syscall-tracepoints"), "{}: {why}", st.name);
+                let why = why.to_string();
+                assert!(spec.methods.iter().any(|m| matches!(m, Method::Fexit { .. })), "{}: {why}", st.id);
+                assert!(why.contains("fexit") && why.contains("--syscall-tracepoints"), "{}: {why}", st.id);
             }
         }
     }
@@ -131,9 +128,7 @@ fn defaults_never_tax_unwatched_syscalls() {
 
 #[test]
 fn counts_survive_a_css_id_handed_to_a_new_cgroup() {
-    if !util::require_root("counts_survive_a_css_id_handed_to_a_new_cgroup") {
-        return;
-    }
+    util::require_root!();
     let _serial = util::serial();
     let mut probes = load();
     let mut ledger = Ledger::new();
@@ -251,16 +246,15 @@ fn wait_for_kill(
 
 #[test]
 fn oom_kill_arrives_with_pid_and_comm_within_two_seconds() {
-    if !util::require_root("oom_kill_arrives_with_pid_and_comm_within_two_seconds") {
-        return;
-    }
+    util::require_root!();
     let _serial = util::serial();
     let mut probes = load();
     let mut ring = probes.take_oom_events().expect("OOM ring buffer");
     let cg = TestCgroup::new("oom", 32 << 20);
     let started = Instant::now();
     let mut hog = Workload::start(&["hog"], Some(&cg));
-    let with_task = matches!(state(&probes, "oom_mark_victim"), ProbeState::Attached { method } if method.contains("tp_btf mark_victim"));
+    let with_task =
+        matches!(state(&probes, ProbeId::OomMarkVictim), ProbeState::Attached { method } if method.contains("tp_btf mark_victim"));
     let want: &[Record] = if with_task { &[Record::Mark, Record::Task] } else { &[Record::Mark] };
     let mut got = wait_for_kill(&mut ring, probes.oom_size_unit(), hog.pid(), Duration::from_secs(2), want);
     let kill = got.remove(&Record::Mark).unwrap_or_else(|| panic!("no OOM event for pid {} within 2 s", hog.pid()));
@@ -289,9 +283,7 @@ fn oom_kill_arrives_with_pid_and_comm_within_two_seconds() {
 
 #[test]
 fn exited_processes_leave_nothing_in_the_maps() {
-    if !util::require_root("exited_processes_leave_nothing_in_the_maps") {
-        return;
-    }
+    util::require_root!();
     let _serial = util::serial();
     let mut probes = load();
     probes.set_per_process(true).unwrap();
@@ -323,15 +315,13 @@ fn fake_tracefs(dir: &Path) {
     }
 }
 
-fn state<'a>(probes: &'a Probes, name: &str) -> &'a ProbeState {
-    &probes.status().iter().find(|s| s.name == name).unwrap().state
+fn state(probes: &Probes, id: ProbeId) -> &ProbeState {
+    &probes.status().iter().find(|s| s.id == id).unwrap().state
 }
 
 #[test]
 fn bad_tracefs_input_disables_only_that_probe() {
-    if !util::require_root("bad_tracefs_input_disables_only_that_probe") {
-        return;
-    }
+    util::require_root!();
     let _serial = util::serial();
     let dir = tempfile::tempdir().unwrap();
     fake_tracefs(dir.path());
@@ -354,20 +344,23 @@ fn bad_tracefs_input_disables_only_that_probe() {
     let probes = Probes::load(&roots.load_options(ProbeOptions::all())).expect("the daemon still loads");
     // A syscall probe still runs where fexit works (it needs no format); where it does not,
     // the broken format of its fallback disables it, and the reason says which.
-    let broken = |name: &str, needle: &str| match state(&probes, name) {
-        ProbeState::Disabled(why) => assert!(why.contains(needle) && why.contains("fexit"), "{name}: {why}"),
+    let broken = |name: ProbeId, needle: &str| match state(&probes, name) {
+        ProbeState::Disabled(why) => {
+            let why = why.to_string();
+            assert!(why.contains(needle) && why.contains("fexit"), "{name}: {why}")
+        }
         ProbeState::Attached { method } => assert!(method.starts_with("fexit"), "{name}: {method}"),
         ProbeState::Off(why) => panic!("{name} is off: {why}"),
     };
-    broken("mmap", "unreadable");
-    broken("munmap", "no fields");
-    broken("brk", "sys_exit_brk");
-    broken("mremap", "no field `ret`");
-    match state(&probes, "oom_mark_victim") {
-        ProbeState::Disabled(why) => assert!(why.contains("not found"), "{why}"),
+    broken(ProbeId::Mmap, "unreadable");
+    broken(ProbeId::Munmap, "no fields");
+    broken(ProbeId::Brk, "sys_exit_brk");
+    broken(ProbeId::Mremap, "no field `ret`");
+    match state(&probes, ProbeId::OomMarkVictim) {
+        ProbeState::Disabled(why) => assert!(why.to_string().contains("not found"), "{why}"),
         other => panic!("oom_mark_victim: {other:?}"),
     }
-    for name in ["page_fault_user", "process_exit"] {
+    for name in [ProbeId::PageFaultUser, ProbeId::ProcessExit] {
         assert!(probes.is_attached(name), "{name}: {:?}", state(&probes, name));
     }
     // The probes that remain do their work.
@@ -379,24 +372,22 @@ fn bad_tracefs_input_disables_only_that_probe() {
     let c = cgroup(&probes, cg.id());
     assert!(c.page_faults >= 2048, "faults of 8 MiB touched: {c:?}");
     assert_eq!(c.exits, 1, "{c:?}");
-    if !probes.is_attached("mmap") {
+    if !probes.is_attached(ProbeId::Mmap) {
         assert_eq!(c.mmap_calls, 0, "mmap is off");
     }
 
     // No tracefs at all: the tracepoint probes are disabled with the reason, nothing panics.
     let nowhere = Roots { tracefs: Some(dir.path().join("nonexistent")), ..Roots::default() };
     let probes = Probes::load(&nowhere.load_options(ProbeOptions::all())).expect("still loads");
-    for name in ["oom_mark_victim", "process_exit"] {
-        assert!(matches!(state(&probes, name), ProbeState::Disabled(w) if w.contains("not found")), "{name}");
+    for name in [ProbeId::OomMarkVictim, ProbeId::ProcessExit] {
+        assert!(matches!(state(&probes, name), ProbeState::Disabled(w) if w.to_string().contains("not found")), "{name}");
     }
-    assert!(probes.is_attached("page_fault_user"), "a BTF tracepoint needs no tracefs");
+    assert!(probes.is_attached(ProbeId::PageFaultUser), "a BTF tracepoint needs no tracefs");
 }
 
 #[test]
 fn pid_only_mark_victim_format_still_reports_kills() {
-    if !util::require_root("pid_only_mark_victim_format_still_reports_kills") {
-        return;
-    }
+    util::require_root!();
     let _serial = util::serial();
     let dir = tempfile::tempdir().unwrap();
     fake_tracefs(dir.path());
@@ -405,7 +396,7 @@ fn pid_only_mark_victim_format_still_reports_kills() {
     fs::write(dir.path().join("events/oom/mark_victim/format"), old).unwrap();
     let roots = Roots { tracefs: Some(dir.path().to_path_buf()), ..Roots::default() };
     let mut probes = Probes::load(&roots.load_options(ProbeOptions::default())).unwrap();
-    assert!(probes.is_attached("oom_mark_victim"), "{:?}", state(&probes, "oom_mark_victim"));
+    assert!(probes.is_attached(ProbeId::OomMarkVictim), "{:?}", state(&probes, ProbeId::OomMarkVictim));
     let mut ring = probes.take_oom_events().unwrap();
     let cg = TestCgroup::new("oldfmt", 32 << 20);
     let hog = Workload::start(&["hog"], Some(&cg));
@@ -418,9 +409,7 @@ fn pid_only_mark_victim_format_still_reports_kills() {
 
 #[test]
 fn memwatch_check_reports_every_probe_and_its_method() {
-    if !util::require_root("memwatch_check_reports_every_probe_and_its_method") {
-        return;
-    }
+    util::require_root!();
     // Other tests turn BPF statistics on; this one checks they are off after the check.
     let _serial = util::serial();
     let check = |args: &[&str]| {
@@ -473,9 +462,7 @@ fn memwatch_check_reports_every_probe_and_its_method() {
 
 #[test]
 fn memwatch_check_without_privilege_names_what_is_missing() {
-    if !util::require_root("memwatch_check_without_privilege_names_what_is_missing") {
-        return;
-    }
+    util::require_root!();
     // Drop to `nobody` with no capabilities, as an operator who forgot sudo would be.
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--"])
@@ -493,16 +480,14 @@ const SWARM: u64 = memwatch_common::MAX_PROCESSES as u64 + 800;
 
 #[test]
 fn more_live_processes_than_the_per_process_map_holds() {
-    if !util::require_root("more_live_processes_than_the_per_process_map_holds") {
-        return;
-    }
+    util::require_root!();
     let _serial = util::serial();
     let mut probes = load();
     probes.set_per_process(true).unwrap();
     let cg = TestCgroup::new("swarm", 16 << 30);
     let mut w = Workload::start(&["swarm", &SWARM.to_string()], Some(&cg));
     w.expect_line("start");
-    let full = memwatch_common::drop::PROCESS_MAP_FULL as usize;
+    let full = memwatch::probes::maps::DropKind::ProcessMapFull;
     let (before, drops_before) = (cgroup(&probes, cg.id()), probes.drops()[full]);
     w.send_line();
     w.expect_line("ready");

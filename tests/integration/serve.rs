@@ -16,9 +16,7 @@ const MIB: u64 = 1 << 20;
 
 #[test]
 fn metrics_match_the_kernel_and_the_workload() {
-    if !util::require_root("metrics_match_the_kernel_and_the_workload") {
-        return;
-    }
+    util::require_root!();
     let cg = TestCgroup::new("e2e", 128 * MIB);
     let label = cg.label();
     // The syscall probes by fexit where the kernel allows it, else by their fallback.
@@ -141,9 +139,7 @@ fn metrics_match_the_kernel_and_the_workload() {
 /// without writing the sysctl), and /metrics reports each probe's runs and run time.
 #[test]
 fn bpf_stats_report_each_probes_cost() {
-    if !util::require_root("bpf_stats_report_each_probes_cost") {
-        return;
-    }
+    util::require_root!();
     let _serial = util::serial();
     let sysctl = || std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap().trim().to_string();
     assert_eq!(sysctl(), "0", "statistics are off before the test");
@@ -179,9 +175,7 @@ fn bpf_stats_report_each_probes_cost() {
 /// it started shows up, and goes, within a couple of samples (inotify, not the periodic walk).
 #[test]
 fn cgroups_made_and_removed_while_running_come_and_go_quickly() {
-    if !util::require_root("cgroups_made_and_removed_while_running_come_and_go_quickly") {
-        return;
-    }
+    util::require_root!();
     let d = Daemon::start(&["--interval", "200ms"]);
     d.wait_until("the first sample", Duration::from_secs(10), || d.get("/readyz").is_ok_and(|(s, _)| s == 200));
     let cg = TestCgroup::new("late", 64 * MIB);
@@ -203,9 +197,7 @@ fn cgroups_made_and_removed_while_running_come_and_go_quickly() {
 
 #[test]
 fn http_api_health_negotiation_and_unknown_paths() {
-    if !util::require_root("http_api_health_negotiation_and_unknown_paths") {
-        return;
-    }
+    util::require_root!();
     let cg = TestCgroup::new("api", 64 * MIB);
     let d = Daemon::start(&["--interval", "200ms"]);
     let label = cg.label();
@@ -251,9 +243,7 @@ fn bad_flags_and_busy_port_fail_clearly() {
 
 #[test]
 fn a_real_prometheus_scrapes_headroom() {
-    if !util::require_root("a_real_prometheus_scrapes_headroom") {
-        return;
-    }
+    util::require_root!();
     let cg = TestCgroup::new("prom", 96 * MIB);
     let d = Daemon::start(&["--interval", "500ms"]);
     let mut w = Workload::start(&["fill", "32"], Some(&cg));

@@ -9,6 +9,7 @@ use std::{
 use crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyModifiers};
 use memwatch::{
     Roots,
+    collector::SampleInput,
     model::{CgroupFilter, Options},
     sampler::Sampler,
     top::{
@@ -36,7 +37,7 @@ fn fixture_state() -> App {
         Options { filter: CgroupFilter::Default, ..Options::default() },
     );
     let mut app = App::new("fixture");
-    app.update(Frame::new(&s.sample(), &Default::default()));
+    app.update(Frame::new(&s.sample(&SampleInput::default()), &Default::default()));
     app
 }
 
@@ -147,9 +148,7 @@ fn the_status_line_says_why_the_ebpf_columns_are_empty() {
 
 #[test]
 fn top_without_privilege_says_why_the_ebpf_columns_are_empty() {
-    if !util::require_root("top_without_privilege_says_why_the_ebpf_columns_are_empty") {
-        return;
-    }
+    util::require_root!();
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--"])
         .arg(util::memwatch_bin())
@@ -237,9 +236,7 @@ impl Drop for Tmux {
 
 #[test]
 fn top_in_a_real_terminal() {
-    if !util::require_root("top_in_a_real_terminal") {
-        return;
-    }
+    util::require_root!();
     let cg = TestCgroup::new("top", 64 << 20);
     let label = cg.label();
     let mut w = Workload::start(&["fill", "40"], Some(&cg));
@@ -299,9 +296,7 @@ fn top_in_a_real_terminal() {
 
 #[test]
 fn top_remote_once_and_remote_down() {
-    if !util::require_root("top_remote_once_and_remote_down") {
-        return;
-    }
+    util::require_root!();
     let cg = TestCgroup::new("remote", 96 << 20);
     let d = Daemon::start(&["--interval", "300ms"]);
     d.wait_until("the cgroup in the daemon", Duration::from_secs(5), || {

@@ -19,9 +19,7 @@ fn counter_at(evs: &[Value], pid: u64, name: &str, ts: f64) -> Option<u64> {
 
 #[test]
 fn a_trace_of_a_container_and_its_kill() {
-    if !util::require_root("a_trace_of_a_container_and_its_kill") {
-        return;
-    }
+    util::require_root!();
     let _serial = util::serial();
     let state = tempfile::tempdir().unwrap();
     let d = Daemon::start(&["--interval", "500ms", "--state-dir", state.path().to_str().unwrap()]);

@@ -7,51 +7,30 @@ use std::{
     path::Path,
     process::{Command, Stdio},
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use serde_json::Value;
+use memwatch::oom::{Constraint, Source, event::GrowthField, event::ReasonKind};
 
-use crate::util::{self, cgroup::TestCgroup, daemon::Daemon, programs};
-
-const MIB: u64 = 1 << 20;
+use crate::util::{
+    self,
+    cgroup::TestCgroup,
+    daemon::Daemon,
+    oom::{MIB, event_for, reason, run_until_killed},
+    programs,
+};
 
 fn start(state: &Path) -> Daemon {
-    Daemon::start(&["--interval", "1s", "--state-dir", state.to_str().unwrap()])
-}
-
-/// The probe's event for the kill of `pid` in `cg`.
-fn event_for(d: &Daemon, cg: &TestCgroup, pid: u32) -> Value {
-    d.wait_until("the kill's event", Duration::from_secs(10), || d.events_in(cg).iter().any(|e| e["victim"]["pid"] == pid));
-    d.events_in(cg).into_iter().find(|e| e["victim"]["pid"] == pid).unwrap()
-}
-
-fn reason<'a>(e: &'a Value, kind: &str) -> Option<&'a str> {
-    e["explanation"].as_array()?.iter().find(|r| r["kind"] == kind).and_then(|r| r["text"].as_str())
+    util::oom::daemon(state, "1s")
 }
 
 fn page() -> u64 {
-    memwatch::probes::page_size()
-}
-
-/// Runs `cmd` in `cg` until the kernel kills it; returns its pid and how long it lived.
-fn run_until_killed(mut cmd: Command, cg: &TestCgroup) -> (u32, Duration) {
-    cmd.stdout(Stdio::null());
-    cg.join_before_exec(&mut cmd);
-    let started = Instant::now();
-    let mut child = cmd.spawn().expect("start the program");
-    let pid = child.id();
-    let st = child.wait().unwrap();
-    let lived = started.elapsed();
-    util::assert_killed(st, &format!("{cmd:?}"));
-    (pid, lived)
+    memwatch::host::page_size()
 }
 
 #[test]
 fn a_c_program_killed_young_has_its_state_at_the_kill_from_the_kernel() {
-    if !util::require_root("a_c_program_killed_young_has_its_state_at_the_kill_from_the_kernel") {
-        return;
-    }
+    util::require_root!();
     let _serial = util::serial();
     let state = tempfile::tempdir().unwrap();
     let d = start(state.path());
@@ -62,29 +41,29 @@ fn a_c_program_killed_young_has_its_state_at_the_kill_from_the_kernel() {
     let (pid, lived) = run_until_killed(cmd, &cg);
     eprintln!("the C hog lived {lived:?}");
     let e = event_for(&d, &cg, pid);
-    let at = &e["at_kill"];
-    assert_eq!(at["cgroup"], cg.label().as_str(), "{e:#}");
-    assert_eq!(at["limit_bytes"], limit, "{e:#}");
-    let usage = at["usage_bytes"].as_u64().unwrap();
+    let at = e.at_kill.as_ref().unwrap_or_else(|| panic!("no state at the kill: {e:#?}"));
+    assert_eq!(at.cgroup, cg.label(), "{e:#?}");
+    assert_eq!(at.limit_bytes, Some(limit), "{e:#?}");
+    let usage = at.usage_bytes;
     assert!(usage <= limit && limit - usage <= 32 * page(), "usage at the kill {usage} is not within a few pages of {limit}");
     // Anonymous memory filled it, and the explanation says so and names the process.
-    let anon = at["anon_bytes"].as_u64().expect("anon at the kill");
-    assert!(anon >= limit / 2, "anon {anon} of {usage}: {e:#}");
-    let text = reason(&e, "anon_growth").unwrap_or_else(|| panic!("no anon_growth in {e:#}"));
+    let anon = at.anon_bytes.expect("anon at the kill");
+    assert!(anon >= limit / 2, "anon {anon} of {usage}: {e:#?}");
+    let text = reason(&e, ReasonKind::AnonGrowth).unwrap_or_else(|| panic!("no anon_growth in {e:#?}"));
     assert!(text.contains(&format!("memtest (pid {pid})")), "{text}");
-    assert_eq!(e["constraint"], "cgroup");
-    let missing = at["missing"].as_array().unwrap();
+    assert_eq!(e.constraint, Constraint::Cgroup);
+    let missing = &at.missing;
     assert!(!missing.iter().any(|m| m == "anon" || m == "file" || m == "shmem"), "{missing:?}");
     // What grew: anon, from the window's start (or from nothing, for a container never sampled)
     // to the kill.
-    let grew = e["recent"]["growth"].as_array().unwrap().iter().find(|g| g["what"] == "anon").cloned();
-    let grew = grew.unwrap_or_else(|| panic!("no anon growth in {e:#}"));
-    assert_eq!(grew["to_bytes"], anon, "{grew}");
-    assert!(grew["delta_bytes"].as_i64().unwrap() >= (limit / 4) as i64, "{grew}");
+    let recent = e.recent.as_ref().unwrap_or_else(|| panic!("no recent history: {e:#?}"));
+    let grew = recent.growth.iter().find(|g| g.what == GrowthField::Anon).unwrap_or_else(|| panic!("no anon growth in {e:#?}"));
+    assert_eq!(grew.to_bytes, anon, "{grew:?}");
+    assert!(grew.delta_bytes >= (limit / 4) as i64, "{grew:?}");
     // A container this young was likely never sampled: when it was not, the event says so.
-    if e["recent"]["first_seen_seconds_before"].is_null() {
-        assert_eq!(e["recent"]["younger_than_a_sample"], true);
-        assert!(reason(&e, "young").is_some(), "{e:#}");
+    if recent.first_seen_seconds_before.is_none() {
+        assert!(recent.younger_than_a_sample);
+        assert!(reason(&e, ReasonKind::Young).is_some(), "{e:#?}");
     }
     // `memwatch events` gives the state at the kill and a sentence of why.
     let out = Command::new(util::memwatch_bin()).args(["events", "--no-follow", "--url", &d.base]).output().unwrap();
@@ -98,9 +77,7 @@ fn a_c_program_killed_young_has_its_state_at_the_kill_from_the_kernel() {
 
 #[test]
 fn a_go_program_without_gomemlimit_gets_the_advice_and_survives_with_it() {
-    if !util::require_root("a_go_program_without_gomemlimit_gets_the_advice_and_survives_with_it") {
-        return;
-    }
+    util::require_root!();
     let _serial = util::serial();
     let state = tempfile::tempdir().unwrap();
     let d = start(state.path());
@@ -111,11 +88,10 @@ fn a_go_program_without_gomemlimit_gets_the_advice_and_survives_with_it() {
     let (pid, lived) = run_until_killed(cmd, &cg);
     eprintln!("the Go program lived {lived:?}");
     let e = event_for(&d, &cg, pid);
-    let advice = reason(&e, "go_gomemlimit_unset").unwrap_or_else(|| panic!("no GOMEMLIMIT advice in {e:#}"));
+    let advice = reason(&e, ReasonKind::GoGomemlimitUnset).unwrap_or_else(|| panic!("no GOMEMLIMIT advice in {e:#?}"));
     assert!(advice.contains("GOMEMLIMIT is unset: Go's GC does not know the 64.0 MiB limit"), "{advice}");
     assert!(advice.contains("set GOMEMLIMIT≈58MiB (90% of the limit)"), "{advice}");
-    let go = e["go"].as_array().unwrap();
-    assert!(go.iter().any(|g| g["pid"] == pid && g["gomemlimit"].is_null()), "{e:#}");
+    assert!(e.go.iter().any(|g| g.pid == pid && g.gomemlimit.is_none()), "{e:#?}");
     // The same program with the advice taken runs its full time under the same limit.
     let mut cmd = Command::new(programs::gomem());
     cmd.args(["churn", "36", "5"]).env("GOMEMLIMIT", "58MiB").env_remove("GOGC").stdout(Stdio::piped());
@@ -148,9 +124,7 @@ impl Drop for Tmpfs {
 
 #[test]
 fn tmpfs_counted_against_the_limit_is_named() {
-    if !util::require_root("tmpfs_counted_against_the_limit_is_named") {
-        return;
-    }
+    util::require_root!();
     let _serial = util::serial();
     let state = tempfile::tempdir().unwrap();
     let d = start(state.path());
@@ -161,18 +135,16 @@ fn tmpfs_counted_against_the_limit_is_named() {
     cmd.arg("tmpfs").arg(&file).arg("40");
     let (pid, _) = run_until_killed(cmd, &cg);
     let e = event_for(&d, &cg, pid);
-    let shmem = e["at_kill"]["shmem_bytes"].as_u64().unwrap_or_else(|| panic!("no shmem at the kill: {e:#}"));
+    let shmem = e.at_kill.as_ref().and_then(|a| a.shmem_bytes).unwrap_or_else(|| panic!("no shmem at the kill: {e:#?}"));
     assert!(shmem >= 39 * MIB, "shmem {shmem}");
-    let text = reason(&e, "shmem").unwrap_or_else(|| panic!("no shmem reason in {e:#}"));
+    let text = reason(&e, ReasonKind::Shmem).unwrap_or_else(|| panic!("no shmem reason in {e:#?}"));
     assert!(text.contains("tmpfs"), "{text}");
     std::fs::remove_file(&file).unwrap();
 }
 
 #[test]
 fn a_first_install_is_quiet_about_kills_from_before_it() {
-    if !util::require_root("a_first_install_is_quiet_about_kills_from_before_it") {
-        return;
-    }
+    util::require_root!();
     let _serial = util::serial();
     let cg = TestCgroup::new("before", 32 * MIB);
     // Kills while no memwatch ever ran here.
@@ -203,7 +175,7 @@ fn a_first_install_is_quiet_about_kills_from_before_it() {
     let d = start(state.path());
     d.wait_until("a missed kill", Duration::from_secs(10), || !d.events_in(&cg).is_empty());
     let evs = d.events_in(&cg);
-    assert_eq!((evs.len(), &evs[0]["source"], &evs[0]["count"]), (1, &Value::from("kernel_counter"), &Value::from(1)), "{evs:#?}");
+    assert_eq!((evs.len(), evs[0].source, evs[0].count), (1, Source::KernelCounter, 1), "{evs:#?}");
     assert_eq!(missed(&d), Some(1.0));
-    assert_eq!(evs[0]["explanation"][0]["kind"], "missed");
+    assert_eq!(evs[0].explanation[0].kind, ReasonKind::Missed);
 }

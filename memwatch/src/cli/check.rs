@@ -83,9 +83,9 @@ pub(crate) fn run(roots: &Roots, args: &CheckArgs) -> anyhow::Result<ExitCode> {
         println!("probes");
         for s in probes.status() {
             match &s.state {
-                ProbeState::Attached { method } => println!("  {:<18} attached: {method}", s.name),
-                ProbeState::Off(why) => println!("  {:<18} off: {why}", s.name),
-                ProbeState::Disabled(why) => println!("  {:<18} disabled: {why}", s.name),
+                ProbeState::Attached { method } => println!("  {:<18} attached: {method}", s.id),
+                ProbeState::Off(why) => println!("  {:<18} off: {why}", s.id),
+                ProbeState::Disabled(why) => println!("  {:<18} disabled: {why}", s.id),
             }
         }
         if let Some(costs) = &costs {

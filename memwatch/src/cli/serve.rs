@@ -5,11 +5,11 @@ use anyhow::Context as _;
 use clap::Args;
 use memwatch::{
     Roots,
+    expose::selfmetrics::SelfMetrics,
     http::{self, AppState},
     model::{CgroupFilter, Options},
     pipeline::{self, Pipeline},
     probes::ProbeState,
-    selfmetrics::SelfMetrics,
 };
 use tokio::io::unix::AsyncFd;
 
@@ -97,12 +97,12 @@ pub(crate) fn run(roots: Roots, args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(roots: Roots, args: ServeArgs) -> anyhow::Result<()> {
-    let limits = memwatch::server::Limits { max_connections: args.max_connections as usize, header_timeout: args.http_header_timeout };
-    let listener = memwatch::server::bind(args.listen, &limits).with_context(|| format!("cannot listen on {}", args.listen))?;
+    let limits =
+        memwatch::http::server::Limits { max_connections: args.max_connections as usize, header_timeout: args.http_header_timeout };
+    let listener = memwatch::http::server::bind(args.listen, &limits).with_context(|| format!("cannot listen on {}", args.listen))?;
     let self_metrics = Arc::new(SelfMetrics::new());
     let opts = pipeline::Options {
         probes: (!args.no_ebpf).then(|| args.probes.options()),
-        per_process: false,
         slow_interval: args.slow_interval.max(args.interval),
         model: Options { filter: args.cgroups, max_series: args.max_series },
         state_dir: Some(args.state_dir.clone()),
@@ -110,6 +110,7 @@ async fn serve(roots: Roots, args: ServeArgs) -> anyhow::Result<()> {
         bpf_stats: args.bpf_stats,
         self_metrics: Some(self_metrics.clone()),
         history: args.history,
+        ..pipeline::Options::default()
     };
     let mut pipeline = Pipeline::new(roots, &opts);
     log_report(&pipeline.report);
@@ -119,7 +120,7 @@ async fn serve(roots: Roots, args: ServeArgs) -> anyhow::Result<()> {
     let (shared, _sampler) = pipeline.spawn(args.interval);
     let state = AppState::new(shared, (args.interval * STALE_INTERVALS).max(STALE_AT_LEAST), self_metrics.clone());
     tracing::info!("listening on http://{}/metrics", args.listen);
-    memwatch::server::serve(listener, http::router(state), limits, Some(self_metrics), shutdown()).await.context("HTTP server")
+    memwatch::http::server::serve(listener, http::router(state), limits, Some(self_metrics), shutdown()).await.context("HTTP server")
 }
 
 /// Says once what loading found: each probe, and any problem.
@@ -132,9 +133,9 @@ fn log_report(r: &pipeline::Report) {
     }
     for s in &r.probes {
         match &s.state {
-            ProbeState::Attached { method } => tracing::info!(probe = s.name, "probe attached: {method}"),
-            ProbeState::Off(why) => tracing::info!(probe = s.name, "probe off: {why}"),
-            ProbeState::Disabled(why) => tracing::warn!(probe = s.name, "probe disabled: {why}"),
+            ProbeState::Attached { method } => tracing::info!(probe = s.id.name(), "probe attached: {method}"),
+            ProbeState::Off(why) => tracing::info!(probe = s.id.name(), "probe off: {why}"),
+            ProbeState::Disabled(why) => tracing::warn!(probe = s.id.name(), "probe disabled: {why}"),
         }
     }
     match &r.bpf_stats {

@@ -80,11 +80,9 @@ fn local(roots: Roots, args: &TopArgs) -> Pipeline {
         per_process: true,
         slow_interval: args.slow_interval.max(args.interval),
         model: Options { filter: args.cgroups, ..Options::default() },
-        state_dir: None,
         max_events: 100,
-        bpf_stats: false,
-        self_metrics: None,
         history: Duration::from_secs(60),
+        ..pipeline::Options::default()
     };
     Pipeline::new(roots, &opts)
 }

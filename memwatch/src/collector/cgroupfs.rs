@@ -28,10 +28,17 @@ use std::{
 
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 
-use super::{CollectError, Collector, RawCgroup, SnapshotBuilder};
-use crate::{Roots, host, parse::cgroup as parse};
+use super::{CollectError, Collector, CollectorId, ErrorReason, RawCgroup, SampleInput, SnapshotBuilder};
+use crate::{
+    Roots,
+    host::{
+        self,
+        cgroups::{child_path, parent_path},
+    },
+    parse::cgroup as parse,
+};
 
-const NAME: &str = "cgroupfs";
+const NAME: CollectorId = CollectorId::Cgroupfs;
 
 /// A full walk of the hierarchy at least this often, for what inotify cannot tell (a
 /// controller enabled under an existing cgroup creates its files without an event).
@@ -49,46 +56,17 @@ const NEAR_LIMIT_TENTHS: u64 = 9;
 const SPREAD: u64 = 97;
 /// The read buffer: larger than any cgroup file memwatch reads (memory.stat is about 1.5 KiB).
 const READ_BUFFER: usize = 64 * 1024;
-/// The most directories `find_by_id` looks at before giving up.
-const FIND_BY_ID_LIMIT: usize = 200_000;
-/// The sample-error reason for a cgroup removed between the walk and its read: expected on a
-/// node where containers come and go, counted so that churn is visible.
-pub const VANISHED: &str = "vanished";
 
 pub struct Cgroupfs {
     /// The most the slowly read files may age.
     slow: Duration,
     tree: Option<Tree>,
     buf: Vec<u8>,
-    hints: Arc<OomHints>,
 }
 
 impl Cgroupfs {
     pub fn new(slow: Duration) -> Self {
-        Cgroupfs { slow, tree: None, buf: vec![0; READ_BUFFER], hints: Arc::default() }
-    }
-
-    /// Where the OOM probe says which cgroups just had a kill (see [`OomHints`]).
-    pub fn with_hints(mut self, hints: Arc<OomHints>) -> Self {
-        self.hints = hints;
-        self
-    }
-}
-
-/// Cgroups (by id) in which the probe saw an OOM kill since the last sample: their files that
-/// rarely change (the kill counter among them) are read at the next sample. A kill between two
-/// samples can leave usage where it was (a process that grew and died within one interval), so
-/// usage alone would not say the counter moved.
-#[derive(Default)]
-pub struct OomHints(std::sync::Mutex<HashSet<u64>>);
-
-impl OomHints {
-    pub fn add(&self, ids: impl IntoIterator<Item = u64>) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).extend(ids);
-    }
-
-    fn take(&self) -> HashSet<u64> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+        Cgroupfs { slow, tree: None, buf: vec![0; READ_BUFFER] }
     }
 }
 
@@ -138,11 +116,11 @@ struct Node {
 }
 
 impl Collector for Cgroupfs {
-    fn name(&self) -> &'static str {
-        NAME
+    fn id(&self) -> CollectorId {
+        CollectorId::Cgroupfs
     }
 
-    fn collect(&mut self, roots: &Roots, out: &mut SnapshotBuilder) -> Result<(), CollectError> {
+    fn collect(&mut self, roots: &Roots, input: &SampleInput, out: &mut SnapshotBuilder) -> Result<(), CollectError> {
         let now = Instant::now();
         let stale_tree = self.tree.as_ref().is_none_or(|t| t.cgroupfs != roots.cgroupfs);
         if stale_tree {
@@ -178,23 +156,8 @@ impl Collector for Cgroupfs {
             tree.needs_walk = false;
             tree.started = true;
         }
-        let hinted = self.hints.take();
-        tree.sample(now, self.slow, &hinted, &mut self.buf, out);
+        tree.sample(now, self.slow, &input.oom_cgroups, &mut self.buf, out);
         Ok(())
-    }
-}
-
-/// The relative path of `name` under the cgroup at `rel` (`/` being the root).
-fn child_path(rel: &str, name: &str) -> String {
-    if rel == "/" { format!("/{name}") } else { format!("{rel}/{name}") }
-}
-
-fn parent_path(rel: &str) -> Option<&str> {
-    match rel.rsplit_once('/') {
-        _ if rel == "/" => None,
-        Some(("", _)) => Some("/"),
-        Some((p, _)) => Some(p),
-        None => None,
     }
 }
 
@@ -293,11 +256,11 @@ impl Tree {
             let entries = match std::fs::read_dir(&dir) {
                 Ok(e) => e,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    out.error(NAME, VANISHED);
+                    out.error(NAME, ErrorReason::Vanished);
                     continue;
                 }
                 Err(_) => {
-                    out.error(NAME, "read");
+                    out.error(NAME, ErrorReason::Read);
                     continue;
                 }
             };
@@ -366,12 +329,12 @@ impl Tree {
             let usage = match read_usage(node, v2, buf) {
                 Ok(u) => u,
                 Err(Unusable::Gone) => {
-                    out.error(NAME, VANISHED);
+                    out.error(NAME, ErrorReason::Vanished);
                     vanished.push(rel.clone());
                     continue;
                 }
                 Err(Unusable::Malformed) => {
-                    out.error(NAME, "parse");
+                    out.error(NAME, ErrorReason::Parse);
                     continue;
                 }
             };
@@ -522,13 +485,13 @@ fn get<T, E>(node: &Node, name: &str, buf: &mut [u8], out: &mut SnapshotBuilder,
         Ok(text) => match parse(text) {
             Ok(v) => Got::Value(v),
             Err(_) => {
-                out.error(NAME, "parse");
+                out.error(NAME, ErrorReason::Parse);
                 Got::Absent
             }
         },
         Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENODEV) => Got::Absent,
         Err(_) => {
-            out.error(NAME, "read");
+            out.error(NAME, ErrorReason::Read);
             Got::Absent
         }
     }
@@ -574,82 +537,9 @@ fn read_slow(node: &Node, v2: bool, rare: bool, buf: &mut [u8], out: &mut Snapsh
     cg.pids = opt(get(node, "cgroup.procs", buf, out, |t| Ok::<_, ()>(parse::procs(t)))).unwrap_or_default().into();
 }
 
-/// The path (relative to `root`) of the cgroup whose directory has inode `id`, found by a
-/// bounded walk: for cgroups created since the last sample.
-pub fn find_by_id(root: &Path, id: u64) -> Option<String> {
-    let mut stack = vec![(root.to_path_buf(), String::from("/"))];
-    let mut seen = 0;
-    while let Some((dir, rel)) = stack.pop() {
-        seen += 1;
-        if seen > FIND_BY_ID_LIMIT {
-            return None;
-        }
-        if std::fs::metadata(&dir).is_ok_and(|m| m.ino() == id) {
-            return Some(rel);
-        }
-        for e in std::fs::read_dir(&dir).into_iter().flatten().filter_map(Result::ok) {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                let name = e.file_name().to_string_lossy().into_owned();
-                stack.push((e.path(), child_path(&rel, &name)));
-            }
-        }
-    }
-    None
-}
-
-/// The id (directory inode) of the cgroup at `rel` under `root`.
-pub fn id_of(root: &Path, rel: &str) -> Option<u64> {
-    std::fs::metadata(root.join(rel.trim_start_matches('/'))).ok().map(|m| m.ino())
-}
-
-/// (id, path) of the cgroup at `rel` and of each ancestor up to the root, deepest first.
-/// Ancestors that cannot be read are left out.
-pub fn ancestry(root: &Path, rel: &str) -> Vec<(u64, String)> {
-    let mut out = Vec::new();
-    let mut cur = Some(rel.to_string());
-    while let Some(p) = cur {
-        if let Some(id) = id_of(root, &p) {
-            out.push((id, p.clone()));
-        }
-        cur = if p == "/" || p.is_empty() { None } else { Some(parent_path(&p).unwrap_or("/").to_string()) };
-    }
-    out
-}
-
-/// How often this cgroup's own limit was hit: v2 `oom` in memory.events, v1 memory.failcnt.
-pub fn limit_events(dir: &Path, v2: bool) -> Option<u64> {
-    if v2 {
-        let text = std::fs::read_to_string(dir.join("memory.events")).ok()?;
-        parse::flat_keyed(&text).get("oom").copied()
-    } else {
-        parse::value(&std::fs::read_to_string(dir.join("memory.failcnt")).ok()?).ok()
-    }
-}
-
-/// The parts of a cgroup's memory, read now: memory.stat, and on v1 the kernel memory from
-/// `memory.kmem.usage_in_bytes` (v1's memory.stat has none).
-pub fn memory_parts(dir: &Path, v2: bool) -> Option<parse::MemoryStat> {
-    let mut m = parse::memory_stat(&std::fs::read_to_string(dir.join("memory.stat")).ok()?, v2);
-    if !v2 {
-        m.kernel = std::fs::read_to_string(dir.join("memory.kmem.usage_in_bytes")).ok().and_then(|t| parse::value(&t).ok());
-    }
-    Some(m)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ancestry_by_path() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("a/b/c")).unwrap();
-        let chain = ancestry(dir.path(), "/a/b/c");
-        let paths: Vec<&str> = chain.iter().map(|(_, p)| p.as_str()).collect();
-        assert_eq!(paths, vec!["/a/b/c", "/a/b", "/a", "/"]);
-        assert_eq!(find_by_id(dir.path(), chain[1].0).as_deref(), Some("/a/b"));
-        assert_eq!(find_by_id(dir.path(), 1), None);
-    }
 
     #[test]
     fn slow_files_are_due_when_old_near_the_limit_or_moved() {
@@ -690,7 +580,7 @@ mod tests {
         let roots = Roots { cgroupfs: dir.path().to_path_buf(), ..Roots::default() };
         let mut c = Cgroupfs::new(Duration::from_secs(10));
         let mut out = SnapshotBuilder::new(4096);
-        c.collect(&roots, &mut out).unwrap();
+        c.collect(&roots, &SampleInput::default(), &mut out).unwrap();
         assert_eq!(paths(&out), ["/", "/a"]);
         assert_eq!(out.cgroups[1].parent, Some(0));
         assert_eq!(out.cgroups[1].page_faults, Some(7));
@@ -700,7 +590,7 @@ mod tests {
         v1_cgroup(&memory.join("c"), 40);
         std::fs::write(memory.join("a/memory.usage_in_bytes"), "25\n").unwrap();
         let mut out = SnapshotBuilder::new(4096);
-        c.collect(&roots, &mut out).unwrap();
+        c.collect(&roots, &SampleInput::default(), &mut out).unwrap();
         assert_eq!(paths(&out), ["/", "/a", "/a/b", "/c"]);
         assert_eq!(out.cgroups[2].parent, Some(1));
         assert_eq!(out.cgroups[1].usage, 25, "usage is read every sample");
@@ -710,7 +600,7 @@ mod tests {
         }
         std::fs::remove_dir(memory.join("a/b")).unwrap();
         let mut out = SnapshotBuilder::new(4096);
-        c.collect(&roots, &mut out).unwrap();
+        c.collect(&roots, &SampleInput::default(), &mut out).unwrap();
         assert_eq!(paths(&out), ["/", "/a", "/c"]);
     }
 
@@ -728,7 +618,7 @@ mod tests {
             let stat = format!("total_rss 1\ntotal_cache 2\ntotal_inactive_file 0\ntotal_pgfault {faults}\n");
             std::fs::write(memory.join("a/memory.stat"), stat).unwrap();
             let mut out = SnapshotBuilder::new(4096);
-            c.collect(&roots, &mut out).unwrap();
+            c.collect(&roots, &SampleInput::default(), &mut out).unwrap();
             out.cgroups.iter().find(|g| &*g.path == "/a").unwrap().page_faults
         };
         assert_eq!(sample(100 * mib, 1), Some(1));
@@ -746,19 +636,18 @@ mod tests {
         v1_cgroup(&memory.join("a"), 20);
         std::fs::write(memory.join("a/memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n").unwrap();
         let roots = Roots { cgroupfs: dir.path().to_path_buf(), ..Roots::default() };
-        let hints = Arc::new(OomHints::default());
-        let mut c = Cgroupfs::new(Duration::from_secs(10)).with_hints(hints.clone());
-        let sample = |c: &mut Cgroupfs| {
+        let mut c = Cgroupfs::new(Duration::from_secs(10));
+        let sample = |c: &mut Cgroupfs, input: &SampleInput| {
             let mut out = SnapshotBuilder::new(4096);
-            c.collect(&roots, &mut out).unwrap();
+            c.collect(&roots, input, &mut out).unwrap();
             out.cgroups.iter().find(|g| &*g.path == "/a").unwrap().oom_kills
         };
-        assert_eq!(sample(&mut c), Some(3));
+        assert_eq!(sample(&mut c, &SampleInput::default()), Some(3));
         // A process grew and was killed within one interval: usage is where it was.
         std::fs::write(memory.join("a/memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\noom_kill 4\n").unwrap();
-        assert_eq!(sample(&mut c), Some(3), "nothing says the counter moved");
+        assert_eq!(sample(&mut c, &SampleInput::default()), Some(3), "nothing says the counter moved");
         let id = std::fs::metadata(memory.join("a")).unwrap().ino();
-        hints.add([id]);
-        assert_eq!(sample(&mut c), Some(4), "the probe's kill has the counter read");
+        let told = SampleInput { oom_cgroups: HashSet::from([id]) };
+        assert_eq!(sample(&mut c, &told), Some(4), "the probe's kill has the counter read");
     }
 }

@@ -4,7 +4,7 @@
 
 use std::{io, time::SystemTime};
 
-use super::{CollectError, Collector, KubeNames, SnapshotBuilder};
+use super::{CollectError, Collector, CollectorId, KubeNames, SampleInput, SnapshotBuilder};
 use crate::{Roots, parse::kubelet as parse};
 
 #[derive(Default)]
@@ -14,8 +14,6 @@ pub struct Kubelet {
     /// Shared with every sample's builder: cloning it is one reference count.
     names: std::sync::Arc<KubeNames>,
 }
-
-const NAME: &str = "kubelet";
 
 impl Kubelet {
     fn refresh(&mut self, roots: &Roots) -> Result<(), CollectError> {
@@ -61,11 +59,11 @@ impl Kubelet {
 }
 
 impl Collector for Kubelet {
-    fn name(&self) -> &'static str {
-        NAME
+    fn id(&self) -> CollectorId {
+        CollectorId::Kubelet
     }
 
-    fn collect(&mut self, roots: &Roots, out: &mut SnapshotBuilder) -> Result<(), CollectError> {
+    fn collect(&mut self, roots: &Roots, _: &SampleInput, out: &mut SnapshotBuilder) -> Result<(), CollectError> {
         let result = self.refresh(roots);
         out.names = self.names.clone();
         result

@@ -7,7 +7,7 @@ pub mod kubelet;
 pub mod procfs;
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     io,
     path::{Path, PathBuf},
     sync::Arc,
@@ -35,19 +35,79 @@ pub enum CollectError {
 }
 
 impl CollectError {
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> ErrorReason {
         match self {
-            CollectError::Unsupported(_) => "unsupported",
-            CollectError::Read { .. } => "read",
-            CollectError::Ebpf(_) => "ebpf",
+            CollectError::Unsupported(_) => ErrorReason::Unsupported,
+            CollectError::Read { .. } => ErrorReason::Read,
+            CollectError::Ebpf(_) => ErrorReason::Ebpf,
         }
     }
 }
 
+/// Every collector. Declared in the order of their names, which is the order the exposition
+/// lists their errors in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CollectorId {
+    Cgroupfs,
+    Ebpf,
+    Kubelet,
+    Procfs,
+}
+
+impl CollectorId {
+    /// Its name: also its file name and the `collector` label on self-metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            CollectorId::Cgroupfs => "cgroupfs",
+            CollectorId::Ebpf => "ebpf",
+            CollectorId::Kubelet => "kubelet",
+            CollectorId::Procfs => "procfs",
+        }
+    }
+}
+
+/// Why an item was skipped while sampling (the `reason` label). In the order of their names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ErrorReason {
+    /// The eBPF maps could not be read.
+    Ebpf,
+    /// A file was malformed.
+    Parse,
+    /// A file was unreadable.
+    Read,
+    /// The source is not on this host.
+    Unsupported,
+    /// A cgroup or process was removed between listing and reading: expected on a node where
+    /// containers come and go, counted so that churn is visible.
+    Vanished,
+}
+
+impl ErrorReason {
+    pub fn label(self) -> &'static str {
+        match self {
+            ErrorReason::Ebpf => "ebpf",
+            ErrorReason::Parse => "parse",
+            ErrorReason::Read => "read",
+            ErrorReason::Unsupported => "unsupported",
+            ErrorReason::Vanished => "vanished",
+        }
+    }
+}
+
+/// What a sample is told by the stages after it, for this sample only. Data flows one way:
+/// a later stage's word reaches a collector as this input, never through shared state.
+#[derive(Debug, Default, Clone)]
+pub struct SampleInput {
+    /// Memory cgroups (by id) in which the OOM probe saw a kill since the last sample: their
+    /// files that rarely change (the kill counter among them) are read now. A kill between two
+    /// samples can leave usage where it was (a process that grew and died within one
+    /// interval), so usage alone would not say the counter moved.
+    pub oom_cgroups: HashSet<u64>,
+}
+
 pub trait Collector: Send {
-    /// Also the `collector` label on self-metrics.
-    fn name(&self) -> &'static str;
-    fn collect(&mut self, roots: &Roots, out: &mut SnapshotBuilder) -> Result<(), CollectError>;
+    fn id(&self) -> CollectorId;
+    fn collect(&mut self, roots: &Roots, input: &SampleInput, out: &mut SnapshotBuilder) -> Result<(), CollectError>;
 }
 
 /// What the memory files of one cgroup say. Cheap to clone (the collectors keep their last
@@ -128,7 +188,7 @@ pub struct KubeNames {
 #[derive(Debug, Clone, Default)]
 pub struct EbpfData {
     /// What each memory cgroup (by id) did since the previous sample.
-    pub deltas: crate::ledger::Deltas,
+    pub deltas: crate::collector::ebpf::ledger::Deltas,
     /// Events the kernel side could not record, by kind, since the probes loaded.
     pub drops: crate::probes::maps::Drops,
     /// Slots in use (the highest css id seen, plus one) and the array's capacity.
@@ -152,7 +212,7 @@ pub struct SnapshotBuilder {
     /// Per probe, its programs' runs and run time, while the kernel keeps BPF statistics.
     pub probe_runs: Option<Vec<crate::probes::ProbeRuns>>,
     /// Per-item problems in this sample, by (collector, reason).
-    pub errors: BTreeMap<(String, String), u64>,
+    pub errors: BTreeMap<(CollectorId, ErrorReason), u64>,
 }
 
 impl SnapshotBuilder {
@@ -160,8 +220,14 @@ impl SnapshotBuilder {
         SnapshotBuilder { page_size, ..Default::default() }
     }
 
-    pub fn error(&mut self, collector: &str, reason: &str) {
-        *self.errors.entry((collector.to_string(), reason.to_string())).or_default() += 1;
+    pub fn error(&mut self, collector: CollectorId, reason: ErrorReason) {
+        self.errors_n(collector, reason, 1);
+    }
+
+    pub fn errors_n(&mut self, collector: CollectorId, reason: ErrorReason, n: u64) {
+        if n > 0 {
+            *self.errors.entry((collector, reason)).or_default() += n;
+        }
     }
 }
 

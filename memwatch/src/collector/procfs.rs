@@ -5,7 +5,7 @@
 
 use std::{collections::HashMap, io, sync::Arc};
 
-use super::{CollectError, Collector, SnapshotBuilder, read_into};
+use super::{CollectError, Collector, CollectorId, ErrorReason, SampleInput, SnapshotBuilder, read_into};
 use crate::{
     Roots,
     parse::{proc as parse, proc::ProcStat},
@@ -19,21 +19,21 @@ pub struct Procfs {
     buf: String,
 }
 
-const NAME: &str = "procfs";
+const NAME: CollectorId = CollectorId::Procfs;
 
 impl Collector for Procfs {
-    fn name(&self) -> &'static str {
-        NAME
+    fn id(&self) -> CollectorId {
+        CollectorId::Procfs
     }
 
-    fn collect(&mut self, roots: &Roots, out: &mut SnapshotBuilder) -> Result<(), CollectError> {
+    fn collect(&mut self, roots: &Roots, _: &SampleInput, out: &mut SnapshotBuilder) -> Result<(), CollectError> {
         let buf = &mut self.buf;
         if self.machine_memory.is_none() {
             let meminfo = roots.procfs.join("meminfo");
             read_into(&meminfo, buf).map_err(|source| CollectError::Read { path: meminfo, source })?;
             self.machine_memory = parse::mem_total(buf);
             if self.machine_memory.is_none() {
-                out.error(NAME, "parse");
+                out.error(NAME, ErrorReason::Parse);
             }
         }
         out.machine_memory = self.machine_memory;
@@ -69,62 +69,9 @@ impl Collector for Procfs {
             cg.procs = procs;
         }
         self.cache.retain(|id, _| live.contains(id));
-        for _ in 0..parse_errors {
-            out.error(NAME, "parse");
-        }
-        for _ in 0..read_errors {
-            out.error(NAME, "read");
-        }
-        for _ in 0..vanished {
-            out.error(NAME, super::cgroupfs::VANISHED);
-        }
+        out.errors_n(NAME, ErrorReason::Parse, parse_errors);
+        out.errors_n(NAME, ErrorReason::Read, read_errors);
+        out.errors_n(NAME, ErrorReason::Vanished, vanished);
         Ok(())
     }
-}
-
-/// The most bytes of an ELF section table or name table read to tell a Go program: real ones
-/// are a few KiB, and a bigger claim is garbage.
-const ELF_TABLE_LIMIT: usize = 1 << 20;
-
-/// For a Go program, its GOMEMLIMIT and GOGC (each None when unset); None when the process is
-/// not a Go program or is gone. Reads the ELF section headers of `/proc/<pid>/exe` and then,
-/// only for Go programs, the environment, of which only those two variables are kept.
-pub fn go_info(procfs: &std::path::Path, pid: u32) -> Option<(Option<String>, Option<String>)> {
-    let exe = std::fs::File::open(procfs.join(format!("{pid}/exe"))).ok()?;
-    if !is_go_binary(&exe) {
-        return None;
-    }
-    go_env(procfs, pid)
-}
-
-/// GOMEMLIMIT and GOGC from `/proc/<pid>/environ`; nothing else is kept.
-pub fn go_env(procfs: &std::path::Path, pid: u32) -> Option<(Option<String>, Option<String>)> {
-    let environ = std::fs::read(procfs.join(format!("{pid}/environ"))).ok()?;
-    Some(parse::go_env(&environ))
-}
-
-/// Whether an executable is a Go program, from its ELF section names.
-pub fn is_go_binary(exe: &std::fs::File) -> bool {
-    is_go_elf(exe).unwrap_or(false)
-}
-
-fn is_go_elf(exe: &std::fs::File) -> Option<bool> {
-    use crate::parse::elf;
-    use std::os::unix::fs::FileExt;
-    let mut header = [0u8; 64];
-    exe.read_exact_at(&mut header, 0).ok()?;
-    let (shoff, entsize, count, strndx) = elf::section_table(&header)?;
-    let table_len = entsize as usize * count as usize;
-    if table_len > ELF_TABLE_LIMIT {
-        return None;
-    }
-    let mut table = vec![0u8; table_len];
-    exe.read_exact_at(&mut table, shoff).ok()?;
-    let (str_off, str_len) = elf::section_range(&table, entsize, strndx)?;
-    if str_len > ELF_TABLE_LIMIT as u64 {
-        return None;
-    }
-    let mut strtab = vec![0u8; str_len as usize];
-    exe.read_exact_at(&mut strtab, str_off).ok()?;
-    Some(elf::is_go(&elf::section_names(&table, entsize, count, &strtab)))
 }

@@ -38,7 +38,7 @@ const UNSEEN_PATIENCE: u32 = 2;
 impl EbpfTotals {
     /// Takes one sample's deltas and walk (id, parent id; the root has no parent); returns each
     /// walked cgroup's own total.
-    pub fn update(&mut self, deltas: &crate::ledger::Deltas, walk: &[(u64, Option<u64>)]) -> HashMap<u64, Counters> {
+    pub fn update(&mut self, deltas: &crate::collector::ebpf::ledger::Deltas, walk: &[(u64, Option<u64>)]) -> HashMap<u64, Counters> {
         for d in deltas.0.values() {
             self.own.entry(d.cgroup_id).or_default().accumulate(&d.counters);
             if d.parent_id != 0 && d.parent_id != d.cgroup_id {
@@ -108,7 +108,7 @@ mod tests {
     #[test]
     fn departed_cgroups_are_remembered_up_to_a_bound() {
         let mut t = EbpfTotals::default();
-        let none = crate::ledger::Deltas::default();
+        let none = crate::collector::ebpf::ledger::Deltas::default();
         // Waves of cgroups that appear in one walk and are gone from the next.
         let wave = 5000u64;
         for w in 0..8u64 {
@@ -125,11 +125,15 @@ mod tests {
         assert!(t.parent.len() <= DEPARTED_KEPT + 1, "and so are their parent links");
     }
 
-    fn delta(id: u64, parent: u64, mmaps: u64) -> crate::ledger::Deltas {
-        let mut d = crate::ledger::Deltas::default();
+    fn delta(id: u64, parent: u64, mmaps: u64) -> crate::collector::ebpf::ledger::Deltas {
+        let mut d = crate::collector::ebpf::ledger::Deltas::default();
         d.0.insert(
             id,
-            crate::ledger::Delta { cgroup_id: id, parent_id: parent, counters: Counters { mmap_calls: mmaps, ..Default::default() } },
+            crate::collector::ebpf::ledger::Delta {
+                cgroup_id: id,
+                parent_id: parent,
+                counters: Counters { mmap_calls: mmaps, ..Default::default() },
+            },
         );
         d
     }
@@ -149,7 +153,7 @@ mod tests {
         // The container is gone; the pod keeps its 5 and nothing is counted twice.
         let own = t.update(&delta(3, 2, 2), &WALK[..2]);
         assert_eq!((mmaps(&own, 2), mmaps(&own, 1)), (7, 0));
-        let own = t.update(&crate::ledger::Deltas::default(), &WALK[..2]);
+        let own = t.update(&crate::collector::ebpf::ledger::Deltas::default(), &WALK[..2]);
         assert_eq!(mmaps(&own, 2), 7);
         // Late counts of the removed container (a retired slot) still reach the pod.
         let own = t.update(&delta(3, 2, 1), &WALK[..2]);
@@ -159,12 +163,12 @@ mod tests {
     #[test]
     fn cgroup_created_and_removed_between_walks_keeps_its_counts() {
         let mut t = EbpfTotals::default();
-        t.update(&crate::ledger::Deltas::default(), WALK);
+        t.update(&crate::collector::ebpf::ledger::Deltas::default(), WALK);
         // Cgroup 9, a child of the container that no walk saw, did 4 mmaps.
         let own = t.update(&delta(9, 3, 4), WALK);
         assert_eq!(mmaps(&own, 3), 0, "waits: it may appear in the next walk");
-        t.update(&crate::ledger::Deltas::default(), WALK);
-        let own = t.update(&crate::ledger::Deltas::default(), WALK);
+        t.update(&crate::collector::ebpf::ledger::Deltas::default(), WALK);
+        let own = t.update(&crate::collector::ebpf::ledger::Deltas::default(), WALK);
         assert_eq!(mmaps(&own, 3), 4, "then goes to its parent");
     }
 
@@ -173,7 +177,7 @@ mod tests {
         let mut t = EbpfTotals::default();
         t.update(&delta(9, 3, 4), WALK);
         let walk: Vec<(u64, Option<u64>)> = WALK.iter().copied().chain([(9, Some(3))]).collect();
-        let own = t.update(&crate::ledger::Deltas::default(), &walk);
+        let own = t.update(&crate::collector::ebpf::ledger::Deltas::default(), &walk);
         assert_eq!((mmaps(&own, 9), mmaps(&own, 3)), (4, 0));
     }
 
@@ -181,8 +185,8 @@ mod tests {
     fn unknown_lineage_goes_to_the_root() {
         let mut t = EbpfTotals::default();
         t.update(&delta(50, 40, 3), WALK);
-        t.update(&crate::ledger::Deltas::default(), WALK);
-        let own = t.update(&crate::ledger::Deltas::default(), WALK);
+        t.update(&crate::collector::ebpf::ledger::Deltas::default(), WALK);
+        let own = t.update(&crate::collector::ebpf::ledger::Deltas::default(), WALK);
         assert_eq!(mmaps(&own, 1), 3);
     }
 }

@@ -25,8 +25,9 @@ pub use guard::SERIES_PER_CONTAINER;
 use tree::Tree;
 
 use crate::{
-    collector::{RawCgroup, SnapshotBuilder},
+    collector::{CollectorId, ContainerNames, ErrorReason, KubeNames, RawCgroup, SnapshotBuilder},
     parse::identity,
+    probes::ProbeId,
     snapshot::{CgroupInfo, Container, Process, SelfStats, Snapshot},
 };
 
@@ -60,7 +61,7 @@ pub struct ModelState {
     monotonic: monotonic::Monotonic,
     /// Per cgroup id: its path, what the path says it is, and its container id.
     identity: HashMap<u64, (Arc<str>, identity::Identity, Arc<str>)>,
-    errors_total: BTreeMap<(String, String), u64>,
+    errors_total: BTreeMap<(CollectorId, ErrorReason), u64>,
     series_dropped_total: u64,
 }
 
@@ -122,88 +123,132 @@ impl ModelState {
     }
 }
 
-pub fn build(mut b: SnapshotBuilder, st: &mut ModelState, opts: &Options, t: Timing) -> Snapshot {
-    let tree = Tree::new(&b.cgroups);
-    let page = if b.page_size > 0 { b.page_size } else { FALLBACK_PAGE_SIZE };
-    let machine = b.machine_memory.unwrap_or(0);
+/// What one sample's passes give every container: the page size, the machine's memory, the
+/// subtree sums and the effective limits, by cgroup index.
+struct Passes<'a> {
+    page: u64,
+    machine: u64,
+    /// Page faults are counted per event by the probe (else the kernel's own counter).
+    fault_probe: bool,
+    subtree_ebpf: Option<&'a [Counters]>,
+    procs: &'a [(u64, u64, u64)],
+    limit: &'a [Option<u64>],
+    t: Timing,
+}
 
-    // The kernel side's counts: each cgroup's own, kept across samples, then over its subtree.
-    let subtree_ebpf: Option<Vec<Counters>> = b.ebpf.as_ref().map(|ebpf| {
+/// The kernel side's counts: each cgroup's own, kept across samples, then over its subtree.
+fn ebpf_subtrees(b: &SnapshotBuilder, st: &mut ModelState, tree: &Tree) -> Option<Vec<Counters>> {
+    b.ebpf.as_ref().map(|ebpf| {
         let own = st.ebpf.update(&ebpf.deltas, &tree.links());
         let mut sums: Vec<Counters> = tree.ids.iter().map(|id| own.get(id).copied().unwrap_or_default()).collect();
         tree.sum_subtrees(&mut sums, |parent, child| parent.accumulate(child));
         sums
-    });
-    let fault_probe = b.probes.iter().any(|p| p.name == "page_fault_user" && p.is_attached());
+    })
+}
+
+/// (namespace, pod, container) from the kubelet's names: by container id, else the pod's.
+fn kube_names(names: &KubeNames, ident: &identity::Identity) -> ContainerNames {
+    let empty: Arc<str> = Arc::from("");
+    ident
+        .container_id
+        .as_ref()
+        .and_then(|id| names.containers.get(id.as_str()).cloned())
+        .or_else(|| {
+            let (ns, pod) = names.pods.get(ident.pod_uid.as_deref()?)?.clone();
+            Some((ns, pod, empty.clone()))
+        })
+        .unwrap_or_else(|| (empty.clone(), empty.clone(), empty))
+}
+
+/// The exported container for cgroup `i`.
+fn container(
+    i: usize,
+    c: &RawCgroup,
+    ident: identity::Identity,
+    container_id: Arc<str>,
+    b: &SnapshotBuilder,
+    st: &mut ModelState,
+    p: &Passes<'_>,
+) -> Container {
+    let (namespace, pod, container) = kube_names(&b.names, &ident);
+    let working_set = c.usage.saturating_sub(c.inactive_file);
+    let (limit_bytes, limit_is_machine) = limits::or_machine(p.limit[i], p.machine);
+    let headroom = limit_bytes.saturating_sub(working_set);
+    // Page faults counted per event when that probe runs, else the kernel's own counter.
+    let faults = if p.fault_probe { p.subtree_ebpf.map(|s| s[i].page_faults) } else { c.page_faults };
+    Container {
+        cgroup: c.path.clone(),
+        id: c.id,
+        namespace,
+        pod,
+        container,
+        container_id,
+        kind: ident.kind,
+        qos: ident.qos,
+        usage_bytes: c.usage,
+        working_set_bytes: working_set,
+        rss_bytes: c.anon,
+        cache_bytes: c.file,
+        shmem_bytes: c.shmem,
+        kernel_bytes: c.kernel,
+        swap_bytes: c.swap,
+        vsz_bytes: p.procs[i].1,
+        process_rss_bytes: p.procs[i].2,
+        limit_bytes,
+        limit_is_machine,
+        headroom_bytes: headroom,
+        headroom_ratio: if limit_bytes > 0 { headroom as f64 / limit_bytes as f64 } else { 0.0 },
+        high_bytes: c.high,
+        major_page_faults: st.monotonic.apply(c.id, "pgmajfault", c.major_faults),
+        page_faults: if p.fault_probe { faults } else { st.monotonic.apply(c.id, "pgfault", faults) },
+        ebpf: p.subtree_ebpf.map(|s| s[i]),
+        pressure: c.pressure,
+        oom_kills: c.oom_kills,
+        processes: p.procs[i].0,
+        time_to_oom_seconds: st.trends.observe(c.id, p.t.mono, working_set, headroom),
+        top_processes: top_processes(c, p.page, &b.proc_counters),
+    }
+}
+
+pub fn build(mut b: SnapshotBuilder, st: &mut ModelState, opts: &Options, t: Timing) -> Snapshot {
+    let tree = Tree::new(&b.cgroups);
+    let page = if b.page_size > 0 { b.page_size } else { FALLBACK_PAGE_SIZE };
+    let machine = b.machine_memory.unwrap_or(0);
+    let subtree_ebpf = ebpf_subtrees(&b, st, &tree);
     let procs = process_sums(&tree, &b.cgroups, page);
     let limit = limits::effective(&tree, &b.cgroups.iter().map(|c| c.own_limit).collect::<Vec<_>>());
-
-    let empty: Arc<str> = Arc::from("");
+    let passes = Passes {
+        page,
+        machine,
+        fault_probe: b.probes.iter().any(|p| p.id == ProbeId::PageFaultUser && p.is_attached()),
+        subtree_ebpf: subtree_ebpf.as_deref(),
+        procs: &procs,
+        limit: &limit,
+        t,
+    };
     let mut containers = Vec::new();
     for (i, c) in b.cgroups.iter().enumerate() {
         if c.parent.is_none() {
             continue; // the root: node-level numbers are node_exporter's job
         }
         let (ident, container_id) = st.identity(c);
-        if !filter::exported(opts.filter, ident.kind, &c.path, c.own_limit) {
-            continue;
+        if filter::exported(opts.filter, ident.kind, &c.path, c.own_limit) {
+            containers.push(container(i, c, ident, container_id, &b, st, &passes));
         }
-        let (namespace, pod, container) = ident
-            .container_id
-            .as_ref()
-            .and_then(|id| b.names.containers.get(id.as_str()).cloned())
-            .or_else(|| {
-                let (ns, pod) = b.names.pods.get(ident.pod_uid.as_deref()?)?.clone();
-                Some((ns, pod, empty.clone()))
-            })
-            .unwrap_or_else(|| (empty.clone(), empty.clone(), empty.clone()));
-        let working_set = c.usage.saturating_sub(c.inactive_file);
-        let (limit_bytes, limit_is_machine) = limits::or_machine(limit[i], machine);
-        let headroom = limit_bytes.saturating_sub(working_set);
-        // Page faults counted per event when that probe runs, else the kernel's own counter.
-        let faults = if fault_probe { subtree_ebpf.as_ref().map(|s| s[i].page_faults) } else { c.page_faults };
-        containers.push(Container {
-            cgroup: c.path.clone(),
-            id: c.id,
-            namespace,
-            pod,
-            container,
-            container_id,
-            kind: ident.kind,
-            qos: ident.qos,
-            usage_bytes: c.usage,
-            working_set_bytes: working_set,
-            rss_bytes: c.anon,
-            cache_bytes: c.file,
-            shmem_bytes: c.shmem,
-            kernel_bytes: c.kernel,
-            swap_bytes: c.swap,
-            vsz_bytes: procs[i].1,
-            process_rss_bytes: procs[i].2,
-            limit_bytes,
-            limit_is_machine,
-            headroom_bytes: headroom,
-            headroom_ratio: if limit_bytes > 0 { headroom as f64 / limit_bytes as f64 } else { 0.0 },
-            high_bytes: c.high,
-            major_page_faults: st.monotonic.apply(c.id, "pgmajfault", c.major_faults),
-            page_faults: if fault_probe { faults } else { st.monotonic.apply(c.id, "pgfault", faults) },
-            ebpf: subtree_ebpf.as_ref().map(|s| s[i]),
-            pressure: c.pressure,
-            oom_kills: c.oom_kills,
-            processes: procs[i].0,
-            time_to_oom_seconds: st.trends.observe(c.id, t.mono, working_set, headroom),
-            top_processes: top_processes(c, page, &b.proc_counters),
-        });
     }
     let exported: HashSet<u64> = containers.iter().map(|c| c.id).collect();
     st.trends.retain(&exported);
     st.monotonic.retain(&exported);
     st.identity.retain(|id, _| tree.index.contains_key(id));
     st.series_dropped_total += guard::apply(&mut containers, opts.max_series);
-
     for (k, v) in std::mem::take(&mut b.errors) {
         *st.errors_total.entry(k).or_default() += v;
     }
+    snapshot(b, st, &tree, containers, machine, t)
+}
+
+/// The snapshot of the exported containers, every cgroup walked, and memwatch's own figures.
+fn snapshot(b: SnapshotBuilder, st: &ModelState, tree: &Tree, containers: Vec<Container>, machine: u64, t: Timing) -> Snapshot {
     let ebpf = b.ebpf.unwrap_or_default();
     let cgroups = b
         .cgroups
@@ -241,11 +286,15 @@ mod tests {
     }
 
     fn sample(cgroups: Vec<RawCgroup>, mmaps: &[(u64, u64, u64)], st: &mut ModelState, mono: f64) -> Snapshot {
-        let mut deltas = crate::ledger::Deltas::default();
+        let mut deltas = crate::collector::ebpf::ledger::Deltas::default();
         for (id, parent, n) in mmaps {
             deltas.0.insert(
                 *id,
-                crate::ledger::Delta { cgroup_id: *id, parent_id: *parent, counters: Counters { mmap_calls: *n, ..Default::default() } },
+                crate::collector::ebpf::ledger::Delta {
+                    cgroup_id: *id,
+                    parent_id: *parent,
+                    counters: Counters { mmap_calls: *n, ..Default::default() },
+                },
             );
         }
         let b = SnapshotBuilder {

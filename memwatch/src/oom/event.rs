@@ -1,7 +1,10 @@
 //! One OOM kill as memwatch reports it: the [`Event`] that the journal stores, the API serves
-//! and `memwatch events` prints. A leaf: it depends on nothing else in memwatch.
+//! and `memwatch events` prints. Close to a leaf: it depends only on the kinds of reasons
+//! ([`ReasonKind`]).
 
 use serde::{Deserialize, Serialize};
+
+pub use super::reasons::ReasonKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -13,7 +16,7 @@ pub enum Source {
     KernelCounter,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Constraint {
     /// A cgroup's memory limit was reached (`constrained_by` names it).
@@ -24,6 +27,9 @@ pub enum Constraint {
 }
 
 impl Constraint {
+    pub const ALL: [Constraint; 3] = [Constraint::Cgroup, Constraint::Machine, Constraint::Unknown];
+
+    /// Its wire name, also the `constraint` label.
     pub fn label(self) -> &'static str {
         match self {
             Constraint::Cgroup => "cgroup",
@@ -103,11 +109,21 @@ pub struct AtKill {
     pub parts_read_after_ms: Option<u64>,
 }
 
+/// A quantity whose growth before a kill is reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrowthField {
+    WorkingSet,
+    Anon,
+    /// Page cache, shmem included.
+    File,
+    Shmem,
+}
+
 /// How one quantity changed over the seconds before the kill.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Growth {
-    /// `working_set`, `anon`, `file` or `shmem`.
-    pub what: String,
+    pub what: GrowthField,
     pub from_bytes: u64,
     pub to_bytes: u64,
     pub delta_bytes: i64,
@@ -143,10 +159,7 @@ pub struct Recent {
 /// One finding, in plain words and as data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reason {
-    /// `limit`, `inherited_limit`, `machine`, `anon_growth`, `shmem`, `page_cache`, `kernel`,
-    /// `swap`, `young`, `go_gomemlimit_unset`, `go_gomemlimit_above_limit`, `go_gomemlimit_set`,
-    /// `go_gogc_off`, `missed`.
-    pub kind: String,
+    pub kind: ReasonKind,
     pub text: String,
 }
 

@@ -2,15 +2,18 @@
 //! (the victim's own cgroup), why (which limit, or the machine), and the container as it was.
 
 use super::{
-    event::{AtKill, Constraint, Event, GoProcess, Growth, MemState, ProcessGrowth, ProcessInfo, Recent, Source, Trigger, Victim},
+    event::{
+        AtKill, Constraint, Event, GoProcess, Growth, GrowthField, MemState, ProcessGrowth, ProcessInfo, Recent, Source, Trigger, Victim,
+    },
     reasons,
     record::{Level, OomKill},
-    world::{GoSettings, MemoryStat, ProcFacts, World},
+    world::{MemoryStat, ProcFacts, World},
 };
 use crate::{
     history::{Field, History},
     parse::identity,
-    snapshot::Snapshot,
+    runtime::{Facts, go},
+    snapshot::{Container, Snapshot},
 };
 
 /// The processes an event lists, at most.
@@ -42,8 +45,8 @@ pub struct Kill<'a> {
     pub time: f64,
     /// The victim as /proc showed it when the record arrived.
     pub proc_: Option<&'a ProcFacts>,
-    /// The victim's Go settings, read when the record arrived.
-    pub go: Option<&'a GoSettings>,
+    /// The victim's runtime facts, read when the record arrived.
+    pub runtime: Option<&'a Facts>,
     /// The parts of the memory of the cgroup at its limit, read when the record arrived.
     pub parts: Option<&'a PartsRead>,
 }
@@ -71,58 +74,79 @@ pub fn constrained_level(levels: &[Level], v1: bool) -> Option<&Level> {
     levels.iter().find(|l| at_limit(Some(l.usage_bytes), l.limit_bytes) || (v1 && at_limit(l.swap_usage_bytes, l.swap_limit_bytes)))
 }
 
-/// Builds the event. `before` is the sample taken last before the kill; `snaps` the newest
-/// ones, for cgroups the `before` sample did not have.
-pub fn explain(k: &Kill<'_>, cx: &Context<'_>, world: &dyn World) -> Event {
-    let (before, snaps) = (cx.before, cx.snaps);
-    let mark = k.mark;
-    let memcg = k.exit.and_then(|x| x.victim_memcg_id).filter(|id| *id != 0).or(k.task_memcg).or(mark.victim_memcg_id);
-    // The victim's cgroup path: from a sample, else by walking for its id, else from /proc.
-    let path = memcg
-        .and_then(|id| snaps.iter().find_map(|s| s.cgroups.get(&id).map(|c| c.path.to_string())))
-        .or_else(|| memcg.and_then(|id| world.cgroup_path(id)))
-        .or_else(|| k.proc_.and_then(|p| p.cgroup.clone()));
-    // Ancestry by path, so cgroups newer than the last sample work too.
-    let chain = path.as_deref().map(|p| world.ancestry(p)).unwrap_or_default();
-    let id = memcg.or_else(|| chain.first().map(|(id, _)| *id)).unwrap_or(0);
-    let cgroup_ids: Vec<u64> = if chain.is_empty() && id != 0 { vec![id] } else { chain.iter().map(|(i, _)| *i).collect() };
-    let container = before.and_then(|s| s.container(id)).or_else(|| snaps.iter().find_map(|s| s.container(id)));
-    let (namespace, pod, name, container_id) = match container {
-        Some(c) => (c.namespace.to_string(), c.pod.to_string(), c.container.to_string(), c.container_id.to_string()),
-        None => {
-            let ident = identity::classify(path.as_deref().unwrap_or(""));
-            (String::new(), String::new(), String::new(), ident.container_id.unwrap_or_default())
-        }
-    };
-    let path_of = |id: u64| {
-        chain
+/// Whose kill it was: the victim's own cgroup, its ancestry, and the container it is.
+struct Whose<'a> {
+    /// Its path (relative to the memory hierarchy's root), when known.
+    path: Option<String>,
+    /// (id, path) of it and its ancestors, deepest first.
+    chain: Vec<(u64, String)>,
+    id: u64,
+    /// As the samples showed it.
+    container: Option<&'a Container>,
+}
+
+impl Whose<'_> {
+    /// The path of the cgroup `id`: from the ancestry, a sample, else by walking for it.
+    fn path_of(&self, id: u64, snaps: &[&Snapshot], world: &dyn World) -> Option<String> {
+        self.chain
             .iter()
             .find(|(i, _)| *i == id)
             .map(|(_, p)| p.clone())
             .or_else(|| snaps.iter().find_map(|s| s.cgroups.get(&id).map(|c| c.path.to_string())))
             .or_else(|| world.cgroup_path(id))
-    };
-    let hit = constrained_level(&mark.levels, cx.v1);
-    let (constraint, constrained_by) = if mark.levels.is_empty() {
-        constraint(&chain, before, world)
-    } else {
-        match hit {
-            Some(l) => (Constraint::Cgroup, path_of(l.cgroup_id)),
-            None => (Constraint::Machine, None),
-        }
-    };
-    // The cgroup the state at the kill is of: the one at its limit, else the victim's.
-    let level = hit.or_else(|| mark.levels.iter().find(|l| l.cgroup_id == id)).or(mark.levels.first());
-    let at_kill = level.map(|l| at_kill(l, path_of(l.cgroup_id).unwrap_or_default(), k, cx.v1));
-    let victim = victim(k);
-    let top = processes(path.as_deref(), container.map(|c| c.top_processes.as_slice()).unwrap_or_default(), world);
-    let mut go: Vec<GoProcess> = k.go.map(|g| go_process(mark.victim_pid, &victim.comm, g.clone())).into_iter().collect();
-    for p in top.iter().filter(|t| t.pid != mark.victim_pid) {
-        if let Some(g) = world.go(p.pid) {
-            go.push(go_process(p.pid, &p.comm, g));
+    }
+
+    fn cgroup_ids(&self) -> Vec<u64> {
+        if self.chain.is_empty() && self.id != 0 { vec![self.id] } else { self.chain.iter().map(|(i, _)| *i).collect() }
+    }
+
+    /// (namespace, pod, container, container id).
+    fn names(&self) -> (String, String, String, String) {
+        match self.container {
+            Some(c) => (c.namespace.to_string(), c.pod.to_string(), c.container.to_string(), c.container_id.to_string()),
+            None => {
+                let ident = identity::classify(self.path.as_deref().unwrap_or(""));
+                (String::new(), String::new(), String::new(), ident.container_id.unwrap_or_default())
+            }
         }
     }
-    let recent = cx.history.map(|h| recent(h, id, k.time, cx.interval, at_kill.as_ref(), &victim, &top));
+}
+
+/// Finds the victim's cgroup: from its exit record, the kernel's task record or the
+/// tracepoint's; its path from a sample, else by walking for its id, else from /proc.
+fn whose<'a>(k: &Kill<'_>, cx: &Context<'a>, world: &dyn World) -> Whose<'a> {
+    let mark = k.mark;
+    let memcg = k.exit.and_then(|x| x.victim_memcg_id).filter(|id| *id != 0).or(k.task_memcg).or(mark.victim_memcg_id);
+    let path = memcg
+        .and_then(|id| cx.snaps.iter().find_map(|s| s.cgroups.get(&id).map(|c| c.path.to_string())))
+        .or_else(|| memcg.and_then(|id| world.cgroup_path(id)))
+        .or_else(|| k.proc_.and_then(|p| p.cgroup.clone()));
+    // Ancestry by path, so cgroups newer than the last sample work too.
+    let chain = path.as_deref().map(|p| world.ancestry(p)).unwrap_or_default();
+    let id = memcg.or_else(|| chain.first().map(|(id, _)| *id)).unwrap_or(0);
+    let container = cx.before.and_then(|s| s.container(id)).or_else(|| cx.snaps.iter().find_map(|s| s.container(id)));
+    Whose { path, chain, id, container }
+}
+
+/// Builds the event. `before` is the sample taken last before the kill; `snaps` the newest
+/// ones, for cgroups the `before` sample did not have.
+pub fn explain(k: &Kill<'_>, cx: &Context<'_>, world: &dyn World) -> Event {
+    let mark = k.mark;
+    let who = whose(k, cx, world);
+    let (namespace, pod, name, container_id) = who.names();
+    let hit = constrained_level(&mark.levels, cx.v1);
+    let (constraint, constrained_by) = match hit {
+        _ if mark.levels.is_empty() => constraint(&who.chain, cx.before, world),
+        Some(l) => (Constraint::Cgroup, who.path_of(l.cgroup_id, cx.snaps, world)),
+        None => (Constraint::Machine, None),
+    };
+    // The cgroup the state at the kill is of: the one at its limit, else the victim's.
+    let level = hit.or_else(|| mark.levels.iter().find(|l| l.cgroup_id == who.id)).or(mark.levels.first());
+    let at_kill = level.map(|l| at_kill(l, who.path_of(l.cgroup_id, cx.snaps, world).unwrap_or_default(), k, cx.v1));
+    let victim = victim(k);
+    let top = processes(who.path.as_deref(), who.container.map(|c| c.top_processes.as_slice()).unwrap_or_default(), world);
+    let go = runtimes(k, &victim, &top, world);
+    let recent = cx.history.map(|h| recent(h, who.id, k.time, cx.interval, at_kill.as_ref(), &victim, &top));
     let mut event = Event {
         seq: 0,
         time: k.time,
@@ -132,14 +156,14 @@ pub fn explain(k: &Kill<'_>, cx: &Context<'_>, world: &dyn World) -> Event {
         pod,
         container: name,
         container_id,
-        cgroup: path.unwrap_or_default(),
-        cgroup_id: id,
-        cgroup_ids,
+        cgroup_ids: who.cgroup_ids(),
+        cgroup: who.path.unwrap_or_default(),
+        cgroup_id: who.id,
         constraint,
         constrained_by,
         victim: Some(victim),
         trigger: Some(Trigger { pid: mark.trigger_pid, comm: mark.trigger_comm.clone() }),
-        before: container.map(|c| MemState {
+        before: who.container.map(|c| MemState {
             usage_bytes: c.usage_bytes,
             working_set_bytes: c.working_set_bytes,
             limit_bytes: c.limit_bytes,
@@ -155,15 +179,18 @@ pub fn explain(k: &Kill<'_>, cx: &Context<'_>, world: &dyn World) -> Event {
     event
 }
 
-fn go_process(pid: u32, comm: &str, g: GoSettings) -> GoProcess {
-    GoProcess {
-        pid,
-        comm: comm.to_string(),
-        gomemlimit_bytes: g.gomemlimit.as_deref().and_then(crate::units::go_byte_count),
-        gomemlimit: g.gomemlimit,
-        gogc: g.gogc,
-        limit_set_in_code: None,
-    }
+/// The runtime facts of the victim (read when its record came in) and of the container's
+/// other largest processes.
+fn runtimes(k: &Kill<'_>, victim: &Victim, top: &[ProcessInfo], world: &dyn World) -> Vec<GoProcess> {
+    let others = top.iter().filter(|t| t.pid != k.mark.victim_pid).filter_map(|p| Some((p.pid, p.comm.as_str(), world.runtime(p.pid)?)));
+    k.runtime
+        .map(|f| (k.mark.victim_pid, victim.comm.as_str(), f.clone()))
+        .into_iter()
+        .chain(others)
+        .map(|(pid, comm, facts)| match facts {
+            Facts::Go(s) => go::process(pid, comm, s),
+        })
+        .collect()
 }
 
 /// The state at the kill of the cgroup at `level`: usage, limit and swap from the kernel's
@@ -206,10 +233,10 @@ fn recent(h: &History, id: u64, time: f64, interval: f64, at: Option<&AtKill>, v
     let mut growth = Vec::new();
     let ours = at.filter(|a| a.cgroup_id == id);
     let fields = [
-        ("working_set", Field::WorkingSet, None),
-        ("anon", Field::Anon, ours.and_then(|a| a.anon_bytes)),
-        ("file", Field::File, ours.and_then(|a| a.file_bytes.zip(a.shmem_bytes).map(|(f, s)| f + s))),
-        ("shmem", Field::Shmem, ours.and_then(|a| a.shmem_bytes)),
+        (GrowthField::WorkingSet, Field::WorkingSet, None),
+        (GrowthField::Anon, Field::Anon, ours.and_then(|a| a.anon_bytes)),
+        (GrowthField::File, Field::File, ours.and_then(|a| a.file_bytes.zip(a.shmem_bytes).map(|(f, s)| f + s))),
+        (GrowthField::Shmem, Field::Shmem, ours.and_then(|a| a.shmem_bytes)),
     ];
     for (what, field, at_kill) in fields {
         // From: the sample at the window's start; a container never sampled started empty.
@@ -219,7 +246,7 @@ fn recent(h: &History, id: u64, time: f64, interval: f64, at: Option<&AtKill>, v
         };
         let to = at_kill.or_else(|| h.value_at(id, field, time).map(|(_, v)| v));
         if let (Some(from), Some(to)) = (from, to) {
-            growth.push(Growth { what: what.to_string(), from_bytes: from, to_bytes: to, delta_bytes: to as i64 - from as i64 });
+            growth.push(Growth { what, from_bytes: from, to_bytes: to, delta_bytes: to as i64 - from as i64 });
         }
     }
     let then = first_seen.and_then(|_| h.processes_at(id, from_t)).map(|(_, p)| p);

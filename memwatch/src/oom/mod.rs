@@ -39,7 +39,7 @@ use crate::snapshot::Snapshot;
 pub struct OomView {
     /// The most recent events, oldest first.
     pub events: Vec<Event>,
-    pub by_constraint: BTreeMap<&'static str, u64>,
+    pub by_constraint: BTreeMap<Constraint, u64>,
     pub missed_total: u64,
     /// Unix time of the last kill per cgroup id (the victim's cgroup and its ancestors).
     pub last_kill: HashMap<u64, f64>,
@@ -192,7 +192,7 @@ fn add(view: &mut OomView, e: Event, max: usize) {
         let last = view.last_kill.entry(*id).or_default();
         *last = last.max(e.time);
     }
-    *view.by_constraint.entry(e.constraint.label()).or_default() += e.count;
+    *view.by_constraint.entry(e.constraint).or_default() += e.count;
     if e.source == Source::KernelCounter {
         view.missed_total += e.count;
     }
@@ -246,7 +246,7 @@ mod tests {
         fn process(&self, _: u32) -> Option<world::ProcFacts> {
             None
         }
-        fn go(&self, _: u32) -> Option<world::GoSettings> {
+        fn runtime(&self, _: u32) -> Option<crate::runtime::Facts> {
             None
         }
         fn cgroup_path(&self, _: u64) -> Option<String> {
@@ -284,7 +284,7 @@ mod tests {
         let view = oom.view();
         assert_eq!(view.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
         assert_eq!(oom.next_seq, 4);
-        assert_eq!(view.by_constraint["cgroup"], 3);
+        assert_eq!(view.by_constraint[&Constraint::Cgroup], 3);
         assert!(view.last_kill.contains_key(&1), "the common ancestor");
     }
 }

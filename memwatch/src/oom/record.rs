@@ -88,7 +88,7 @@ pub fn decode(record: &[u8], unit: u64) -> Result<OomKill, DecodeError> {
         trigger_cgroup_id: e.trigger_cgroup_id,
         trigger_memcg_id: e.trigger_memcg_id,
         levels: if e.present & has::LEVELS != 0 {
-            let page = crate::probes::page_size();
+            let page = crate::host::page_size();
             let limit = |pages: u64| (pages < NO_LIMIT_PAGES).then_some(pages.saturating_mul(page));
             let n = (e.nlevels as usize).min(e.levels.len());
             e.levels[..n]
@@ -149,7 +149,7 @@ mod tests {
         e.levels[1] = memwatch_common::MemcgLevel { cgroup_id: 1, usage_pages: 100, max_pages: u64::MAX / 8192, ..Default::default() };
         e.levels[2].cgroup_id = 77; // beyond nlevels: ignored
         let k = decode(&bytes(&e), 1024).unwrap();
-        let page = crate::probes::page_size();
+        let page = crate::host::page_size();
         assert_eq!(k.levels.len(), 2);
         assert_eq!((k.levels[0].cgroup_id, k.levels[0].usage_bytes, k.levels[0].limit_bytes), (9, 8190 * page, Some(8192 * page)));
         assert_eq!(k.levels[1].limit_bytes, None, "PAGE_COUNTER_MAX is no limit");

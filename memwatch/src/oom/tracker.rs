@@ -19,9 +19,9 @@ use super::{
     event::{Constraint, Event, Source},
     explain::{self, Context, Kill, PartsRead},
     record::OomKill,
-    world::{GoSettings, ProcFacts, World},
+    world::{ProcFacts, World},
 };
-use crate::{history::History, snapshot::Snapshot};
+use crate::{history::History, runtime::Facts, snapshot::Snapshot};
 
 /// How long to wait for a victim's exit record before explaining the kill with what we have.
 pub const EXIT_WAIT: Duration = Duration::from_millis(1500);
@@ -40,7 +40,7 @@ struct Pending {
     task_memcg: Option<u64>,
     /// Read from /proc as soon as the record arrived, while the victim may still be there.
     proc_: Option<ProcFacts>,
-    go: Option<GoSettings>,
+    runtime: Option<Facts>,
     /// memory.stat of the cgroup at its limit (else the trigger's), read as the record came in.
     parts: Option<PartsRead>,
 }
@@ -145,7 +145,7 @@ impl Tracker {
         self.early_memcg.retain(|_, (_, at)| now.duration_since(*at) < EARLY_KEEP);
         let parts = self.read_parts(&k, world);
         let proc_ = world.process(pid);
-        let go = world.go(pid);
+        let runtime = world.runtime(pid);
         let time = world.boot_to_wall(k.boot_ns);
         self.pending.push(Pending {
             time,
@@ -154,7 +154,7 @@ impl Tracker {
             task_memcg: self.early_memcg.remove(&pid).map(|(id, _)| id),
             mark: k,
             proc_,
-            go,
+            runtime,
             parts,
         });
         self.finish_ready(now, world)
@@ -205,7 +205,7 @@ impl Tracker {
             task_memcg: p.task_memcg,
             time: p.time,
             proc_: p.proc_.as_ref(),
-            go: p.go.as_ref(),
+            runtime: p.runtime.as_ref(),
             parts: p.parts.as_ref(),
         };
         let snaps: Vec<&Snapshot> = [self.newer.as_deref(), self.older.as_deref()].into_iter().flatten().collect();
@@ -296,7 +296,10 @@ mod tests {
 
     use super::*;
     use crate::{
-        oom::{event::ProcessInfo, world::ProcFacts},
+        oom::{
+            event::{ProcessInfo, ReasonKind},
+            world::ProcFacts,
+        },
         snapshot::fixture::{container, snapshot},
     };
 
@@ -325,7 +328,7 @@ mod tests {
         fn process(&self, pid: u32) -> Option<ProcFacts> {
             self.procs.get(&pid).cloned()
         }
-        fn go(&self, _: u32) -> Option<GoSettings> {
+        fn runtime(&self, _: u32) -> Option<Facts> {
             None
         }
         fn cgroup_path(&self, id: u64) -> Option<String> {
@@ -508,16 +511,16 @@ mod tests {
         let r = e.recent.as_ref().expect("history");
         assert_eq!(r.window_seconds, 30.0);
         assert!(!r.younger_than_a_sample);
-        let anon = r.growth.iter().find(|g| g.what == "anon").unwrap();
+        let anon = r.growth.iter().find(|g| g.what == crate::oom::event::GrowthField::Anon).unwrap();
         assert_eq!(anon.from_bytes, MIB, "the sample 30 s before the kill");
-        assert!(e.explanation.iter().any(|r| r.kind == "anon_growth"), "{:?}", e.explanation);
+        assert!(e.explanation.iter().any(|r| r.kind == ReasonKind::AnonGrowth), "{:?}", e.explanation);
         // No level at its limit: the machine ran out.
         let mut k = mark(43);
         k.levels = vec![level(10, 5 * MIB, Some(32 * MIB)), level(1, 40 * MIB, None)];
         t.on_record(k, now, &world);
         let e = t.on_record(exit(43, 10), now, &world).remove(0);
         assert_eq!(e.constraint, Constraint::Machine);
-        assert_eq!(e.explanation[0].kind, "machine");
+        assert_eq!(e.explanation[0].kind, ReasonKind::Machine);
     }
 
     #[test]
@@ -538,7 +541,7 @@ mod tests {
         assert!(t.on_snapshot(snap(904.0, &c), now + MISSED_GRACE * 3, &world).is_empty());
         let done = t.on_snapshot(snap(907.0, &c), now + MISSED_GRACE * 5, &world);
         assert_eq!((done.len(), done[0].count, done[0].source), (1, 1, Source::KernelCounter));
-        assert_eq!(done[0].explanation[0].kind, "missed");
+        assert_eq!(done[0].explanation[0].kind, ReasonKind::Missed);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! What the OOM tracker asks of the host, as a small trait: the facts a kill's explanation needs
-//! from `/proc` and cgroupfs, and the clock. [`Host`] reads them for real; the tracker's unit
-//! tests answer from fixture data.
+//! from `/proc` and cgroupfs, and the clock. [`Host`] reads them for real through the host
+//! layer ([`crate::host`]) and the runtimes' [`Watcher`]; the tracker's unit tests answer from
+//! fixture data.
 
 use std::{
     path::{Path, PathBuf},
@@ -9,7 +10,12 @@ use std::{
 
 use super::event::ProcessInfo;
 pub use crate::parse::cgroup::MemoryStat;
-use crate::{Roots, collector::cgroupfs, host};
+use crate::{
+    Roots,
+    host::{self, cgroups, procs},
+    parse::proc::ProcStat,
+    runtime::{Facts, Watcher},
+};
 
 /// A process as `/proc` shows it while it is still there.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,19 +25,13 @@ pub struct ProcFacts {
     pub cgroup: Option<String>,
 }
 
-/// A Go program's memory settings: the only two variables ever read from an environment.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct GoSettings {
-    pub gomemlimit: Option<String>,
-    pub gogc: Option<String>,
-}
-
 pub trait World {
     /// What `/proc` says of `pid` now, if it is still there.
     fn process(&self, pid: u32) -> Option<ProcFacts>;
-    /// `pid`'s Go settings; None when it is not a Go program (or gone and never watched).
-    fn go(&self, pid: u32) -> Option<GoSettings>;
-    /// Reads now, while `pid` lives, what its kill would need later (its Go settings): for
+    /// `pid`'s runtime facts; None when no known runtime runs it (or it is gone and was never
+    /// watched).
+    fn runtime(&self, pid: u32) -> Option<Facts>;
+    /// Reads now, while `pid` lives, what its kill would need later (its runtime facts): for
     /// programs just started (`exec`: read again even if known), which may be killed before
     /// any sample sees them, and for processes a sample sees (read once).
     fn watch(&self, _pid: u32, _exec: bool) {}
@@ -55,35 +55,13 @@ pub trait World {
 /// The real host, through its filesystem roots.
 pub struct Host {
     roots: Roots,
-    watched: std::sync::Mutex<Watched>,
-}
-
-/// Processes at most remembered by [`Host::watch`], oldest forgotten first.
-const WATCHED_PROCESSES: usize = 16384;
-/// Executables at most remembered as Go or not.
-const WATCHED_EXECUTABLES: usize = 4096;
-
-/// What was read of watched processes: per pid, its executable (device, inode) and its Go
-/// settings (None: not Go); per executable, whether it is Go.
-#[derive(Default)]
-struct Watched {
-    pids: std::collections::HashMap<u32, ((u64, u64), Option<GoSettings>)>,
-    order: std::collections::VecDeque<u32>,
-    exes: std::collections::HashMap<(u64, u64), bool>,
+    runtimes: Watcher,
+    page_size: u64,
 }
 
 impl Host {
     pub fn new(roots: Roots) -> Self {
-        Host { roots, watched: Default::default() }
-    }
-
-    /// The (device, inode) of `pid`'s executable, while it lives.
-    fn exe_id(&self, pid: u32) -> Option<(std::fs::File, (u64, u64))> {
-        use std::os::unix::fs::MetadataExt;
-        let f = std::fs::File::open(self.roots.procfs.join(format!("{pid}/exe"))).ok()?;
-        let m = f.metadata().ok()?;
-        let id = (m.dev(), m.ino());
-        Some((f, id))
+        Host { runtimes: Watcher::new(roots.procfs.clone()), roots, page_size: host::page_size() }
     }
 
     fn memory_root(&self) -> Option<(PathBuf, bool)> {
@@ -95,96 +73,47 @@ impl Host {
     fn dir(root: &Path, path: &str) -> PathBuf {
         root.join(path.trim_start_matches('/'))
     }
+
+    fn info(&self, s: ProcStat) -> ProcessInfo {
+        ProcessInfo { pid: s.pid, comm: s.comm.to_string(), vsz_bytes: s.vsize_bytes, rss_bytes: s.rss_pages * self.page_size }
+    }
 }
 
 impl World for Host {
     fn process(&self, pid: u32) -> Option<ProcFacts> {
-        let procfs = &self.roots.procfs;
-        let stat = crate::parse::proc::stat(&std::fs::read_to_string(procfs.join(format!("{pid}/stat"))).ok()?)?;
-        let cgroup =
-            std::fs::read_to_string(procfs.join(format!("{pid}/cgroup"))).ok().and_then(|s| crate::parse::proc::memory_cgroup_path(&s));
-        let info = ProcessInfo {
-            pid,
-            comm: stat.comm.to_string(),
-            vsz_bytes: stat.vsize_bytes,
-            rss_bytes: stat.rss_pages * crate::probes::page_size(),
-        };
-        Some(ProcFacts { info, cgroup })
+        let info = self.info(procs::stat(&self.roots.procfs, pid)?);
+        Some(ProcFacts { info, cgroup: procs::memory_cgroup(&self.roots.procfs, pid) })
     }
 
-    fn go(&self, pid: u32) -> Option<GoSettings> {
-        let watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((exe, go)) = watched.pids.get(&pid) {
-            // Still the same program (or gone, and this is the last word on it).
-            match self.exe_id(pid) {
-                Some((_, id)) if id != *exe => {}
-                _ => return go.clone(),
-            }
-        }
-        drop(watched);
-        crate::collector::procfs::go_info(&self.roots.procfs, pid).map(|(gomemlimit, gogc)| GoSettings { gomemlimit, gogc })
+    fn runtime(&self, pid: u32) -> Option<Facts> {
+        self.runtimes.facts(pid)
     }
 
     fn watch(&self, pid: u32, exec: bool) {
-        if !exec && self.watched.lock().unwrap_or_else(|e| e.into_inner()).pids.contains_key(&pid) {
-            return;
-        }
-        let Some((file, exe)) = self.exe_id(pid) else { return };
-        let mut w = self.watched.lock().unwrap_or_else(|e| e.into_inner());
-        let is_go = match w.exes.get(&exe) {
-            Some(g) => *g,
-            None => {
-                let g = crate::collector::procfs::is_go_binary(&file);
-                if w.exes.len() >= WATCHED_EXECUTABLES {
-                    w.exes.clear();
-                }
-                w.exes.insert(exe, g);
-                g
-            }
-        };
-        let go = if is_go {
-            crate::collector::procfs::go_env(&self.roots.procfs, pid).map(|(gomemlimit, gogc)| GoSettings { gomemlimit, gogc })
-        } else {
-            None
-        };
-        if w.pids.insert(pid, (exe, go)).is_none() {
-            w.order.push_back(pid);
-        }
-        while w.order.len() > WATCHED_PROCESSES {
-            if let Some(old) = w.order.pop_front() {
-                w.pids.remove(&old);
-            }
-        }
+        self.runtimes.watch(pid, exec);
     }
 
     fn cgroup_path(&self, id: u64) -> Option<String> {
-        cgroupfs::find_by_id(&self.memory_root()?.0, id)
+        cgroups::find_by_id(&self.memory_root()?.0, id)
     }
 
     fn ancestry(&self, path: &str) -> Vec<(u64, String)> {
-        self.memory_root().map(|(root, _)| cgroupfs::ancestry(&root, path)).unwrap_or_default()
+        self.memory_root().map(|(root, _)| cgroups::ancestry(&root, path)).unwrap_or_default()
     }
 
     fn limit_events(&self, path: &str) -> Option<u64> {
         let (root, v2) = self.memory_root()?;
-        cgroupfs::limit_events(&Self::dir(&root, path), v2)
+        cgroups::limit_events(&Self::dir(&root, path), v2)
     }
 
     fn memory_parts(&self, path: &str) -> Option<MemoryStat> {
         let (root, v2) = self.memory_root()?;
-        cgroupfs::memory_parts(&Self::dir(&root, path), v2)
+        cgroups::memory_parts(&Self::dir(&root, path), v2)
     }
 
     fn processes(&self, path: &str, max: usize) -> Vec<ProcessInfo> {
         let Some((root, _)) = self.memory_root() else { return vec![] };
-        let Ok(text) = std::fs::read_to_string(Self::dir(&root, path).join("cgroup.procs")) else { return vec![] };
-        let mut procs: Vec<ProcessInfo> =
-            crate::parse::cgroup::procs(&text).into_iter().take(10_000).filter_map(|pid| Some(self.process(pid)?.info)).collect();
-        // A process that has exited (a zombie, as a victim is for a moment) has no memory.
-        procs.retain(|p| p.vsz_bytes > 0);
-        procs.sort_by(|a, b| b.rss_bytes.cmp(&a.rss_bytes).then(a.pid.cmp(&b.pid)));
-        procs.truncate(max);
-        procs
+        procs::of_cgroup(&self.roots.procfs, &Self::dir(&root, path), max).into_iter().map(|s| self.info(s)).collect()
     }
 
     fn wall_now(&self) -> f64 {

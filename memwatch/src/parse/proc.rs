@@ -84,23 +84,9 @@ pub fn memory_cgroup_path(text: &str) -> Option<String> {
     v2
 }
 
-/// GOMEMLIMIT and GOGC from a `/proc/<pid>/environ` (NUL-separated). Nothing else in the
-/// environment is kept or returned: it may hold secrets.
-pub fn go_env(environ: &[u8]) -> (Option<String>, Option<String>) {
-    let (mut limit, mut gogc) = (None, None);
-    for var in environ.split(|&b| b == 0) {
-        if let Some(v) = var.strip_prefix(b"GOMEMLIMIT=") {
-            limit = Some(String::from_utf8_lossy(v).into_owned());
-        } else if let Some(v) = var.strip_prefix(b"GOGC=") {
-            gogc = Some(String::from_utf8_lossy(v).into_owned());
-        }
-    }
-    (limit, gogc)
-}
-
 #[cfg(test)]
 mod env_tests {
-    use super::{go_env, memory_cgroup_path};
+    use super::memory_cgroup_path;
 
     #[test]
     fn memory_path_from_proc_cgroup() {
@@ -108,13 +94,5 @@ mod env_tests {
         assert_eq!(memory_cgroup_path(hybrid).as_deref(), Some("/memwatch-test-a"));
         assert_eq!(memory_cgroup_path("0::/kubepods.slice/x.scope\n").as_deref(), Some("/kubepods.slice/x.scope"));
         assert_eq!(memory_cgroup_path(""), None);
-    }
-
-    #[test]
-    fn only_go_variables_come_out() {
-        let env = b"PATH=/usr/bin\0AWS_SECRET_ACCESS_KEY=hunter2\0GOMEMLIMIT=350MiB\0GOGC=50\0HOME=/root\0";
-        assert_eq!(go_env(env), (Some("350MiB".into()), Some("50".into())));
-        assert_eq!(go_env(b"GOMEMLIMITX=1\0XGOGC=2\0"), (None, None));
-        assert_eq!(go_env(b""), (None, None));
     }
 }

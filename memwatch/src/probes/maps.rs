@@ -30,8 +30,63 @@ impl SlotRead {
     }
 }
 
-/// Event counts the kernel side could not record, by [`memwatch_common::drop`] index.
-pub type Drops = [u64; drop::COUNT as usize];
+/// A kind of event the kernel side could not record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropKind {
+    ProcessMapFull,
+    OomRingFull,
+    NoSlot,
+    RetiredRingFull,
+    NoMemcg,
+    ExecRingFull,
+}
+
+impl DropKind {
+    /// Every kind, in the order of their indexes in the kernel's array.
+    pub const ALL: [DropKind; drop::COUNT as usize] = [
+        DropKind::ProcessMapFull,
+        DropKind::OomRingFull,
+        DropKind::NoSlot,
+        DropKind::RetiredRingFull,
+        DropKind::NoMemcg,
+        DropKind::ExecRingFull,
+    ];
+
+    /// Its index in the kernel side's `DROPS` array ([`memwatch_common::drop`]).
+    pub fn index(self) -> u32 {
+        match self {
+            DropKind::ProcessMapFull => drop::PROCESS_MAP_FULL,
+            DropKind::OomRingFull => drop::OOM_RING_FULL,
+            DropKind::NoSlot => drop::NO_SLOT,
+            DropKind::RetiredRingFull => drop::RETIRED_RING_FULL,
+            DropKind::NoMemcg => drop::NO_MEMCG,
+            DropKind::ExecRingFull => drop::EXEC_RING_FULL,
+        }
+    }
+
+    /// The `kind` label of `memwatch_ebpf_drops_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            DropKind::ProcessMapFull => "process_map_full",
+            DropKind::OomRingFull => "oom_ring_full",
+            DropKind::NoSlot => "no_slot",
+            DropKind::RetiredRingFull => "retired_ring_full",
+            DropKind::NoMemcg => "no_memcg",
+            DropKind::ExecRingFull => "exec_ring_full",
+        }
+    }
+}
+
+/// Event counts the kernel side could not record, by kind, since the probes loaded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Drops([u64; drop::COUNT as usize]);
+
+impl std::ops::Index<DropKind> for Drops {
+    type Output = u64;
+    fn index(&self, k: DropKind) -> &u64 {
+        &self.0[k.index() as usize]
+    }
+}
 
 impl Probes {
     fn map(&self, name: &'static str) -> Result<&Map, ProbeError> {
@@ -90,8 +145,8 @@ impl Probes {
         else {
             return out;
         };
-        for (i, slot) in out.iter_mut().enumerate() {
-            *slot = arr.get(&(i as u32), 0).map(|v| v.iter().sum()).unwrap_or(0);
+        for k in DropKind::ALL {
+            out.0[k.index() as usize] = arr.get(&k.index(), 0).map(|v| v.iter().sum()).unwrap_or(0);
         }
         out
     }
@@ -141,7 +196,7 @@ impl Probes {
 
     /// Counters per memory cgroup id, summed over CPUs, as the slots hold them now: for tests
     /// and tools that look once. The daemon follows slots over time with a
-    /// [`crate::ledger::Ledger`] instead, which also keeps retired counts.
+    /// [`crate::collector::ebpf::ledger::Ledger`] instead, which also keeps retired counts.
     pub fn cgroups_now(&self) -> Result<HashMap<u64, Counters>, ProbeError> {
         let mut read = SlotRead::default();
         self.read_slots(&mut read)?;

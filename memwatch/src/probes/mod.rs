@@ -7,10 +7,12 @@
 //! asked for ([`ProbeOptions`]). Only a failure to load the object itself (no privilege) is
 //! fatal.
 
+pub mod error;
 pub mod maps;
 pub mod spec;
+pub mod tracefs;
 
-use std::{fs, os::fd::OwnedFd, path::Path, time::Duration};
+use std::{fs, os::fd::OwnedFd, path::Path, sync::Arc, time::Duration};
 
 use aya::{
     Btf, Ebpf, EbpfLoader, Endianness,
@@ -20,12 +22,11 @@ use aya::{
 use memwatch_common::{Config, DEFAULT_SLOTS, walk};
 use thiserror::Error;
 
-pub use spec::{Method, OptIn, PROBES, ProbeSpec, Units};
+pub use error::{AttachError, Disabled, FieldError};
+pub use spec::{Method, OptIn, PROBES, ProbeId, ProbeSpec, Units};
 
-use crate::{
-    parse::{btf::Btf as BtfOffsets, caps, tracefs_format},
-    tracefs::Tracefs,
-};
+use crate::parse::{btf::Btf as BtfOffsets, caps, tracefs_format};
+use tracefs::{Tracefs, TracefsError};
 
 /// The compiled eBPF object, built by build.rs with aya-build.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/memwatch"));
@@ -76,19 +77,19 @@ impl ProbeOptions {
 }
 
 /// Whether a probe runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum ProbeState {
     /// Running, attached by `method` (e.g. `fexit __x64_sys_mmap`).
     Attached { method: String },
     /// Not asked for; the reason says what it would cost and how to turn it on.
     Off(String),
     /// Asked for but unavailable here; the reason names what is missing.
-    Disabled(String),
+    Disabled(Disabled),
 }
 
 #[derive(Debug, Clone)]
 pub struct ProbeStatus {
-    pub name: &'static str,
+    pub id: ProbeId,
     pub state: ProbeState,
 }
 
@@ -102,7 +103,7 @@ impl serde::Serialize for ProbeStatus {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut m = s.serialize_map(Some(3))?;
-        m.serialize_entry("name", self.name)?;
+        m.serialize_entry("name", self.id.name())?;
         match &self.state {
             ProbeState::Attached { method } => {
                 m.serialize_entry("state", "attached")?;
@@ -114,7 +115,7 @@ impl serde::Serialize for ProbeStatus {
             }
             ProbeState::Disabled(why) => {
                 m.serialize_entry("state", "disabled")?;
-                m.serialize_entry("reason", why)?;
+                m.serialize_entry("reason", &why.to_string())?;
             }
         }
         m.end()
@@ -147,7 +148,7 @@ pub struct Probes {
     ebpf: Ebpf,
     status: Vec<ProbeStatus>,
     memcg: MemcgIds,
-    tracefs: Result<Tracefs, String>,
+    tracefs: Result<Tracefs, Arc<TracefsError>>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     warnings: Vec<String>,
     page_size: u64,
@@ -168,7 +169,7 @@ impl Probes {
             // Kernels >= 5.11 account BPF memory to the cgroup and ignore this limit.
             warnings.push(format!("could not raise RLIMIT_MEMLOCK ({e}); fine on Linux >= 5.11"));
         }
-        let page_size = page_size();
+        let page_size = crate::host::page_size();
         let mut cfg = Config { page_size, ..Config::empty() };
         let btf_path = opts.sysfs.join("kernel/btf/vmlinux");
         let kernel = crate::host::kernel_version(opts.procfs);
@@ -184,7 +185,7 @@ impl Probes {
             Err(why) => MemcgIds::Unavailable(why),
         };
         let btf = Btf::parse_file(&btf_path, Endianness::default()).ok();
-        let tracefs = Tracefs::open(opts.sysfs, opts.tracefs).map_err(|e| e.to_string());
+        let tracefs = Tracefs::open(opts.sysfs, opts.tracefs).map_err(Arc::new);
         let mut units = Units { oom_size: page_size };
 
         // Per probe, the methods worth trying, each configured from its format where it has one.
@@ -210,7 +211,7 @@ impl Probes {
                 Err(state) => state.clone(),
                 Ok(plan) => attach_first(&mut ebpf, btf.as_ref(), spec, plan, &opts.probes),
             };
-            status.push(ProbeStatus { name: spec.name, state });
+            status.push(ProbeStatus { id: spec.id, state });
         }
         // CAP_BPF alone loads the object but not tracing programs: say which capability a
         // refusal comes from rather than only the kernel's EPERM.
@@ -218,9 +219,9 @@ impl Probes {
         if !missing.is_empty() {
             for s in &mut status {
                 if let ProbeState::Disabled(why) = &mut s.state
-                    && (why.contains("EPERM") || why.contains("Operation not permitted"))
+                    && why.is_eperm()
                 {
-                    *why = format!("needs {missing}, which memwatch lacks: {why}");
+                    why.missing_caps = Some(missing.clone());
                 }
             }
         }
@@ -235,15 +236,15 @@ impl Probes {
         &self.status
     }
 
-    pub fn is_attached(&self, probe: &str) -> bool {
-        self.status.iter().any(|s| s.name == probe && s.is_attached())
+    pub fn is_attached(&self, probe: ProbeId) -> bool {
+        self.status.iter().any(|s| s.id == probe && s.is_attached())
     }
 
     pub fn memcg_ids(&self) -> &MemcgIds {
         &self.memcg
     }
 
-    pub fn tracefs(&self) -> &Result<Tracefs, String> {
+    pub fn tracefs(&self) -> &Result<Tracefs, Arc<TracefsError>> {
         &self.tracefs
     }
 
@@ -293,7 +294,7 @@ impl Probes {
     /// kernel turns them off again when the last holder closes its fd, also if memwatch dies.
     pub fn enable_stats(&mut self) -> Result<(), String> {
         if self.stats.is_none() {
-            let fd = aya::sys::enable_stats(aya::sys::Stats::RunTime).map_err(|e| error_chain(&e))?;
+            let fd = aya::sys::enable_stats(aya::sys::Stats::RunTime).map_err(|e| error::chain(&e))?;
             self.stats = Some(fd);
         }
         Ok(())
@@ -316,7 +317,7 @@ impl Probes {
             .zip(&self.status)
             .filter(|(_, st)| st.is_attached())
             .map(|(spec, st)| {
-                let mut r = ProbeRuns { probe: spec.name, runs: 0, run_time: Duration::ZERO };
+                let mut r = ProbeRuns { probe: spec.id.name(), runs: 0, run_time: Duration::ZERO };
                 for m in spec.methods {
                     if let Some(info) = self.ebpf.program(m.program()).and_then(|p| p.info().ok()) {
                         r.runs += info.run_count();
@@ -332,10 +333,10 @@ impl Probes {
     /// Attaches the empty program on the page-fault hook, to measure what the hook itself
     /// costs here; its runs are reported by [`Probes::empty_fault_runs`].
     pub fn attach_empty_fault_program(&mut self) -> Result<(), String> {
-        let btf = Btf::parse_file(&self.btf_path, Endianness::default()).map_err(|e| error_chain(&e))?;
-        let prog: &mut BtfTracePoint = program(&mut self.ebpf, spec::EMPTY_FAULT_PROGRAM)?;
-        prog.load("page_fault_user", &btf).map_err(|e| error_chain(&e))?;
-        prog.attach().map(|_| ()).map_err(|e| error_chain(&e))
+        let btf = Btf::parse_file(&self.btf_path, Endianness::default()).map_err(|e| error::chain(&e))?;
+        let prog: &mut BtfTracePoint = program(&mut self.ebpf, spec::EMPTY_FAULT_PROGRAM).map_err(|e| e.to_string())?;
+        prog.load("page_fault_user", &btf).map_err(|e| error::chain(&e))?;
+        prog.attach().map(|_| ()).map_err(|e| error::chain(&e))
     }
 
     pub fn empty_fault_runs(&self) -> Option<ProbeRuns> {
@@ -363,18 +364,22 @@ impl ProbeRuns {
 /// The methods a probe may try here, and why the others were dropped.
 struct Plan {
     methods: Vec<Method>,
-    dropped: Vec<String>,
+    dropped: Vec<AttachError>,
 }
 
 /// Every probe's state when the programs could not be loaded at all (`why`, e.g. a missing
 /// capability): those asked for are disabled with that reason, so `memwatch_probe_attached`
 /// says 0 for each instead of nothing.
-pub fn unavailable(opts: &ProbeOptions, why: &str) -> Vec<ProbeStatus> {
+pub fn unavailable(opts: &ProbeOptions, why: Arc<ProbeError>) -> Vec<ProbeStatus> {
     PROBES
         .iter()
         .map(|spec| ProbeStatus {
-            name: spec.name,
-            state: if opts.wants(spec.opt_in) { ProbeState::Disabled(why.to_string()) } else { ProbeState::Off(off_reason(spec.opt_in)) },
+            id: spec.id,
+            state: if opts.wants(spec.opt_in) {
+                ProbeState::Disabled(Disabled::one(AttachError::NotLoaded(why.clone())))
+            } else {
+                ProbeState::Off(off_reason(spec.opt_in))
+            },
         })
         .collect()
 }
@@ -385,7 +390,7 @@ fn plan(
     spec: &ProbeSpec,
     opts: &ProbeOptions,
     memcg: &MemcgIds,
-    tracefs: Result<&Tracefs, &String>,
+    tracefs: Result<&Tracefs, &Arc<TracefsError>>,
     cfg: &mut Config,
     units: &mut Units,
 ) -> Result<Plan, ProbeState> {
@@ -393,7 +398,7 @@ fn plan(
         return Err(ProbeState::Off(off_reason(spec.opt_in)));
     }
     if let (MemcgIds::Unavailable(why), true) = (memcg, spec.per_cgroup) {
-        return Err(ProbeState::Disabled(format!("needs the memory cgroup of a task from BTF: {why}")));
+        return Err(ProbeState::Disabled(Disabled::one(AttachError::NoMemcgWalk(why.clone()))));
     }
     let mut methods = Vec::new();
     let mut reasons = Vec::new();
@@ -404,7 +409,7 @@ fn plan(
         let format = match (m.format(), tracefs) {
             (None, _) => None,
             (Some(_), Err(e)) => {
-                reasons.push(e.clone());
+                reasons.push(AttachError::Tracefs(e.clone()));
                 continue;
             }
             (Some((category, event)), Ok(t)) => match read_format(t, category, &event) {
@@ -426,11 +431,10 @@ fn plan(
         }
     }
     if methods.is_empty() {
-        let mut why = reasons.join("; ");
-        if why.is_empty() {
-            why = "no attach method available".into();
+        if reasons.is_empty() {
+            reasons.push(AttachError::NoMethod);
         }
-        return Err(ProbeState::Disabled(why));
+        return Err(ProbeState::Disabled(Disabled::new(reasons)));
     }
     Ok(Plan { methods, dropped: reasons })
 }
@@ -444,14 +448,14 @@ fn off_reason(opt_in: OptIn) -> String {
     }
 }
 
-fn read_format(t: &Tracefs, category: &str, event: &str) -> Result<tracefs_format::Format, String> {
+fn read_format(t: &Tracefs, category: &'static str, event: &str) -> Result<tracefs_format::Format, AttachError> {
     let text = t.read_format(category, event).map_err(|e| match &e {
-        crate::tracefs::TracefsError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-            format!("tracepoint {category}:{event} not found on this kernel")
+        TracefsError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            AttachError::TracepointMissing { category, event: event.to_string() }
         }
-        _ => e.to_string(),
+        _ => AttachError::Tracefs(Arc::new(e)),
     })?;
-    tracefs_format::parse(&text).map_err(|e| format!("format of {category}:{event} is unreadable: {e}"))
+    tracefs_format::parse(&text).map_err(|e| AttachError::FormatUnreadable { category, event: event.to_string(), reason: e.to_string() })
 }
 
 /// The prefix of syscall entry points on this architecture.
@@ -460,7 +464,7 @@ pub fn syscall_prefix() -> &'static str {
 }
 
 /// Tries each method in turn; the first that loads and attaches wins.
-fn attach_first(ebpf: &mut Ebpf, btf: Option<&Btf>, spec: &ProbeSpec, plan: &Plan, opts: &ProbeOptions) -> ProbeState {
+fn attach_first(ebpf: &mut Ebpf, btf: Option<&Btf>, spec: &ProbeSpec, plan: &mut Plan, opts: &ProbeOptions) -> ProbeState {
     let mut failures = Vec::new();
     for m in &plan.methods {
         match attach(ebpf, btf, m) {
@@ -482,16 +486,17 @@ fn attach_first(ebpf: &mut Ebpf, btf: Option<&Btf>, spec: &ProbeSpec, plan: &Pla
             }
         }
     }
-    failures.extend(plan.dropped.iter().cloned());
-    let has_fallback = spec.methods.iter().any(|m| matches!(m, Method::SyscallExit { .. }));
-    if has_fallback && !opts.syscall_tracepoints {
-        failures.push(format!(
-            "the fallback, syscalls:sys_exit_{}, slows every syscall on the node (tens of ns each) and is off: \
-             allow it with --syscall-tracepoints",
-            spec.name
-        ));
+    failures.append(&mut plan.dropped);
+    let fallback = spec.methods.iter().find_map(|m| match m {
+        Method::SyscallExit { syscall, .. } => Some(*syscall),
+        _ => None,
+    });
+    if let Some(syscall) = fallback
+        && !opts.syscall_tracepoints
+    {
+        failures.push(AttachError::FallbackOff { syscall });
     }
-    ProbeState::Disabled(failures.join("; "))
+    ProbeState::Disabled(Disabled::new(failures))
 }
 
 fn unload(ebpf: &mut Ebpf, name: &str) {
@@ -503,80 +508,55 @@ fn unload(ebpf: &mut Ebpf, name: &str) {
     };
 }
 
-fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, String>
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, AttachError>
 where
     &'a mut T: TryFrom<&'a mut Program, Error = aya::programs::ProgramError>,
 {
     ebpf.program_mut(name)
-        .ok_or_else(|| format!("program {name} missing from the object"))?
+        .ok_or(AttachError::ProgramMissing(name))?
         .try_into()
-        .map_err(|e: aya::programs::ProgramError| format!("program {name}: {e}"))
+        .map_err(|e: aya::programs::ProgramError| AttachError::kernel(format!("program {name}"), e))
 }
 
 /// Loads and attaches one method; Ok is the label `memwatch check` shows.
-fn attach(ebpf: &mut Ebpf, btf: Option<&Btf>, m: &Method) -> Result<String, String> {
+fn attach(ebpf: &mut Ebpf, btf: Option<&Btf>, m: &Method) -> Result<String, AttachError> {
     match *m {
         Method::Fexit { program: name, syscall } => {
-            let btf = btf.ok_or("fexit needs the kernel's BTF")?;
+            let btf = btf.ok_or(AttachError::BtfMissing { fexit: true })?;
             let function = format!("{}{syscall}", syscall_prefix());
             let p: &mut FExit = program(ebpf, name)?;
-            p.load(&function, btf).map_err(|e| match os_error(&e) {
-                Some(libc::EPERM) => {
-                    format!("fexit on {function} refused (EPERM): this kernel or its security policy does not allow BPF trampolines")
+            p.load(&function, btf).map_err(|e| match error::os_error(&e) {
+                Some(libc::EPERM) => AttachError::TrampolineRefused { function: function.clone() },
+                // aya says so only in its message: it has no variant for a forward declaration.
+                _ if error::chain(&e).contains("type FWD is not a struct") => {
+                    AttachError::PtRegsForwardDeclared { function: function.clone() }
                 }
-                _ if error_chain(&e).contains("type FWD is not a struct") => format!(
-                    "fexit on {function} cannot read the syscall's arguments: this kernel's BTF has only a forward declaration of its \
-                     `struct pt_regs` argument (Linux 5.10 has this for some syscalls)"
-                ),
-                _ => format!("fexit on {function}: {}", error_chain(&e)),
+                _ => AttachError::kernel(format!("fexit on {function}"), e),
             })?;
-            p.attach().map_err(|e| format!("fexit on {function}: {}", error_chain(&e)))?;
+            p.attach().map_err(|e| AttachError::kernel(format!("fexit on {function}"), e))?;
             Ok(format!("fexit {function}"))
         }
         Method::BtfTracepoint { program: name, event } => {
-            let btf = btf.ok_or("BTF tracepoints need the kernel's BTF")?;
+            let btf = btf.ok_or(AttachError::BtfMissing { fexit: false })?;
             let p: &mut BtfTracePoint = program(ebpf, name)?;
-            p.load(event, btf).map_err(|e| format!("tp_btf {event}: {}", error_chain(&e)))?;
-            p.attach().map_err(|e| format!("tp_btf {event}: {}", error_chain(&e)))?;
+            p.load(event, btf).map_err(|e| AttachError::kernel(format!("tp_btf {event}"), e))?;
+            p.attach().map_err(|e| AttachError::kernel(format!("tp_btf {event}"), e))?;
             Ok(format!("tp_btf {event}"))
         }
         Method::Tracepoint { program: name, category, event } => {
             let p: &mut TracePoint = program(ebpf, name)?;
-            p.load().map_err(|e| format!("loading {name}: {}", error_chain(&e)))?;
-            p.attach(category, event).map_err(|e| format!("attaching {category}:{event}: {}", error_chain(&e)))?;
+            p.load().map_err(|e| AttachError::kernel(format!("loading {name}"), e))?;
+            p.attach(category, event).map_err(|e| AttachError::kernel(format!("attaching {category}:{event}"), e))?;
             Ok(format!("tracepoint {category}:{event}"))
         }
         Method::SyscallExit { program: name, syscall } => {
             let event = format!("sys_exit_{syscall}");
             let p: &mut TracePoint = program(ebpf, name)?;
-            p.load().map_err(|e| format!("loading {name} (needs Linux 5.15+): {}", error_chain(&e)))?;
-            p.attach("syscalls", &event).map_err(|e| format!("attaching syscalls:{event}: {}", error_chain(&e)))?;
+            p.load().map_err(|e| AttachError::kernel(format!("loading {name} (needs Linux 5.15+)"), e))?;
+            p.attach("syscalls", &event).map_err(|e| AttachError::kernel(format!("attaching syscalls:{event}"), e))?;
             Ok(format!("tracepoint syscalls:{event} (taxes every syscall)"))
         }
     }
-}
-
-/// The OS error number at the bottom of an error chain, if any.
-fn os_error(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            return io.raw_os_error();
-        }
-        cur = err.source();
-    }
-    None
-}
-
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
 }
 
 /// The capabilities for loading and attaching that this process lacks ("" when none), from
@@ -647,10 +627,4 @@ fn raise_memlock() -> std::io::Result<()> {
     let lim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
     // SAFETY: setrlimit with a valid pointer to an initialised struct.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) } == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
-}
-
-pub fn page_size() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if n > 0 { n as u64 } else { 4096 }
 }

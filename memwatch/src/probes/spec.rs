@@ -2,7 +2,43 @@
 //! and which load-time offsets each way needs. `memwatch check` lists them in this order.
 use memwatch_common::{Config, FIELD_ABSENT};
 
+use super::error::{AttachError, FieldError};
 use crate::parse::tracefs_format::Format;
+
+/// Every probe, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProbeId {
+    Mmap,
+    Munmap,
+    Brk,
+    Mremap,
+    PageFaultUser,
+    OomMarkVictim,
+    ProcessExec,
+    ProcessExit,
+}
+
+impl ProbeId {
+    /// Its name: the `probe` label, and what `memwatch check` shows.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProbeId::Mmap => "mmap",
+            ProbeId::Munmap => "munmap",
+            ProbeId::Brk => "brk",
+            ProbeId::Mremap => "mremap",
+            ProbeId::PageFaultUser => "page_fault_user",
+            ProbeId::OomMarkVictim => "oom_mark_victim",
+            ProbeId::ProcessExec => "process_exec",
+            ProbeId::ProcessExit => "process_exit",
+        }
+    }
+}
+
+impl std::fmt::Display for ProbeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// One way to attach a probe: a set of programs attached together, all or none.
 #[derive(Debug, Clone, Copy)]
@@ -48,9 +84,9 @@ pub enum OptIn {
     PageFaults,
 }
 
-/// A probe: a name (its `probe` label), how to attach it, and what it needs from tracefs.
+/// A probe: its id, how to attach it, and what it needs from tracefs.
 pub struct ProbeSpec {
-    pub name: &'static str,
+    pub id: ProbeId,
     pub opt_in: OptIn,
     /// Counts into per-cgroup slots, so it needs the task -> memory cgroup walk from BTF.
     pub per_cgroup: bool,
@@ -60,7 +96,7 @@ pub struct ProbeSpec {
     pub companions: &'static [Method],
     /// Fills `cfg` from the format of the method's tracepoint (when it has one); Err names
     /// what is missing.
-    pub configure: fn(Option<&Format>, &mut Config, &mut Units) -> Result<(), String>,
+    pub configure: fn(Option<&Format>, &mut Config, &mut Units) -> Result<(), AttachError>,
 }
 
 /// Units the formats' print lines reveal, for decoding records in userspace.
@@ -72,9 +108,9 @@ pub struct Units {
 }
 
 macro_rules! syscall_probe {
-    ($name:literal, $fexit:literal, $exit:literal, $ret:ident) => {
+    ($id:ident, $name:literal, $fexit:literal, $exit:literal, $ret:ident) => {
         ProbeSpec {
-            name: $name,
+            id: ProbeId::$id,
             opt_in: OptIn::Default,
             per_cgroup: true,
             methods: &[Method::Fexit { program: $fexit, syscall: $name }, Method::SyscallExit { program: $exit, syscall: $name }],
@@ -91,12 +127,12 @@ macro_rules! syscall_probe {
 
 /// Every probe memwatch has, in the order `memwatch check` lists them.
 pub static PROBES: &[ProbeSpec] = &[
-    syscall_probe!("mmap", "fexit_mmap", "sys_exit_mmap", mmap_ret),
-    syscall_probe!("munmap", "fexit_munmap", "sys_exit_munmap", munmap_ret),
-    syscall_probe!("brk", "fexit_brk", "sys_exit_brk", brk_ret),
-    syscall_probe!("mremap", "fexit_mremap", "sys_exit_mremap", mremap_ret),
+    syscall_probe!(Mmap, "mmap", "fexit_mmap", "sys_exit_mmap", mmap_ret),
+    syscall_probe!(Munmap, "munmap", "fexit_munmap", "sys_exit_munmap", munmap_ret),
+    syscall_probe!(Brk, "brk", "fexit_brk", "sys_exit_brk", brk_ret),
+    syscall_probe!(Mremap, "mremap", "fexit_mremap", "sys_exit_mremap", mremap_ret),
     ProbeSpec {
-        name: "page_fault_user",
+        id: ProbeId::PageFaultUser,
         opt_in: OptIn::PageFaults,
         per_cgroup: true,
         methods: &[Method::BtfTracepoint { program: "page_fault_user", event: "page_fault_user" }],
@@ -104,14 +140,14 @@ pub static PROBES: &[ProbeSpec] = &[
         configure: |_, _, _| Ok(()),
     },
     ProbeSpec {
-        name: "oom_mark_victim",
+        id: ProbeId::OomMarkVictim,
         opt_in: OptIn::Default,
         per_cgroup: false,
         methods: &[Method::Tracepoint { program: "mark_victim", category: "oom", event: "mark_victim" }],
         // The victim's own cgroup at the kill, where the kernel passes the victim (6.8+).
         companions: &[Method::BtfTracepoint { program: "mark_victim_task", event: "mark_victim" }],
         configure: |f, c, units| {
-            let f = f.ok_or("no format")?;
+            let f = f.ok_or(AttachError::Field(FieldError::NoFormat))?;
             if f.print_fmt.contains("total-vm=%lukB") {
                 units.oom_size = 1024;
             }
@@ -131,7 +167,7 @@ pub static PROBES: &[ProbeSpec] = &[
         },
     },
     ProbeSpec {
-        name: "process_exec",
+        id: ProbeId::ProcessExec,
         opt_in: OptIn::Default,
         per_cgroup: false,
         methods: &[Method::Tracepoint { program: "sched_process_exec", category: "sched", event: "sched_process_exec" }],
@@ -139,7 +175,7 @@ pub static PROBES: &[ProbeSpec] = &[
         configure: |_, _, _| Ok(()),
     },
     ProbeSpec {
-        name: "process_exit",
+        id: ProbeId::ProcessExit,
         opt_in: OptIn::Default,
         per_cgroup: false,
         methods: &[Method::Tracepoint { program: "sched_process_exit", category: "sched", event: "sched_process_exit" }],
@@ -154,11 +190,11 @@ pub static PROBES: &[ProbeSpec] = &[
 /// The program that measures the page-fault hook's own cost (an empty body).
 pub const EMPTY_FAULT_PROGRAM: &str = "page_fault_user_empty";
 
-fn need(f: &Format, name: &str, size: u16) -> Result<u16, String> {
+fn need(f: &Format, name: &str, size: u16) -> Result<u16, AttachError> {
     match f.field(name) {
         Some(x) if x.size == size => Ok(x.offset),
-        Some(x) => Err(format!("field `{name}` of {} is {} bytes, expected {size}", f.name, x.size)),
-        None => Err(format!("format of {} has no field `{name}`", f.name)),
+        Some(x) => Err(AttachError::Field(FieldError::Size { event: f.name.clone(), field: name.into(), size: x.size, expected: size })),
+        None => Err(AttachError::Field(FieldError::Missing { event: f.name.clone(), field: name.into() })),
     }
 }
 

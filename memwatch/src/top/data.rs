@@ -147,7 +147,7 @@ impl Data {
                 .collect();
             rows.push(Row {
                 id: c.id,
-                name: display_name(c),
+                name: c.display_name().to_string(),
                 container: c.clone(),
                 headroom_pct: c.headroom_ratio * 100.0,
                 faults_per_s: rate(now.faults, prev.and_then(|p| p.faults), dt),
@@ -167,15 +167,6 @@ impl Data {
         self.rows = rows;
         self.events = frame.events;
         true
-    }
-}
-
-/// `namespace/pod/container` for Kubernetes, else the cgroup path.
-pub fn display_name(c: &Container) -> String {
-    if c.pod.is_empty() {
-        c.cgroup.to_string()
-    } else {
-        format!("{}/{}/{}", c.namespace, c.pod, if c.container.is_empty() { "(pause)" } else { &c.container })
     }
 }
 

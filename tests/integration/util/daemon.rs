@@ -8,6 +8,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use memwatch::oom::Event;
+
 pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -52,17 +54,20 @@ impl Daemon {
         d
     }
 
-    /// Every OOM event the daemon serves, oldest first.
-    pub(crate) fn events(&self) -> Vec<serde_json::Value> {
+    /// Every OOM event the daemon serves, oldest first, as memwatch's own type reads them.
+    pub(crate) fn events(&self) -> Vec<Event> {
         let (status, body) = self.get("/api/v1/events").expect("events API");
         assert_eq!(status, 200, "{body}");
-        let all: serde_json::Value = serde_json::from_str(&body).unwrap();
-        all["events"].as_array().unwrap().clone()
+        #[derive(serde::Deserialize)]
+        struct Events {
+            events: Vec<Event>,
+        }
+        serde_json::from_str::<Events>(&body).unwrap_or_else(|e| panic!("the events API's JSON is no list of events ({e}): {body}")).events
     }
 
     /// The OOM events of the cgroup `cg`.
-    pub(crate) fn events_in(&self, cg: &super::cgroup::TestCgroup) -> Vec<serde_json::Value> {
-        self.events().into_iter().filter(|e| e["cgroup"] == cg.label().as_str()).collect()
+    pub(crate) fn events_in(&self, cg: &super::cgroup::TestCgroup) -> Vec<Event> {
+        self.events().into_iter().filter(|e| e.cgroup == cg.label()).collect()
     }
 
     /// SIGKILL, as an OOM kill or `kill -9` ends it: no shutdown code runs.

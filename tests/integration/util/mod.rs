@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 pub(crate) mod cgroup;
 pub(crate) mod daemon;
+pub(crate) mod oom;
 pub(crate) mod programs;
 
 use std::{
@@ -12,9 +13,11 @@ use std::{
     time::SystemTime,
 };
 
-/// True when the test can run. Without root it prints why it skips; under CI (CI=true) a
-/// skip is a failure, so CI can never pass by skipping.
-pub(crate) fn require_root(test: &str) -> bool {
+/// True when the test can run. Without root it prints why it skips (`cargo xtask test` reads
+/// that line from the test's output and counts it as skipped, not passed); under CI (CI=true) a
+/// skip is a failure, so CI can never pass by skipping. Tests call it through
+/// [`require_root!`], which knows their name.
+pub(crate) fn runs_as_root(test: &str) -> bool {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
         return true;
@@ -27,16 +30,31 @@ pub(crate) fn require_root(test: &str) -> bool {
     false
 }
 
-/// Says a test is skipping, and tells `cargo xtask test` so it counts it as skipped, not passed.
+/// Says a test is skipping (the line `cargo xtask test` counts).
 pub(crate) fn skipped(test: &str, why: &str) {
     eprintln!("skipping {test}: {why}");
-    if let Some(log) = std::env::var_os("MEMWATCH_SKIPPED_LOG") {
-        use std::io::Write as _;
-        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
-            let _ = writeln!(f, "{test}");
-        }
-    }
 }
+
+/// The path of the function it is written in, within this test binary (`oom::a_test`).
+macro_rules! test_name {
+    () => {{
+        fn here() {}
+        let full = std::any::type_name_of_val(&here);
+        let path = full.strip_suffix("::here").unwrap_or(full);
+        path.split_once("::").map_or(path, |(_, rest)| rest)
+    }};
+}
+pub(crate) use test_name;
+
+/// Returns from the test it is written in unless it runs as root (see [`runs_as_root`]).
+macro_rules! require_root {
+    () => {
+        if !$crate::util::runs_as_root($crate::util::test_name!()) {
+            return;
+        }
+    };
+}
+pub(crate) use require_root;
 
 /// Tests that would disturb each other's view of the kernel (OOM kills, 10,000 processes)
 /// take this lock.

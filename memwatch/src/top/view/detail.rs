@@ -2,24 +2,44 @@
 use ratatui::{
     Frame,
     layout::{Constraint, Layout, Rect},
-    style::{Modifier, Style},
     text::Line,
     widgets::{Block, Borders, Paragraph, Row, Table},
 };
 
-use super::{mb_rate, rate};
-use crate::top::{App, human, human_secs};
+use super::{mb_rate, rate, style};
+use crate::{
+    oom::Event,
+    top::{App, data, human, human_secs},
+};
 
 pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     let Some(r) = app.view.detail(&app.data) else {
         f.render_widget(Paragraph::new("this container is gone (Esc to go back)"), area);
         return;
     };
+    let lines = summary(r);
+    let kills: Vec<&Event> = app.data.events().iter().rev().filter(|e| e.cgroup_ids.contains(&r.container.id)).take(5).collect();
+    let [top, procs, ooms] =
+        Layout::vertical([Constraint::Length(lines.len() as u16), Constraint::Min(3), Constraint::Length(kills.len().max(1) as u16 + 2)])
+            .areas(area);
+    f.render_widget(Paragraph::new(lines), top);
+    f.render_widget(processes(r), procs);
+    f.render_widget(Paragraph::new(kill_lines(&kills)).block(Block::default().borders(Borders::TOP).title("recent OOM kills")), ooms);
+}
+
+fn bytes(b: u64) -> String {
+    human(b as f64)
+}
+
+fn opt(b: Option<u64>) -> String {
+    b.map(bytes).unwrap_or_else(|| "-".into())
+}
+
+/// The container's name and memory, a few lines.
+fn summary(r: &data::Row) -> Vec<Line<'static>> {
     let c = &r.container;
-    let bytes = |b: u64| human(b as f64);
-    let opt = |b: Option<u64>| b.map(bytes).unwrap_or_else(|| "-".into());
-    let lines = vec![
-        Line::styled(r.name.clone(), Style::default().add_modifier(Modifier::BOLD)),
+    vec![
+        Line::styled(r.name.clone(), style::bold()),
         Line::from(format!("cgroup {}  id {}  {:?}{}", c.cgroup, c.id, c.kind, c.qos.map(|q| format!(" {q:?}")).unwrap_or_default())),
         Line::from(format!(
             "usage {}  working set {}  rss {}  cache {}  swap {}",
@@ -47,23 +67,26 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
             r.pressure_pct.map(|p| format!("{p:.1}%")).unwrap_or_else(|| "-".into()),
             c.oom_kills.map(|n| n.to_string()).unwrap_or_else(|| "-".into())
         )),
-    ];
-    let kills: Vec<_> = app.data.events().iter().rev().filter(|e| e.cgroup_ids.contains(&c.id)).take(5).collect();
-    let [top, procs, ooms] =
-        Layout::vertical([Constraint::Length(lines.len() as u16), Constraint::Min(3), Constraint::Length(kills.len().max(1) as u16 + 2)])
-            .areas(area);
-    f.render_widget(Paragraph::new(lines), top);
-    let header = Row::new(["PID", "COMM", "VSZ", "RSS", "FAULTS/s", "MMAP MB/s"]).style(Style::default().add_modifier(Modifier::BOLD));
-    let rows = r.procs.iter().map(|p| {
-        Row::new([
-            p.pid.to_string(),
-            p.comm.clone(),
-            human(p.vsz as f64),
-            human(p.rss as f64),
-            rate(p.faults_per_s),
-            mb_rate(p.mmap_bytes_per_s),
-        ])
-    });
+    ]
+}
+
+/// Its processes, largest RSS first, with their rates.
+fn processes(r: &data::Row) -> Table<'static> {
+    let header = Row::new(["PID", "COMM", "VSZ", "RSS", "FAULTS/s", "MMAP MB/s"]).style(style::bold());
+    let rows: Vec<Row> = r
+        .procs
+        .iter()
+        .map(|p| {
+            Row::new([
+                p.pid.to_string(),
+                p.comm.clone(),
+                human(p.vsz as f64),
+                human(p.rss as f64),
+                rate(p.faults_per_s),
+                mb_rate(p.mmap_bytes_per_s),
+            ])
+        })
+        .collect();
     let widths = [
         Constraint::Length(8),
         Constraint::Min(16),
@@ -72,29 +95,22 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
         Constraint::Length(9),
         Constraint::Length(10),
     ];
-    f.render_widget(
-        Table::new(rows, widths).header(header).block(Block::default().borders(Borders::TOP).title("processes (largest RSS first)")),
-        procs,
-    );
-    let text: Vec<Line> = if kills.is_empty() {
-        vec![Line::from("none recorded")]
-    } else {
-        kills
-            .iter()
-            .map(|e| {
-                let when = crate::rfc3339(e.time);
-                match &e.victim {
-                    Some(v) => Line::from(format!(
-                        "{when}  pid {} ({})  rss {}  {}",
-                        v.pid,
-                        v.comm,
-                        v.rss_bytes.map(|b| human(b as f64)).unwrap_or_else(|| "-".into()),
-                        e.constraint.label()
-                    )),
-                    None => Line::from(format!("{when}  {} kill(s) counted by the kernel, missed by the probe", e.count)),
-                }
-            })
-            .collect()
-    };
-    f.render_widget(Paragraph::new(text).block(Block::default().borders(Borders::TOP).title("recent OOM kills")), ooms);
+    Table::new(rows, widths).header(header).block(Block::default().borders(Borders::TOP).title("processes (largest RSS first)"))
+}
+
+/// Its recent OOM kills, a line each.
+fn kill_lines(kills: &[&Event]) -> Vec<Line<'static>> {
+    if kills.is_empty() {
+        return vec![Line::from("none recorded")];
+    }
+    kills
+        .iter()
+        .map(|e| {
+            let when = crate::rfc3339(e.time);
+            match &e.victim {
+                Some(v) => Line::from(format!("{when}  pid {} ({})  rss {}  {}", v.pid, v.comm, opt(v.rss_bytes), e.constraint.label())),
+                None => Line::from(format!("{when}  {} kill(s) counted by the kernel, missed by the probe", e.count)),
+            }
+        })
+        .collect()
 }

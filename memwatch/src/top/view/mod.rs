@@ -1,12 +1,12 @@
 //! Drawing: one file per screen. Everything here reads the [`App`] and writes a frame.
 pub mod detail;
 pub mod help;
+pub mod style;
 pub mod table;
 
 use ratatui::{
     Frame,
     layout::{Alignment, Constraint, Layout, Rect},
-    style::{Color, Modifier, Style},
     text::{Line, Span},
     widgets::Paragraph,
 };
@@ -42,11 +42,11 @@ fn header(f: &mut Frame, area: Rect, app: &App) {
     let when = crate::rfc3339(app.data.taken_at());
     let arrow = if state.descending { "▼" } else { "▲" };
     let mut spans = vec![
-        Span::styled("memwatch top", Style::default().add_modifier(Modifier::BOLD)),
+        Span::styled("memwatch top", style::bold()),
         Span::raw(format!("  {}  {} containers  sort {} {arrow}  {when}", state.source, state.len(), state.sort.title())),
     ];
     if !state.filter.is_empty() {
-        spans.push(Span::styled(format!("  filter \"{}\"", state.filter), Style::default().fg(Color::Yellow)));
+        spans.push(Span::styled(format!("  filter \"{}\"", state.filter), style::filter()));
     }
     f.render_widget(Paragraph::new(Line::from(spans)), area);
 }
@@ -54,15 +54,15 @@ fn header(f: &mut Frame, area: Rect, app: &App) {
 fn footer(f: &mut Frame, area: Rect, app: &App) {
     let state = &app.view;
     let line = if state.editing_filter {
-        Line::from(vec![Span::styled("filter: ", Style::default().fg(Color::Yellow)), Span::raw(format!("{}_", state.filter))])
+        Line::from(vec![Span::styled("filter: ", style::filter()), Span::raw(format!("{}_", state.filter))])
     } else if let Some(s) = state.status.as_ref().or(state.note.as_ref()) {
-        Line::from(Span::styled(s.clone(), Style::default().fg(Color::Black).bg(Color::Yellow)))
+        Line::from(Span::styled(s.clone(), style::status()))
     } else if matches!(state.mode, Mode::Detail(_)) {
         Line::from("Esc back  q quit  ? help")
     } else {
         Line::from("q quit  ↑↓ move  Enter details  < > sort  r reverse  / filter  ? help")
     };
-    f.render_widget(Paragraph::new(line).style(Style::default().add_modifier(Modifier::REVERSED)), area);
+    f.render_widget(Paragraph::new(line).style(style::reversed()), area);
 }
 
 /// A one-line sparkline of `values` in at most `width` cells.

@@ -2,11 +2,11 @@
 use ratatui::{
     Frame,
     layout::{Constraint, Rect},
-    style::{Color, Modifier, Style},
+    style::Style,
     widgets::{Cell, Row, Table, TableState},
 };
 
-use super::{DANGER_PCT, mb_rate, rate, sparkline};
+use super::{DANGER_PCT, mb_rate, rate, sparkline, style};
 use crate::top::{
     App,
     data::Row as DataRow,
@@ -44,23 +44,18 @@ pub fn cells(r: &DataRow) -> Vec<String> {
 
 pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     let state = &app.view;
-    let header = Row::new(COLUMNS.iter().map(|c| {
-        let style = if *c == state.sort {
-            Style::default().add_modifier(Modifier::BOLD | Modifier::UNDERLINED)
-        } else {
-            Style::default().add_modifier(Modifier::BOLD)
-        };
-        Cell::from(c.title()).style(style)
-    }));
+    let header = Row::new(
+        COLUMNS.iter().map(|c| Cell::from(c.title()).style(if *c == state.sort { style::sorted_header() } else { style::bold() })),
+    );
     let rows = app.rows().map(|r| {
-        let mut style = Style::default();
-        if r.headroom_pct < DANGER_PCT {
-            style = style.fg(Color::Red).add_modifier(Modifier::BOLD);
-        }
-        if r.recent_oom {
-            style = style.fg(Color::Magenta).add_modifier(Modifier::BOLD);
-        }
-        Row::new(cells(r)).style(style)
+        let look = if r.recent_oom {
+            style::oomed()
+        } else if r.headroom_pct < DANGER_PCT {
+            style::danger()
+        } else {
+            Style::default()
+        };
+        Row::new(cells(r)).style(look)
     });
     let widths = [
         Constraint::Min(20),
@@ -76,7 +71,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
         Constraint::Length(8),
         Constraint::Length(5),
     ];
-    let table = Table::new(rows, widths).header(header).row_highlight_style(Style::default().add_modifier(Modifier::REVERSED));
+    let table = Table::new(rows, widths).header(header).row_highlight_style(style::reversed());
     let mut ts = TableState::default();
     if !state.is_empty() {
         ts.select(Some(state.selected));

@@ -12,6 +12,8 @@
 //! The crate `prometheus` has no history and a TSDB is far more than this needs; the encoding
 //! is 60 lines here.
 
+pub mod trace;
+
 use std::{
     collections::{HashMap, VecDeque},
     sync::Arc,
@@ -258,7 +260,7 @@ impl History {
         self.times.push_back(t);
         for c in snap.containers.iter() {
             let track = self.tracks.entry(c.id).or_insert_with(|| Track {
-                name: display_name(c),
+                name: c.display_name(),
                 cgroup: c.cgroup.clone(),
                 namespace: c.namespace.clone(),
                 pod: c.pod.clone(),
@@ -270,7 +272,7 @@ impl History {
             });
             if !c.pod.is_empty() && track.pod.is_empty() {
                 (track.name, track.namespace, track.pod, track.container) =
-                    (display_name(c), c.namespace.clone(), c.pod.clone(), c.container.clone());
+                    (c.display_name(), c.namespace.clone(), c.pod.clone(), c.container.clone());
             }
             track.last_n = n;
             for (s, f) in track.series.iter_mut().zip(Field::ALL) {
@@ -437,15 +439,6 @@ impl History {
 
     pub fn containers(&self) -> usize {
         self.tracks.len()
-    }
-}
-
-/// How a container is named in traces: `namespace/pod/container`, else its cgroup path.
-pub fn display_name(c: &Container) -> Arc<str> {
-    if c.pod.is_empty() {
-        c.cgroup.clone()
-    } else {
-        Arc::from(format!("{}/{}/{}", c.namespace, c.pod, if c.container.is_empty() { "?" } else { &c.container }))
     }
 }
 

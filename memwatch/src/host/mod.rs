@@ -1,5 +1,10 @@
-//! What this host offers memwatch: kernel version, BTF, cgroup mode, PSI. Roots are
-//! parameters so the same code reads a host mount inside a container or a fixture tree.
+//! What this host offers memwatch (kernel version, BTF, cgroup mode, PSI, page size), and the
+//! lookups of its cgroups ([`cgroups`]) and processes ([`procs`]) that more than one stage
+//! makes. Roots are parameters so the same code reads a host mount inside a container or a
+//! fixture tree.
+
+pub mod cgroups;
+pub mod procs;
 
 use std::{
     fs,
@@ -105,6 +110,13 @@ pub fn parse_version(release: &str) -> Option<(u32, u32)> {
 
 pub fn btf_available(sysfs: &Path) -> bool {
     sysfs.join("kernel/btf/vmlinux").exists()
+}
+
+/// The size of a memory page on this machine (4096 where sysconf cannot say).
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 { n as u64 } else { 4096 }
 }
 
 #[cfg(test)]

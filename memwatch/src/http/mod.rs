@@ -3,6 +3,8 @@
 //! 500 for that request alone. `/metrics` renders each snapshot once per format and lets
 //! concurrent scrapes share that body.
 
+pub mod server;
+
 use std::{
     sync::Arc,
     time::{Duration, Instant},
@@ -21,10 +23,12 @@ use axum::{
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::{
+    expose::{
+        render::{self, Format},
+        selfmetrics::SelfMetrics,
+    },
     oom::OomView,
-    render::{self, Format},
     sampler::Shared,
-    selfmetrics::SelfMetrics,
     snapshot::Snapshot,
 };
 
@@ -168,7 +172,7 @@ async fn trace(State(st): State<AppState>, Query(q): Query<TraceQuery>) -> Respo
         let oom = shared.oom.load_full();
         let ids: std::collections::HashSet<u64> = containers.iter().map(|c| c.id).collect();
         let events: Vec<&crate::oom::Event> = oom.events.iter().filter(|e| q.container.is_none() || ids.contains(&e.cgroup_id)).collect();
-        serde_json::to_vec(&crate::trace::chrome_trace(&containers, &events, since))
+        serde_json::to_vec(&crate::history::trace::chrome_trace(&containers, &events, since))
     })
     .await;
     match built {

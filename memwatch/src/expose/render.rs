@@ -1,14 +1,14 @@
 //! Rendering as Prometheus text exposition (0.0.4) or OpenMetrics 1.0. Pure: data in, string
 //! out. The container series are written straight from the [`Snapshot`] in one pass (as
 //! kube-state-metrics does, for speed at thousands of series); memwatch's own instrumentation
-//! comes from a `prometheus` crate registry ([`crate::selfmetrics`]), whose families are
+//! comes from a `prometheus` crate registry ([`super::selfmetrics`]), whose families are
 //! written here in either format (the crate itself writes only the text format).
 
 use std::fmt::Write as _;
 
 use crate::{
-    oom::OomView,
-    probes::ProbeState,
+    oom::{Constraint, OomView},
+    probes::{ProbeId, ProbeState, maps::DropKind},
     snapshot::{Container, Snapshot},
 };
 
@@ -118,7 +118,7 @@ struct Family {
     name: &'static str,
     ty: Type,
     help: &'static str,
-    needs_probe: Option<&'static str>,
+    needs_probe: Option<ProbeId>,
     /// Extra label name and, per value, its label value.
     kinds: &'static [(&'static str, Getter)],
     kind_label: &'static str,
@@ -231,7 +231,7 @@ static FAMILIES: &[Family] = &[
         name: "memwatch_container_mmap_calls_total",
         ty: Type::Counter,
         help: "Successful mmap calls (eBPF).",
-        needs_probe: Some("mmap"),
+        needs_probe: Some(ProbeId::Mmap),
         kind_label: "",
         kinds: &[("", int!(|c: &Container| c.ebpf.map(|e| e.mmap_calls)))],
     },
@@ -239,7 +239,7 @@ static FAMILIES: &[Family] = &[
         name: "memwatch_container_mmap_bytes_total",
         ty: Type::Counter,
         help: "Bytes mapped by successful mmap calls, page-rounded (eBPF).",
-        needs_probe: Some("mmap"),
+        needs_probe: Some(ProbeId::Mmap),
         kind_label: "kind",
         kinds: &[
             ("anon", int!(|c: &Container| c.ebpf.map(|e| e.mmap_anon_bytes))),
@@ -250,7 +250,7 @@ static FAMILIES: &[Family] = &[
         name: "memwatch_container_munmap_bytes_total",
         ty: Type::Counter,
         help: "Bytes unmapped by successful munmap calls (eBPF).",
-        needs_probe: Some("munmap"),
+        needs_probe: Some(ProbeId::Munmap),
         kind_label: "",
         kinds: &[("", int!(|c: &Container| c.ebpf.map(|e| e.munmap_bytes)))],
     },
@@ -258,7 +258,7 @@ static FAMILIES: &[Family] = &[
         name: "memwatch_container_brk_bytes_total",
         ty: Type::Counter,
         help: "Bytes the program break grew by (eBPF).",
-        needs_probe: Some("brk"),
+        needs_probe: Some(ProbeId::Brk),
         kind_label: "",
         kinds: &[("", int!(|c: &Container| c.ebpf.map(|e| e.brk_grow_bytes)))],
     },
@@ -266,7 +266,7 @@ static FAMILIES: &[Family] = &[
         name: "memwatch_container_munmap_calls_total",
         ty: Type::Counter,
         help: "Successful munmap calls (eBPF).",
-        needs_probe: Some("munmap"),
+        needs_probe: Some(ProbeId::Munmap),
         kind_label: "",
         kinds: &[("", int!(|c: &Container| c.ebpf.map(|e| e.munmap_calls)))],
     },
@@ -274,7 +274,7 @@ static FAMILIES: &[Family] = &[
         name: "memwatch_container_brk_calls_total",
         ty: Type::Counter,
         help: "Successful brk calls, brk(0) included (eBPF).",
-        needs_probe: Some("brk"),
+        needs_probe: Some(ProbeId::Brk),
         kind_label: "",
         kinds: &[("", int!(|c: &Container| c.ebpf.map(|e| e.brk_calls)))],
     },
@@ -282,7 +282,7 @@ static FAMILIES: &[Family] = &[
         name: "memwatch_container_brk_shrink_bytes_total",
         ty: Type::Counter,
         help: "Bytes the program break shrank by (eBPF); growth minus this is its net growth.",
-        needs_probe: Some("brk"),
+        needs_probe: Some(ProbeId::Brk),
         kind_label: "",
         kinds: &[("", int!(|c: &Container| c.ebpf.map(|e| e.brk_shrink_bytes)))],
     },
@@ -290,7 +290,7 @@ static FAMILIES: &[Family] = &[
         name: "memwatch_container_mremap_calls_total",
         ty: Type::Counter,
         help: "Successful mremap calls (eBPF).",
-        needs_probe: Some("mremap"),
+        needs_probe: Some(ProbeId::Mremap),
         kind_label: "",
         kinds: &[("", int!(|c: &Container| c.ebpf.map(|e| e.mremap_calls)))],
     },
@@ -298,7 +298,7 @@ static FAMILIES: &[Family] = &[
         name: "memwatch_container_mremap_bytes_total",
         ty: Type::Counter,
         help: "Bytes mappings grew or shrank by in successful mremap calls, page-rounded (eBPF).",
-        needs_probe: Some("mremap"),
+        needs_probe: Some(ProbeId::Mremap),
         kind_label: "kind",
         kinds: &[
             ("grow", int!(|c: &Container| c.ebpf.map(|e| e.mremap_grow_bytes))),
@@ -309,7 +309,7 @@ static FAMILIES: &[Family] = &[
         name: "memwatch_container_process_exits_total",
         ty: Type::Counter,
         help: "Processes (thread groups) that exited in the cgroup or its descendants (eBPF).",
-        needs_probe: Some("process_exit"),
+        needs_probe: Some(ProbeId::ProcessExit),
         kind_label: "",
         kinds: &[("", int!(|c: &Container| c.ebpf.map(|e| e.exits)))],
     },
@@ -423,9 +423,9 @@ pub fn render_body(snap: &Snapshot, oom: &OomView, format: Format) -> String {
         Type::Counter,
         "OOM kills recorded, by constraint (cgroup limit, whole machine, unknown for kills only the kernel counted).",
     );
-    for constraint in ["cgroup", "machine", "unknown"] {
-        let n = oom.by_constraint.get(constraint).copied().unwrap_or(0);
-        w.sample("memwatch_oom_kills_total", "", Some(("constraint", constraint)), Value::Int(n));
+    for constraint in Constraint::ALL {
+        let n = oom.by_constraint.get(&constraint).copied().unwrap_or(0);
+        w.sample("memwatch_oom_kills_total", "", Some(("constraint", constraint.label())), Value::Int(n));
     }
     w.header(
         "memwatch_oom_kills_missed_by_probe_total",
@@ -492,10 +492,6 @@ fn le(v: f64) -> String {
     if v.fract() == 0.0 { format!("{v:.1}") } else { format!("{v}") }
 }
 
-/// Label values of `memwatch_ebpf_drops_total`, by [`memwatch_common::drop`] index.
-const DROP_KINDS: [&str; memwatch_common::drop::COUNT as usize] =
-    ["process_map_full", "oom_ring_full", "no_slot", "retired_ring_full", "no_memcg", "exec_ring_full"];
-
 fn render_self(snap: &Snapshot, w: &mut Writer) {
     let s = &snap.self_stats;
     w.header("memwatch_build_info", Type::Gauge, "memwatch's version; always 1.");
@@ -505,11 +501,11 @@ fn render_self(snap: &Snapshot, w: &mut Writer) {
         match &p.state {
             ProbeState::Attached { method } => {
                 let mut l = String::from("probe=\"");
-                escape_label(p.name, &mut l);
+                escape_label(p.id.name(), &mut l);
                 l.push('"');
                 w.sample("memwatch_probe_attached", &l, Some(("method", method)), Value::Int(1));
             }
-            ProbeState::Disabled(_) => w.sample("memwatch_probe_attached", "", Some(("probe", p.name)), Value::Int(0)),
+            ProbeState::Disabled(_) => w.sample("memwatch_probe_attached", "", Some(("probe", p.id.name())), Value::Int(0)),
             ProbeState::Off(_) => {}
         }
     }
@@ -519,9 +515,9 @@ fn render_self(snap: &Snapshot, w: &mut Writer) {
     w.header("memwatch_sample_errors_total", Type::Counter, "Items skipped while sampling, by collector and reason.");
     for ((collector, reason), n) in &s.sample_errors {
         let mut l = String::from("collector=\"");
-        escape_label(collector, &mut l);
+        escape_label(collector.name(), &mut l);
         l.push('"');
-        w.sample("memwatch_sample_errors_total", &l, Some(("reason", reason)), Value::Int(*n));
+        w.sample("memwatch_sample_errors_total", &l, Some(("reason", reason.label())), Value::Int(*n));
     }
     w.header(
         "memwatch_ebpf_cgroup_slots",
@@ -547,8 +543,8 @@ fn render_self(snap: &Snapshot, w: &mut Writer) {
         }
     }
     w.header("memwatch_ebpf_drops_total", Type::Counter, "Events the kernel side could not record, by kind.");
-    for (i, kind) in DROP_KINDS.iter().enumerate() {
-        w.sample("memwatch_ebpf_drops_total", "", Some(("kind", kind)), Value::Int(s.ebpf_drops[i]));
+    for kind in DropKind::ALL {
+        w.sample("memwatch_ebpf_drops_total", "", Some(("kind", kind.label())), Value::Int(s.ebpf_drops[kind]));
     }
 }
 

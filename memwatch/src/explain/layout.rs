@@ -3,11 +3,10 @@
 //! paragraph out (`memwatch explain` reads the files).
 //!
 //! The classes are recognised by shape, since the kernel does not say who mapped what:
-//! - Go heap arenas: anonymous mappings in the ranges Go's allocator hints at on 64-bit
-//!   (`0x00c0 << 32` plus a multiple of 1 TiB): mapped heap and its reserved remainder.
-//!   Goroutine stacks live in them too.
-//! - Go runtime: the rest of a Go program's anonymous memory: heap metadata (the arena index,
-//!   the page allocator's summaries) and large PROT_NONE reservations made at start-up.
+//! - a runtime's own mappings, as the runtime tells them ([`crate::runtime::Runtime::classify`]):
+//!   Go's heap arenas are anonymous mappings in the ranges Go's allocator hints at on 64-bit
+//!   (`0x00c0 << 32` plus a multiple of 1 TiB), goroutine stacks among them; the rest of a Go
+//!   program's anonymous memory is its runtime's (heap metadata, start-up reservations).
 //! - glibc malloc arenas: the 64 MiB-aligned, 64 MiB-long reservations glibc makes for each
 //!   thread that mallocs (a readable head, the rest PROT_NONE until used).
 //! - thread stacks: a readable and writable mapping right above a PROT_NONE guard of at most
@@ -16,7 +15,11 @@
 
 use serde::Serialize;
 
-use crate::{parse::smaps::Mapping, units::human};
+use crate::{
+    parse::smaps::Mapping,
+    runtime::{self, RuntimeId},
+    units::human,
+};
 
 const MIB: u64 = 1 << 20;
 /// glibc's `HEAP_MAX_SIZE` on 64-bit: the size and alignment of a per-thread arena.
@@ -108,15 +111,9 @@ impl Class {
 pub struct Facts {
     /// Its executable's path as smaps prints it (so they compare).
     pub exe: Option<String>,
-    pub is_go: bool,
-}
-
-/// Whether `addr` is in one of the ranges Go's heap uses on 64-bit Linux: `i << 40 | 0xc0 << 32`
-/// upwards, tried from i = 0 on. The ranges of the largest `i` are where the kernel puts
-/// ordinary mappings (from 0x7e.. up), so they are left out.
-fn in_go_arena_hints(addr: u64) -> bool {
-    let low = addr & ((1 << 40) - 1);
-    low >= 0xc0 << 32 && addr >> 40 < 0x7e
+    /// The runtime it runs, when memwatch knows it, and what the runtime said of it.
+    pub runtime: Option<RuntimeId>,
+    pub runtime_facts: Option<runtime::Facts>,
 }
 
 fn is_shared_memory(m: &Mapping) -> bool {
@@ -132,6 +129,8 @@ fn is_library(path: &str) -> bool {
 
 /// The class of each mapping (None for the `[vsyscall]` page, which is not part of VSZ).
 pub fn classify(maps: &[Mapping], facts: &Facts) -> Vec<Option<Class>> {
+    let rt = facts.runtime.map(runtime::get);
+    let owned = |m: &Mapping| rt.and_then(|r| r.classify(facts.runtime_facts.as_ref(), m));
     let mut out: Vec<Option<Class>> = vec![None; maps.len()];
     let adjacent = |i: usize, j: usize| maps[i].end == maps[j].start;
     let mut i = 0;
@@ -155,7 +154,7 @@ pub fn classify(maps: &[Mapping], facts: &Facts) -> Vec<Option<Class>> {
                     Class::FileMappings
                 }
             }
-            _ if facts.is_go && in_go_arena_hints(m.start) => Class::GoHeapArenas,
+            _ if let Some(c) = owned(m) => c,
             _ => {
                 // A glibc arena: from a 64 MiB boundary, adjacent anonymous mappings (a
                 // readable head, then PROT_NONE) that end exactly 64 MiB later.
@@ -190,8 +189,8 @@ pub fn classify(maps: &[Mapping], facts: &Facts) -> Vec<Option<Class>> {
                 {
                     out[g] = Some(Class::ThreadStacks);
                     Class::ThreadStacks
-                } else if facts.is_go {
-                    Class::GoRuntime
+                } else if let Some(c) = rt.and_then(|r| r.unexplained_anonymous()) {
+                    c
                 } else if m.is_prot_none() {
                     Class::ReservedProtNone
                 } else {
@@ -368,14 +367,6 @@ mod tests {
 
     const K: u64 = 1024;
 
-    #[test]
-    fn go_arena_ranges_and_not_the_mmap_area() {
-        assert!(in_go_arena_hints(0xc000000000));
-        assert!(in_go_arena_hints(0x1c000400000));
-        assert!(!in_go_arena_hints(0xb000000000));
-        assert!(!in_go_arena_hints(0x7fc1dbc07000), "where libraries go");
-    }
-
     /// The layout of a cgo Go HTTP server as this machine showed it (sizes rounded).
     fn cgo_server() -> Vec<Mapping> {
         vec![
@@ -399,7 +390,7 @@ mod tests {
     #[test]
     fn a_cgo_go_server_by_class() {
         let maps = cgo_server();
-        let facts = Facts { exe: Some("/tmp/gomem".into()), is_go: true };
+        let facts = Facts { exe: Some("/tmp/gomem".into()), runtime: Some(RuntimeId::Go), runtime_facts: None };
         let c = classify(&maps, &facts);
         use Class::*;
         assert_eq!(
@@ -436,7 +427,7 @@ mod tests {
     #[test]
     fn the_same_mappings_in_a_c_program() {
         let maps = cgo_server();
-        let b = Breakdown::of(&maps, &Facts { exe: Some("/tmp/gomem".into()), is_go: false });
+        let b = Breakdown::of(&maps, &Facts { exe: Some("/tmp/gomem".into()), ..Facts::default() });
         let class = |c: Class| b.classes.iter().find(|u| u.class == c).map(|u| u.vsz_bytes);
         // No Go ranges: the 0xc0... run (aligned to 64 MiB, a readable head and PROT_NONE to
         // exactly 64 MiB later) has a glibc arena's shape, which in a C program is what it is.

@@ -2,10 +2,12 @@
 //! per-cgroup slots and the slots retired meanwhile), the kernel side's drop counters, and,
 //! for `memwatch top`, per-process counters while they are switched on.
 
-use super::{CollectError, Collector, EbpfData, SnapshotBuilder};
+pub mod ledger;
+
+use crate::collector::{CollectError, Collector, CollectorId, EbpfData, SampleInput, SnapshotBuilder};
 use crate::{
     Roots,
-    ledger::{Deltas, Ledger},
+    collector::ebpf::ledger::{Deltas, Ledger},
     probes::{Probes, maps::SlotRead},
 };
 
@@ -32,22 +34,22 @@ impl Ebpf {
 pub struct Unavailable(pub Vec<crate::probes::ProbeStatus>);
 
 impl Collector for Unavailable {
-    fn name(&self) -> &'static str {
-        "ebpf"
+    fn id(&self) -> CollectorId {
+        CollectorId::Ebpf
     }
 
-    fn collect(&mut self, _roots: &Roots, out: &mut SnapshotBuilder) -> Result<(), CollectError> {
+    fn collect(&mut self, _roots: &Roots, _: &SampleInput, out: &mut SnapshotBuilder) -> Result<(), CollectError> {
         out.probes = self.0.clone();
         Ok(())
     }
 }
 
 impl Collector for Ebpf {
-    fn name(&self) -> &'static str {
-        "ebpf"
+    fn id(&self) -> CollectorId {
+        CollectorId::Ebpf
     }
 
-    fn collect(&mut self, roots: &Roots, out: &mut SnapshotBuilder) -> Result<(), CollectError> {
+    fn collect(&mut self, roots: &Roots, _: &SampleInput, out: &mut SnapshotBuilder) -> Result<(), CollectError> {
         out.probes = self.probes.status().to_vec();
         let mut deltas = Deltas::default();
         // Records first: a hand-over seen in the slots is then matched by its record, now or

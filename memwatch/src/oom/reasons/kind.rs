@@ -1,0 +1,90 @@
+//! The kinds of finding, as data: their wire names (the `kind` of each `explanation` entry in
+//! the API and the journal) come from serde, and what a kind is for ([`Role`]) decides where
+//! it goes in a summary, never a comparison of names.
+
+use serde::{Deserialize, Serialize};
+
+/// One kind of finding. Kinds a newer release wrote (read back from its journal) are kept as
+/// [`ReasonKind::Other`], with their name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasonKind {
+    /// The container hit its own memory limit.
+    Limit,
+    /// The limit hit was an ancestor's (a pod's), shared by its containers.
+    InheritedLimit,
+    /// No cgroup was at its limit: the machine ran out.
+    Machine,
+    /// Anonymous memory filled it (naming who held and grew it).
+    AnonGrowth,
+    /// tmpfs and shared memory.
+    Shmem,
+    /// Page cache that could not be reclaimed in time.
+    PageCache,
+    /// Kernel memory charged to the container.
+    Kernel,
+    Swap,
+    /// The container was younger than a sample: the state at the kill is the kernel's.
+    Young,
+    GoGomemlimitUnset,
+    GoGomemlimitAboveLimit,
+    GoGomemlimitSet,
+    GoGogcOff,
+    /// Kills the kernel counted that the probe did not see.
+    Missed,
+    /// A kind this release does not know (written by a newer one).
+    #[serde(untagged)]
+    Other(String),
+}
+
+/// What a finding is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Which limit was hit, when it was the container's own.
+    Limit,
+    /// Whose memory ran out, when it was not the container's own limit (a parent's, the
+    /// machine's), or that who died is unknown.
+    Scope,
+    /// What filled the memory.
+    Filled,
+    /// What to change (a runtime's settings).
+    Advice,
+    /// How much the samples can say.
+    Context,
+    /// A kind this release does not know.
+    Unknown,
+}
+
+impl ReasonKind {
+    pub fn role(&self) -> Role {
+        use ReasonKind::*;
+        match self {
+            Limit => Role::Limit,
+            InheritedLimit | Machine | Missed => Role::Scope,
+            AnonGrowth | Shmem | PageCache | Kernel | Swap => Role::Filled,
+            GoGomemlimitUnset | GoGomemlimitAboveLimit | GoGomemlimitSet | GoGogcOff => Role::Advice,
+            Young => Role::Context,
+            Other(_) => Role::Unknown,
+        }
+    }
+
+    /// Whether a one-line summary gives this kind beside what filled the memory: advice, or a
+    /// scope other than the container's own limit.
+    pub fn is_telling(&self) -> bool {
+        matches!(self.role(), Role::Advice | Role::Scope)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_names_are_as_before_and_unknown_ones_survive() {
+        let json = serde_json::to_string(&[ReasonKind::InheritedLimit, ReasonKind::GoGomemlimitUnset, ReasonKind::AnonGrowth]).unwrap();
+        assert_eq!(json, r#"["inherited_limit","go_gomemlimit_unset","anon_growth"]"#);
+        let back: Vec<ReasonKind> = serde_json::from_str(r#"["page_cache","jvm_heap_too_large"]"#).unwrap();
+        assert_eq!(back, [ReasonKind::PageCache, ReasonKind::Other("jvm_heap_too_large".into())]);
+        assert_eq!(serde_json::to_string(&back[1]).unwrap(), r#""jvm_heap_too_large""#, "written back as read");
+    }
+}
