@@ -28,6 +28,7 @@ pkgs=(
   tmux                                                            # real-terminal TUI tests
   qemu-system-x86 busybox-static cpio                             # the pure cgroup v2 VM test
   bpftrace                                                        # the peer in the overhead benchmark
+  openjdk-17-jdk-headless nodejs python3                          # real runtimes for the runtime explanations
   curl ca-certificates
 )
 missing=()

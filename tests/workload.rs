@@ -18,6 +18,10 @@
 //! all have mapped, and exits when stdin closes and the children are gone.
 //! `brk-exec MIB MODE ARGS...`: grows the program break by MIB MiB, then execs itself as
 //! `memwatch-workload MODE ARGS...` (a new program image, whose break starts elsewhere).
+//! `jvm-standin FILE`: stands in for a JVM (run as a copy named `java`, JVM options such as
+//! `-Xmx96m` before the mode): copies FILE (a
+//! recorded, or deliberately garbled, performance-data file) to `/tmp/hsperfdata_root/<pid>`
+//! as HotSpot would, prints `ready`, waits for stdin to close, removes it.
 //!
 //! Benchmark loops (`cargo xtask bench`), each printing nanoseconds per operation:
 //! `bench-faults MIB ROUNDS`: touch MIB MiB of fresh anonymous memory, 4 KiB pages, ROUNDS times;
@@ -30,6 +34,17 @@ mod plan {
 }
 use plan::*;
 use std::{ffi::CString, ptr};
+
+/// Stands in for a JVM: its performance-data file where HotSpot keeps it, while it runs.
+fn jvm_standin(file: &str) {
+    let dir = std::path::Path::new("/tmp/hsperfdata_root");
+    let _ = std::fs::create_dir_all(dir);
+    let path = dir.join(std::process::id().to_string());
+    std::fs::copy(file, &path).expect("write the performance-data file");
+    say(b"ready\n");
+    wait_eof();
+    let _ = std::fs::remove_file(&path);
+}
 
 fn say(msg: &[u8]) {
     // SAFETY: writing a valid buffer to stdout.
@@ -364,7 +379,9 @@ fn num(args: &[String], i: usize, usage: &str) -> u64 {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
+    // JVM-style options before the mode are the stand-in's command line (`java -Xmx96m
+    // jvm-standin FILE`): memwatch reads them, the workload ignores them.
+    let args: Vec<String> = std::env::args().enumerate().filter(|(i, a)| *i == 0 || !a.starts_with("-X")).map(|(_, a)| a).collect();
     match args.get(1).map(String::as_str) {
         Some("ops") => ops(args.get(2).expect("ops FILE")),
         Some("hog") => hog(args.get(2).map(|s| s.parse().expect("STEP_KIB")).unwrap_or(1024)),
@@ -383,6 +400,7 @@ fn main() {
             num(&args, 5, "churn DIR PER_SECOND SECONDS LIFETIME_MS"),
         ),
         Some("breathe") => breathe(num(&args, 2, "breathe KIB MS"), num(&args, 3, "breathe KIB MS")),
+        Some("jvm-standin") => jvm_standin(args.get(2).expect("jvm-standin FILE")),
         Some("brk-exec") => brk_exec(num(&args, 2, "brk-exec MIB MODE ARGS..."), &args[3..]),
         Some("bench-faults") => {
             println!("{:.1}", bench_faults(num(&args, 2, "bench-faults MIB ROUNDS"), num(&args, 3, "bench-faults MIB ROUNDS")))

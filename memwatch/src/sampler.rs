@@ -132,8 +132,12 @@ impl Sampler {
     /// how old the files that are costly to read may get.
     pub fn default_collectors(probes: Option<crate::probes::Probes>, per_process: bool, slow: Duration) -> Vec<Box<dyn Collector>> {
         use crate::collector::*;
-        let mut v: Vec<Box<dyn Collector>> =
-            vec![Box::new(cgroupfs::Cgroupfs::new(slow)), Box::new(procfs::Procfs::default()), Box::new(kubelet::Kubelet::default())];
+        let mut v: Vec<Box<dyn Collector>> = vec![
+            Box::new(cgroupfs::Cgroupfs::new(slow)),
+            Box::new(procfs::Procfs::default()),
+            Box::new(runtimes::Runtimes::new(slow)),
+            Box::new(kubelet::Kubelet::default()),
+        ];
         if let Some(p) = probes {
             v.push(Box::new(ebpf::Ebpf::new(p, per_process)));
         }

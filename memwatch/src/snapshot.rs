@@ -16,6 +16,7 @@ use crate::{
         identity::{Kind, Qos},
     },
     probes::ProbeStatus,
+    runtime::{ProcessFacts, RuntimeId},
 };
 
 #[derive(Debug, Clone)]
@@ -124,6 +125,22 @@ pub struct Container {
     pub time_to_oom_seconds: Option<f64>,
     /// Its own processes (not its children's), largest RSS first.
     pub top_processes: Vec<Process>,
+    /// Its own processes of a known runtime, with their facts.
+    #[serde(default)]
+    pub runtimes: Vec<ProcessFacts>,
+    /// Per runtime present, its processes' heaps summed (where the runtime says).
+    #[serde(default)]
+    pub runtime_heaps: Vec<RuntimeHeap>,
+}
+
+/// A runtime's heap in a container: its processes' summed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct RuntimeHeap {
+    pub runtime: RuntimeId,
+    pub used_bytes: Option<u64>,
+    pub committed_bytes: Option<u64>,
+    pub max_bytes: Option<u64>,
+    pub limit_bytes: Option<u64>,
 }
 
 impl Container {

@@ -3,6 +3,8 @@
  *   memtest tmpfs PATH MIB       write MIB MiB into PATH (a tmpfs file), then hog
  *   memtest threads N KIB        N threads each malloc and touch KIB KiB (glibc gives each
  *                                its own arena), print "ready", wait for stdin to close
+ *   memtest arenas N             N threads each malloc and touch 64 KiB every 10 ms, keeping
+ *                                it all (in their own glibc arenas), until killed
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -35,6 +37,18 @@ static void *worker(void *arg) {
     return NULL;
 }
 
+/* A thread that keeps mallocing small blocks (below the mmap threshold: they come from its
+ * own arena) and keeps them. */
+static void *arena_grower(void *arg) {
+    (void)arg;
+    for (;;) {
+        char *p = malloc(64 << 10);
+        if (p) memset(p, 3, 64 << 10);
+        usleep(10000);
+    }
+    return NULL;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "hog") == 0) {
         hog();
@@ -63,7 +77,16 @@ int main(int argc, char **argv) {
         char c;
         while (read(0, &c, 1) > 0) {}
         return 0;
+    } else if (argc >= 3 && strcmp(argv[1], "arenas") == 0) {
+        int n = atoi(argv[2]);
+        for (int i = 0; i < n; i++) {
+            pthread_t t;
+            if (pthread_create(&t, NULL, arena_grower, NULL) != 0) { perror("pthread_create"); return 1; }
+        }
+        printf("ready\n");
+        fflush(stdout);
+        for (;;) pause();
     }
-    fprintf(stderr, "usage: memtest hog | tmpfs PATH MIB | threads N KIB\n");
+    fprintf(stderr, "usage: memtest hog | tmpfs PATH MIB | threads N KIB | arenas N\n");
     return 2;
 }

@@ -7,6 +7,7 @@ mod hostile;
 mod oom;
 mod privilege;
 mod probes;
+mod runtimes;
 mod serve;
 mod top;
 mod trace;

@@ -13,8 +13,8 @@ use anyhow::{Context as _, bail};
 use crate::{setup, util};
 
 /// Every target (`fuzz/fuzz_targets/<name>.rs`).
-pub(crate) const TARGETS: [&str; 9] =
-    ["cgroup_files", "proc_files", "smaps", "tracefs_format", "btf", "elf", "journal", "names", "oom_record"];
+pub(crate) const TARGETS: [&str; 10] =
+    ["cgroup_files", "proc_files", "smaps", "tracefs_format", "btf", "elf", "journal", "names", "oom_record", "runtime_facts"];
 
 /// libFuzzer's limits: a single input larger than the files memwatch reads is not interesting;
 /// an allocation over `MALLOC_LIMIT_MB` or a run over `RSS_LIMIT_MB` is a finding (unbounded
@@ -73,6 +73,10 @@ pub(crate) fn run(seconds: u32, only: &[String], setup_first: bool) -> anyhow::R
 
 /// The fixture files that seed a target: real examples of what it parses.
 fn seed_files(root: &Path, target: &str) -> anyhow::Result<Vec<PathBuf>> {
+    if target == "runtime_facts" {
+        // A performance-data file recorded from a real JVM.
+        return Ok(vec![root.join("tests/fixtures/hsperfdata/openjdk-17-g1.hsperfdata")]);
+    }
     let trees = root.join("tests/fixtures/trees");
     let mut all = Vec::new();
     walk(&trees, &mut all)?;

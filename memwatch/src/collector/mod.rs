@@ -5,6 +5,7 @@ pub mod cgroupfs;
 pub mod ebpf;
 pub mod kubelet;
 pub mod procfs;
+pub mod runtimes;
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -21,6 +22,7 @@ use crate::{
     host::CgroupMode,
     parse::{cgroup::Pressure, proc::ProcStat},
     probes::ProbeStatus,
+    runtime::ProcessFacts,
 };
 
 #[derive(Debug, Error)]
@@ -52,6 +54,7 @@ pub enum CollectorId {
     Ebpf,
     Kubelet,
     Procfs,
+    Runtimes,
 }
 
 impl CollectorId {
@@ -62,6 +65,7 @@ impl CollectorId {
             CollectorId::Ebpf => "ebpf",
             CollectorId::Kubelet => "kubelet",
             CollectorId::Procfs => "procfs",
+            CollectorId::Runtimes => "runtimes",
         }
     }
 }
@@ -143,6 +147,9 @@ pub struct RawCgroup {
     pub pids_fresh: bool,
     /// Filled by the procfs collector: its own processes.
     pub procs: Arc<[ProcStat]>,
+    /// Filled by the runtimes collector: the facts of its processes of a known runtime (or with
+    /// their malloc arenas read).
+    pub runtimes: Arc<[ProcessFacts]>,
 }
 
 impl Default for RawCgroup {
@@ -169,6 +176,7 @@ impl Default for RawCgroup {
             pids: Arc::from([]),
             pids_fresh: false,
             procs: Arc::from([]),
+            runtimes: Arc::from([]),
         }
     }
 }

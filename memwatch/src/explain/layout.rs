@@ -39,6 +39,10 @@ pub enum Class {
     MainStack,
     OtherAnonymous,
     ReservedProtNone,
+    JavaHeap,
+    JvmMetaspace,
+    JvmCodeCache,
+    JavaThreadStacks,
     Executable,
     SharedLibraries,
     FileMappings,
@@ -47,7 +51,7 @@ pub enum Class {
 }
 
 impl Class {
-    pub const ALL: [Class; 13] = [
+    pub const ALL: [Class; 17] = [
         Class::GoHeapArenas,
         Class::GoRuntime,
         Class::GlibcMallocArenas,
@@ -56,6 +60,10 @@ impl Class {
         Class::MainStack,
         Class::OtherAnonymous,
         Class::ReservedProtNone,
+        Class::JavaHeap,
+        Class::JvmMetaspace,
+        Class::JvmCodeCache,
+        Class::JavaThreadStacks,
         Class::Executable,
         Class::SharedLibraries,
         Class::FileMappings,
@@ -73,6 +81,10 @@ impl Class {
             Class::MainStack => "main_stack",
             Class::OtherAnonymous => "other_anonymous",
             Class::ReservedProtNone => "reserved_prot_none",
+            Class::JavaHeap => "java_heap",
+            Class::JvmMetaspace => "jvm_metaspace",
+            Class::JvmCodeCache => "jvm_code_cache",
+            Class::JavaThreadStacks => "java_thread_stacks",
             Class::Executable => "executable",
             Class::SharedLibraries => "shared_libraries",
             Class::FileMappings => "file_mappings",
@@ -91,6 +103,10 @@ impl Class {
             Class::MainStack => "the main thread's stack",
             Class::OtherAnonymous => "other anonymous memory (large mallocs, private mmaps)",
             Class::ReservedProtNone => "reserved or guard address space (PROT_NONE: never resident)",
+            Class::JavaHeap => "the Java heap (reserved to its maximum; committed and resident as it grows)",
+            Class::JvmMetaspace => "the JVM's compressed class space (metaspace for class data; reserved, then committed as classes load)",
+            Class::JvmCodeCache => "the JVM's code cache (JIT-compiled code, reserved to ReservedCodeCacheSize)",
+            Class::JavaThreadStacks => "Java thread stacks (-Xss reserved each) and their guard zones",
             Class::Executable => "the program's executable file",
             Class::SharedLibraries => "shared libraries",
             Class::FileMappings => "other memory-mapped files",
@@ -200,6 +216,9 @@ pub fn classify(maps: &[Mapping], facts: &Facts) -> Vec<Option<Class>> {
         };
         out[i] = Some(class);
         i += 1;
+    }
+    if let Some(r) = rt {
+        r.refine(facts.runtime_facts.as_ref(), maps, &mut out);
     }
     out
 }

@@ -57,9 +57,12 @@ pub struct ProcessReport {
     pub status_rss_bytes: u64,
     pub anon_rss_bytes: u64,
     pub classes: Vec<ClassUse>,
-    /// Present for Go programs: the only two variables ever read from an environment.
+    /// Present for Go programs: GOMEMLIMIT and GOGC.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub go: Option<GoReport>,
+    /// Its runtime's facts, for every runtime memwatch knows (Go's too).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<runtime::Facts>,
     pub summary: String,
 }
 
@@ -157,9 +160,11 @@ pub fn process(procfs: &Path, pid: u32) -> Result<ProcessReport, ExplainError> {
         status_rss_bytes: status.1,
         anon_rss_bytes: b.anon_rss_bytes,
         classes: b.classes,
-        go: facts.runtime_facts.map(|f| match f {
-            runtime::Facts::Go(s) => GoReport { gomemlimit: s.gomemlimit, gogc: s.gogc },
-        }),
+        go: match &facts.runtime_facts {
+            Some(runtime::Facts::Go(s)) => Some(GoReport { gomemlimit: s.gomemlimit.clone(), gogc: s.gogc.clone() }),
+            _ => None,
+        },
+        runtime: facts.runtime_facts,
         summary,
     })
 }

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use crate::{
     oom::{Constraint, OomView},
     probes::{ProbeId, ProbeState, maps::DropKind},
-    snapshot::{Container, Snapshot},
+    snapshot::{Container, RuntimeHeap, Snapshot},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -350,6 +350,39 @@ static FAMILIES: &[Family] = &[
     },
 ];
 
+/// The runtimes' heaps, per container and runtime (written only where a runtime is known).
+fn render_runtime_heaps(snap: &Snapshot, labels: &[String], w: &mut Writer) {
+    if snap.containers.iter().all(|c| c.runtime_heaps.is_empty()) {
+        return;
+    }
+    let with_runtime = |l: &str, r: &RuntimeHeap| format!("{l},runtime=\"{}\"", r.runtime.name());
+    w.header(
+        "memwatch_container_runtime_heap_bytes",
+        Type::Gauge,
+        "A language runtime's heap in the container, where the runtime publishes it (the JVM's performance data): used, committed, max.",
+    );
+    for (c, l) in snap.containers.iter().zip(labels) {
+        for r in &c.runtime_heaps {
+            let l = with_runtime(l, r);
+            for (kind, v) in [("used", r.used_bytes), ("committed", r.committed_bytes), ("max", r.max_bytes)] {
+                if let Some(v) = v {
+                    w.sample("memwatch_container_runtime_heap_bytes", &l, Some(("kind", kind)), Value::Int(v));
+                }
+            }
+        }
+    }
+    w.header(
+        "memwatch_container_runtime_heap_limit_bytes",
+        Type::Gauge,
+        "The limit a language runtime sets its heap in the container (GOMEMLIMIT, the JVM's maximum heap, V8's heap limit, .NET's GC hard limit).",
+    );
+    for (c, l) in snap.containers.iter().zip(labels) {
+        for r in c.runtime_heaps.iter().filter(|r| r.limit_bytes.is_some()) {
+            w.sample("memwatch_container_runtime_heap_limit_bytes", &with_runtime(l, r), None, Value::Int(r.limit_bytes.unwrap_or(0)));
+        }
+    }
+}
+
 fn container_labels(c: &Container) -> String {
     let mut s = String::with_capacity(96 + c.cgroup.len());
     for (i, (k, v)) in [
@@ -408,6 +441,7 @@ pub fn render_body(snap: &Snapshot, oom: &OomView, format: Format) -> String {
             }
         }
     }
+    render_runtime_heaps(snap, &labels, &mut w);
     w.header(
         "memwatch_container_last_oom_kill_timestamp_seconds",
         Type::Gauge,

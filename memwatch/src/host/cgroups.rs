@@ -76,6 +76,11 @@ pub fn limit_events(dir: &Path, v2: bool) -> Option<u64> {
     }
 }
 
+/// Whether `memory.oom.group` is set on a cgroup (v2): an OOM kill there kills all its tasks.
+pub fn oom_group(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("memory.oom.group")).is_ok_and(|t| t.trim() == "1")
+}
+
 /// The parts of a cgroup's memory, read now: memory.stat, and on v1 the kernel memory from
 /// `memory.kmem.usage_in_bytes` (v1's memory.stat has none).
 pub fn memory_parts(dir: &Path, v2: bool) -> Option<parse::MemoryStat> {

@@ -56,9 +56,17 @@ pub fn of_cgroup(procfs: &Path, cgroup_dir: &Path, max: usize) -> Vec<ProcStat> 
 /// bigger claim is garbage.
 const ELF_TABLE_LIMIT: usize = 1 << 20;
 
-/// The section names of an open ELF executable (64-bit little-endian); None when it is not
-/// one or its tables are unreadable or absurd.
-pub fn elf_section_names(exe: &File) -> Option<Vec<String>> {
+/// One ELF section: its name and where its bytes are in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Section {
+    pub name: String,
+    pub offset: u64,
+    pub size: u64,
+}
+
+/// The sections of an open ELF executable (64-bit little-endian); None when it is not one or
+/// its tables are unreadable or absurd.
+pub fn elf_sections(exe: &File) -> Option<Vec<Section>> {
     use std::os::unix::fs::FileExt;
 
     use crate::parse::elf;
@@ -77,5 +85,94 @@ pub fn elf_section_names(exe: &File) -> Option<Vec<String>> {
     }
     let mut strtab = vec![0u8; str_len as usize];
     exe.read_exact_at(&mut strtab, str_off).ok()?;
-    Some(elf::section_names(&table, entsize, count, &strtab).into_iter().map(String::from).collect())
+    let names = elf::section_names(&table, entsize, count, &strtab);
+    Some(
+        names
+            .into_iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let (offset, size) = elf::section_range(&table, entsize, i as u16).unwrap_or((0, 0));
+                Section { name: name.to_string(), offset, size }
+            })
+            .collect(),
+    )
+}
+
+/// How much of a file [`find_in`] reads at a time.
+const SCAN_CHUNK: usize = 1 << 20;
+/// The most a scan reads in all.
+const SCAN_LIMIT: u64 = 256 << 20;
+
+/// The `len` bytes after the first `needle` in the `size` bytes of `file` at `offset`, read a
+/// chunk at a time (memory stays bounded whatever the file's size).
+pub fn find_in(file: &File, offset: u64, size: u64, needle: &[u8], len: usize) -> Option<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    if needle.is_empty() || needle.len() + len > SCAN_CHUNK {
+        return None;
+    }
+    let end = offset.saturating_add(size.min(SCAN_LIMIT));
+    let mut buf = vec![0u8; SCAN_CHUNK];
+    let mut at = offset;
+    while at < end {
+        let want = ((end - at) as usize).min(SCAN_CHUNK);
+        let n = file.read_at(&mut buf[..want], at).ok()?;
+        if n == 0 {
+            return None;
+        }
+        if let Some(i) = buf[..n].windows(needle.len()).position(|w| w == needle) {
+            let start = at + (i + needle.len()) as u64;
+            let mut out = vec![0u8; len];
+            let got = file.read_at(&mut out, start).ok()?;
+            out.truncate(got);
+            return Some(out);
+        }
+        // Overlap by the needle's length, so a needle across two chunks is found.
+        at += (n.saturating_sub(needle.len()).max(1)) as u64;
+    }
+    None
+}
+
+/// The path of `pid`'s executable, as the kernel names it.
+pub fn exe_path(procfs: &Path, pid: u32) -> Option<PathBuf> {
+    let p = std::fs::read_link(dir(procfs, pid).join("exe")).ok()?;
+    // A replaced executable reads as "path (deleted)".
+    let s = p.to_string_lossy();
+    Some(s.strip_suffix(" (deleted)").map(PathBuf::from).unwrap_or(p))
+}
+
+/// `pid`'s command line, split at its NULs. Callers keep only what they need of it: it may
+/// carry secrets.
+pub fn cmdline(procfs: &Path, pid: u32) -> Option<Vec<String>> {
+    let raw = std::fs::read(dir(procfs, pid).join("cmdline")).ok()?;
+    Some(raw.split(|&b| b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect())
+}
+
+/// The thread group (process) task `pid` belongs to.
+pub fn tgid(procfs: &Path, pid: u32) -> Option<u32> {
+    parse::tgid(&std::fs::read_to_string(dir(procfs, pid).join("status")).ok()?)
+}
+
+/// `pid`'s effective uid and its pid in its own (innermost) pid namespace, from its status.
+pub fn ids(procfs: &Path, pid: u32) -> Option<(u32, u32)> {
+    parse::ids(&std::fs::read_to_string(dir(procfs, pid).join("status")).ok()?)
+}
+
+/// The file names of the shared libraries `pid` maps (`libjvm.so`, `libc.so.6`).
+pub fn mapped_libraries(procfs: &Path, pid: u32) -> Option<Vec<String>> {
+    let maps = std::fs::read_to_string(dir(procfs, pid).join("maps")).ok()?;
+    let mut libs: Vec<String> = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter_map(|p| p.rsplit('/').next())
+        .filter(|n| n.contains(".so"))
+        .map(String::from)
+        .collect();
+    libs.sort();
+    libs.dedup();
+    Some(libs)
+}
+
+/// `pid`'s mappings with their sizes (`/proc/<pid>/smaps`: costly, read only when needed).
+pub fn smaps(procfs: &Path, pid: u32) -> Option<Vec<crate::parse::smaps::Mapping>> {
+    crate::parse::smaps::parse(&std::fs::read_to_string(dir(procfs, pid).join("smaps")).ok()?).ok()
 }

@@ -28,7 +28,8 @@ use crate::{
     collector::{CollectorId, ContainerNames, ErrorReason, KubeNames, RawCgroup, SnapshotBuilder},
     parse::identity,
     probes::ProbeId,
-    snapshot::{CgroupInfo, Container, Process, SelfStats, Snapshot},
+    runtime::{self, ProcessFacts, RuntimeId},
+    snapshot::{CgroupInfo, Container, Process, RuntimeHeap, SelfStats, Snapshot},
 };
 
 #[derive(Debug, Clone)]
@@ -207,7 +208,20 @@ fn container(
         processes: p.procs[i].0,
         time_to_oom_seconds: st.trends.observe(c.id, p.t.mono, working_set, headroom),
         top_processes: top_processes(c, p.page, &b.proc_counters),
+        runtime_heaps: runtime_heaps(&c.runtimes, Some(limit_bytes).filter(|_| !limit_is_machine), p.machine),
+        runtimes: c.runtimes.to_vec(),
     }
+}
+
+/// Per runtime among a container's processes, their heaps summed, in runtime order.
+fn runtime_heaps(procs: &[ProcessFacts], limit: Option<u64>, machine: u64) -> Vec<RuntimeHeap> {
+    let mut by: std::collections::BTreeMap<RuntimeId, runtime::Heap> = std::collections::BTreeMap::new();
+    for f in procs.iter().filter_map(|p| p.runtime.as_ref()) {
+        by.entry(f.runtime()).or_default().add(&runtime::heap(f, limit, machine));
+    }
+    by.into_iter()
+        .map(|(runtime, h)| RuntimeHeap { runtime, used_bytes: h.used, committed_bytes: h.committed, max_bytes: h.max, limit_bytes: h.limit })
+        .collect()
 }
 
 pub fn build(mut b: SnapshotBuilder, st: &mut ModelState, opts: &Options, t: Timing) -> Snapshot {

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 pub use super::reasons::ReasonKind;
+use crate::runtime::ProcessFacts;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -192,12 +193,31 @@ pub struct Event {
     pub top_processes: Vec<ProcessInfo>,
     #[serde(default)]
     pub go: Vec<GoProcess>,
+    /// Every process of a known runtime (Go among them) or with its malloc arenas read: the
+    /// victim's as read at the kill, the others' as last read.
+    #[serde(default)]
+    pub runtimes: Vec<ProcessFacts>,
+    /// The machine's memory, where the sample before knew it (runtimes size themselves from it).
+    #[serde(default)]
+    pub machine_memory_bytes: Option<u64>,
+    /// When the kernel killed the whole container at once (`memory.oom.group`): every process
+    /// it killed in that incident, the victim among them; `count` is their number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupKill>,
     #[serde(default)]
     pub at_kill: Option<AtKill>,
     #[serde(default)]
     pub recent: Option<Recent>,
     #[serde(default)]
     pub explanation: Vec<Reason>,
+}
+
+/// The kills of one incident in a cgroup with `memory.oom.group` set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupKill {
+    /// The cgroup whose `memory.oom.group` is set.
+    pub cgroup: String,
+    pub killed: Vec<Victim>,
 }
 
 /// A process in the killed container, as the event shows it.
@@ -241,6 +261,9 @@ pub(crate) mod tests {
             before: None,
             top_processes: vec![],
             go: vec![],
+            runtimes: vec![],
+            machine_memory_bytes: None,
+            group: None,
             at_kill: None,
             recent: None,
             explanation: vec![],

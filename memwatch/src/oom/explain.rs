@@ -12,7 +12,7 @@ use super::{
 use crate::{
     history::{Field, History},
     parse::identity,
-    runtime::{Facts, go},
+    runtime::{Facts, ProcessFacts, go},
     snapshot::{Container, Snapshot},
 };
 
@@ -145,7 +145,8 @@ pub fn explain(k: &Kill<'_>, cx: &Context<'_>, world: &dyn World) -> Event {
     let at_kill = level.map(|l| at_kill(l, who.path_of(l.cgroup_id, cx.snaps, world).unwrap_or_default(), k, cx.v1));
     let victim = victim(k);
     let top = processes(who.path.as_deref(), who.container.map(|c| c.top_processes.as_slice()).unwrap_or_default(), world);
-    let go = runtimes(k, &victim, &top, world);
+    let sampled = who.container.map(|c| c.runtimes.as_slice()).unwrap_or_default();
+    let (go, runtimes) = runtimes(k, &victim, &top, sampled, world);
     let recent = cx.history.map(|h| recent(h, who.id, k.time, cx.interval, at_kill.as_ref(), &victim, &top));
     let mut event = Event {
         seq: 0,
@@ -171,6 +172,9 @@ pub fn explain(k: &Kill<'_>, cx: &Context<'_>, world: &dyn World) -> Event {
         }),
         top_processes: top,
         go,
+        runtimes,
+        machine_memory_bytes: cx.before.or(cx.snaps.first().copied()).map(|s| s.machine_memory_bytes).filter(|m| *m > 0),
+        group: None,
         at_kill,
         recent,
         explanation: vec![],
@@ -181,16 +185,36 @@ pub fn explain(k: &Kill<'_>, cx: &Context<'_>, world: &dyn World) -> Event {
 
 /// The runtime facts of the victim (read when its record came in) and of the container's
 /// other largest processes.
-fn runtimes(k: &Kill<'_>, victim: &Victim, top: &[ProcessInfo], world: &dyn World) -> Vec<GoProcess> {
-    let others = top.iter().filter(|t| t.pid != k.mark.victim_pid).filter_map(|p| Some((p.pid, p.comm.as_str(), world.runtime(p.pid)?)));
-    k.runtime
-        .map(|f| (k.mark.victim_pid, victim.comm.as_str(), f.clone()))
-        .into_iter()
-        .chain(others)
-        .map(|(pid, comm, facts)| match facts {
-            Facts::Go(s) => go::process(pid, comm, s),
+/// The runtime facts of the victim (read when its record came in, else as last sampled) and
+/// of the container's other processes (read now while they live, else as last sampled); and
+/// its Go programs as the event's `go` lists them.
+fn runtimes(k: &Kill<'_>, victim: &Victim, top: &[ProcessInfo], sampled: &[ProcessFacts], world: &dyn World) -> (Vec<GoProcess>, Vec<ProcessFacts>) {
+    let last = |pid: u32| sampled.iter().find(|p| p.pid == pid);
+    let facts = |pid: u32, comm: &str, runtime: Option<Facts>| ProcessFacts {
+        pid,
+        comm: comm.to_string(),
+        runtime: runtime.or_else(|| last(pid).and_then(|p| p.runtime.clone())),
+        malloc: last(pid).and_then(|p| p.malloc.clone()),
+    };
+    // Read as the record came in, the victim may already be past reading (a dying task's root
+    // is gone): then its last sampled facts say more.
+    let settled = |f: &&Facts| crate::runtime::get(f.runtime()).settled(f);
+    let at_kill = k.runtime.filter(settled).or_else(|| last(victim.pid).and_then(|p| p.runtime.as_ref())).or(k.runtime);
+    let mut all = vec![facts(victim.pid, &victim.comm, at_kill.cloned())];
+    for p in top.iter().filter(|t| t.pid != victim.pid) {
+        all.push(facts(p.pid, &p.comm, world.runtime(p.pid)));
+    }
+    let seen: Vec<u32> = all.iter().map(|a| a.pid).collect();
+    all.extend(sampled.iter().filter(|s| !seen.contains(&s.pid)).cloned());
+    all.retain(|p| p.runtime.is_some() || p.malloc.is_some());
+    let go = all
+        .iter()
+        .filter_map(|p| match &p.runtime {
+            Some(Facts::Go(s)) => Some(go::process(p.pid, &p.comm, s.clone())),
+            _ => None,
         })
-        .collect()
+        .collect();
+    (go, all)
 }
 
 /// The state at the kill of the cgroup at `level`: usage, limit and swap from the kernel's
@@ -297,11 +321,13 @@ fn victim(k: &Kill<'_>) -> Victim {
         (Some(a), f, s) => Some(a + f.unwrap_or(0) + s.unwrap_or(0)),
         _ => k.proc_.map(|p| p.info.rss_bytes),
     };
+    // The kernel names the task it chose; where that is a thread, the process is the victim.
+    let process = k.proc_.filter(|p| p.info.pid != mark.victim_pid);
     Victim {
-        pid: mark.victim_pid,
-        comm: mark
-            .victim_comm
-            .clone()
+        pid: process.map_or(mark.victim_pid, |p| p.info.pid),
+        comm: process
+            .map(|p| p.info.comm.clone())
+            .or_else(|| mark.victim_comm.clone())
             .or_else(|| k.exit.and_then(|x| x.victim_comm.clone()))
             .or_else(|| k.proc_.map(|p| p.info.comm.clone()))
             .unwrap_or_default(),

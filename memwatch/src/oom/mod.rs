@@ -111,18 +111,13 @@ impl Oom {
 
     /// A program was just started (exec): read what a kill would need while it lives.
     pub fn on_exec(&mut self, pid: u32) {
-        self.world.watch(pid, true);
+        self.world.exec(pid);
     }
 
     /// A new sample. Returns true when events changed.
     pub fn on_snapshot(&mut self, snap: Arc<Snapshot>, now: Instant) -> bool {
-        // Processes that started before memwatch (or whose exec it missed) are watched when a
-        // sample sees them.
-        for c in snap.containers.iter() {
-            for p in &c.top_processes {
-                self.world.watch(p.pid, false);
-            }
-        }
+        // Processes that started before memwatch (or whose exec it missed) have their runtime
+        // facts in the samples (the runtimes collector).
         let done = self.tracker.on_snapshot(snap, now, self.world.as_ref());
         if let Some(baseline) = self.tracker.take_baseline() {
             self.record_baseline(&baseline);

@@ -30,6 +30,50 @@ pub const EXIT_WAIT: Duration = Duration::from_millis(1500);
 pub const MISSED_GRACE: Duration = Duration::from_secs(2);
 /// How long a record that came before the one it belongs to is kept.
 const EARLY_KEEP: Duration = Duration::from_secs(10);
+/// Kills with the same trigger this close together are one incident (the kernel kills a
+/// `memory.oom.group` cgroup's tasks in one go).
+pub const INCIDENT: f64 = 1.0;
+
+fn same_incident(a: &Pending, b: &Pending) -> bool {
+    !std::ptr::eq(a, b) && a.mark.trigger_pid == b.mark.trigger_pid && (a.time - b.time).abs() < INCIDENT
+}
+
+/// Where the events of one incident are kills of a whole cgroup (`memory.oom.group` set on it
+/// or an ancestor below the limit that was hit), one event for them all: the largest victim's,
+/// with every victim listed and the count of kills.
+fn merge_group(events: &mut [Event], world: &dyn World) -> Option<Event> {
+    if events.len() < 2 {
+        return None;
+    }
+    let cgroup = events[0].cgroup.clone();
+    if events.iter().any(|e| e.cgroup != cgroup) {
+        return None;
+    }
+    // The highest cgroup from the victims' own up to the one at its limit with oom.group set.
+    let stop = events[0].constrained_by.clone().unwrap_or_else(|| "/".into());
+    let mut group = None;
+    let mut path = cgroup.as_str();
+    loop {
+        if path.is_empty() || path == "/" {
+            break;
+        }
+        if world.oom_group(path) {
+            group = Some(path.to_string());
+        }
+        if path == stop {
+            break;
+        }
+        path = crate::host::cgroups::parent_path(path).unwrap_or("/");
+    }
+    let group = group?;
+    events.sort_by_key(|e| std::cmp::Reverse(e.victim.as_ref().and_then(|v| v.rss_bytes).unwrap_or(0)));
+    let killed: Vec<_> = events.iter().filter_map(|e| e.victim.clone()).collect();
+    let mut e = events[0].clone();
+    e.count = events.len() as u64;
+    e.group = Some(super::event::GroupKill { cgroup: group, killed });
+    e.explanation = super::reasons::reasons(&e);
+    Some(e)
+}
 
 /// A kill seen by `mark_victim`, waiting for its victim to exit.
 struct Pending {
@@ -145,7 +189,7 @@ impl Tracker {
         self.early_memcg.retain(|_, (_, at)| now.duration_since(*at) < EARLY_KEEP);
         let parts = self.read_parts(&k, world);
         let proc_ = world.process(pid);
-        let runtime = world.runtime(pid);
+        let runtime = world.runtime(proc_.as_ref().map_or(pid, |p| p.info.pid));
         let time = world.boot_to_wall(k.boot_ns);
         self.pending.push(Pending {
             time,
@@ -168,19 +212,31 @@ impl Tracker {
         done
     }
 
-    /// Explains kills whose victim exited, or that waited long enough.
+    /// Explains kills whose victim exited, or that waited long enough. Kills of one incident
+    /// (the same trigger within [`INCIDENT`]) wait for each other, and where the kernel killed
+    /// a whole cgroup at once (`memory.oom.group`) they become one event.
     pub fn finish_ready(&mut self, now: Instant, world: &dyn World) -> Vec<Event> {
-        let (ready, waiting): (Vec<Pending>, Vec<Pending>) =
-            std::mem::take(&mut self.pending).into_iter().partition(|p| p.exit.is_some() || now.duration_since(p.seen) >= EXIT_WAIT);
-        self.pending = waiting;
-        ready
-            .into_iter()
-            .map(|p| {
-                let e = self.explain(&p, world);
+        let is_ready = |p: &Pending| p.exit.is_some() || now.duration_since(p.seen) >= EXIT_WAIT;
+        let all = std::mem::take(&mut self.pending);
+        let ready: Vec<bool> = all.iter().map(|p| is_ready(p) && all.iter().filter(|q| same_incident(p, q)).all(is_ready)).collect();
+        let (ready, waiting): (Vec<(Pending, bool)>, Vec<(Pending, bool)>) = all.into_iter().zip(ready).partition(|(_, r)| *r);
+        self.pending = waiting.into_iter().map(|(p, _)| p).collect();
+        let mut ready: Vec<Pending> = ready.into_iter().map(|(p, _)| p).collect();
+        let mut out = Vec::new();
+        while !ready.is_empty() {
+            let first = ready.remove(0);
+            let (mates, rest): (Vec<Pending>, Vec<Pending>) = ready.into_iter().partition(|q| same_incident(&first, q));
+            ready = rest;
+            let mut events: Vec<Event> = std::iter::once(&first).chain(&mates).map(|p| self.explain(p, world)).collect();
+            if let Some(e) = merge_group(&mut events, world) {
+                events = vec![e];
+            }
+            for e in events {
                 self.account(&e);
-                e
-            })
-            .collect()
+                out.push(e);
+            }
+        }
+        out
     }
 
     /// When the oldest waiting kill must be explained, if any.
@@ -276,6 +332,9 @@ impl Tracker {
                 before: None,
                 top_processes: vec![],
                 go: vec![],
+                runtimes: vec![],
+                machine_memory_bytes: None,
+                group: None,
                 at_kill: None,
                 recent: None,
                 explanation: vec![],

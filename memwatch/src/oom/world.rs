@@ -20,21 +20,22 @@ use crate::{
 /// A process as `/proc` shows it while it is still there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcFacts {
+    /// The process (thread group) the task belongs to: the kernel names an OOM victim by the
+    /// task it chose, which may be any thread of it (a JVM's "VM Periodic Task").
     pub info: ProcessInfo,
     /// Its memory cgroup's path (relative to the memory hierarchy's root).
     pub cgroup: Option<String>,
 }
 
 pub trait World {
-    /// What `/proc` says of `pid` now, if it is still there.
+    /// What `/proc` says now of the process task `pid` belongs to, if it is still there.
     fn process(&self, pid: u32) -> Option<ProcFacts>;
-    /// `pid`'s runtime facts; None when no known runtime runs it (or it is gone and was never
-    /// watched).
+    /// `pid`'s runtime facts, read now while it lives (fresh live figures), else as read when
+    /// it started; None when no known runtime runs it.
     fn runtime(&self, pid: u32) -> Option<Facts>;
-    /// Reads now, while `pid` lives, what its kill would need later (its runtime facts): for
-    /// programs just started (`exec`: read again even if known), which may be killed before
-    /// any sample sees them, and for processes a sample sees (read once).
-    fn watch(&self, _pid: u32, _exec: bool) {}
+    /// A program just started: read now, while it lives, what its kill would need later (its
+    /// runtime facts), for a kill that comes before any sample sees it.
+    fn exec(&self, _pid: u32) {}
     /// The path of the memory cgroup whose id is `id`, found by walking the hierarchy (for
     /// cgroups newer than the last sample).
     fn cgroup_path(&self, id: u64) -> Option<String>;
@@ -44,6 +45,10 @@ pub trait World {
     fn limit_events(&self, path: &str) -> Option<u64>;
     /// The parts of the memory of the cgroup at `path` (memory.stat), now.
     fn memory_parts(&self, path: &str) -> Option<MemoryStat>;
+    /// Whether `memory.oom.group` is set on the cgroup at `path` (v2).
+    fn oom_group(&self, _path: &str) -> bool {
+        false
+    }
     /// The processes of the cgroup at `path` now, largest RSS first, at most `max`.
     fn processes(&self, path: &str, max: usize) -> Vec<ProcessInfo>;
     /// Unix seconds now.
@@ -81,7 +86,8 @@ impl Host {
 
 impl World for Host {
     fn process(&self, pid: u32) -> Option<ProcFacts> {
-        let info = self.info(procs::stat(&self.roots.procfs, pid)?);
+        let tgid = procs::tgid(&self.roots.procfs, pid).unwrap_or(pid);
+        let info = self.info(procs::stat(&self.roots.procfs, tgid).or_else(|| procs::stat(&self.roots.procfs, pid))?);
         Some(ProcFacts { info, cgroup: procs::memory_cgroup(&self.roots.procfs, pid) })
     }
 
@@ -89,8 +95,8 @@ impl World for Host {
         self.runtimes.facts(pid)
     }
 
-    fn watch(&self, pid: u32, exec: bool) {
-        self.runtimes.watch(pid, exec);
+    fn exec(&self, pid: u32) {
+        self.runtimes.exec(pid);
     }
 
     fn cgroup_path(&self, id: u64) -> Option<String> {
@@ -109,6 +115,10 @@ impl World for Host {
     fn memory_parts(&self, path: &str) -> Option<MemoryStat> {
         let (root, v2) = self.memory_root()?;
         cgroups::memory_parts(&Self::dir(&root, path), v2)
+    }
+
+    fn oom_group(&self, path: &str) -> bool {
+        self.memory_root().is_some_and(|(root, v2)| v2 && cgroups::oom_group(&Self::dir(&root, path)))
     }
 
     fn processes(&self, path: &str, max: usize) -> Vec<ProcessInfo> {

@@ -9,6 +9,8 @@ pub struct ProcStat {
     pub rss_pages: u64,
     /// Page faults, minor and major, since the process started (the kernel's own count).
     pub faults: u64,
+    /// When it started, in clock ticks after boot: with the pid, who it is (pids are reused).
+    pub start_ticks: u64,
 }
 
 /// `/proc/<pid>/stat`. The comm is between the first `(` and the *last* `)`: it may itself
@@ -21,7 +23,14 @@ pub fn stat(text: &str) -> Option<ProcStat> {
     // Fields after the comm, starting at field 3 (state).
     let rest: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
     let field = |n: usize| rest.get(n - 3).and_then(|v| v.parse::<u64>().ok());
-    Some(ProcStat { pid, comm, vsize_bytes: field(23)?, rss_pages: field(24)?, faults: field(10)?.saturating_add(field(12)?) })
+    Some(ProcStat {
+        pid,
+        comm,
+        vsize_bytes: field(23)?,
+        rss_pages: field(24)?,
+        faults: field(10)?.saturating_add(field(12)?),
+        start_ticks: field(22).unwrap_or(0),
+    })
 }
 
 /// `MemTotal` from `/proc/meminfo`, in bytes.
@@ -84,9 +93,35 @@ pub fn memory_cgroup_path(text: &str) -> Option<String> {
     v2
 }
 
+/// `Tgid` from a `/proc/<pid>/status`: the process a thread belongs to.
+pub fn tgid(status: &str) -> Option<u32> {
+    status.lines().find_map(|l| l.strip_prefix("Tgid:"))?.trim().parse().ok()
+}
+
+/// (effective uid, pid in the innermost pid namespace) from a `/proc/<pid>/status`. Kernels
+/// before 4.1 have no `NSpid`: the pid there is the host's.
+pub fn ids(status: &str) -> Option<(u32, u32)> {
+    let field = |key: &str| status.lines().find_map(|l| l.strip_prefix(key)).map(str::split_whitespace);
+    let euid = field("Uid:")?.nth(1)?.parse().ok()?;
+    let nspid = match field("NSpid:") {
+        Some(f) => f.last()?.parse().ok()?,
+        None => field("Pid:")?.next()?.parse().ok()?,
+    };
+    Some((euid, nspid))
+}
+
 #[cfg(test)]
-mod env_tests {
-    use super::memory_cgroup_path;
+mod status_tests {
+    use super::{ids, memory_cgroup_path};
+
+    #[test]
+    fn ids_from_status() {
+        let s = "Name:\tjava\nPid:\t4242\nUid:\t1000\t1001\t1001\t1001\nNSpid:\t4242\t17\n";
+        assert_eq!(ids(s), Some((1001, 17)));
+        assert_eq!(ids("Pid:\t9\nUid:\t0\t0\t0\t0\n"), Some((0, 9)), "no NSpid");
+        assert_eq!(ids("Name:\tx\n"), None);
+        assert_eq!(super::tgid("Name:\tVM Periodic Tas\nTgid:\t20333\nPid:\t20345\n"), Some(20333));
+    }
 
     #[test]
     fn memory_path_from_proc_cgroup() {

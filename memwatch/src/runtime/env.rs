@@ -12,6 +12,17 @@ pub const ALLOWED: &[&str] = &[
     // Go: the heap limit and the collector's pacing.
     "GOMEMLIMIT",
     "GOGC",
+    // The JVM's option variables: only their memory flags are kept (see `jvm::flags`).
+    "JAVA_TOOL_OPTIONS",
+    "JDK_JAVA_OPTIONS",
+    "_JAVA_OPTIONS",
+    // Node.js's options: only --max-old-space-size is kept.
+    "NODE_OPTIONS",
+    // .NET's GC heap limit.
+    "DOTNET_GCHeapHardLimit",
+    "DOTNET_GCHeapHardLimitPercent",
+    // glibc's malloc.
+    "MALLOC_ARENA_MAX",
 ];
 
 /// The allowed variables of one process, as it set them.

@@ -9,8 +9,13 @@
 //! exec hook) or is first sampled, and keeps them for when it is killed: a victim's `/proc`
 //! entry is gone by the time its event is built.
 
+pub mod dotnet;
 pub mod env;
 pub mod go;
+pub mod jvm;
+pub mod malloc;
+pub mod node;
+pub mod python;
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -23,49 +28,132 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     explain::layout::Class,
-    host::procs::{self, ExeId},
+    host::procs::{self, ExeId, Section},
     oom::event::{Event, Reason},
     parse::smaps::Mapping,
 };
+pub use malloc::MallocFacts;
 
 /// Which runtime.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RuntimeId {
     Go,
+    Jvm,
+    Node,
+    Dotnet,
+    Python,
+}
+
+impl RuntimeId {
+    /// Its name: the `runtime` label, and the facts' tag.
+    pub fn name(self) -> &'static str {
+        match self {
+            RuntimeId::Go => "go",
+            RuntimeId::Jvm => "jvm",
+            RuntimeId::Node => "node",
+            RuntimeId::Dotnet => "dotnet",
+            RuntimeId::Python => "python",
+        }
+    }
 }
 
 /// What a runtime publishes of one process: its settings and, where it has them, live
-/// figures. Tagged by runtime.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "runtime", rename_all = "snake_case")]
+/// figures. Tagged by runtime (`"name": "jvm"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "snake_case")]
 pub enum Facts {
     Go(go::Settings),
+    Jvm(jvm::JvmFacts),
+    Node(node::NodeFacts),
+    Dotnet(dotnet::DotnetFacts),
+    Python(python::PythonFacts),
 }
 
 impl Facts {
     pub fn runtime(&self) -> RuntimeId {
         match self {
             Facts::Go(_) => RuntimeId::Go,
+            Facts::Jvm(_) => RuntimeId::Jvm,
+            Facts::Node(_) => RuntimeId::Node,
+            Facts::Dotnet(_) => RuntimeId::Dotnet,
+            Facts::Python(_) => RuntimeId::Python,
         }
     }
 }
 
-/// An executable as a detector sees it: the open file, and what is read of it on demand
-/// (once).
+/// One process's facts, as containers and OOM events carry them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessFacts {
+    pub pid: u32,
+    pub comm: String,
+    /// Its runtime's facts, when memwatch knows its runtime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<Facts>,
+    /// glibc malloc's arenas, when they were read (near the limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub malloc: Option<MallocFacts>,
+}
+
+impl ProcessFacts {
+    /// `comm (pid N)`.
+    pub fn who(&self) -> String {
+        format!("{} (pid {})", self.comm, self.pid)
+    }
+}
+
+/// A runtime's heap as the series show it (None: not known for this runtime).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Heap {
+    pub used: Option<u64>,
+    pub committed: Option<u64>,
+    pub max: Option<u64>,
+    /// The limit the runtime enforces on its heap (GOMEMLIMIT, -Xmx, V8's, .NET's hard limit).
+    pub limit: Option<u64>,
+}
+
+impl Heap {
+    pub fn add(&mut self, o: &Heap) {
+        let sum = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0).saturating_add(b.unwrap_or(0))),
+        };
+        (self.used, self.committed, self.max, self.limit) =
+            (sum(self.used, o.used), sum(self.committed, o.committed), sum(self.max, o.max), sum(self.limit, o.limit));
+    }
+}
+
+/// An executable as a detector sees it: the open file, its path, and what is read of it on
+/// demand (once).
 pub struct Executable<'a> {
     file: &'a File,
-    sections: OnceLock<Vec<String>>,
+    path: Option<PathBuf>,
+    sections: OnceLock<Vec<Section>>,
 }
 
 impl<'a> Executable<'a> {
-    pub fn new(file: &'a File) -> Self {
-        Executable { file, sections: OnceLock::new() }
+    pub fn new(file: &'a File, path: Option<PathBuf>) -> Self {
+        Executable { file, path, sections: OnceLock::new() }
+    }
+
+    /// Its file name (`java`, `node`, `python3.11`).
+    pub fn file_name(&self) -> Option<&str> {
+        self.path.as_deref()?.file_name()?.to_str()
+    }
+
+    fn sections(&self) -> &[Section] {
+        self.sections.get_or_init(|| procs::elf_sections(self.file).unwrap_or_default())
     }
 
     /// Its ELF section names (none when it is not a 64-bit little-endian ELF file).
-    pub fn section_names(&self) -> &[String] {
-        self.sections.get_or_init(|| procs::elf_section_names(self.file).unwrap_or_default())
+    pub fn section_names(&self) -> Vec<String> {
+        self.sections().iter().map(|s| s.name.clone()).collect()
+    }
+
+    /// The `len` bytes after the first `needle` in section `name`, read in bounded chunks.
+    pub fn find(&self, name: &str, needle: &[u8], len: usize) -> Option<Vec<u8>> {
+        let s = self.sections().iter().find(|s| s.name == name)?;
+        procs::find_in(self.file, s.offset, s.size, needle, len)
     }
 }
 
@@ -73,6 +161,10 @@ impl<'a> Executable<'a> {
 pub struct Process<'a> {
     pub procfs: &'a Path,
     pub pid: u32,
+    /// Its executable's file name.
+    pub exe_name: Option<&'a str>,
+    /// Its runtime's version, as read from the executable (where the runtime says how).
+    pub version: Option<&'a str>,
 }
 
 impl Process<'_> {
@@ -80,15 +172,48 @@ impl Process<'_> {
     pub fn env(&self) -> Option<env::Env> {
         env::read(self.procfs, self.pid)
     }
+
+    /// Its command line, for the runtime's own options (parsed at once; only the flags a
+    /// runtime needs are kept).
+    pub fn cmdline(&self) -> Option<Vec<String>> {
+        procs::cmdline(self.procfs, self.pid)
+    }
+
+    /// Its root directory as the host sees it (`/proc/<pid>/root`): the container's files.
+    pub fn root(&self) -> PathBuf {
+        procs::dir(self.procfs, self.pid).join("root")
+    }
+
+    /// Its effective uid and its pid in its own pid namespace.
+    pub fn ids(&self) -> Option<(u32, u32)> {
+        procs::ids(self.procfs, self.pid)
+    }
 }
 
 /// The contract every runtime implements.
 pub trait Runtime: Sync {
     fn id(&self) -> RuntimeId;
-    /// Recognises the runtime from outside the process.
+    /// Recognises the runtime from outside the process, by its executable.
     fn detect(&self, exe: &Executable<'_>) -> bool;
+    /// Recognises it by the libraries a process maps (an embedding launcher), once they are.
+    fn detect_mapped(&self, _libraries: &[String]) -> bool {
+        false
+    }
+    /// Its version, read from the executable (once per executable).
+    fn version(&self, _exe: &Executable<'_>) -> Option<String> {
+        None
+    }
+    /// Whether its facts include live figures, read again on the slow cadence.
+    fn live(&self) -> bool {
+        false
+    }
+    /// Whether these facts are all there will be; else they are read again soon (a JVM that
+    /// has not yet created its performance-data file).
+    fn settled(&self, _facts: &Facts) -> bool {
+        true
+    }
     /// Reads its settings (and live figures, where published) now; None when the process is
-    /// gone or unreadable.
+    /// gone or unreadable. Never attaches to, pauses or signals the process.
     fn read(&self, p: &Process<'_>) -> Option<Facts>;
     /// What this runtime's processes in an event say about the kill, in plain words with the
     /// number to set (pure: from the event's facts alone). `limit` is the limit that was hit.
@@ -96,16 +221,18 @@ pub trait Runtime: Sync {
     /// The class of a mapping this runtime owns, for `memwatch explain`, tried before the
     /// shapes every program has (thread stacks, glibc arenas).
     fn classify(&self, facts: Option<&Facts>, m: &Mapping) -> Option<Class>;
+    /// Renames or claims mappings after the shapes were told (runs of mappings, for example).
+    fn refine(&self, _facts: Option<&Facts>, _maps: &[Mapping], _classes: &mut [Option<Class>]) {}
     /// The class of anonymous memory no shape explains, in this runtime's processes.
     fn unexplained_anonymous(&self) -> Option<Class> {
         None
     }
-    /// One sentence for `memwatch explain`: the settings that matter.
+    /// One sentence for `memwatch explain`: the settings and figures that matter.
     fn describe(&self, facts: &Facts) -> String;
 }
 
 /// Every runtime memwatch knows, tried in this order.
-pub static RUNTIMES: &[&dyn Runtime] = &[&go::GO];
+pub static RUNTIMES: &[&dyn Runtime] = &[&go::GO, &jvm::JVM, &node::NODE, &dotnet::DOTNET, &python::PYTHON];
 
 /// The runtime registered as `id`.
 pub fn get(id: RuntimeId) -> &'static dyn Runtime {
@@ -117,79 +244,148 @@ pub fn detect(exe: &Executable<'_>) -> Option<RuntimeId> {
     RUNTIMES.iter().find(|r| r.detect(exe)).map(|r| r.id())
 }
 
+/// The runtime of a process by the libraries it maps.
+pub fn detect_mapped(procfs: &Path, pid: u32) -> Option<RuntimeId> {
+    let libs = procs::mapped_libraries(procfs, pid)?;
+    RUNTIMES.iter().find(|r| r.detect_mapped(&libs)).map(|r| r.id())
+}
+
+/// The heap figures of one process's facts, in a container limited to `limit` on a machine
+/// with `machine` bytes.
+pub fn heap(facts: &Facts, limit: Option<u64>, machine: u64) -> Heap {
+    match facts {
+        Facts::Go(s) => Heap {
+            limit: s.gomemlimit.as_deref().and_then(go::units::go_byte_count).filter(|b| *b != u64::MAX),
+            ..Heap::default()
+        },
+        Facts::Jvm(j) => Heap {
+            used: j.heap.map(|s| s.used_bytes),
+            committed: j.heap.map(|s| s.committed_bytes),
+            max: j.heap.map(|s| s.max_bytes),
+            limit: Some(j.max_heap(limit, machine).0),
+        },
+        Facts::Node(n) => Heap { limit: Some(n.heap_limit(limit, machine)), ..Heap::default() },
+        Facts::Dotnet(d) => Heap { limit: d.hard_limit(limit).map(|(b, _)| b), ..Heap::default() },
+        Facts::Python(_) => Heap::default(),
+    }
+}
+
+/// What is known of an executable: its runtime and that runtime's version.
+#[derive(Debug, Clone, Default)]
+struct ExeInfo {
+    runtime: Option<RuntimeId>,
+    version: Option<String>,
+    name: Option<String>,
+}
+
+fn exe_info(file: &File, path: Option<PathBuf>) -> ExeInfo {
+    let exe = Executable::new(file, path);
+    let runtime = detect(&exe);
+    ExeInfo { version: runtime.and_then(|id| get(id).version(&exe)), name: exe.file_name().map(String::from), runtime }
+}
+
 /// `pid`'s runtime and its facts now (for one-shot use: `memwatch explain`).
 pub fn inspect(procfs: &Path, pid: u32) -> Option<(RuntimeId, Option<Facts>)> {
     let (file, _) = procs::exe(procfs, pid)?;
-    let id = detect(&Executable::new(&file))?;
-    Some((id, get(id).read(&Process { procfs, pid })))
+    let info = exe_info(&file, procs::exe_path(procfs, pid));
+    let id = info.runtime.or_else(|| detect_mapped(procfs, pid))?;
+    let p = Process { procfs, pid, exe_name: info.name.as_deref(), version: info.version.as_deref() };
+    Some((id, get(id).read(&p)))
+}
+
+/// Executables at most remembered with their runtime (or none).
+const KNOWN_EXECUTABLES: usize = 4096;
+
+/// Recognises processes' runtimes and reads their facts, remembering per executable what its
+/// runtime is (reading an executable's sections once, not once per process).
+pub struct Reader {
+    procfs: PathBuf,
+    exes: Mutex<HashMap<ExeId, ExeInfo>>,
+}
+
+/// What [`Reader::read`] found of a process.
+#[derive(Debug, Clone)]
+pub struct Read {
+    pub exe: ExeId,
+    pub runtime: Option<RuntimeId>,
+    pub facts: Option<Facts>,
+}
+
+impl Reader {
+    pub fn new(procfs: PathBuf) -> Self {
+        Reader { procfs, exes: Mutex::default() }
+    }
+
+    pub fn procfs(&self) -> &Path {
+        &self.procfs
+    }
+
+    fn exe_info(&self, pid: u32, file: &File, exe: ExeId) -> ExeInfo {
+        let mut exes = self.exes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = exes.get(&exe) {
+            return i.clone();
+        }
+        drop(exes);
+        let info = exe_info(file, procs::exe_path(&self.procfs, pid));
+        exes = self.exes.lock().unwrap_or_else(|e| e.into_inner());
+        if exes.len() >= KNOWN_EXECUTABLES {
+            exes.clear();
+        }
+        exes.insert(exe, info.clone());
+        info
+    }
+
+    /// Recognises `pid`'s runtime (by its executable; by its mapped libraries too unless it
+    /// just started, `exec`, when they are not mapped yet) and reads its facts.
+    pub fn read(&self, pid: u32, exec: bool) -> Option<Read> {
+        let (file, exe) = procs::exe(&self.procfs, pid)?;
+        let info = self.exe_info(pid, &file, exe);
+        let runtime = info.runtime.or_else(|| if exec { None } else { detect_mapped(&self.procfs, pid) });
+        let p = Process { procfs: &self.procfs, pid, exe_name: info.name.as_deref(), version: info.version.as_deref() };
+        Some(Read { exe, runtime, facts: runtime.and_then(|id| get(id).read(&p)) })
+    }
 }
 
 /// Processes at most remembered by a [`Watcher`], oldest forgotten first.
 const WATCHED_PROCESSES: usize = 16384;
-/// Executables at most remembered with their runtime (or none).
-const WATCHED_EXECUTABLES: usize = 4096;
 
-/// What was read of watched processes: per pid, its executable and its facts (None: no known
-/// runtime, or unreadable); per executable, its runtime.
-#[derive(Default)]
-struct Watched {
-    pids: HashMap<u32, (ExeId, Option<Facts>)>,
-    order: VecDeque<u32>,
-    exes: HashMap<ExeId, Option<RuntimeId>>,
-}
-
-/// Reads programs' runtime facts while they live and keeps them (bounded) for later.
+/// Reads programs' runtime facts when they start (the exec hook), before any sample may see
+/// them, and keeps them (bounded) for their OOM event: a victim's `/proc` entry is gone by the
+/// time its event is built.
 pub struct Watcher {
-    procfs: PathBuf,
-    watched: Mutex<Watched>,
+    reader: Reader,
+    watched: Mutex<(HashMap<u32, Read>, VecDeque<u32>)>,
 }
 
 impl Watcher {
     pub fn new(procfs: PathBuf) -> Self {
-        Watcher { procfs, watched: Mutex::default() }
+        Watcher { reader: Reader::new(procfs), watched: Mutex::default() }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Watched> {
-        self.watched.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Reads now what a kill of `pid` would need later: for programs just started (`exec`:
-    /// read again even if known), which may be killed before any sample sees them, and for
-    /// processes a sample sees (read once).
-    pub fn watch(&self, pid: u32, exec: bool) {
-        if !exec && self.lock().pids.contains_key(&pid) {
-            return;
+    /// A program just started: read what its kill would need.
+    pub fn exec(&self, pid: u32) {
+        let Some(read) = self.reader.read(pid, true) else { return };
+        let mut w = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+        let (pids, order) = &mut *w;
+        if pids.insert(pid, read).is_none() {
+            order.push_back(pid);
         }
-        let Some((file, exe)) = procs::exe(&self.procfs, pid) else { return };
-        let known = self.lock().exes.get(&exe).copied();
-        let runtime = known.unwrap_or_else(|| detect(&Executable::new(&file)));
-        let facts = runtime.and_then(|id| get(id).read(&Process { procfs: &self.procfs, pid }));
-        let mut w = self.lock();
-        if known.is_none() {
-            if w.exes.len() >= WATCHED_EXECUTABLES {
-                w.exes.clear();
-            }
-            w.exes.insert(exe, runtime);
-        }
-        if w.pids.insert(pid, (exe, facts)).is_none() {
-            w.order.push_back(pid);
-        }
-        while w.order.len() > WATCHED_PROCESSES {
-            if let Some(old) = w.order.pop_front() {
-                w.pids.remove(&old);
+        while order.len() > WATCHED_PROCESSES {
+            if let Some(old) = order.pop_front() {
+                pids.remove(&old);
             }
         }
     }
 
-    /// `pid`'s facts: as watched while it still runs the same program (or is gone, and this is
-    /// the last word on it), else read now.
+    /// `pid`'s facts for an event: read now while it lives (fresh live figures), else what was
+    /// read when it started.
     pub fn facts(&self, pid: u32) -> Option<Facts> {
-        if let Some((exe, facts)) = self.lock().pids.get(&pid).cloned() {
-            match procs::exe(&self.procfs, pid) {
-                Some((_, id)) if id != exe => {}
-                _ => return facts,
-            }
+        let known = self.watched.lock().unwrap_or_else(|e| e.into_inner()).0.get(&pid).cloned();
+        match (known, procs::exe(self.reader.procfs(), pid)) {
+            (Some(r), None) => r.facts,
+            (Some(r), Some((_, id))) if r.exe != id => self.reader.read(pid, false).and_then(|r| r.facts),
+            (_, Some(_)) => self.reader.read(pid, false).and_then(|r| r.facts),
+            (None, None) => None,
         }
-        inspect(&self.procfs, pid).and_then(|(_, f)| f)
     }
 }

@@ -59,3 +59,44 @@ pub(crate) fn gomem_static() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| go_build("gomem-static", false))
 }
+
+/// `tests/java/Grow.java`, compiled with Debian's JDK (installed by scripts/setup.sh): the class
+/// path to run `Grow` from.
+pub(crate) fn java_classes() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let out = out_dir().join("java-classes");
+        std::fs::create_dir_all(&out).unwrap();
+        let st = Command::new("javac")
+            .arg("-d")
+            .arg(&out)
+            .arg(sources().join("java/Grow.java"))
+            .status()
+            .expect("javac (Debian's openjdk-17-jdk-headless; scripts/setup.sh installs it)");
+        assert!(st.success(), "javac failed");
+        out
+    })
+}
+
+/// `tests/node/grow.js`.
+pub(crate) fn node_script() -> PathBuf {
+    sources().join("node/grow.js")
+}
+
+/// The workload binary as a file named `java`, so that memwatch takes it for a JVM: a stand-in
+/// that holds a performance-data file (see `jvm-standin` in workload.rs).
+pub(crate) fn java_standin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let dir = out_dir().join("standin");
+        std::fs::create_dir_all(&dir).unwrap();
+        let bin = dir.join("java");
+        std::fs::copy(super::workload_bin(), &bin).expect("copy the workload as java");
+        bin
+    })
+}
+
+/// A recorded performance-data file (OpenJDK 17, G1, -Xmx256m -XX:MaxDirectMemorySize=64m).
+pub(crate) fn recorded_hsperfdata() -> PathBuf {
+    sources().join("fixtures/hsperfdata/openjdk-17-g1.hsperfdata")
+}

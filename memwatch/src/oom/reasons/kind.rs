@@ -30,6 +30,26 @@ pub enum ReasonKind {
     GoGomemlimitAboveLimit,
     GoGomemlimitSet,
     GoGogcOff,
+    /// A JVM's maximum heap and what it needs beside it do not fit the limit.
+    JvmHeapAboveLimit,
+    /// A JVM's heap was full at its maximum.
+    JvmHeapFull,
+    /// A JVM's heap was a small part of its memory: native memory grew.
+    JvmNativeGrowth,
+    /// A JVM ran with HotSpot's default heap.
+    JvmDefaultHeap,
+    /// V8's heap limit is above what the container leaves Node.js.
+    NodeHeapAboveLimit,
+    /// A .NET GC heap hard limit above the container's.
+    DotnetHeapHardLimitAboveLimit,
+    /// .NET's GC heap is capped below the limit: native memory took the rest.
+    DotnetNativeGrowth,
+    /// glibc's per-thread malloc arenas held a large share.
+    GlibcArenas,
+    /// The process killed was not the one that grew.
+    GrowerNotVictim,
+    /// `memory.oom.group`: the kernel killed the whole container.
+    OomGroup,
     /// Kills the kernel counted that the probe did not see.
     Missed,
     /// A kind this release does not know (written by a newer one).
@@ -60,10 +80,12 @@ impl ReasonKind {
         use ReasonKind::*;
         match self {
             Limit => Role::Limit,
-            InheritedLimit | Machine | Missed => Role::Scope,
+            InheritedLimit | Machine | Missed | GrowerNotVictim | OomGroup => Role::Scope,
             AnonGrowth | Shmem | PageCache | Kernel | Swap => Role::Filled,
             GoGomemlimitUnset | GoGomemlimitAboveLimit | GoGomemlimitSet | GoGogcOff => Role::Advice,
-            Young => Role::Context,
+            JvmHeapAboveLimit | JvmHeapFull | JvmNativeGrowth | NodeHeapAboveLimit | DotnetHeapHardLimitAboveLimit | DotnetNativeGrowth
+            | GlibcArenas => Role::Advice,
+            Young | JvmDefaultHeap => Role::Context,
             Other(_) => Role::Unknown,
         }
     }

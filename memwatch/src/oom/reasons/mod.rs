@@ -4,11 +4,15 @@
 //!
 //! Each [`Finding`] looks at one side of an event and gives its reasons; [`FINDINGS`] lists
 //! them in the order an explanation gives them (most telling first): which limit
-//! ([`limit`]), what filled the memory ([`composition`], one table row per part), what each
-//! runtime's settings meant ([`crate::runtime`]), and how much the samples can say
-//! ([`young`]). A kill only the kernel counted has one reason of its own ([`missed`]).
+//! ([`limit`]), whether the whole container was killed at once ([`group`]), what filled the
+//! memory ([`composition`], one table row per part), whether the process killed was the one
+//! that grew ([`grower`]), what each runtime's settings meant ([`crate::runtime`]), and how much
+//! the samples can say ([`young`]). A kill only the kernel counted has one reason of its own
+//! ([`missed`]).
 
 pub mod composition;
+pub mod grower;
+pub mod group;
 pub mod kind;
 pub mod limit;
 pub mod missed;
@@ -24,17 +28,27 @@ pub trait Finding: Sync {
     fn find(&self, e: &Event, limit: Option<u64>) -> Vec<Reason>;
 }
 
-/// The runtimes' advice, as one finding: each registered runtime looks at its processes.
+/// The runtimes' advice, as one finding: each registered runtime looks at its processes, and
+/// glibc's malloc at every process whose arenas were read.
 struct Runtimes;
 
 impl Finding for Runtimes {
     fn find(&self, e: &Event, limit: Option<u64>) -> Vec<Reason> {
-        crate::runtime::RUNTIMES.iter().flat_map(|r| r.advise(e, limit)).collect()
+        let mut out: Vec<Reason> = crate::runtime::RUNTIMES.iter().flat_map(|r| r.advise(e, limit)).collect();
+        out.extend(crate::runtime::malloc::advise(e));
+        out
     }
 }
 
 /// Every finding for a kill the probe saw, in the order their reasons are given.
-pub static FINDINGS: &[&dyn Finding] = &[&limit::WhichLimit, &composition::Composition, &Runtimes, &young::Young];
+pub static FINDINGS: &[&dyn Finding] = &[
+    &limit::WhichLimit,
+    &group::OomGroup,
+    &composition::Composition,
+    &grower::GrowerNotVictim,
+    &Runtimes,
+    &young::Young,
+];
 
 /// A reason of `kind` saying `text`.
 pub fn reason(kind: ReasonKind, text: String) -> Reason {

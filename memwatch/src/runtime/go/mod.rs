@@ -55,7 +55,7 @@ impl Runtime for Go {
     }
 
     fn detect(&self, exe: &Executable<'_>) -> bool {
-        is_go(exe.section_names())
+        is_go(&exe.section_names())
     }
 
     fn read(&self, p: &Process<'_>) -> Option<Facts> {
@@ -76,7 +76,7 @@ impl Runtime for Go {
     }
 
     fn describe(&self, facts: &Facts) -> String {
-        let Facts::Go(s) = facts;
+        let Facts::Go(s) = facts else { return String::new() };
         format!(
             "It is a Go program: GOMEMLIMIT={}, GOGC={}.",
             s.gomemlimit.as_deref().unwrap_or("unset"),

@@ -1,0 +1,234 @@
+//! What a JVM's figures say about a kill, in plain words with the number to set (pure: from an
+//! event's facts alone), and how its mappings are named for `memwatch explain`.
+
+use super::{HeapSource, JvmFacts};
+use crate::{
+    explain::layout::Class,
+    oom::{
+        event::{Event, Reason},
+        reasons::{ReasonKind, h, reason},
+    },
+    parse::smaps::Mapping,
+    runtime::{Facts, ProcessFacts},
+};
+
+const MIB: u64 = 1 << 20;
+/// The heap advice: this share of the container's limit (`-XX:MaxRAMPercentage=75`), leaving a
+/// quarter for what a JVM needs beside its heap.
+pub const HEAP_SHARE: f64 = 0.75;
+/// Beside its heap a JVM needs at least its metaspace and this much (code cache, thread
+/// stacks, GC structures, the JVM itself).
+const BESIDE_HEAP: u64 = 48 * MIB;
+/// A heap at least this full is full.
+const FULL: f64 = 0.9;
+
+/// The JVMs of an event worth advising on: the victim, and the process that grew most.
+fn jvms<'a>(e: &'a Event) -> impl Iterator<Item = (&'a ProcessFacts, &'a JvmFacts)> + 'a {
+    let victim = e.victim.as_ref().map(|v| v.pid);
+    let grower = e.recent.as_ref().and_then(|r| r.processes.first()).map(|p| p.pid);
+    e.runtimes.iter().filter(move |p| Some(p.pid) == victim || Some(p.pid) == grower).filter_map(|p| match &p.runtime {
+        Some(Facts::Jvm(j)) => Some((p, j)),
+        _ => None,
+    })
+}
+
+/// `-Xmx` as one would write it, in MiB.
+fn xmx(bytes: u64) -> String {
+    format!("-Xmx{}m", bytes / MIB)
+}
+
+fn source(j: &JvmFacts, s: HeapSource, seen: u64) -> String {
+    match s {
+        HeapSource::Flag => format!("set by {}", xmx(j.flags.max_heap_bytes.unwrap_or(0))),
+        HeapSource::Percentage => format!("-XX:MaxRAMPercentage={} of {}", j.flags.max_ram_percentage.unwrap_or(0.0), h(seen)),
+        HeapSource::Default => format!("HotSpot's default share of the {} it sees", h(seen)),
+        HeapSource::Reported => "as the JVM reports it".to_string(),
+    }
+}
+
+pub fn advise(e: &Event, limit: Option<u64>) -> Vec<Reason> {
+    let Some(limit) = limit else { return vec![] };
+    let machine = e.machine_memory_bytes.unwrap_or(u64::MAX);
+    let anon = e.at_kill.as_ref().and_then(|a| a.anon_bytes).or_else(|| e.victim.as_ref().and_then(|v| v.anon_rss_bytes.or(v.rss_bytes)));
+    let mut out = Vec::new();
+    for (p, j) in jvms(e) {
+        let who = p.who();
+        let (max, src) = j.max_heap(Some(limit), machine);
+        let beside = j.metaspace_committed() + BESIDE_HEAP;
+        let advice = (limit as f64 * HEAP_SHARE) as u64;
+        let too_big = max.saturating_add(beside) > limit;
+        if too_big {
+            out.push(reason(
+                ReasonKind::JvmHeapAboveLimit,
+                format!(
+                    "{who} is a JVM whose maximum heap is {} ({}), {:.0}% of the container's {} limit: beside its heap a JVM needs \
+                     metaspace ({}), the code cache, thread stacks, GC structures and direct buffers, so the heap cannot grow to its \
+                     maximum inside the limit, and the kernel kills the JVM before the JVM would throw OutOfMemoryError. Set \
+                     -XX:MaxRAMPercentage=75 (a heap of about {}) or {}: 75% of the limit, leaving a quarter for the rest.",
+                    h(max),
+                    source(j, src, limit.min(machine)),
+                    max as f64 * 100.0 / limit as f64,
+                    h(limit),
+                    h(j.metaspace_committed()),
+                    h(advice),
+                    xmx(advice)
+                ),
+            ));
+        }
+        if let Some(heap) = j.heap.filter(|s| s.max_bytes > 0 && s.used_bytes as f64 >= FULL * s.max_bytes as f64)
+            && !too_big
+        {
+            out.push(reason(
+                ReasonKind::JvmHeapFull,
+                format!(
+                    "The Java heap of {who} was full at the last reading: {} used of its {} maximum. It holds more live objects than \
+                     its heap allows: a leak, or a heap too small for its load. A JVM whose heap fits its container throws \
+                     java.lang.OutOfMemoryError rather than being killed; run it with -XX:+HeapDumpOnOutOfMemoryError to see what \
+                     fills the heap.",
+                    h(heap.used_bytes),
+                    h(heap.max_bytes)
+                ),
+            ));
+        }
+        let heap_at_most = j.heap.map_or(max, |s| s.committed_bytes);
+        if let Some(anon) = anon.filter(|a| !too_big && (heap_at_most as f64) < 0.5 * *a as f64) {
+            out.push(native(j, &who, heap_at_most, max, anon, limit));
+        }
+        if j.heap_defaulted() && !too_big {
+            out.push(reason(
+                ReasonKind::JvmDefaultHeap,
+                format!(
+                    "No heap size was given to {who}: HotSpot took its default, {} of the {} it sees ({}). -XX:MaxRAMPercentage=75 lets \
+                     the heap use more of the container.",
+                    if limit.min(machine) < super::SMALL_MEMORY { "50%" } else { "25%" },
+                    h(limit.min(machine)),
+                    h(max)
+                ),
+            ));
+        }
+    }
+    out
+}
+
+/// Native growth: the heap held a small part of the anonymous memory.
+fn native(j: &JvmFacts, who: &str, heap: u64, max: u64, anon: u64, limit: u64) -> Reason {
+    let threads = j.threads.map(|t| format!(", thread stacks ({t} threads)")).unwrap_or_else(|| ", thread stacks".into());
+    // What direct buffers may take: -XX:MaxDirectMemorySize, by default the maximum heap.
+    let room = limit.saturating_sub(max).saturating_sub(j.metaspace_committed()).saturating_sub(64 * MIB).max(16 * MIB);
+    let (allowed, set) = match j.flags.max_direct_memory_bytes {
+        Some(d) => (d, true),
+        None => (max, false),
+    };
+    let direct = if allowed > room {
+        format!(
+            " Direct buffers may take up to {} ({}): set -XX:MaxDirectMemorySize={}m (the limit less the maximum heap, metaspace and \
+             64 MiB for the rest), and a buffer leak throws an OutOfMemoryError for direct buffer memory instead of the container \
+             being killed.",
+            h(allowed),
+            if set { "-XX:MaxDirectMemorySize" } else { "-XX:MaxDirectMemorySize's default, the maximum heap" },
+            room / MIB
+        )
+    } else {
+        format!(
+            " Direct buffers are bounded at {}: look at threads and native libraries (-XX:NativeMemoryTracking=summary and jcmd \
+             VM.native_memory show where).",
+            h(allowed)
+        )
+    };
+    reason(
+        ReasonKind::JvmNativeGrowth,
+        format!(
+            "The Java heap of {who} was small and not full: {} committed{} of a {} maximum, {:.0}% of the {} of anonymous memory at the \
+             kill. The rest was native memory: direct ByteBuffers{threads}, metaspace ({}), JNI and malloc.{direct}",
+            h(heap),
+            j.heap.map(|s| format!(" ({} used)", h(s.used_bytes))).unwrap_or_default(),
+            h(max),
+            heap as f64 * 100.0 / anon.max(1) as f64,
+            h(anon),
+            h(j.metaspace_committed())
+        ),
+    )
+}
+
+/// One paragraph for `memwatch explain`.
+pub fn describe(j: &JvmFacts) -> String {
+    let mut s = format!("It is a JVM{}", j.version.as_deref().map(|v| format!(" (HotSpot {v})")).unwrap_or_default());
+    match j.heap {
+        Some(heap) => {
+            s += &format!(
+                ": its heap has {} used and {} committed of a {} maximum; metaspace {} committed",
+                h(heap.used_bytes),
+                h(heap.committed_bytes),
+                h(heap.max_bytes),
+                h(j.metaspace_committed())
+            );
+            if let Some(t) = j.threads {
+                s += &format!("; {t} threads");
+            }
+        }
+        None => s += &format!(" without performance data ({})", j.perfdata_error.as_deref().unwrap_or("none")),
+    }
+    s + ". Against the limit count the heap's resident part, metaspace, the code cache's compiled code, the touched part of each \
+         thread's stack and native memory; the heap's and metaspace's reserved but uncommitted address space does not."
+}
+
+/// Names a JVM's own mappings after the shapes every program has were told: the Java heap (a
+/// run of adjacent anonymous mappings as large as the maximum heap), the compressed class
+/// space (one as large as its maximum), the code cache (executable anonymous memory and the
+/// reservation after it) and Java threads' stacks.
+pub fn refine_layout(facts: Option<&Facts>, maps: &[Mapping], classes: &mut [Option<Class>]) {
+    let j = match facts {
+        Some(Facts::Jvm(j)) => Some(j),
+        _ => None,
+    };
+    let heap = j.and_then(|j| j.heap.map(|s| s.max_bytes).or(j.flags.max_heap_bytes));
+    let class_space = j.and_then(|j| j.class_space.map(|s| s.max_bytes)).or(Some(1 << 30));
+    for (want, class) in [(heap, Class::JavaHeap), (class_space, Class::JvmMetaspace)] {
+        if let Some(want) = want.filter(|w| *w >= 4 * MIB) {
+            mark_run(maps, classes, want, class);
+        }
+    }
+    for i in 0..maps.len() {
+        match classes[i] {
+            Some(Class::ThreadStacks) => classes[i] = Some(Class::JavaThreadStacks),
+            Some(Class::JvmCodeCache) if i + 1 < maps.len() && maps[i].end == maps[i + 1].start && maps[i + 1].is_prot_none() => {
+                classes[i + 1] = Some(Class::JvmCodeCache);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Marks the first run of adjacent mappings whose sizes add up to `want` (within 2 MiB: the JVM
+/// rounds to its region or page size) and which are anonymous and not executable, or the class
+/// data sharing archive's regions mapped inside the heap (`classes.jsa`).
+fn mark_run(maps: &[Mapping], classes: &mut [Option<Class>], want: u64, class: Class) {
+    let part = |m: &Mapping| (m.is_anonymous() || m.path.ends_with(".jsa")) && !m.perms.contains('x') && !m.is_shared();
+    let slack = 2 * MIB + 4096;
+    for i in 0..maps.len() {
+        if !maps[i].is_anonymous() || !part(&maps[i]) {
+            continue;
+        }
+        // The run's end closest to `want`.
+        let (mut total, mut best) = (0u64, None::<(u64, usize)>);
+        for j in i..maps.len() {
+            if j > i && (maps[j - 1].end != maps[j].start || !part(&maps[j])) {
+                break;
+            }
+            total = total.saturating_add(maps[j].size());
+            if total > want + slack {
+                break;
+            }
+            let off = total.abs_diff(want);
+            if off <= slack && best.is_none_or(|(b, _)| off < b) {
+                best = Some((off, j));
+            }
+        }
+        if let Some((_, j)) = best {
+            for c in &mut classes[i..=j] {
+                *c = Some(class);
+            }
+            return;
+        }
+    }
+}
