@@ -172,8 +172,35 @@ fn main() {
         );
     };
     measure("idle (a sleeping process in each)");
-    // Busy: in each cgroup, a process whose usage changes every second.
+    // JVMs: in each cgroup, a stand-in for a JVM (the workload as a file named `java`, holding
+    // a performance-data file recorded from OpenJDK 17), whose figures are read again every
+    // slow period: what runtime facts cost the daemon.
     let workload = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/memwatch-workload");
+    let standin_dir = tempfile::tempdir().unwrap();
+    let standin = standin_dir.path().join("java");
+    fs::copy(&workload, &standin).unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hsperfdata/openjdk-17-g1.hsperfdata");
+    let mut jvms = Vec::new();
+    for i in 0..N {
+        let procs = root.join(format!("c{i:04}")).join("cgroup.procs");
+        let c = Command::new("sh")
+            .arg("-c")
+            .arg(format!("echo $$ > {} && exec \"$0\" -Xmx256m jvm-standin \"$1\"", procs.display()))
+            .arg(&standin)
+            .arg(&fixture)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        jvms.push(c);
+    }
+    std::thread::sleep(Duration::from_secs(15));
+    measure("idle, a JVM stand-in in each (its performance data read every 10 s)");
+    for mut c in jvms {
+        drop(c.stdin.take());
+        let _ = c.wait();
+    }
+    // Busy: in each cgroup, a process whose usage changes every second.
     for i in 0..N {
         let procs = root.join(format!("c{i:04}")).join("cgroup.procs");
         let c = Command::new("sh")

@@ -46,7 +46,7 @@ fn run_to_end(mut cmd: Command, cg: &TestCgroup) -> (std::process::ExitStatus, S
 }
 
 /// The text of `kind` in `e`, or a failure that shows the event.
-fn must<'a>(e: &'a Event, kind: ReasonKind) -> &'a str {
+fn must(e: &Event, kind: ReasonKind) -> &str {
     reason(e, kind.clone()).unwrap_or_else(|| panic!("no {kind:?} in {:#?}", e.explanation))
 }
 
@@ -190,7 +190,9 @@ fn a_jvm_in_its_own_pid_namespace_has_its_performance_data_found() {
     let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap().to_string();
     assert!(!nspid.ends_with(&format!("\t{java}")), "its own pid namespace: {nspid}");
     d.wait_until("the JVM's heap figures", Duration::from_secs(15), || {
-        d.metrics().get_plain("memwatch_container_runtime_heap_bytes", &[("cgroup", &cg.label()), ("runtime", "jvm"), ("kind", "used")]).is_some()
+        d.metrics()
+            .get_plain("memwatch_container_runtime_heap_bytes", &[("cgroup", &cg.label()), ("runtime", "jvm"), ("kind", "used")])
+            .is_some()
     });
     let m = d.metrics();
     let labels = |kind| [("cgroup", cg.label()), ("runtime", "jvm".to_string()), ("kind", kind)];
@@ -215,7 +217,11 @@ fn a_garbled_or_oversized_performance_data_file_falls_back_to_the_command_line()
     let dir = tempfile::tempdir().unwrap();
     let mut garbled = std::fs::read(programs::recorded_hsperfdata()).unwrap();
     garbled[32..40].copy_from_slice(&u64::MAX.to_le_bytes()); // the first entry's length and name offset
-    let cases = [("garbled", garbled), ("truncated", std::fs::read(programs::recorded_hsperfdata()).unwrap()[..100].to_vec()), ("oversized", vec![0xca; 2 << 20])];
+    let cases = [
+        ("garbled", garbled),
+        ("truncated", std::fs::read(programs::recorded_hsperfdata()).unwrap()[..100].to_vec()),
+        ("oversized", vec![0xca; 2 << 20]),
+    ];
     let mut standins = Vec::new();
     for (name, bytes) in &cases {
         let file = dir.path().join(name);
@@ -268,7 +274,14 @@ fn a_secret_in_java_tool_options_appears_nowhere() {
     let journal = std::fs::read_to_string(state.path().join("oom-events.jsonl")).unwrap();
     let printed = Command::new(util::memwatch_bin()).args(["events", "--no-follow", "--json", "--url", &d.base]).output().unwrap();
     let printed = String::from_utf8_lossy(&printed.stdout).into_owned();
-    for (what, text) in [("events API", &events), ("containers API", &containers), ("metrics", &metrics), ("journal", &journal), ("memwatch events", &printed), ("log", &d.log())] {
+    for (what, text) in [
+        ("events API", &events),
+        ("containers API", &containers),
+        ("metrics", &metrics),
+        ("journal", &journal),
+        ("memwatch events", &printed),
+        ("log", &d.log()),
+    ] {
         assert!(!text.contains("hunter2"), "the secret in the {what}");
         assert!(!text.contains("MEMWATCH_TEST_SECRET"), "another variable's name in the {what}");
     }

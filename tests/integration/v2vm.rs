@@ -315,6 +315,20 @@ fn memwatch_on_a_pure_cgroup_v2_kernel(k: &Kernel) {
     assert_eq!((pod["at_kill"]["cgroup"].as_str(), pod["at_kill"]["limit_bytes"].as_u64()), (Some("/pod"), Some(48 * MIB)), "{pod:#}");
     assert!(pod["explanation"].as_array().unwrap().iter().any(|r| r["kind"] == "inherited_limit"), "{pod:#}");
 
+    // memory.oom.group: the kernel killed the cgroup's three processes at once; one event says
+    // so, with the count and every process.
+    assert_eq!(results["grp_hog_exit"], "137", "{}", show());
+    // The kernel counts the victim it chose twice: once as the victim, once as a member.
+    assert_eq!(results["grp_oom_kill_counter"], "oom_kill 4", "{}", show());
+    let grp: memwatch_events::Events = serde_json::from_str(&sections["events_grp"]).unwrap_or_else(|e| panic!("events: {e}; {}", show()));
+    let incidents: Vec<&memwatch::oom::Event> = grp.events.iter().filter(|e| e.cgroup == "/grp").collect();
+    assert_eq!(incidents.len(), 1, "one incident, not a storm, and no kill reported missed: {incidents:#?}");
+    let g = incidents[0];
+    assert_eq!(g.count, 3, "{g:#?}");
+    let killed = &g.group.as_ref().unwrap_or_else(|| panic!("no group in {g:#?}")).killed;
+    assert_eq!(killed.len(), 3, "{g:#?}");
+    assert!(g.explanation.iter().any(|r| r.kind == memwatch::oom::event::ReasonKind::OomGroup && r.text.contains("3 processes")), "{g:#?}");
+
     // memwatch explain: classes summing to the kernel's VmSize and VmRSS, read around it.
     assert_eq!(results["explain_pid_rc"], "0", "{}", show());
     let x: Value = serde_json::from_str(&sections["explain_pid"]).unwrap_or_else(|e| panic!("explain: {e}; {}", show()));
@@ -339,4 +353,12 @@ fn memwatch_on_a_pure_cgroup_v2_kernel(k: &Kernel) {
     assert_eq!(b["cgroup_memory"]["limit_bytes"], 64 * MIB, "{b:#}");
     assert!(b["cgroup_memory"]["anon_bytes"].as_u64().unwrap() >= 40 * MIB, "{b:#}");
     eprintln!("VM run took {:?}", started.elapsed());
+}
+
+/// The events API's document.
+mod memwatch_events {
+    #[derive(serde::Deserialize)]
+    pub(super) struct Events {
+        pub(super) events: Vec<memwatch::oom::Event>,
+    }
 }

@@ -113,6 +113,25 @@ echo "RESULT pod_hog_exit $?"
 sleep 3
 wget -q -O /tmp/events_all http://127.0.0.1:9753/api/v1/events
 section events_all /tmp/events_all
+# memory.oom.group (the kubelet's setting for containers): two processes holding memory and a
+# hog in one cgroup, all killed at once by the kernel: one incident.
+mkdir /sys/fs/cgroup/grp
+echo 67108864 > /sys/fs/cgroup/grp/memory.max
+echo 1 > /sys/fs/cgroup/grp/memory.oom.group
+mkfifo /tmp/grphold
+for n in 1 2; do
+  sh -c 'echo $$ > /sys/fs/cgroup/grp/cgroup.procs; exec memwatch-workload fill 8' < /tmp/grphold > /tmp/grp$n.out &
+done
+exec 4>/tmp/grphold
+wait_for ready /tmp/grp1.out
+wait_for ready /tmp/grp2.out
+sleep 2
+sh -c 'echo $$ > /sys/fs/cgroup/grp/cgroup.procs; exec memwatch-workload hog' < /dev/null
+echo "RESULT grp_hog_exit $?"
+sleep 4
+echo "RESULT grp_oom_kill_counter $(grep oom_kill /sys/fs/cgroup/grp/memory.events)"
+wget -q -O /tmp/events_grp http://127.0.0.1:9753/api/v1/events
+section events_grp /tmp/events_grp
 section serve_log /tmp/serve.log
 echo "RESULT done"
 poweroff -f

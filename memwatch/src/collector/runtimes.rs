@@ -84,7 +84,7 @@ impl Collector for Runtimes {
             let near = limit.is_some_and(|l| cg.usage as f64 >= NEAR_LIMIT * l as f64);
             let cached = self.cgroups.get(&cg.id);
             let due = cached.is_none_or(|(_, due)| due.is_some_and(|d| now >= d));
-            if !cg.pids_fresh && !due && !(near && smaps_left > 0) {
+            if !(cg.pids_fresh || due || near && smaps_left > 0) {
                 if let Some((arc, _)) = cached {
                     out.cgroups[i].runtimes = arc.clone();
                 }
@@ -104,8 +104,12 @@ impl Collector for Runtimes {
                             if k.unsettled() {
                                 k.retries += 1;
                             }
-                            if let Some(r) = reader.read(p.pid, false) {
-                                k.facts = r.facts;
+                            let fresh = match (&k.facts, k.unsettled()) {
+                                (Some(f), false) => reader.refresh(p.pid, f),
+                                _ => reader.read(p.pid, false).and_then(|r| r.facts),
+                            };
+                            if fresh.is_some() {
+                                k.facts = fresh;
                             }
                             k.read_at = now;
                         }

@@ -220,7 +220,13 @@ fn runtime_heaps(procs: &[ProcessFacts], limit: Option<u64>, machine: u64) -> Ve
         by.entry(f.runtime()).or_default().add(&runtime::heap(f, limit, machine));
     }
     by.into_iter()
-        .map(|(runtime, h)| RuntimeHeap { runtime, used_bytes: h.used, committed_bytes: h.committed, max_bytes: h.max, limit_bytes: h.limit })
+        .map(|(runtime, h)| RuntimeHeap {
+            runtime,
+            used_bytes: h.used,
+            committed_bytes: h.committed,
+            max_bytes: h.max,
+            limit_bytes: h.limit,
+        })
         .collect()
 }
 

@@ -188,7 +188,13 @@ pub fn explain(k: &Kill<'_>, cx: &Context<'_>, world: &dyn World) -> Event {
 /// The runtime facts of the victim (read when its record came in, else as last sampled) and
 /// of the container's other processes (read now while they live, else as last sampled); and
 /// its Go programs as the event's `go` lists them.
-fn runtimes(k: &Kill<'_>, victim: &Victim, top: &[ProcessInfo], sampled: &[ProcessFacts], world: &dyn World) -> (Vec<GoProcess>, Vec<ProcessFacts>) {
+fn runtimes(
+    k: &Kill<'_>,
+    victim: &Victim,
+    top: &[ProcessInfo],
+    sampled: &[ProcessFacts],
+    world: &dyn World,
+) -> (Vec<GoProcess>, Vec<ProcessFacts>) {
     let last = |pid: u32| sampled.iter().find(|p| p.pid == pid);
     let facts = |pid: u32, comm: &str, runtime: Option<Facts>| ProcessFacts {
         pid,

@@ -150,9 +150,13 @@ impl Tracker {
     }
 
     /// An event recorded (now or in an earlier run) explains kills in its cgroup and ancestors.
+    /// A whole-cgroup kill (`memory.oom.group`) is on the kernel's counters once more than it
+    /// killed processes: the kernel kills (and counts) the victim it chose, then every member of
+    /// the group, the victim again among them (seen on 6.1).
     pub fn account(&mut self, e: &Event) {
+        let counted = e.count + u64::from(e.group.is_some());
         for id in &e.cgroup_ids {
-            *self.explained.entry(*id).or_default() += e.count;
+            *self.explained.entry(*id).or_default() += counted;
         }
     }
 
@@ -219,9 +223,11 @@ impl Tracker {
         let is_ready = |p: &Pending| p.exit.is_some() || now.duration_since(p.seen) >= EXIT_WAIT;
         let all = std::mem::take(&mut self.pending);
         let ready: Vec<bool> = all.iter().map(|p| is_ready(p) && all.iter().filter(|q| same_incident(p, q)).all(is_ready)).collect();
-        let (ready, waiting): (Vec<(Pending, bool)>, Vec<(Pending, bool)>) = all.into_iter().zip(ready).partition(|(_, r)| *r);
-        self.pending = waiting.into_iter().map(|(p, _)| p).collect();
-        let mut ready: Vec<Pending> = ready.into_iter().map(|(p, _)| p).collect();
+        let mut ready_now = Vec::new();
+        for (p, r) in all.into_iter().zip(ready) {
+            if r { ready_now.push(p) } else { self.pending.push(p) }
+        }
+        let mut ready = ready_now;
         let mut out = Vec::new();
         while !ready.is_empty() {
             let first = ready.remove(0);

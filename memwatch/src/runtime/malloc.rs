@@ -91,7 +91,12 @@ mod tests {
 
     #[test]
     fn notable_arenas_get_the_advice() {
-        let facts = |arena_rss, rss, max: Option<&str>| MallocFacts { arenas: 8, arena_rss_bytes: arena_rss, rss_bytes: rss, arena_max: max.map(String::from) };
+        let facts = |arena_rss, rss, max: Option<&str>| MallocFacts {
+            arenas: 8,
+            arena_rss_bytes: arena_rss,
+            rss_bytes: rss,
+            arena_max: max.map(String::from),
+        };
         assert!(facts(200 * MIB, 300 * MIB, None).notable());
         assert!(!facts(200 * MIB, 300 * MIB, Some("2")).notable(), "already limited");
         assert!(facts(200 * MIB, 300 * MIB, Some("8")).notable());

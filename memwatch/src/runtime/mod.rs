@@ -64,7 +64,7 @@ impl RuntimeId {
 #[serde(tag = "name", rename_all = "snake_case")]
 pub enum Facts {
     Go(go::Settings),
-    Jvm(jvm::JvmFacts),
+    Jvm(Box<jvm::JvmFacts>),
     Node(node::NodeFacts),
     Dotnet(dotnet::DotnetFacts),
     Python(python::PythonFacts),
@@ -215,6 +215,11 @@ pub trait Runtime: Sync {
     /// Reads its settings (and live figures, where published) now; None when the process is
     /// gone or unreadable. Never attaches to, pauses or signals the process.
     fn read(&self, p: &Process<'_>) -> Option<Facts>;
+    /// Reads its live figures again, keeping what does not change (its settings); by default
+    /// reads everything.
+    fn refresh(&self, p: &Process<'_>, _old: &Facts) -> Option<Facts> {
+        self.read(p)
+    }
     /// What this runtime's processes in an event say about the kill, in plain words with the
     /// number to set (pure: from the event's facts alone). `limit` is the limit that was hit.
     fn advise(&self, e: &Event, limit: Option<u64>) -> Vec<Reason>;
@@ -254,10 +259,9 @@ pub fn detect_mapped(procfs: &Path, pid: u32) -> Option<RuntimeId> {
 /// with `machine` bytes.
 pub fn heap(facts: &Facts, limit: Option<u64>, machine: u64) -> Heap {
     match facts {
-        Facts::Go(s) => Heap {
-            limit: s.gomemlimit.as_deref().and_then(go::units::go_byte_count).filter(|b| *b != u64::MAX),
-            ..Heap::default()
-        },
+        Facts::Go(s) => {
+            Heap { limit: s.gomemlimit.as_deref().and_then(go::units::go_byte_count).filter(|b| *b != u64::MAX), ..Heap::default() }
+        }
         Facts::Jvm(j) => Heap {
             used: j.heap.map(|s| s.used_bytes),
             committed: j.heap.map(|s| s.committed_bytes),
@@ -333,6 +337,12 @@ impl Reader {
         }
         exes.insert(exe, info.clone());
         info
+    }
+
+    /// Reads the live figures of `pid`, whose runtime is known, again (no detection).
+    pub fn refresh(&self, pid: u32, old: &Facts) -> Option<Facts> {
+        let p = Process { procfs: &self.procfs, pid, exe_name: None, version: None };
+        get(old.runtime()).refresh(&p, old)
     }
 
     /// Recognises `pid`'s runtime (by its executable; by its mapped libraries too unless it

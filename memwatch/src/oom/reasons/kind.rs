@@ -83,7 +83,12 @@ impl ReasonKind {
             InheritedLimit | Machine | Missed | GrowerNotVictim | OomGroup => Role::Scope,
             AnonGrowth | Shmem | PageCache | Kernel | Swap => Role::Filled,
             GoGomemlimitUnset | GoGomemlimitAboveLimit | GoGomemlimitSet | GoGogcOff => Role::Advice,
-            JvmHeapAboveLimit | JvmHeapFull | JvmNativeGrowth | NodeHeapAboveLimit | DotnetHeapHardLimitAboveLimit | DotnetNativeGrowth
+            JvmHeapAboveLimit
+            | JvmHeapFull
+            | JvmNativeGrowth
+            | NodeHeapAboveLimit
+            | DotnetHeapHardLimitAboveLimit
+            | DotnetNativeGrowth
             | GlibcArenas => Role::Advice,
             Young | JvmDefaultHeap => Role::Context,
             Other(_) => Role::Unknown,

@@ -11,8 +11,8 @@
 //! ([`missed`]).
 
 pub mod composition;
-pub mod grower;
 pub mod group;
+pub mod grower;
 pub mod kind;
 pub mod limit;
 pub mod missed;
@@ -41,14 +41,8 @@ impl Finding for Runtimes {
 }
 
 /// Every finding for a kill the probe saw, in the order their reasons are given.
-pub static FINDINGS: &[&dyn Finding] = &[
-    &limit::WhichLimit,
-    &group::OomGroup,
-    &composition::Composition,
-    &grower::GrowerNotVictim,
-    &Runtimes,
-    &young::Young,
-];
+pub static FINDINGS: &[&dyn Finding] =
+    &[&limit::WhichLimit, &group::OomGroup, &composition::Composition, &grower::GrowerNotVictim, &Runtimes, &young::Young];
 
 /// A reason of `kind` saying `text`.
 pub fn reason(kind: ReasonKind, text: String) -> Reason {

@@ -27,7 +27,7 @@ fn jvms<'a>(e: &'a Event) -> impl Iterator<Item = (&'a ProcessFacts, &'a JvmFact
     let victim = e.victim.as_ref().map(|v| v.pid);
     let grower = e.recent.as_ref().and_then(|r| r.processes.first()).map(|p| p.pid);
     e.runtimes.iter().filter(move |p| Some(p.pid) == victim || Some(p.pid) == grower).filter_map(|p| match &p.runtime {
-        Some(Facts::Jvm(j)) => Some((p, j)),
+        Some(Facts::Jvm(j)) => Some((p, &**j)),
         _ => None,
     })
 }

@@ -157,7 +157,8 @@ mod tests {
         assert_eq!(f.max_direct_memory_bytes, Some(64 << 20));
         let json = serde_json::to_string(&f).unwrap();
         assert!(!json.contains("hunter2") && !json.contains("abc"), "{json}");
-        let f = Flags::from_sources(None, None, &["java", "-cp", "/app", "-XX:-UseContainerSupport", "-XX:ThreadStackSize=2048", "Main"], None);
+        let f =
+            Flags::from_sources(None, None, &["java", "-cp", "/app", "-XX:-UseContainerSupport", "-XX:ThreadStackSize=2048", "Main"], None);
         assert_eq!((f.use_container_support, f.thread_stack_bytes), (Some(false), Some(2 << 20)));
     }
 }

@@ -55,6 +55,9 @@ pub struct JvmFacts {
     pub gc_seconds: Option<f64>,
     pub threads: Option<u64>,
     pub version: Option<String>,
+    /// Where its performance-data file was found (as the host sees it), to read it again.
+    #[serde(skip)]
+    pub perfdata_path: Option<std::path::PathBuf>,
 }
 
 /// HotSpot's default `MaxRAMPercentage`, and the larger share (`MinRAMPercentage`) it takes on
@@ -86,7 +89,10 @@ impl JvmFacts {
         } else {
             DEFAULT_MAX_RAM_PERCENTAGE
         });
-        ((seen as f64 * pct / 100.0) as u64, if self.flags.max_ram_percentage.is_some() { HeapSource::Percentage } else { HeapSource::Default })
+        (
+            (seen as f64 * pct / 100.0) as u64,
+            if self.flags.max_ram_percentage.is_some() { HeapSource::Percentage } else { HeapSource::Default },
+        )
     }
 
     /// Whether nothing sized the heap (no -Xmx, no MaxRAMPercentage).
@@ -152,6 +158,7 @@ pub fn figures(p: &PerfData, flags: Flags) -> JvmFacts {
         gc_seconds: p.sum_indexed("sun.gc.collector", "time").zip(ticks).map(|(t, f)| t as f64 / f as f64),
         threads: p.unsigned("java.threads.live"),
         version: p.string("java.property.java.vm.version").map(String::from),
+        perfdata_path: None,
     }
 }
 
@@ -164,21 +171,26 @@ pub fn user_of(passwd: &str, uid: u32) -> Option<&str> {
     })
 }
 
-/// Reads the performance-data file of the JVM `pid` (`uid` and `nspid` from its status).
-fn read_perfdata(p: &Process<'_>, uid: u32, nspid: u32) -> Result<PerfData, String> {
+/// Finds the performance-data file of the JVM `pid` (`uid` and `nspid` from its status).
+fn find_perfdata(p: &Process<'_>, uid: u32, nspid: u32) -> Result<std::path::PathBuf, String> {
     let root = p.root();
     let tmp = root.join("tmp");
     let by_user = std::fs::read_to_string(root.join("etc/passwd"))
         .ok()
         .and_then(|pw| user_of(&pw, uid).map(|u| tmp.join(format!("hsperfdata_{u}")).join(nspid.to_string())));
     // Without a passwd entry (distroless images), the file is in some hsperfdata_* directory.
-    let path = by_user.filter(|p| p.exists()).or_else(|| {
-        std::fs::read_dir(&tmp).ok()?.filter_map(Result::ok).map(|e| e.path().join(nspid.to_string())).find(|p| {
-            p.parent().and_then(Path::file_name).is_some_and(|n| n.to_string_lossy().starts_with("hsperfdata_")) && p.exists()
-        })
-    });
-    let path = path.ok_or_else(|| "no performance-data file (-XX:-UsePerfData, or not created yet)".to_string())?;
-    let file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let path =
+        by_user.filter(|p| p.exists()).or_else(|| {
+            std::fs::read_dir(&tmp).ok()?.filter_map(Result::ok).map(|e| e.path().join(nspid.to_string())).find(|p| {
+                p.parent().and_then(Path::file_name).is_some_and(|n| n.to_string_lossy().starts_with("hsperfdata_")) && p.exists()
+            })
+        });
+    path.ok_or_else(|| "no performance-data file (-XX:-UsePerfData, or not created yet)".to_string())
+}
+
+/// Reads and parses a performance-data file, bounded.
+fn read_perfdata(path: &Path) -> Result<PerfData, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
     if len > PERFDATA_LIMIT {
         return Err(format!("{} is {len} bytes, more than the {PERFDATA_LIMIT} read", path.display()));
@@ -220,10 +232,21 @@ impl Runtime for Jvm {
         let flags = Flags::from_sources(env.get("JAVA_TOOL_OPTIONS"), env.get("JDK_JAVA_OPTIONS"), &args, env.get("_JAVA_OPTIONS"));
         drop(env);
         let (uid, nspid) = p.ids()?;
-        Some(Facts::Jvm(match read_perfdata(p, uid, nspid) {
-            Ok(data) => figures(&data, flags),
+        let found = find_perfdata(p, uid, nspid);
+        Some(Facts::Jvm(Box::new(match found.as_deref().map_err(Clone::clone).and_then(read_perfdata) {
+            Ok(data) => JvmFacts { perfdata_path: found.ok(), ..figures(&data, flags) },
             Err(why) => JvmFacts { flags, perfdata_error: Some(why), ..JvmFacts::default() },
-        }))
+        })))
+    }
+
+    fn refresh(&self, p: &Process<'_>, old: &Facts) -> Option<Facts> {
+        let Facts::Jvm(j) = old else { return self.read(p) };
+        let Some(path) = j.perfdata_path.as_deref() else { return self.read(p) };
+        match read_perfdata(path) {
+            Ok(data) => Some(Facts::Jvm(Box::new(JvmFacts { perfdata_path: j.perfdata_path.clone(), ..figures(&data, j.flags.clone()) }))),
+            // Gone or replaced: look for it afresh.
+            Err(_) => self.read(p),
+        }
     }
 
     fn advise(&self, e: &Event, limit: Option<u64>) -> Vec<Reason> {

@@ -150,7 +150,7 @@ pub fn build(counters: &[(&str, Value)]) -> Vec<u8> {
         let name_off = ENTRY_HEADER;
         let mut name_bytes = name.as_bytes().to_vec();
         name_bytes.push(0);
-        while (ENTRY_HEADER + name_bytes.len()) % 8 != 0 {
+        while !(ENTRY_HEADER + name_bytes.len()).is_multiple_of(8) {
             name_bytes.push(0);
         }
         let data_off = ENTRY_HEADER + name_bytes.len();
@@ -160,7 +160,7 @@ pub fn build(counters: &[(&str, Value)]) -> Vec<u8> {
                 let mut d = s.as_bytes().to_vec();
                 d.push(0);
                 let n = d.len();
-                while d.len() % 8 != 0 {
+                while !d.len().is_multiple_of(8) {
                     d.push(0);
                 }
                 (b'B', d, n)

@@ -150,10 +150,9 @@ fn advise(who: &str, n: &NodeFacts, limit: u64, machine: u64) -> Option<Reason> 
     }
     let whence = match (n.max_old_space_mib, n.major()) {
         (Some(m), _) => format!("--max-old-space-size={m} sets it"),
-        (None, Some(v)) if v >= heap::CONSTRAINED_FROM => format!(
-            "Node {v} sizes it from the container's limit, but never below {} of old space",
-            h(heap::MIN_OLD)
-        ),
+        (None, Some(v)) if v >= heap::CONSTRAINED_FROM => {
+            format!("Node {v} sizes it from the container's limit, but never below {} of old space", h(heap::MIN_OLD))
+        }
         (None, Some(v)) => format!("Node {v} sizes it from the host's memory ({}), not the container's", h(machine)),
         (None, None) => "V8 sizes it from the memory it is told the machine has".to_string(),
     };
