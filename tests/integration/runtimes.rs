@@ -29,7 +29,15 @@ fn start(state: &std::path::Path) -> Daemon {
     Daemon::start(&["--interval", "500ms", "--slow-interval", "1s", "--state-dir", state.to_str().unwrap()])
 }
 
+/// `java -cp <the test classes> ARGS`, its code warmed in the page cache outside any test
+/// cgroup (see `util::oom::warm`).
 fn java(args: &[&str]) -> Command {
+    static WARM: std::sync::Once = std::sync::Once::new();
+    WARM.call_once(|| {
+        let mut c = Command::new("java");
+        c.arg("-cp").arg(programs::java_classes()).args(["Grow", "hold", "1"]).stdin(Stdio::null());
+        util::oom::warm(c);
+    });
     let mut c = Command::new("java");
     c.arg("-cp").arg(programs::java_classes()).args(args);
     c
@@ -98,6 +106,9 @@ fn node_without_flags_gets_max_old_space_size_and_stops_itself_with_it() {
     let _serial = util::serial();
     let state = tempfile::tempdir().unwrap();
     let d = start(state.path());
+    let mut warmup = Command::new("node");
+    warmup.arg(programs::node_script()).arg("report");
+    util::oom::warm(warmup);
     let cg = TestCgroup::new("node", 128 * MIB);
     // memwatch's figure for V8's heap limit is V8's own, in the same cgroup.
     let mut report = Command::new("node");

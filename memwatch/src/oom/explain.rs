@@ -49,6 +49,8 @@ pub struct Kill<'a> {
     pub runtime: Option<&'a Facts>,
     /// The parts of the memory of the cgroup at its limit, read when the record arrived.
     pub parts: Option<&'a PartsRead>,
+    /// The process the victim task belongs to, where known (the kernel may name a thread).
+    pub tgid: Option<u32>,
 }
 
 /// What else an explanation draws on besides the kill and the host.
@@ -330,7 +332,7 @@ fn victim(k: &Kill<'_>) -> Victim {
     // The kernel names the task it chose; where that is a thread, the process is the victim.
     let process = k.proc_.filter(|p| p.info.pid != mark.victim_pid);
     Victim {
-        pid: process.map_or(mark.victim_pid, |p| p.info.pid),
+        pid: k.tgid.unwrap_or(mark.victim_pid),
         comm: process
             .map(|p| p.info.comm.clone())
             .or_else(|| mark.victim_comm.clone())

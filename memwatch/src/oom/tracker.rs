@@ -87,7 +87,12 @@ struct Pending {
     runtime: Option<Facts>,
     /// memory.stat of the cgroup at its limit (else the trigger's), read as the record came in.
     parts: Option<PartsRead>,
+    /// The process the victim task belongs to, where known.
+    tgid: Option<u32>,
 }
+
+/// How long a victim process is remembered, to tell a second marking of it from a new kill.
+const VICTIM_KEEP: Duration = Duration::from_secs(10);
 
 #[derive(Default)]
 pub struct Tracker {
@@ -95,6 +100,9 @@ pub struct Tracker {
     /// Records that came before their kill's own: victim pid -> (record, when).
     early_exit: HashMap<u32, (OomKill, Instant)>,
     early_memcg: HashMap<u32, (u64, Instant)>,
+    /// Victim processes (tgid) of recent kills: a thread of one that allocates while dying is
+    /// marked a victim again by the kernel (to let it use reserves), which is no new kill.
+    recent_victims: Vec<(u32, Instant)>,
     /// Per cgroup id, kills explained by events (the cgroup's and its descendants').
     explained: HashMap<u64, u64>,
     discrepancy_since: HashMap<u64, Instant>,
@@ -191,9 +199,20 @@ impl Tracker {
         }
         self.early_exit.retain(|_, (_, at)| now.duration_since(*at) < EARLY_KEEP);
         self.early_memcg.retain(|_, (_, at)| now.duration_since(*at) < EARLY_KEEP);
-        let parts = self.read_parts(&k, world);
+        self.recent_victims.retain(|(_, at)| now.duration_since(*at) < VICTIM_KEEP);
         let proc_ = world.process(pid);
-        let runtime = world.runtime(proc_.as_ref().map_or(pid, |p| p.info.pid));
+        // The kernel marks a task that allocates while it dies as a victim too, from its own
+        // context (victim and trigger the same task): its process was killed already.
+        let tgid = proc_.as_ref().map(|p| p.info.pid).or((k.victim_pid == k.trigger_pid).then_some(k.trigger_tgid));
+        if let Some(t) = tgid {
+            let again = self.recent_victims.iter().any(|(v, _)| *v == t) || self.pending.iter().any(|p| p.tgid == Some(t));
+            if again && k.victim_pid == k.trigger_pid {
+                return vec![];
+            }
+            self.recent_victims.push((t, now));
+        }
+        let parts = self.read_parts(&k, world);
+        let runtime = world.runtime(tgid.unwrap_or(pid));
         let time = world.boot_to_wall(k.boot_ns);
         self.pending.push(Pending {
             time,
@@ -204,6 +223,7 @@ impl Tracker {
             proc_,
             runtime,
             parts,
+            tgid,
         });
         self.finish_ready(now, world)
     }
@@ -269,6 +289,7 @@ impl Tracker {
             proc_: p.proc_.as_ref(),
             runtime: p.runtime.as_ref(),
             parts: p.parts.as_ref(),
+            tgid: p.tgid,
         };
         let snaps: Vec<&Snapshot> = [self.newer.as_deref(), self.older.as_deref()].into_iter().flatten().collect();
         let interval = match (&self.older, &self.newer) {

@@ -17,17 +17,39 @@ pub(crate) fn daemon(state: &Path, interval: &str) -> Daemon {
     Daemon::start(&["--interval", interval, "--state-dir", state.to_str().unwrap()])
 }
 
-/// Runs `cmd` in `cg` until the kernel kills it; returns its pid and how long it lived.
+/// How long a program run until killed may take before the test gives up on it.
+const KILL_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Runs `cmd` in `cg` until the kernel kills it; returns its pid and how long it lived. Fails
+/// (and kills it) when no kill came within [`KILL_DEADLINE`].
 pub(crate) fn run_until_killed(mut cmd: Command, cg: &TestCgroup) -> (u32, Duration) {
     cmd.stdout(Stdio::null());
     cg.join_before_exec(&mut cmd);
     let started = Instant::now();
     let mut child = cmd.spawn().expect("start the program");
     let pid = child.id();
-    let st = child.wait().unwrap();
+    let st = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if started.elapsed() > KILL_DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} was not killed within {KILL_DEADLINE:?} (usage {} of the limit)", cg.usage());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     let lived = started.elapsed();
     super::assert_killed(st, &format!("{cmd:?}"));
     (pid, lived)
+}
+
+/// Runs a program once outside any test cgroup, so the pages of its executable and libraries
+/// are in the page cache, charged to memwatch's own cgroup rather than to a test's: a program
+/// run at a test cgroup's limit then cannot thrash on re-reading its own code (the kernel would
+/// reclaim those pages from the test cgroup and fault them back, without end).
+pub(crate) fn warm(mut cmd: Command) {
+    let _ = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status();
 }
 
 /// Runs the workload's hog in `cg` until the kernel kills it.
