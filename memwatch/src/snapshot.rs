@@ -125,9 +125,10 @@ pub struct Container {
     pub time_to_oom_seconds: Option<f64>,
     /// Its own processes (not its children's), largest RSS first.
     pub top_processes: Vec<Process>,
-    /// Its own processes of a known runtime, with their facts.
+    /// Its own processes of a known runtime, with their facts (shared with the collector's
+    /// cache: a sample does not copy them).
     #[serde(default)]
-    pub runtimes: Vec<ProcessFacts>,
+    pub runtimes: Arc<[ProcessFacts]>,
     /// Per runtime present, its processes' heaps summed (where the runtime says).
     #[serde(default)]
     pub runtime_heaps: Vec<RuntimeHeap>,

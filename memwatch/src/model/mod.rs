@@ -209,7 +209,7 @@ fn container(
         time_to_oom_seconds: st.trends.observe(c.id, p.t.mono, working_set, headroom),
         top_processes: top_processes(c, p.page, &b.proc_counters),
         runtime_heaps: runtime_heaps(&c.runtimes, Some(limit_bytes).filter(|_| !limit_is_machine), p.machine),
-        runtimes: c.runtimes.to_vec(),
+        runtimes: c.runtimes.clone(),
     }
 }
 

@@ -147,7 +147,7 @@ pub fn explain(k: &Kill<'_>, cx: &Context<'_>, world: &dyn World) -> Event {
     let at_kill = level.map(|l| at_kill(l, who.path_of(l.cgroup_id, cx.snaps, world).unwrap_or_default(), k, cx.v1));
     let victim = victim(k);
     let top = processes(who.path.as_deref(), who.container.map(|c| c.top_processes.as_slice()).unwrap_or_default(), world);
-    let sampled = who.container.map(|c| c.runtimes.as_slice()).unwrap_or_default();
+    let sampled = who.container.map(|c| &*c.runtimes).unwrap_or_default();
     let (go, runtimes) = runtimes(k, &victim, &top, sampled, world);
     let recent = cx.history.map(|h| recent(h, who.id, k.time, cx.interval, at_kill.as_ref(), &victim, &top));
     let mut event = Event {

@@ -188,6 +188,21 @@ fn find_perfdata(p: &Process<'_>, uid: u32, nspid: u32) -> Result<std::path::Pat
     path.ok_or_else(|| "no performance-data file (-XX:-UsePerfData, or not created yet)".to_string())
 }
 
+/// The counters memwatch uses (the rest, the JVM's arguments among them, are never copied).
+fn wanted(name: &[u8]) -> bool {
+    const PREFIXES: [&[u8]; 8] = [
+        b"sun.gc.generation.",
+        b"sun.gc.metaspace.",
+        b"sun.gc.compressedclassspace.",
+        b"sun.gc.collector.",
+        b"sun.gc.policy.name",
+        b"sun.os.hrt.frequency",
+        b"java.threads.live",
+        b"java.property.java.vm.version",
+    ];
+    PREFIXES.iter().any(|p| name.starts_with(p)) && !name.windows(9).any(|w| w == b".agetable")
+}
+
 /// Reads and parses a performance-data file, bounded.
 fn read_perfdata(path: &Path) -> Result<PerfData, String> {
     let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -197,7 +212,7 @@ fn read_perfdata(path: &Path) -> Result<PerfData, String> {
     }
     let mut data = Vec::with_capacity(len as usize);
     file.take(PERFDATA_LIMIT).read_to_end(&mut data).map_err(|e| format!("{}: {e}", path.display()))?;
-    perfdata::parse(&data).map_err(|e| format!("{}: {e}", path.display()))
+    perfdata::parse_selected(&data, wanted).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 pub struct Jvm;

@@ -83,6 +83,12 @@ impl PerfData {
 
 /// Parses a whole file as read.
 pub fn parse(data: &[u8]) -> Result<PerfData, PerfDataError> {
+    parse_selected(data, |_| true)
+}
+
+/// Parses a file, keeping only the counters whose names `keep` accepts (the others are
+/// checked and skipped without being copied).
+pub fn parse_selected(data: &[u8], keep: impl Fn(&[u8]) -> bool) -> Result<PerfData, PerfDataError> {
     if data.len() < PROLOGUE {
         return Err(PerfDataError::Short(data.len()));
     }
@@ -125,6 +131,10 @@ pub fn parse(data: &[u8]) -> Result<PerfData, PerfDataError> {
             (field(0).unwrap_or(0), field(4).unwrap_or(0), field(8).unwrap_or(0), field(16).unwrap_or(0));
         let entry = data.get(at..at.checked_add(len).ok_or_else(|| bad.clone())?).filter(|_| len >= ENTRY_HEADER).ok_or(bad.clone())?;
         let name = entry.get(name_off..).and_then(|n| n.split(|&b| b == 0).next()).ok_or(bad.clone())?;
+        if !keep(name) {
+            at += len;
+            continue;
+        }
         let name = String::from_utf8_lossy(name).into_owned();
         match header[12] {
             b'J' => {
