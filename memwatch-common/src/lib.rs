@@ -150,7 +150,10 @@ pub mod walk {
 pub mod switch {
     /// Non-zero while per-process counters are wanted (`memwatch top`'s detail view).
     pub const PER_PROCESS: u32 = 0;
-    pub const COUNT: u32 = 1;
+    /// Non-zero: the fault-stack sampler counts every memory cgroup (`--stacks always`); zero:
+    /// only those in `STACK_CGROUPS` (the containers at risk).
+    pub const STACKS_ALL: u32 = 1;
+    pub const COUNT: u32 = 2;
 }
 
 /// Index of each counter in the `DROPS` per-CPU array: events the kernel side could not record.
@@ -168,7 +171,12 @@ pub mod drop {
     /// The exec ring buffer was full: a program started unseen (its Go settings are read at
     /// the next sample, if it lives that long).
     pub const EXEC_RING_FULL: u32 = 5;
-    pub const COUNT: u32 = 6;
+    /// A sampled fault's stack could not be stored (the stack map was full).
+    pub const STACK_MAP_FULL: u32 = 6;
+    /// A sampled fault's count could not be stored (the counts map was full: a plain hash,
+    /// so live counts are never evicted).
+    pub const STACK_COUNTS_FULL: u32 = 7;
+    pub const COUNT: u32 = 8;
 }
 
 /// Load-time configuration: where each tracepoint field lives on this kernel, where the
@@ -224,8 +232,17 @@ pub struct Config {
     pub page_counter_max: u32,
     /// The page size, for rounding mapping lengths as the kernel does.
     pub page_size: u64,
+    /// The fault-stack sampler takes one user page fault in this many (a power of two).
+    pub stack_period: u32,
+    /// Byte offset of the user stack pointer in `struct pt_regs` (0: not known, no caller
+    /// word is read).
+    pub regs_sp: u32,
+    /// mm_struct -> start_code, end_code: the executable's text, for telling a return address
+    /// (the word at the stack pointer of a frameless leaf) from data.
+    pub mm_start_code: u32,
+    pub mm_end_code: u32,
 }
-const _: () = assert!(core::mem::size_of::<Config>() == 112);
+const _: () = assert!(core::mem::size_of::<Config>() == 128);
 
 impl Config {
     /// Every field absent, no memcg walk: what the programs see if userspace wrote nothing.
@@ -264,6 +281,10 @@ impl Config {
             page_counter_usage: 0,
             page_counter_max: 0,
             page_size: 4096,
+            stack_period: 64,
+            regs_sp: 0,
+            mm_start_code: 0,
+            mm_end_code: 0,
         }
     }
 }
@@ -332,6 +353,32 @@ pub struct ExecEvent {
 }
 const _: () = assert!(core::mem::size_of::<ExecEvent>() == 8);
 
+/// Capacity of the fault-stack sampler's stack map (distinct user stacks).
+pub const STACK_ENTRIES: u32 = 8192;
+/// Frames kept per sampled stack (the kernel's maximum is 127).
+pub const STACK_DEPTH: u32 = 64;
+/// Capacity of the map of sampled-fault counts (a plain hash: entries are taken out when
+/// userspace drains it, on the slow cadence).
+pub const STACK_COUNTS: u32 = 16384;
+/// Memory cgroups the at-risk sampler may watch at once.
+pub const STACK_CGROUPS: u32 = 256;
+
+/// What a sampled fault is counted under: the faulting task's memory cgroup, its process, its
+/// user stack and, where the top frame's caller was lost (a frameless leaf), the word at the
+/// user stack pointer when it points into the executable's text.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct StackKey {
+    /// The kernfs id of the memory cgroup.
+    pub cgroup_id: u64,
+    /// The word at the stack pointer, or 0.
+    pub caller: u64,
+    pub tgid: u32,
+    /// In the stack map; negative: no user stack could be taken.
+    pub stack_id: i32,
+}
+const _: () = assert!(core::mem::size_of::<StackKey>() == 24);
+
 /// Capacity of the map of OOM victims not yet exited.
 pub const MAX_OOM_VICTIMS: u32 = 1024;
 
@@ -390,4 +437,6 @@ mod pod {
     unsafe impl aya::Pod for super::OomEvent {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::ExecEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::StackKey {}
 }

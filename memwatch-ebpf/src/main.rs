@@ -22,6 +22,8 @@ mod mmap;
 #[cfg(target_arch = "bpf")]
 mod oom;
 #[cfg(target_arch = "bpf")]
+mod stacks;
+#[cfg(target_arch = "bpf")]
 mod state;
 
 #[cfg(target_arch = "bpf")]

@@ -20,7 +20,9 @@
 //!    into explained, journaled events, published beside it as an [`oom::OomView`], and tells
 //!    the next sample which cgroups had kills (an input of the collectors, never a shared
 //!    lock); [`history`] keeps each container's recent past; [`pipeline`] wires probes,
-//!    sampler and OOM stage, the same for `serve` and `top`;
+//!    sampler and OOM stage, the same for `serve` and `top`; [`stacks`] drains the
+//!    fault-stack sampler on the slow cadence, resolves its addresses while the processes live
+//!    and names them on a thread of its own, for OOM events, profiles and `top`;
 //! 6. **readers**: [`expose`] (the exposition and memwatch's own instrumentation), [`http`]
 //!    (routes, and the server with its connection limits), [`history::trace`] (Perfetto),
 //!    [`top`] (the terminal view), [`explain`] (where a process's memory is), and the journal
@@ -43,6 +45,7 @@ pub mod probes;
 pub mod runtime;
 pub mod sampler;
 pub mod snapshot;
+pub mod stacks;
 pub mod top;
 pub mod units;
 

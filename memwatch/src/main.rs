@@ -50,6 +50,9 @@ enum Command {
     Explain(cli::explain::ExplainArgs),
     /// Write a running daemon's recent history and OOM kills as a trace for Perfetto
     Trace(cli::trace::TraceArgs),
+    /// Write which code faulted memory in (a running daemon's sampled fault stacks) as pprof,
+    /// folded stacks or an SVG flame graph
+    Profile(cli::profile::ProfileArgs),
 }
 
 fn main() -> ExitCode {
@@ -82,6 +85,7 @@ fn main() -> ExitCode {
         Command::Top(args) => cli::top::run(roots, args),
         Command::Explain(args) => cli::explain::run(&roots, &args).map(|()| ExitCode::SUCCESS),
         Command::Trace(args) => cli::trace::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Profile(args) => cli::profile::run(&args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

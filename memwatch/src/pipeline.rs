@@ -85,6 +85,7 @@ impl Pipeline {
         let mut report = Report::default();
         let mut logger = None;
         let mut events = KernelEvents { oom: None, exec: None, oom_unit: crate::host::page_size() };
+        let mut stack_maps = None;
         let probes = match opts.probes {
             None => None,
             Some(p) => match Probes::load(&roots.load_options(p)) {
@@ -93,6 +94,7 @@ impl Pipeline {
                     report.probes = probes.status().to_vec();
                     events.oom = probes.take_oom_events();
                     events.exec = probes.take_exec_events();
+                    stack_maps = probes.take_stack_maps();
                     logger = probes.take_logger();
                     events.oom_unit = probes.oom_size_unit();
                     if opts.bpf_stats {
@@ -115,11 +117,15 @@ impl Pipeline {
         if report.ebpf_error.is_some() {
             collectors.push(Box::new(crate::collector::ebpf::Unavailable(report.probes.clone())));
         }
+        let procfs = roots.procfs.clone();
         let mut sampler = Sampler::new(roots, collectors, opts.model.clone());
         if let Some(m) = &opts.self_metrics {
             sampler.observe_into(m.clone());
         }
-        Pipeline { stages: Stages::new(sampler, history, oom, events), logger, report }
+        let period = opts.probes.map_or(1, |p| p.stack_period.max(1).next_power_of_two() as u64);
+        let stacks = crate::stacks::Stage::new(stack_maps, procfs, opts.slow_interval, period, crate::host::page_size(), opts.history);
+        oom.set_stacks(stacks.store.clone(), stacks.names.clone());
+        Pipeline { stages: Stages::new(sampler, history, oom, events, stacks), logger, report }
     }
 
     /// The kernel-side logger: whoever takes it must keep it alive and flush it when its fd is
@@ -139,7 +145,12 @@ impl Pipeline {
     pub fn spawn(self, interval: Duration) -> (Shared, thread::JoinHandle<()>) {
         // The logger, if nobody took it, lives as long as the sampler.
         let Pipeline { stages, logger, .. } = self;
-        let shared: Shared = Arc::new(crate::sampler::Published { history: stages.history.clone(), ..Default::default() });
+        let shared: Shared = Arc::new(crate::sampler::Published {
+            history: stages.history.clone(),
+            stacks: stages.stacks.store.clone(),
+            names: stages.stacks.names.clone(),
+            ..Default::default()
+        });
         let handle = stages.spawn(interval, shared.clone(), logger);
         (shared, handle)
     }

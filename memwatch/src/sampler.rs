@@ -34,6 +34,9 @@ pub struct Published {
     pub oom: ArcSwap<OomView>,
     /// Every sample's containers for a bounded window (written by the sampler, once a sample).
     pub history: Arc<RwLock<History>>,
+    /// Each container's recent fault stacks, and their names.
+    pub stacks: Arc<RwLock<crate::stacks::Store>>,
+    pub names: Arc<crate::stacks::symbolize::Names>,
 }
 
 /// Shared with every reader.
@@ -71,7 +74,7 @@ impl KernelEvents {
     /// Hands every waiting record to `oom`, and adds the cgroups of each kill to `kills` (for
     /// the next sample to re-read); true when its events changed. Execs first: a program that
     /// started and was killed between two reads is watched before its kill is.
-    pub fn drain(&mut self, oom: &mut Oom, kills: &mut HashSet<u64>) -> bool {
+    pub fn drain(&mut self, oom: &mut Oom, kills: &mut HashSet<u64>, mut before_kill: impl FnMut()) -> bool {
         if let Some(r) = self.exec.as_mut() {
             while let Some(item) = r.next() {
                 if item.len() >= 4 {
@@ -80,10 +83,14 @@ impl KernelEvents {
             }
         }
         let mut changed = false;
+        let mut first = true;
         if let Some(r) = self.oom.as_mut() {
             while let Some(item) = r.next() {
                 match crate::oom::decode(&item, self.oom_unit) {
                     Ok(k) => {
+                        if std::mem::take(&mut first) && !k.victim_exit && !k.victim_task {
+                            before_kill();
+                        }
                         kills.extend(k.levels.iter().map(|l| l.cgroup_id).chain([k.trigger_memcg_id]).chain(k.victim_memcg_id));
                         changed |= oom.on_record(k, Instant::now());
                     }
@@ -177,26 +184,39 @@ pub struct Stages {
     pub history: Arc<RwLock<History>>,
     pub oom: Oom,
     pub events: KernelEvents,
+    pub stacks: crate::stacks::Stage,
     /// Cgroups where the OOM probe saw kills since the last sample: the next sample's input.
     kills: HashSet<u64>,
+    /// Cgroups at risk after the last sample: the next sample's input.
+    at_risk: HashSet<u64>,
 }
 
 impl Stages {
-    pub fn new(sampler: Sampler, history: Arc<RwLock<History>>, oom: Oom, events: KernelEvents) -> Self {
-        Stages { sampler, history, oom, events, kills: HashSet::new() }
+    pub fn new(sampler: Sampler, history: Arc<RwLock<History>>, oom: Oom, events: KernelEvents, stacks: crate::stacks::Stage) -> Self {
+        Stages { sampler, history, oom, events, stacks, kills: HashSet::new(), at_risk: HashSet::new() }
     }
 
-    /// One sample step: the collectors (told where kills were) and the model, the history, then
-    /// the OOM stage, with the kernel's records first (a kill the sample's counters already
-    /// show has its record in the ring, and must be pending before the counters are
-    /// reconciled). Returns the snapshot and whether OOM events changed.
+    /// One sample step: the collectors (told where kills were and which containers are at
+    /// risk) and the model, the history, the fault stacks on their slow cadence, then the OOM
+    /// stage, with the kernel's records first (a kill the sample's counters already show has its
+    /// record in the ring, and must be pending before the counters are reconciled). Returns the
+    /// snapshot and whether OOM events changed.
     pub fn step(&mut self, now: Instant) -> (Arc<Snapshot>, bool) {
-        let input = SampleInput { oom_cgroups: std::mem::take(&mut self.kills) };
+        let input = SampleInput { oom_cgroups: std::mem::take(&mut self.kills), at_risk: std::mem::take(&mut self.at_risk) };
         let snap = Arc::new(self.sampler.sample(&input));
         self.history.write().unwrap_or_else(|e| e.into_inner()).push(&snap);
-        let mut changed = self.events.drain(&mut self.oom, &mut self.kills);
+        self.stacks.drain_if_due(now, crate::unix_seconds(snap.taken_at));
+        let mut changed = self.drain_kernel();
         changed |= self.oom.on_snapshot(snap.clone(), now);
+        self.at_risk = crate::stacks::at_risk(&snap, &self.oom.view().last_kill);
         (snap, changed)
+    }
+
+    /// The kernel's records; before the first OOM record of a drain, the fault stacks so far,
+    /// while the victim's maps can still be read.
+    fn drain_kernel(&mut self) -> bool {
+        let stacks = &mut self.stacks;
+        self.events.drain(&mut self.oom, &mut self.kills, || stacks.drain(crate::unix_seconds(SystemTime::now())))
     }
 
     /// Between samples: waits until `until` for kernel records (a kill is explained and
@@ -205,7 +225,7 @@ impl Stages {
     fn between(&mut self, until: Instant) -> bool {
         let until = self.oom.next_deadline().map_or(until, |d| d.min(until));
         self.events.wait(until.saturating_duration_since(Instant::now()));
-        let changed = self.events.drain(&mut self.oom, &mut self.kills);
+        let changed = self.drain_kernel();
         changed | self.oom.finish_ready(Instant::now())
     }
 

@@ -16,7 +16,7 @@
 /* Where allocations go, so the compiler cannot drop them. */
 static char *volatile kept[64];
 
-static void hog(void) {
+__attribute__((noinline)) static void hog(void) {
     for (unsigned i = 0;; i++) {
         char *p = malloc(1 << 20);
         if (!p) continue;

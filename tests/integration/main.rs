@@ -9,6 +9,7 @@ mod privilege;
 mod probes;
 mod runtimes;
 mod serve;
+mod stacks;
 mod top;
 mod trace;
 mod util;

@@ -116,6 +116,11 @@ fn defaults_never_tax_unwatched_syscalls() {
                 assert_eq!(st.id, ProbeId::PageFaultUser);
                 assert!(why.contains("--ebpf-page-faults") && why.contains("pgfault"), "{why}");
             }
+            ProbeState::Standby(why) => {
+                // The fault-stack sampler waits for a container at risk, having attached once.
+                assert_eq!(st.id, ProbeId::FaultStacks);
+                assert!(why.contains("--stacks at-risk") && why.contains("attaches as tp_btf"), "{why}");
+            }
             ProbeState::Disabled(why) => {
                 // Only where fexit is refused, and then the reason says what to do.
                 let why = why.to_string();
@@ -350,7 +355,7 @@ fn bad_tracefs_input_disables_only_that_probe() {
             assert!(why.contains(needle) && why.contains("fexit"), "{name}: {why}")
         }
         ProbeState::Attached { method } => assert!(method.starts_with("fexit"), "{name}: {method}"),
-        ProbeState::Off(why) => panic!("{name} is off: {why}"),
+        ProbeState::Off(why) | ProbeState::Standby(why) => panic!("{name} is not attached: {why}"),
     };
     broken(ProbeId::Mmap, "unreadable");
     broken(ProbeId::Munmap, "no fields");

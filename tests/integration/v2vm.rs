@@ -191,6 +191,9 @@ fn memwatch_on_a_pure_cgroup_v2_kernel(k: &Kernel) {
     for p in check["probes"].as_array().unwrap() {
         if p["name"] == "page_fault_user" {
             assert_eq!(p["state"], "off", "{check:#}");
+        } else if p["name"] == "fault_stacks" {
+            assert_eq!(p["state"], "standby", "{check:#}");
+            assert!(p["reason"].as_str().unwrap().contains("attaches as "), "{p}");
         } else if p["name"] == "mremap" && !k.mremap_fexit {
             assert_eq!(p["state"], "disabled", "{p}");
             assert!(p["reason"].as_str().unwrap().contains("forward declaration of its `struct pt_regs`"), "{p}");

@@ -86,6 +86,7 @@ pub(crate) fn run(roots: &Roots, args: &CheckArgs) -> anyhow::Result<ExitCode> {
                 ProbeState::Attached { method } => println!("  {:<18} attached: {method}", s.id),
                 ProbeState::Off(why) => println!("  {:<18} off: {why}", s.id),
                 ProbeState::Disabled(why) => println!("  {:<18} disabled: {why}", s.id),
+                ProbeState::Standby(why) => println!("  {:<18} standby: {why}", s.id),
             }
         }
         if let Some(costs) = &costs {

@@ -43,8 +43,46 @@ pub(crate) fn trace(base: &str, since: Duration, container: Option<&str>) -> any
     Ok(body)
 }
 
+/// A profile of a container's or a process's fault stacks, as the daemon wrote it; the
+/// daemon's own message when it refuses.
+pub(crate) fn profile(
+    base: &str,
+    subject: &memwatch::stacks::Subject,
+    since: Duration,
+    format: memwatch::http::ProfileFormat,
+) -> anyhow::Result<Vec<u8>> {
+    let mut req = get(base, "/api/v1/profile")
+        .timeout(Duration::from_secs(60))
+        .query("seconds", &since.as_secs_f64().to_string())
+        .query("format", &format!("{format:?}").to_lowercase());
+    req = match subject {
+        memwatch::stacks::Subject::Pid(p) => req.query("pid", &p.to_string()),
+        memwatch::stacks::Subject::Container(c) => req.query("container", c),
+    };
+    let reply = match req.call() {
+        Ok(r) => r,
+        Err(ureq::Error::Status(code, r)) => anyhow::bail!("{code}: {}", r.into_string().unwrap_or_default().trim()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(&mut reply.into_reader(), &mut body)?;
+    Ok(body)
+}
+
+/// Each container's top stacks of the last minute, by cgroup id.
+pub(crate) fn stacks(base: &str) -> anyhow::Result<std::collections::HashMap<u64, Vec<memwatch::stacks::profile::StackUse>>> {
+    #[derive(serde::Deserialize)]
+    struct Reply {
+        stacks: std::collections::HashMap<String, Vec<memwatch::stacks::profile::StackUse>>,
+    }
+    let r: Reply = get(base, "/api/v1/stacks").call()?.into_json()?;
+    Ok(r.stacks.into_iter().filter_map(|(k, v)| Some((k.parse().ok()?, v))).collect())
+}
+
 /// One frame for `top`: the containers and the recent events.
 pub(crate) fn frame(base: &str) -> anyhow::Result<Frame> {
     let c: ContainersReply = get(base, "/api/v1/containers").call()?.into_json()?;
-    Ok(Frame { taken_at: c.taken_at, containers: Arc::new(c.containers), events: events(base, None, None)? })
+    // A daemon from before fault stacks has no /api/v1/stacks: no stacks, not an error.
+    let stacks = stacks(base).unwrap_or_default();
+    Ok(Frame { taken_at: c.taken_at, containers: Arc::new(c.containers), events: events(base, None, None)?, stacks })
 }

@@ -116,5 +116,9 @@ pub(crate) fn describe(e: &Event) -> String {
     if !why.is_empty() {
         s += &format!("\n    {why}");
     }
+    // Which code grew, when the fault-stack sampler ran.
+    if let Some(r) = e.explanation.iter().find(|r| r.kind == memwatch::oom::reasons::ReasonKind::GrowthStack) {
+        s += &format!("\n    {}", r.text);
+    }
     s
 }

@@ -4,6 +4,7 @@ pub(crate) mod client;
 pub(crate) mod events;
 pub(crate) mod explain;
 pub(crate) mod probe_args;
+pub(crate) mod profile;
 pub(crate) mod serve;
 pub(crate) mod top;
 pub(crate) mod trace;

@@ -17,10 +17,25 @@ pub(crate) struct ProbeArgs {
     /// takes 128 bytes per slot per CPU
     #[arg(long, default_value_t = DEFAULT_SLOTS, value_parser = clap::value_parser!(u32).range(16..=65536))]
     pub ebpf_cgroup_slots: u32,
+    /// When to sample user stacks at page faults (which code faulted memory in): `at-risk`
+    /// attaches the sampler only while some container is at risk (headroom under 20% of its
+    /// limit, a time to OOM under 10 minutes, or an OOM kill in the last 10 minutes) and
+    /// counts only those; `always` counts every container; `off` loads nothing of it
+    #[arg(long, value_enum, default_value_t = memwatch::stacks::Mode::AtRisk)]
+    pub stacks: memwatch::stacks::Mode,
+    /// The sampler takes one user page fault in this many (rounded up to a power of two)
+    #[arg(long, default_value_t = memwatch::probes::DEFAULT_STACK_PERIOD, value_parser = clap::value_parser!(u32).range(1..=1048576))]
+    pub stack_period: u32,
 }
 
 impl ProbeArgs {
     pub(crate) fn options(&self) -> ProbeOptions {
-        ProbeOptions { page_faults: self.ebpf_page_faults, syscall_tracepoints: self.syscall_tracepoints, slots: self.ebpf_cgroup_slots }
+        ProbeOptions {
+            page_faults: self.ebpf_page_faults,
+            syscall_tracepoints: self.syscall_tracepoints,
+            slots: self.ebpf_cgroup_slots,
+            stacks: self.stacks,
+            stack_period: self.stack_period,
+        }
     }
 }

@@ -162,7 +162,10 @@ impl Live {
     /// The newest frame since the last call, or an error to show.
     fn poll(&mut self) -> Option<Result<Frame, String>> {
         match self {
-            Live::Local(shared) => shared.snapshot.load_full().map(|s| Ok(Frame::new(&s, &shared.oom.load()))),
+            Live::Local(shared) => shared.snapshot.load_full().map(|s| {
+                let store = shared.stacks.read().unwrap_or_else(|e| e.into_inner());
+                Ok(Frame::new(&s, &shared.oom.load()).with_stacks(&store, &shared.names))
+            }),
             Live::Remote(rx) => rx.try_iter().last(),
         }
     }

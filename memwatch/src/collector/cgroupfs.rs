@@ -647,7 +647,7 @@ mod tests {
         std::fs::write(memory.join("a/memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\noom_kill 4\n").unwrap();
         assert_eq!(sample(&mut c, &SampleInput::default()), Some(3), "nothing says the counter moved");
         let id = std::fs::metadata(memory.join("a")).unwrap().ino();
-        let told = SampleInput { oom_cgroups: HashSet::from([id]) };
+        let told = SampleInput { oom_cgroups: HashSet::from([id]), ..SampleInput::default() };
         assert_eq!(sample(&mut c, &told), Some(4), "the probe's kill has the counter read");
     }
 }

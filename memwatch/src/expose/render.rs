@@ -530,7 +530,7 @@ fn render_self(snap: &Snapshot, w: &mut Writer) {
     let s = &snap.self_stats;
     w.header("memwatch_build_info", Type::Gauge, "memwatch's version; always 1.");
     w.sample("memwatch_build_info", "", Some(("version", env!("CARGO_PKG_VERSION"))), Value::Int(1));
-    w.header("memwatch_probe_attached", Type::Gauge, "1 when the kernel probe is attached (method says how), 0 when it was asked for but is unavailable; probes not asked for are absent.");
+    w.header("memwatch_probe_attached", Type::Gauge, "1 when the kernel probe is attached (method says how), 0 when it was asked for but is unavailable or on standby (method=\"standby\": the fault-stack sampler while no container is at risk); probes not asked for are absent.");
     for p in &snap.probes {
         match &p.state {
             ProbeState::Attached { method } => {
@@ -540,6 +540,8 @@ fn render_self(snap: &Snapshot, w: &mut Writer) {
                 w.sample("memwatch_probe_attached", &l, Some(("method", method)), Value::Int(1));
             }
             ProbeState::Disabled(_) => w.sample("memwatch_probe_attached", "", Some(("probe", p.id.name())), Value::Int(0)),
+            // Loaded only when needed (the fault-stack sampler until a container is at risk).
+            ProbeState::Standby(_) => w.sample("memwatch_probe_attached", "probe=\"fault_stacks\"".replace("fault_stacks", p.id.name()).as_str(), Some(("method", "standby")), Value::Int(0)),
             ProbeState::Off(_) => {}
         }
     }

@@ -1,5 +1,6 @@
 //! The HTTP endpoint: `/metrics`, `/api/v1/containers`, `/api/v1/events`, `/api/v1/trace`,
-//! `/healthz`, `/readyz`. Handlers only load the latest published values; a panic in one request becomes a
+//! `/api/v1/profile` (fault stacks as pprof, folded or SVG), `/api/v1/stacks` (each container's
+//! top stacks, for `top`), `/healthz`, `/readyz`. Handlers only load the latest published values; a panic in one request becomes a
 //! 500 for that request alone. `/metrics` renders each snapshot once per format and lets
 //! concurrent scrapes share that body.
 
@@ -65,6 +66,8 @@ fn routes() -> Router<AppState> {
         .route("/api/v1/containers", get(containers))
         .route("/api/v1/events", get(events))
         .route("/api/v1/trace", get(trace))
+        .route("/api/v1/profile", get(profile))
+        .route("/api/v1/stacks", get(stacks))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(|| async {
@@ -179,6 +182,103 @@ async fn trace(State(st): State<AppState>, Query(q): Query<TraceQuery>) -> Respo
         Ok(Ok(body)) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "cannot build the trace\n").into_response(),
     }
+}
+
+#[derive(serde::Deserialize)]
+pub struct ProfileQuery {
+    /// A container, as `trace` takes it.
+    container: Option<String>,
+    /// Or one process.
+    pid: Option<u32>,
+    /// How far back, in seconds (30 unless told).
+    seconds: Option<f64>,
+    /// `pprof` (the default), `folded`, `svg` or `json`.
+    format: Option<String>,
+}
+
+/// A profile's formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProfileFormat {
+    /// pprof's protobuf, gzipped: `go tool pprof` opens it.
+    Pprof,
+    /// One line per stack, root first: the flame-graph tools' input.
+    Folded,
+    /// A flame graph.
+    Svg,
+    /// The top stacks as JSON.
+    Json,
+}
+
+impl std::str::FromStr for ProfileFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        <Self as clap::ValueEnum>::from_str(s, true).map_err(|_| format!("format={s:?}: one of pprof, folded, svg, json"))
+    }
+}
+
+async fn profile(State(st): State<AppState>, Query(q): Query<ProfileQuery>) -> Response {
+    let Some(snap) = st.shared.snapshot.load_full() else { return not_ready() };
+    let bad = |m: String| (StatusCode::BAD_REQUEST, format!("{m}\n")).into_response();
+    let format = match q.format.as_deref().unwrap_or("pprof").parse::<ProfileFormat>() {
+        Ok(f) => f,
+        Err(e) => return bad(e),
+    };
+    let subject = match (q.container, q.pid) {
+        (Some(c), None) => crate::stacks::Subject::Container(c),
+        (None, Some(p)) => crate::stacks::Subject::Pid(p),
+        _ => return bad("give one of container= or pid=".into()),
+    };
+    let seconds = q.seconds.unwrap_or(30.0);
+    if !(seconds > 0.0 && seconds.is_finite()) {
+        return bad(format!("seconds={seconds}: a positive number"));
+    }
+    let shared = st.shared.clone();
+    let built = tokio::task::spawn_blocking(move || {
+        let store = shared.stacks.read().unwrap_or_else(|e| e.into_inner());
+        let since = crate::unix_seconds(snap.taken_at) - seconds;
+        let entries = crate::stacks::select(&store, &snap, &subject, since).map_err(|e| (StatusCode::NOT_FOUND, e.to_string()))?;
+        let p = crate::stacks::profile::Profile::of(entries, store.period, store.page_size);
+        let names = &shared.names;
+        let title = match &subject {
+            crate::stacks::Subject::Container(c) => format!("memory faulted in: {c}, last {seconds:.0} s"),
+            crate::stacks::Subject::Pid(pid) => format!("memory faulted in: pid {pid}, last {seconds:.0} s"),
+        };
+        let failed = |e: String| (StatusCode::INTERNAL_SERVER_ERROR, e);
+        Ok::<_, (StatusCode, String)>(match format {
+            ProfileFormat::Pprof => ("application/octet-stream", p.pprof(names, seconds)),
+            ProfileFormat::Folded => ("text/plain; charset=utf-8", p.folded(names).into_bytes()),
+            ProfileFormat::Svg => ("image/svg+xml", p.svg(names, &title).map_err(failed)?),
+            ProfileFormat::Json => ("application/json", serde_json::to_vec(&serde_json::json!({
+                "period": p.period,
+                "samples": p.samples,
+                "bytes": p.samples.saturating_mul(p.unit),
+                "short_share": p.short_share(),
+                "top": p.top(20, names),
+            })).map_err(|e| failed(e.to_string()))?),
+        })
+    })
+    .await;
+    match built {
+        Ok(Ok((ct, body))) => ([(header::CONTENT_TYPE, ct)], body).into_response(),
+        Ok(Err((status, e))) => (status, format!("{e}\n")).into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "cannot build the profile\n").into_response(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct StacksQuery {
+    seconds: Option<f64>,
+}
+
+/// Each container's top 3 stacks of the last minute (unless told), by cgroup id.
+async fn stacks(State(st): State<AppState>, Query(q): Query<StacksQuery>) -> Response {
+    let Some(snap) = st.shared.snapshot.load_full() else { return not_ready() };
+    let since = crate::unix_seconds(snap.taken_at) - q.seconds.unwrap_or(60.0);
+    let store = st.shared.stacks.read().unwrap_or_else(|e| e.into_inner());
+    let top = crate::stacks::top_per_container(&store, &st.shared.names, since, 3);
+    drop(store);
+    let by_id: std::collections::BTreeMap<String, _> = top.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    Json(serde_json::json!({ "stacks": by_id })).into_response()
 }
 
 async fn healthz(State(st): State<AppState>) -> Response {

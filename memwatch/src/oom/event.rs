@@ -157,6 +157,43 @@ pub struct Recent {
     pub processes: Vec<ProcessGrowth>,
 }
 
+/// One stack and what it faulted in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StackUse {
+    /// Bytes it faulted in: samples × the sampling period × the page size.
+    pub bytes: u64,
+    pub samples: u64,
+    /// Frames, leaf first.
+    pub frames: Vec<String>,
+    /// The top frame in the program's own code (its executable, not its runtime's or a
+    /// library's functions), where there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub own: Option<String>,
+    /// The program's own frame and the named frames leafward of it that are not a runtime's,
+    /// at most three: `main.handleExport → encoding/json.Marshal`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub path: Vec<String>,
+}
+
+/// The container's sampled fault stacks over the window before a kill.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventStacks {
+    /// The sampling period: one user page fault in this many was sampled.
+    pub period: u64,
+    pub window_seconds: f64,
+    pub samples: u64,
+    /// Bytes the samples stand for.
+    pub bytes: u64,
+    /// The share of samples whose stack had at most two frames (code built without frame
+    /// pointers: most distributions' C and C++, JIT-compiled code).
+    pub short_share: f64,
+    /// The stacks that faulted in most, most first.
+    pub top: Vec<StackUse>,
+    /// The victim's own top stack.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub victim: Option<StackUse>,
+}
+
 /// One finding, in plain words and as data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reason {
@@ -208,6 +245,9 @@ pub struct Event {
     pub at_kill: Option<AtKill>,
     #[serde(default)]
     pub recent: Option<Recent>,
+    /// Where memory was faulted in before the kill, when the fault-stack sampler ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stacks: Option<EventStacks>,
     #[serde(default)]
     pub explanation: Vec<Reason>,
 }
@@ -266,6 +306,7 @@ pub(crate) mod tests {
             group: None,
             at_kill: None,
             recent: None,
+            stacks: None,
             explanation: vec![],
         }
     }

@@ -60,6 +60,8 @@ pub struct Context<'a> {
     /// The newest samples, for cgroups the `before` sample did not have.
     pub snaps: &'a [&'a Snapshot],
     pub history: Option<&'a History>,
+    /// The fault stacks sampled before the kill, and their names.
+    pub stacks: Option<(&'a crate::stacks::Store, &'a crate::stacks::symbolize::Names)>,
     /// Seconds between samples.
     pub interval: f64,
     /// Cgroup v1 (the second page counter is memory + swap).
@@ -160,7 +162,7 @@ pub fn explain(k: &Kill<'_>, cx: &Context<'_>, world: &dyn World) -> Event {
         container: name,
         container_id,
         cgroup_ids: who.cgroup_ids(),
-        cgroup: who.path.unwrap_or_default(),
+        cgroup: who.path.clone().unwrap_or_default(),
         cgroup_id: who.id,
         constraint,
         constrained_by,
@@ -179,14 +181,28 @@ pub fn explain(k: &Kill<'_>, cx: &Context<'_>, world: &dyn World) -> Event {
         group: None,
         at_kill,
         recent,
+        stacks: cx.stacks.and_then(|(store, names)| {
+            let id = level.map_or(who.id, |l| l.cgroup_id);
+            let ids = descendants(id, who.path_of(id, cx.snaps, world).as_deref(), cx.snaps);
+            crate::stacks::event_stacks(store, names, &ids, k.time, k.tgid)
+        }),
         explanation: vec![],
     };
     event.explanation = reasons::reasons(&event);
     event
 }
 
-/// The runtime facts of the victim (read when its record came in) and of the container's
-/// other largest processes.
+/// A cgroup and the containers below it in the newest sample (a pod's limit covers its
+/// containers' cgroups, where the faults are counted).
+fn descendants(id: u64, path: Option<&str>, snaps: &[&Snapshot]) -> Vec<u64> {
+    let mut ids = vec![id];
+    if let (Some(p), Some(s)) = (path, snaps.first()) {
+        let prefix = format!("{}/", p.trim_end_matches('/'));
+        ids.extend(s.containers.iter().filter(|c| c.cgroup.starts_with(&prefix)).map(|c| c.id));
+    }
+    ids
+}
+
 /// The runtime facts of the victim (read when its record came in, else as last sampled) and
 /// of the container's other processes (read now while they live, else as last sampled); and
 /// its Go programs as the event's `go` lists them.

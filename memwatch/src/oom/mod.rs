@@ -99,6 +99,11 @@ impl Oom {
         self.tracker.set_history(history);
     }
 
+    /// Draw on these fault stacks for which code grew before a kill.
+    pub fn set_stacks(&mut self, store: Arc<std::sync::RwLock<crate::stacks::Store>>, names: Arc<crate::stacks::symbolize::Names>) {
+        self.tracker.set_stacks(store, names);
+    }
+
     pub fn view(&self) -> Arc<OomView> {
         self.view.clone()
     }
@@ -216,6 +221,7 @@ fn log(e: &Event) {
             usage_at_kill_bytes = e.at_kill.as_ref().map(|a| a.usage_bytes).unwrap_or(0),
             limit_bytes = e.at_kill.as_ref().and_then(|a| a.limit_bytes).or(e.before.as_ref().map(|b| b.limit_bytes)).unwrap_or(0),
             why = reasons::summary(&e.explanation).as_str(),
+            grew_in = e.stacks.as_ref().and_then(|s| s.top.iter().find_map(|t| t.own.as_deref())).unwrap_or(""),
             "OOM kill"
         ),
         Source::KernelCounter => tracing::warn!(

@@ -91,6 +91,9 @@ struct Pending {
     tgid: Option<u32>,
 }
 
+/// How long an event waits at most for the names of its stacks' frames.
+const NAMES_WAIT: Duration = Duration::from_millis(500);
+
 /// How long a victim process is remembered, to tell a second marking of it from a new kill.
 const VICTIM_KEEP: Duration = Duration::from_secs(10);
 
@@ -115,6 +118,8 @@ pub struct Tracker {
     newer: Option<Arc<Snapshot>>,
     /// The containers' recent history, when the pipeline keeps one.
     history: Option<Arc<RwLock<History>>>,
+    /// The containers' recent fault stacks and their names, when the sampler runs.
+    stacks: Option<(Arc<RwLock<crate::stacks::Store>>, Arc<crate::stacks::symbolize::Names>)>,
     /// memwatch's first run (no journal from before): the first sample's kill counts are a
     /// baseline of kills from before memwatch started, not kills it missed.
     first_run: bool,
@@ -141,6 +146,11 @@ impl Tracker {
     /// Draw on this history for what grew before a kill.
     pub fn set_history(&mut self, history: Arc<RwLock<History>>) {
         self.history = Some(history);
+    }
+
+    /// Draw on these fault stacks for which code grew before a kill.
+    pub fn set_stacks(&mut self, store: Arc<RwLock<crate::stacks::Store>>, names: Arc<crate::stacks::symbolize::Names>) {
+        self.stacks = Some((store, names));
     }
 
     /// Cgroup v1 (memory + swap in the second page counter), as the newest sample says.
@@ -297,7 +307,19 @@ impl Tracker {
             _ => 1.0,
         };
         let history = self.history.as_ref().map(|h| h.read().unwrap_or_else(|e| e.into_inner()));
-        let cx = Context { before: self.before(p.time), snaps: &snaps, history: history.as_deref(), interval, v1: self.v1() };
+        // Frames first seen just before the kill are being named: wait for that, briefly.
+        if let Some((_, names)) = &self.stacks {
+            names.settle(NAMES_WAIT);
+        }
+        let stacks = self.stacks.as_ref().map(|(s, n)| (s.read().unwrap_or_else(|e| e.into_inner()), n.as_ref()));
+        let cx = Context {
+            before: self.before(p.time),
+            snaps: &snaps,
+            history: history.as_deref(),
+            stacks: stacks.as_ref().map(|(s, n)| (&**s, *n)),
+            interval,
+            v1: self.v1(),
+        };
         explain::explain(&kill, &cx, world)
     }
 
@@ -364,6 +386,7 @@ impl Tracker {
                 group: None,
                 at_kill: None,
                 recent: None,
+                stacks: None,
                 explanation: vec![],
             };
             let mut e = e;

@@ -34,6 +34,49 @@ pub fn section_names<'a>(table: &[u8], entsize: u16, count: u16, strtab: &'a [u8
         .collect()
 }
 
+/// A loadable segment: where its bytes are in the file and at which address they are mapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Load {
+    pub offset: u64,
+    pub vaddr: u64,
+    pub filesz: u64,
+    pub executable: bool,
+}
+
+/// The `PT_LOAD` segments from the program header table `table` (read at the header's
+/// `e_phoff`: see [`program_table`]).
+pub fn loads(table: &[u8], entsize: u16, count: u16) -> Vec<Load> {
+    (0..count as usize)
+        .filter_map(|i| {
+            let e = table.get(i * entsize as usize..i * entsize as usize + 56)?;
+            let u64_at = |o: usize| u64::from_le_bytes(e[o..o + 8].try_into().unwrap_or([0; 8]));
+            (u32::from_le_bytes(e[..4].try_into().ok()?) == 1).then(|| Load {
+                offset: u64_at(8),
+                vaddr: u64_at(16),
+                filesz: u64_at(32),
+                executable: u32::from_le_bytes(e[4..8].try_into().unwrap_or([0; 4])) & 1 != 0,
+            })
+        })
+        .collect()
+}
+
+/// Where the program headers are: (offset, entry size, count), from the ELF64 header.
+pub fn program_table(header: &[u8]) -> Option<(u64, u16, u16)> {
+    section_table(header)?;
+    let u16_at = |o: usize| u16::from_le_bytes([header[o], header[o + 1]]);
+    Some((u64::from_le_bytes(header[0x20..0x28].try_into().ok()?), u16_at(0x36), u16_at(0x38)))
+}
+
+/// The build id in a `.note.gnu.build-id` section's bytes.
+pub fn build_id(note: &[u8]) -> Option<Vec<u8>> {
+    let u32_at = |o: usize| Some(u32::from_le_bytes(note.get(o..o + 4)?.try_into().ok()?) as usize);
+    let (namesz, descsz, kind) = (u32_at(0)?, u32_at(4)?, u32_at(8)?);
+    if kind != 3 || namesz != 4 || note.get(12..16)? != b"GNU\0" {
+        return None;
+    }
+    note.get(16..16 + descsz).map(<[u8]>::to_vec).filter(|d| !d.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

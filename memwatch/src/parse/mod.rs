@@ -6,6 +6,7 @@ pub mod cgroup;
 pub mod elf;
 pub mod identity;
 pub mod kubelet;
+pub mod maps;
 pub mod proc;
 pub mod smaps;
 pub mod tracefs_format;

@@ -59,6 +59,9 @@ pub enum AttachError {
     /// The eBPF object itself could not be loaded, so no probe could.
     #[error("{0}")]
     NotLoaded(Arc<ProbeError>),
+    /// A system read failed (the online CPUs).
+    #[error("{what}: {source}")]
+    Io { what: &'static str, source: Arc<std::io::Error> },
 }
 
 impl AttachError {

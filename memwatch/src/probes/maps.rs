@@ -39,6 +39,8 @@ pub enum DropKind {
     RetiredRingFull,
     NoMemcg,
     ExecRingFull,
+    StackMapFull,
+    StackCountsFull,
 }
 
 impl DropKind {
@@ -50,6 +52,8 @@ impl DropKind {
         DropKind::RetiredRingFull,
         DropKind::NoMemcg,
         DropKind::ExecRingFull,
+        DropKind::StackMapFull,
+        DropKind::StackCountsFull,
     ];
 
     /// Its index in the kernel side's `DROPS` array ([`memwatch_common::drop`]).
@@ -61,6 +65,8 @@ impl DropKind {
             DropKind::RetiredRingFull => drop::RETIRED_RING_FULL,
             DropKind::NoMemcg => drop::NO_MEMCG,
             DropKind::ExecRingFull => drop::EXEC_RING_FULL,
+            DropKind::StackMapFull => drop::STACK_MAP_FULL,
+            DropKind::StackCountsFull => drop::STACK_COUNTS_FULL,
         }
     }
 
@@ -73,6 +79,8 @@ impl DropKind {
             DropKind::RetiredRingFull => "retired_ring_full",
             DropKind::NoMemcg => "no_memcg",
             DropKind::ExecRingFull => "exec_ring_full",
+            DropKind::StackMapFull => "stack_map_full",
+            DropKind::StackCountsFull => "stack_counts_full",
         }
     }
 }

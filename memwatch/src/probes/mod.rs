@@ -54,24 +54,38 @@ pub struct ProbeOptions {
     pub syscall_tracepoints: bool,
     /// Memory css ids below this are counted (`--ebpf-cgroup-slots`).
     pub slots: u32,
+    /// When the fault-stack sampler runs (`--stacks`).
+    pub stacks: crate::stacks::Mode,
+    /// It samples one user page fault in this many (`--stack-period`, a power of two).
+    pub stack_period: u32,
 }
+
+/// `--stack-period` unless told otherwise.
+pub const DEFAULT_STACK_PERIOD: u32 = 64;
 
 impl Default for ProbeOptions {
     fn default() -> Self {
-        ProbeOptions { page_faults: false, syscall_tracepoints: false, slots: DEFAULT_SLOTS }
+        ProbeOptions {
+            page_faults: false,
+            syscall_tracepoints: false,
+            slots: DEFAULT_SLOTS,
+            stacks: crate::stacks::Mode::AtRisk,
+            stack_period: DEFAULT_STACK_PERIOD,
+        }
     }
 }
 
 impl ProbeOptions {
     /// Everything on: what tests of exact counts want on any kernel.
     pub fn all() -> Self {
-        ProbeOptions { page_faults: true, syscall_tracepoints: true, slots: DEFAULT_SLOTS }
+        ProbeOptions { page_faults: true, syscall_tracepoints: true, stacks: crate::stacks::Mode::Always, ..ProbeOptions::default() }
     }
 
     fn wants(&self, opt_in: OptIn) -> bool {
         match opt_in {
             OptIn::Default => true,
             OptIn::PageFaults => self.page_faults,
+            OptIn::Stacks => self.stacks != crate::stacks::Mode::Off,
         }
     }
 }
@@ -85,6 +99,9 @@ pub enum ProbeState {
     Off(String),
     /// Asked for but unavailable here; the reason names what is missing.
     Disabled(Disabled),
+    /// Loaded only when needed, and not now (the fault-stack sampler with nothing at risk):
+    /// the reason says when it runs.
+    Standby(String),
 }
 
 #[derive(Debug, Clone)]
@@ -116,6 +133,10 @@ impl serde::Serialize for ProbeStatus {
             ProbeState::Disabled(why) => {
                 m.serialize_entry("state", "disabled")?;
                 m.serialize_entry("reason", &why.to_string())?;
+            }
+            ProbeState::Standby(why) => {
+                m.serialize_entry("state", "standby")?;
+                m.serialize_entry("reason", why)?;
             }
         }
         m.end()
@@ -160,7 +181,17 @@ pub struct Probes {
     /// Where the kernel's BTF is: parsed again only if a program is attached later (parsed, it
     /// takes several MiB, too much to keep in a daemon that wants to stay small).
     btf_path: std::path::PathBuf,
+    /// The fault-stack sampler's methods, kept for attaching it when it is wanted.
+    stack_plan: Option<Plan>,
+    stack_options: ProbeOptions,
+    /// The memory cgroups the at-risk sampler counts now.
+    stack_cgroups: std::collections::HashSet<u64>,
+    /// When a container was last at risk (`--stacks at-risk`).
+    stacks_wanted_at: Option<std::time::Instant>,
 }
+
+/// How long the at-risk sampler stays attached after the last container left risk.
+pub const STACKS_LINGER: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Probes {
     pub fn load(opts: &LoadOptions<'_>) -> Result<Probes, ProbeError> {
@@ -193,7 +224,18 @@ impl Probes {
             PROBES.iter().map(|spec| plan(spec, &opts.probes, &memcg, tracefs.as_ref(), &mut cfg, &mut units)).collect();
 
         let slots = opts.probes.slots.max(16);
-        let mut ebpf = match EbpfLoader::new().override_global("CONFIG", &cfg, true).map_max_entries("SLOTS", slots).load(EBPF_OBJECT) {
+        cfg.stack_period = opts.probes.stack_period.max(1).next_power_of_two();
+        // The stack maps take memory only when stacks are on (the map of stacks: 1 KiB each).
+        let stacks_on = opts.probes.stacks != crate::stacks::Mode::Off;
+        let (stack_entries, stack_counts) =
+            if stacks_on { (memwatch_common::STACK_ENTRIES, memwatch_common::STACK_COUNTS) } else { (1, 1) };
+        let mut ebpf = match EbpfLoader::new()
+            .override_global("CONFIG", &cfg, true)
+            .map_max_entries("SLOTS", slots)
+            .map_max_entries("STACKS", stack_entries)
+            .map_max_entries("STACK_COUNTS", stack_counts)
+            .load(EBPF_OBJECT)
+        {
             Ok(ebpf) => ebpf,
             Err(e) => return Err(load_error(e, opts.procfs)),
         };
@@ -206,12 +248,30 @@ impl Probes {
         };
 
         let mut status = Vec::with_capacity(PROBES.len());
+        let mut stack_plan = None;
         for (spec, plan) in PROBES.iter().zip(plans.iter_mut()) {
             let state = match plan {
                 Err(state) => state.clone(),
+                Ok(plan) if spec.id == ProbeId::FaultStacks => {
+                    stack_plan = Some(plan.clone());
+                    match (opts.probes.stacks, attach_first(&mut ebpf, btf.as_ref(), spec, plan, &opts.probes)) {
+                        (crate::stacks::Mode::Always, state) => state,
+                        // At risk: attached once to prove it can be, then unloaded until needed.
+                        (_, ProbeState::Attached { method }) => {
+                            for m in spec.methods {
+                                unload(&mut ebpf, m.program());
+                            }
+                            ProbeState::Standby(format!("{STANDBY} (attaches as {method} when needed)"))
+                        }
+                        (_, state) => state,
+                    }
+                }
                 Ok(plan) => attach_first(&mut ebpf, btf.as_ref(), spec, plan, &opts.probes),
             };
             status.push(ProbeStatus { id: spec.id, state });
+        }
+        if opts.probes.stacks == crate::stacks::Mode::Always {
+            set_switch(&mut ebpf, memwatch_common::switch::STACKS_ALL, true);
         }
         // CAP_BPF alone loads the object but not tracing programs: say which capability a
         // refusal comes from rather than only the kernel's EPERM.
@@ -229,7 +289,24 @@ impl Probes {
         drop(btf);
         // Loading parsed the kernel's BTF (several MiB): give that back at once.
         crate::allocator::give_back();
-        Ok(Probes { ebpf, status, memcg, tracefs, logger, warnings, page_size, units, slots, retired, stats: None, btf_path })
+        Ok(Probes {
+            ebpf,
+            status,
+            memcg,
+            tracefs,
+            logger,
+            warnings,
+            page_size,
+            units,
+            slots,
+            retired,
+            stats: None,
+            btf_path,
+            stack_plan,
+            stack_options: opts.probes,
+            stack_cgroups: Default::default(),
+            stacks_wanted_at: None,
+        })
     }
 
     pub fn status(&self) -> &[ProbeStatus] {
@@ -345,6 +422,91 @@ impl Probes {
     }
 }
 
+impl Probes {
+    /// The fault-stack sampler's maps; can be taken once (the sample step drains them).
+    pub fn take_stack_maps(&mut self) -> Option<crate::stacks::maps::StackMaps> {
+        if self.stack_plan.is_none() {
+            return None;
+        }
+        let counts = self.ebpf.take_map("STACK_COUNTS").and_then(|m| aya::maps::HashMap::try_from(m).ok())?;
+        let stacks = self.ebpf.take_map("STACKS").and_then(|m| aya::maps::StackTraceMap::try_from(m).ok())?;
+        Some(crate::stacks::maps::StackMaps { counts, stacks })
+    }
+
+    fn stack_status(&mut self) -> Option<&mut ProbeStatus> {
+        self.status.iter_mut().find(|s| s.id == ProbeId::FaultStacks)
+    }
+
+    /// Attaches the fault-stack sampler (loading its program) or detaches it (unloading it, so
+    /// nothing of it stays in the kernel): `--stacks at-risk` turns it on while a container is
+    /// at risk. Its state says which, and why.
+    pub fn set_fault_stacks(&mut self, on: bool) {
+        let Some(mut plan) = self.stack_plan.clone() else { return };
+        let attached = self.stack_status().is_some_and(|s| s.is_attached());
+        if on == attached {
+            return;
+        }
+        let spec = PROBES.iter().find(|s| s.id == ProbeId::FaultStacks).expect("the fault-stack probe is registered");
+        let state = if on {
+            let btf = Btf::parse_file(&self.btf_path, Endianness::default()).ok();
+            let opts = self.stack_options;
+            let state = attach_first(&mut self.ebpf, btf.as_ref(), spec, &mut plan, &opts);
+            drop(btf);
+            crate::allocator::give_back();
+            state
+        } else {
+            let method = match self.stack_status().map(|s| &s.state) {
+                Some(ProbeState::Attached { method }) => method.clone(),
+                _ => String::new(),
+            };
+            for m in spec.methods {
+                unload(&mut self.ebpf, m.program());
+            }
+            ProbeState::Standby(format!("{STANDBY} (attaches as {method} when needed)"))
+        };
+        if let Some(s) = self.stack_status() {
+            s.state = state;
+        }
+    }
+
+    /// `--stacks at-risk`: counts the containers at risk, attaching the sampler while there
+    /// are any and detaching it once none has been for [`STACKS_LINGER`] (a container hovering
+    /// at the threshold does not load and unload it every sample).
+    pub fn apply_at_risk(&mut self, ids: &std::collections::HashSet<u64>, now: std::time::Instant) {
+        if self.stack_options.stacks != crate::stacks::Mode::AtRisk || self.stack_plan.is_none() {
+            return;
+        }
+        if !ids.is_empty() {
+            self.stacks_wanted_at = Some(now);
+            self.set_stack_cgroups(ids);
+            self.set_fault_stacks(true);
+        } else if self.stacks_wanted_at.is_none_or(|t| now.duration_since(t) >= STACKS_LINGER) {
+            self.set_fault_stacks(false);
+            self.set_stack_cgroups(ids);
+        }
+    }
+
+    /// The memory cgroups (kernfs ids) the at-risk sampler counts: those added, those gone
+    /// removed.
+    pub fn set_stack_cgroups(&mut self, ids: &std::collections::HashSet<u64>) {
+        if *ids == self.stack_cgroups {
+            return;
+        }
+        let Some(map) = self.ebpf.map_mut("STACK_CGROUPS") else { return };
+        let Ok(mut m) = aya::maps::HashMap::<_, u64, u8>::try_from(map) else { return };
+        for gone in self.stack_cgroups.difference(ids) {
+            let _ = m.remove(gone);
+        }
+        let mut kept = std::collections::HashSet::new();
+        for id in ids {
+            if m.insert(id, 1, 0).is_ok() {
+                kept.insert(*id);
+            }
+        }
+        self.stack_cgroups = kept;
+    }
+}
+
 /// How often a probe's programs ran and their total run time, from the kernel's statistics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProbeRuns {
@@ -361,7 +523,12 @@ impl ProbeRuns {
     }
 }
 
+/// What the fault-stack sampler's state says while it waits.
+const STANDBY: &str = "--stacks at-risk: attached only while a container is at risk (headroom under 20% of its limit, a time to OOM \
+                       under 10 minutes, or an OOM kill in the last 10 minutes), for those containers; none is now";
+
 /// The methods a probe may try here, and why the others were dropped.
+#[derive(Clone)]
 struct Plan {
     methods: Vec<Method>,
     dropped: Vec<AttachError>,
@@ -445,6 +612,7 @@ fn off_reason(opt_in: OptIn) -> String {
         OptIn::PageFaults => "page faults come from the kernel's own counters (memory.stat pgfault) at no cost; \
             --ebpf-page-faults counts each fault in the kernel instead (a few tens of ns per fault)"
             .into(),
+        OptIn::Stacks => "--stacks off: no fault stacks are sampled".into(),
     }
 }
 
@@ -467,12 +635,12 @@ pub fn syscall_prefix() -> &'static str {
 fn attach_first(ebpf: &mut Ebpf, btf: Option<&Btf>, spec: &ProbeSpec, plan: &mut Plan, opts: &ProbeOptions) -> ProbeState {
     let mut failures = Vec::new();
     for m in &plan.methods {
-        match attach(ebpf, btf, m) {
+        match attach(ebpf, btf, m, opts) {
             Ok(mut label) => {
                 // Companions add detail where the kernel allows them; without them the probe
                 // still works.
                 for c in spec.companions {
-                    match attach(ebpf, btf, c) {
+                    match attach(ebpf, btf, c, opts) {
                         Ok(l) => label.push_str(&format!(" + {l}")),
                         Err(_) => unload(ebpf, c.program()),
                     }
@@ -504,8 +672,17 @@ fn unload(ebpf: &mut Ebpf, name: &str) {
         Some(Program::FExit(p)) => p.unload(),
         Some(Program::BtfTracePoint(p)) => p.unload(),
         Some(Program::TracePoint(p)) => p.unload(),
+        Some(Program::PerfEvent(p)) => p.unload(),
         _ => Ok(()),
     };
+}
+
+fn set_switch(ebpf: &mut Ebpf, index: u32, on: bool) {
+    if let Some(map) = ebpf.map_mut("SWITCHES")
+        && let Ok(mut arr) = aya::maps::Array::<_, u32>::try_from(map)
+    {
+        let _ = arr.set(index, u32::from(on), 0);
+    }
 }
 
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, AttachError>
@@ -519,7 +696,7 @@ where
 }
 
 /// Loads and attaches one method; Ok is the label `memwatch check` shows.
-fn attach(ebpf: &mut Ebpf, btf: Option<&Btf>, m: &Method) -> Result<String, AttachError> {
+fn attach(ebpf: &mut Ebpf, btf: Option<&Btf>, m: &Method, opts: &ProbeOptions) -> Result<String, AttachError> {
     match *m {
         Method::Fexit { program: name, syscall } => {
             let btf = btf.ok_or(AttachError::BtfMissing { fexit: true })?;
@@ -548,6 +725,18 @@ fn attach(ebpf: &mut Ebpf, btf: Option<&Btf>, m: &Method) -> Result<String, Atta
             p.load().map_err(|e| AttachError::kernel(format!("loading {name}"), e))?;
             p.attach(category, event).map_err(|e| AttachError::kernel(format!("attaching {category}:{event}"), e))?;
             Ok(format!("tracepoint {category}:{event}"))
+        }
+        Method::PerfPageFaults { program: name } => {
+            use aya::programs::perf_event::{PerfEvent, PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
+            let period = opts.stack_period.max(1).next_power_of_two() as u64;
+            let p: &mut PerfEvent = program(ebpf, name)?;
+            p.load().map_err(|e| AttachError::kernel(format!("loading {name}"), e))?;
+            let cpus = aya::util::online_cpus().map_err(|(what, e)| AttachError::Io { what, source: Arc::new(e) })?;
+            for cpu in cpus {
+                p.attach(PerfEventConfig::Software(SoftwareEvent::PageFaults), PerfEventScope::AllProcessesOneCpu { cpu }, SamplePolicy::Period(period), false)
+                    .map_err(|e| AttachError::kernel(format!("perf page-faults on CPU {cpu}"), e))?;
+            }
+            Ok(format!("perf page-faults (1 in {period})"))
         }
         Method::SyscallExit { program: name, syscall } => {
             let event = format!("sys_exit_{syscall}");
@@ -594,6 +783,13 @@ fn kernel_offsets(btf_path: &Path, cfg: &mut Config) -> Result<(), String> {
     cfg.task_pid = member("task_struct", "pid")?;
     cfg.mm_start_brk = member("mm_struct", "start_brk")?;
     memcg_counter_offsets(&btf, cfg);
+    // The fault-stack sampler's caller word: the user stack pointer and the executable's text.
+    cfg.regs_sp = if cfg!(target_arch = "aarch64") { 31 * 8 } else { btf.member_offset("pt_regs", "sp").unwrap_or(0) };
+    cfg.mm_start_code = btf.member_offset("mm_struct", "start_code").unwrap_or(0);
+    cfg.mm_end_code = btf.member_offset("mm_struct", "end_code").unwrap_or(0);
+    if cfg.mm_start_code == 0 || cfg.mm_end_code == 0 {
+        cfg.regs_sp = 0;
+    }
     let regs: [u32; 5] = if cfg!(target_arch = "aarch64") {
         // orig_x0: the first argument is overwritten by the return value in `regs[0]`.
         let base = member("pt_regs", "regs")?;

@@ -16,6 +16,7 @@ pub enum ProbeId {
     OomMarkVictim,
     ProcessExec,
     ProcessExit,
+    FaultStacks,
 }
 
 impl ProbeId {
@@ -30,6 +31,7 @@ impl ProbeId {
             ProbeId::OomMarkVictim => "oom_mark_victim",
             ProbeId::ProcessExec => "process_exec",
             ProbeId::ProcessExit => "process_exit",
+            ProbeId::FaultStacks => "fault_stacks",
         }
     }
 }
@@ -53,6 +55,8 @@ pub enum Method {
     /// `syscalls:sys_exit_<syscall>`, with the arguments from `bpf_task_pt_regs` (5.15+).
     /// Puts every task on the slow syscall path, so only used when the operator allows it.
     SyscallExit { program: &'static str, syscall: &'static str },
+    /// The perf software page-fault event on every CPU, sampled by its period.
+    PerfPageFaults { program: &'static str },
 }
 
 impl Method {
@@ -61,7 +65,8 @@ impl Method {
             Method::Fexit { program, .. }
             | Method::BtfTracepoint { program, .. }
             | Method::Tracepoint { program, .. }
-            | Method::SyscallExit { program, .. } => program,
+            | Method::SyscallExit { program, .. }
+            | Method::PerfPageFaults { program } => program,
         }
     }
 
@@ -82,6 +87,8 @@ pub enum OptIn {
     Default,
     /// `--ebpf-page-faults`.
     PageFaults,
+    /// `--stacks` other than `off`; with `at-risk`, attached only while a container is.
+    Stacks,
 }
 
 /// A probe: its id, how to attach it, and what it needs from tracefs.
@@ -184,6 +191,17 @@ pub static PROBES: &[ProbeSpec] = &[
             c.exit_group_dead = f.map(|f| optional(f, "group_dead", 1)).unwrap_or(FIELD_ABSENT);
             Ok(())
         },
+    },
+    ProbeSpec {
+        id: ProbeId::FaultStacks,
+        opt_in: OptIn::Stacks,
+        per_cgroup: true,
+        methods: &[
+            Method::BtfTracepoint { program: "fault_stacks", event: "page_fault_user" },
+            Method::PerfPageFaults { program: "fault_stacks_perf" },
+        ],
+        companions: &[],
+        configure: |_, _, _| Ok(()),
     },
 ];
 

@@ -68,6 +68,7 @@ pub struct Data {
     taken_at: f64,
     rows: Vec<Row>,
     events: Vec<Event>,
+    stacks: HashMap<u64, Vec<crate::stacks::profile::StackUse>>,
     prev: HashMap<u64, Prev>,
     prev_procs: HashMap<u32, ProcPrev>,
     history: HashMap<u64, VecDeque<u64>>,
@@ -95,6 +96,11 @@ impl Data {
 
     pub fn events(&self) -> &[Event] {
         &self.events
+    }
+
+    /// A container's top fault stacks of the last minute, where sampled.
+    pub fn stacks(&self, id: u64) -> &[crate::stacks::profile::StackUse] {
+        self.stacks.get(&id).map(Vec::as_slice).unwrap_or_default()
     }
 
     /// Takes a new frame: rates against the previous one, history, recent kills. Returns
@@ -166,6 +172,7 @@ impl Data {
         self.prev_procs = procs_seen;
         self.rows = rows;
         self.events = frame.events;
+        self.stacks = frame.stacks;
         true
     }
 }
@@ -193,7 +200,7 @@ mod tests {
     }
 
     fn frame(t: f64, containers: Vec<Container>) -> Frame {
-        Frame { taken_at: t, containers: Arc::new(containers), events: vec![] }
+        Frame { taken_at: t, containers: Arc::new(containers), events: vec![], stacks: HashMap::new() }
     }
 
     #[test]

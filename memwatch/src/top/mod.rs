@@ -8,7 +8,9 @@ pub mod plain;
 pub mod state;
 pub mod view;
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
+
+use crate::stacks::profile::StackUse;
 
 use crate::{
     oom::{Event, OomView},
@@ -22,11 +24,23 @@ pub struct Frame {
     pub taken_at: f64,
     pub containers: Arc<Vec<Container>>,
     pub events: Vec<Event>,
+    /// Each container's top fault stacks of the last minute (by cgroup id), where sampled.
+    pub stacks: HashMap<u64, Vec<StackUse>>,
 }
+
+/// How many stacks the detail view lists, over how long.
+pub const TOP_STACKS: usize = 3;
+pub const TOP_STACKS_SECONDS: f64 = 60.0;
 
 impl Frame {
     pub fn new(s: &Snapshot, oom: &OomView) -> Frame {
-        Frame { taken_at: crate::unix_seconds(s.taken_at), containers: s.containers.clone(), events: oom.events.clone() }
+        Frame { taken_at: crate::unix_seconds(s.taken_at), containers: s.containers.clone(), events: oom.events.clone(), stacks: HashMap::new() }
+    }
+
+    /// With the published fault stacks.
+    pub fn with_stacks(mut self, store: &crate::stacks::Store, names: &crate::stacks::symbolize::Names) -> Frame {
+        self.stacks = crate::stacks::top_per_container(store, names, self.taken_at - TOP_STACKS_SECONDS, TOP_STACKS);
+        self
     }
 }
 

@@ -2,11 +2,13 @@
 // closes; "hog" allocates and touches memory until it is killed; "churn" keeps LIVE MiB
 // live and allocates 4 MiB buffers for SECONDS seconds (the heap between collections
 // reaches about twice the live data), then prints "survived"; "serve" answers HTTP on
-// 127.0.0.1:0 (it prints its address) until stdin closes.
+// 127.0.0.1:0 (it prints its address) until stdin closes; "export" keeps building 4 MiB JSON
+// responses in handleExport, keeping each, printing the bytes kept after each, until killed.
 package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -51,6 +53,16 @@ func main() {
 		}
 		_ = sink
 		fmt.Println("survived")
+	case "export":
+		fmt.Println("ready")
+		kept := 0
+		for {
+			out := handleExport(40000)
+			keep = append(keep, out)
+			kept += len(out)
+			fmt.Println("kept", kept)
+			time.Sleep(100 * time.Millisecond)
+		}
 	case "serve":
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -62,9 +74,31 @@ func main() {
 		fmt.Println(ln.Addr())
 		bufio.NewReader(os.Stdin).ReadString(0)
 	default:
-		fmt.Fprintln(os.Stderr, "usage: gomem sleep|hog|churn [LIVE_MIB SECONDS]|serve")
+		fmt.Fprintln(os.Stderr, "usage: gomem sleep|hog|churn [LIVE_MIB SECONDS]|serve|export")
 		os.Exit(2)
 	}
+}
+
+type row struct {
+	ID    int    `json:"id"`
+	Name  string `json:"name"`
+	Email string `json:"email"`
+	Note  string `json:"note"`
+}
+
+// handleExport builds one large response, as the handler of an export endpoint would.
+//
+//go:noinline
+func handleExport(rows int) []byte {
+	r := make([]row, rows)
+	for i := range r {
+		r[i] = row{ID: i, Name: fmt.Sprintf("user-%d", i), Email: fmt.Sprintf("user-%d@example.com", i), Note: "a note of some length to pad the row"}
+	}
+	out, err := json.Marshal(r)
+	if err != nil {
+		panic(err)
+	}
+	return out
 }
 
 func arg(i int, def string) string {

@@ -54,6 +54,11 @@ impl Daemon {
         d
     }
 
+    /// The daemon's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Every OOM event the daemon serves, oldest first, as memwatch's own type reads them.
     pub(crate) fn events(&self) -> Vec<Event> {
         let (status, body) = self.get("/api/v1/events").expect("events API");

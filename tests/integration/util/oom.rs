@@ -24,6 +24,22 @@ const KILL_DEADLINE: Duration = Duration::from_secs(120);
 /// (and kills it) when no kill came within [`KILL_DEADLINE`].
 pub(crate) fn run_until_killed(mut cmd: Command, cg: &TestCgroup) -> (u32, Duration) {
     cmd.stdout(Stdio::null());
+    run_until_killed_as_is(cmd, cg)
+}
+
+/// The same, keeping what the program wrote to stdout.
+pub(crate) fn run_until_killed_output(mut cmd: Command, cg: &TestCgroup) -> (u32, Duration, String) {
+    let out = tempfile::tempfile().unwrap();
+    cmd.stdout(out.try_clone().unwrap());
+    let (pid, lived) = run_until_killed_as_is(cmd, cg);
+    let mut text = String::new();
+    let mut out = out;
+    std::io::Seek::rewind(&mut out).unwrap();
+    std::io::Read::read_to_string(&mut out, &mut text).unwrap();
+    (pid, lived, text)
+}
+
+fn run_until_killed_as_is(mut cmd: Command, cg: &TestCgroup) -> (u32, Duration) {
     cg.join_before_exec(&mut cmd);
     let started = Instant::now();
     let mut child = cmd.spawn().expect("start the program");

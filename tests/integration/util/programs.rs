@@ -14,13 +14,14 @@ fn sources() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
 }
 
-/// `tests/c/memtest.c`: `hog`, `tmpfs PATH MIB`, `threads N KIB`.
+/// `tests/c/memtest.c`: `hog`, `tmpfs PATH MIB`, `threads N KIB`, `arenas N`; with frame
+/// pointers (the fault-stack tests unwind it).
 pub(crate) fn memtest() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let out = out_dir().join("memtest");
         let st = Command::new("cc")
-            .args(["-O2", "-Wall", "-pthread", "-o"])
+            .args(["-O2", "-Wall", "-pthread", "-fno-omit-frame-pointer", "-o"])
             .arg(&out)
             .arg(sources().join("c/memtest.c"))
             .status()
@@ -31,9 +32,15 @@ pub(crate) fn memtest() -> &'static Path {
 }
 
 fn go_build(name: &str, cgo: bool) -> PathBuf {
+    go_build_with(name, cgo, &[])
+}
+
+fn go_build_with(name: &str, cgo: bool, flags: &[&str]) -> PathBuf {
     let out = out_dir().join(name);
     let st = Command::new("go")
-        .args(["build", "-o"])
+        .arg("build")
+        .args(flags)
+        .arg("-o")
         .arg(&out)
         .arg(".")
         .current_dir(sources().join("go/gomem"))
@@ -52,6 +59,13 @@ fn go_build(name: &str, cgo: bool) -> PathBuf {
 pub(crate) fn gomem() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| go_build("gomem", true))
+}
+
+/// The same program built as container images usually are, `-ldflags="-s -w"`: no symbol
+/// table, no DWARF (function names only in `.gopclntab`).
+pub(crate) fn gomem_stripped() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| go_build_with("gomem-stripped", true, &["-ldflags=-s -w"]))
 }
 
 /// The same program built with `CGO_ENABLED=0`: a static binary, no libc.

@@ -49,7 +49,8 @@ impl Collector for Ebpf {
         CollectorId::Ebpf
     }
 
-    fn collect(&mut self, roots: &Roots, _: &SampleInput, out: &mut SnapshotBuilder) -> Result<(), CollectError> {
+    fn collect(&mut self, roots: &Roots, input: &SampleInput, out: &mut SnapshotBuilder) -> Result<(), CollectError> {
+        self.probes.apply_at_risk(&input.at_risk, std::time::Instant::now());
         out.probes = self.probes.status().to_vec();
         let mut deltas = Deltas::default();
         // Records first: a hand-over seen in the slots is then matched by its record, now or

@@ -48,6 +48,8 @@ pub enum ReasonKind {
     GlibcArenas,
     /// The process killed was not the one that grew.
     GrowerNotVictim,
+    /// The stack that faulted in most before the kill (the fault-stack sampler).
+    GrowthStack,
     /// `memory.oom.group`: the kernel killed the whole container.
     OomGroup,
     /// Kills the kernel counted that the probe did not see.
@@ -90,7 +92,7 @@ impl ReasonKind {
             | DotnetHeapHardLimitAboveLimit
             | DotnetNativeGrowth
             | GlibcArenas => Role::Advice,
-            Young | JvmDefaultHeap => Role::Context,
+            Young | JvmDefaultHeap | GrowthStack => Role::Context,
             Other(_) => Role::Unknown,
         }
     }

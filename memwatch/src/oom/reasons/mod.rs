@@ -6,7 +6,7 @@
 //! them in the order an explanation gives them (most telling first): which limit
 //! ([`limit`]), whether the whole container was killed at once ([`group`]), what filled the
 //! memory ([`composition`], one table row per part), whether the process killed was the one
-//! that grew ([`grower`]), what each runtime's settings meant ([`crate::runtime`]), and how much
+//! that grew ([`grower`]), which code faulted the memory in ([`stacks`]), what each runtime's settings meant ([`crate::runtime`]), and how much
 //! the samples can say ([`young`]). A kill only the kernel counted has one reason of its own
 //! ([`missed`]).
 
@@ -16,6 +16,7 @@ pub mod grower;
 pub mod kind;
 pub mod limit;
 pub mod missed;
+pub mod stacks;
 pub mod young;
 
 pub use kind::{ReasonKind, Role};
@@ -42,7 +43,7 @@ impl Finding for Runtimes {
 
 /// Every finding for a kill the probe saw, in the order their reasons are given.
 pub static FINDINGS: &[&dyn Finding] =
-    &[&limit::WhichLimit, &group::OomGroup, &composition::Composition, &grower::GrowerNotVictim, &Runtimes, &young::Young];
+    &[&limit::WhichLimit, &group::OomGroup, &composition::Composition, &grower::GrowerNotVictim, &stacks::GrowthStack, &Runtimes, &young::Young];
 
 /// A reason of `kind` saying `text`.
 pub fn reason(kind: ReasonKind, text: String) -> Reason {

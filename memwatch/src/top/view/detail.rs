@@ -19,12 +19,32 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     };
     let lines = summary(r);
     let kills: Vec<&Event> = app.data.events().iter().rev().filter(|e| e.cgroup_ids.contains(&r.container.id)).take(5).collect();
-    let [top, procs, ooms] =
-        Layout::vertical([Constraint::Length(lines.len() as u16), Constraint::Min(3), Constraint::Length(kills.len().max(1) as u16 + 2)])
-            .areas(area);
+    let stacks = stack_lines(app.data.stacks(r.container.id));
+    let [top, procs, grew, ooms] = Layout::vertical([
+        Constraint::Length(lines.len() as u16),
+        Constraint::Min(3),
+        Constraint::Length(if stacks.is_empty() { 0 } else { stacks.len() as u16 + 1 }),
+        Constraint::Length(kills.len().max(1) as u16 + 2),
+    ])
+    .areas(area);
     f.render_widget(Paragraph::new(lines), top);
     f.render_widget(processes(r), procs);
+    if !stacks.is_empty() {
+        let title = "where memory was faulted in (sampled stacks, last minute)";
+        f.render_widget(Paragraph::new(stacks).block(Block::default().borders(Borders::TOP).title(title)), grew);
+    }
     f.render_widget(Paragraph::new(kill_lines(&kills)).block(Block::default().borders(Borders::TOP).title("recent OOM kills")), ooms);
+}
+
+/// One line per stack: what it faulted in, its own frame path (else its top frames).
+pub fn stack_lines(stacks: &[crate::stacks::profile::StackUse]) -> Vec<Line<'static>> {
+    stacks
+        .iter()
+        .map(|s| {
+            let path = if s.path.is_empty() { s.frames.iter().take(3).cloned().collect::<Vec<_>>().join(" ← ") } else { s.path.join(" → ") };
+            Line::from(format!("{:>10}  {path}", human(s.bytes as f64)))
+        })
+        .collect()
 }
 
 fn bytes(b: u64) -> String {

@@ -1,0 +1,355 @@
+//! Which code faulted memory in: sampled user stacks at page faults, from the kernel's maps to
+//! named frames, kept per container for OOM events, profiles and `memwatch top`.
+//!
+//! Apart, as in a profiler: the kernel side samples (`memwatch-ebpf/src/stacks.rs`);
+//! [`Sampled`] is a raw record drained from its maps ([`maps`]); [`resolve`] turns its addresses
+//! into (object, file offset) frames while the process lives (a victim's maps are gone by the
+//! time its event is built); [`symbolize`] names them on a thread of its own, cached per object;
+//! [`Store`] keeps each container's recent stacks, bounded; [`profile`] writes them out (pprof,
+//! folded stacks, an SVG flame graph, the JSON that events and `top` carry).
+//!
+//! When the sampler runs ([`Mode`]): `at-risk` (the default) attaches it only while some
+//! container is at risk ([`at_risk`]: headroom under 20% of its limit, a time to OOM under 10
+//! minutes, or an OOM kill in the last 10 minutes) and counts only those; `always`; `off`.
+
+pub mod gopclntab;
+pub mod maps;
+pub mod profile;
+pub mod resolve;
+pub mod symbolize;
+
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    sync::Arc,
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::snapshot::Snapshot;
+pub use resolve::{Frame, ObjectId};
+
+/// When the fault-stack sampler runs (`--stacks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Only while some container is at risk, and only for those containers.
+    #[default]
+    AtRisk,
+    /// For every container, all the time.
+    Always,
+    Off,
+}
+
+/// Headroom under this share of the limit puts a container at risk.
+pub const AT_RISK_HEADROOM: f64 = 0.2;
+/// A time to OOM under this puts a container at risk.
+pub const AT_RISK_TIME_TO_OOM: f64 = 600.0;
+/// An OOM kill this recent (seconds) puts a container at risk.
+pub const AT_RISK_RECENT_KILL: f64 = 600.0;
+
+/// Why a container is at risk, if it is: the one definition the sampler, the warnings and
+/// `memwatch top` share.
+pub fn risk(c: &crate::snapshot::Container, last_kill: Option<f64>, now: f64) -> Option<Risk> {
+    if c.limit_is_machine || c.limit_bytes == 0 {
+        return None;
+    }
+    if c.headroom_ratio < AT_RISK_HEADROOM {
+        return Some(Risk::Headroom);
+    }
+    if c.time_to_oom_seconds.is_some_and(|t| t < AT_RISK_TIME_TO_OOM) {
+        return Some(Risk::TimeToOom);
+    }
+    if last_kill.is_some_and(|t| now - t < AT_RISK_RECENT_KILL) {
+        return Some(Risk::RecentKill);
+    }
+    None
+}
+
+/// Why a container is at risk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Risk {
+    Headroom,
+    TimeToOom,
+    RecentKill,
+}
+
+/// The memory cgroups (ids) at risk in a snapshot, with the containers below them (a pod at
+/// its limit faults in its containers' cgroups, where the kernel side counts), at most
+/// [`memwatch_common::STACK_CGROUPS`], the most pressed first.
+pub fn at_risk(snap: &Snapshot, last_kill: &HashMap<u64, f64>) -> HashSet<u64> {
+    let now = crate::unix_seconds(snap.taken_at);
+    let mut risky: Vec<&crate::snapshot::Container> =
+        snap.containers.iter().filter(|c| risk(c, last_kill.get(&c.id).copied(), now).is_some()).collect();
+    if risky.is_empty() {
+        return HashSet::new();
+    }
+    risky.sort_by(|a, b| a.headroom_ratio.total_cmp(&b.headroom_ratio));
+    let max = memwatch_common::STACK_CGROUPS as usize;
+    let mut ids = HashSet::new();
+    for r in risky {
+        let prefix = format!("{}/", r.cgroup.trim_end_matches('/'));
+        for c in std::iter::once(r).chain(snap.containers.iter().filter(|c| c.cgroup.starts_with(&prefix))) {
+            if ids.len() < max {
+                ids.insert(c.id);
+            }
+        }
+    }
+    ids
+}
+
+/// One drained count: a stack sampled `samples` times in a process of a memory cgroup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sampled {
+    pub cgroup_id: u64,
+    pub tgid: u32,
+    /// User addresses, leaf first (empty: no stack could be taken).
+    pub stack: Vec<u64>,
+    /// The word at the stack pointer, when the kernel side found it pointing into the
+    /// executable's text: perhaps the return address a frameless leaf did not push.
+    pub caller: u64,
+    pub samples: u64,
+}
+
+/// A resolved stack, interned: frames leaf first.
+pub type Stack = Arc<[Frame]>;
+
+/// One container's samples of one stack over one drain.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Unix seconds of the drain (the samples are from the slow period before it).
+    pub time: f64,
+    pub tgid: u32,
+    pub comm: Arc<str>,
+    pub stack: Stack,
+    pub samples: u64,
+}
+
+/// Entries kept per container, and in all (the oldest go first).
+const PER_CONTAINER: usize = 4096;
+const TOTAL: usize = 65_536;
+/// Distinct stacks interned at most; beyond it the table starts over (entries keep theirs).
+const INTERNED: usize = 32_768;
+
+/// Every container's recent stacks, bounded in age (`--history`) and count.
+#[derive(Debug, Default)]
+pub struct Store {
+    by_cgroup: HashMap<u64, VecDeque<Entry>>,
+    total: usize,
+    interned: HashMap<Vec<Frame>, Stack>,
+    /// The sampling period and page size the samples were taken with.
+    pub period: u64,
+    pub page_size: u64,
+    /// Samples whose stack had at most two frames, and all samples (for the share of short
+    /// stacks a profile reports).
+    pub keep_seconds: f64,
+}
+
+impl Store {
+    pub fn new(period: u64, page_size: u64, keep_seconds: f64) -> Store {
+        Store { period, page_size, keep_seconds, ..Store::default() }
+    }
+
+    fn intern(&mut self, frames: Vec<Frame>) -> Stack {
+        if let Some(s) = self.interned.get(&frames) {
+            return s.clone();
+        }
+        if self.interned.len() >= INTERNED {
+            self.interned.clear();
+        }
+        let s: Stack = Arc::from(frames.clone());
+        self.interned.insert(frames, s.clone());
+        s
+    }
+
+    /// Adds one drain's resolved samples.
+    pub fn add(&mut self, time: f64, cgroup_id: u64, tgid: u32, comm: Arc<str>, frames: Vec<Frame>, samples: u64) {
+        let stack = self.intern(frames);
+        let q = self.by_cgroup.entry(cgroup_id).or_default();
+        q.push_back(Entry { time, tgid, comm, stack, samples });
+        self.total += 1;
+        if q.len() > PER_CONTAINER {
+            q.pop_front();
+            self.total -= 1;
+        }
+        self.prune(time);
+    }
+
+    /// Forgets entries older than `keep_seconds` and, past [`TOTAL`], the oldest.
+    fn prune(&mut self, now: f64) {
+        let keep = self.keep_seconds;
+        let mut total = 0;
+        self.by_cgroup.retain(|_, q| {
+            while q.front().is_some_and(|e| now - e.time > keep) {
+                q.pop_front();
+            }
+            total += q.len();
+            !q.is_empty()
+        });
+        self.total = total;
+        while self.total > TOTAL {
+            let Some(oldest) =
+                self.by_cgroup.iter().filter_map(|(id, q)| q.front().map(|e| (e.time, *id))).min_by(|a, b| a.0.total_cmp(&b.0))
+            else {
+                break;
+            };
+            if let Some(q) = self.by_cgroup.get_mut(&oldest.1) {
+                q.pop_front();
+                self.total -= 1;
+            }
+        }
+    }
+
+    /// The entries of the cgroups `ids` (a container and its descendants) since `since`,
+    /// optionally of one process.
+    pub fn entries(&self, ids: &[u64], since: f64, pid: Option<u32>) -> Vec<&Entry> {
+        ids.iter()
+            .filter_map(|id| self.by_cgroup.get(id))
+            .flat_map(|q| q.iter())
+            .filter(|e| e.time >= since && pid.is_none_or(|p| p == e.tgid))
+            .collect()
+    }
+
+    /// Bytes a number of samples stands for: samples × period × page size.
+    pub fn bytes(&self, samples: u64) -> u64 {
+        samples.saturating_mul(self.period).saturating_mul(self.page_size)
+    }
+
+    /// Distinct stacks interned now (a bound on the store's memory).
+    pub fn stacks(&self) -> usize {
+        self.interned.len()
+    }
+}
+
+/// The window before a kill an OOM event's stacks cover.
+pub const EVENT_WINDOW: f64 = 30.0;
+
+/// What an OOM event at `time` says of the stacks of cgroups `ids` (the container at its limit
+/// and its descendants): those drained in the window before it (and the drain just after, which
+/// holds the seconds before it), the victim's apart.
+pub fn event_stacks(store: &Store, names: &symbolize::Names, ids: &[u64], time: f64, victim: Option<u32>) -> Option<profile::EventStacks> {
+    let entries: Vec<&Entry> = store.entries(ids, time - EVENT_WINDOW, None).into_iter().filter(|e| e.time <= time + EVENT_WINDOW / 3.0).collect();
+    profile::Profile::for_event(&entries, store.period, store.page_size, EVENT_WINDOW, victim, names)
+}
+
+/// Which stacks a profile is of: a container (and the containers below it), or a process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    Container(String),
+    Pid(u32),
+}
+
+impl Subject {
+    /// A number is a process id; anything else names a container (`namespace/pod/container`,
+    /// a pod's `namespace/pod`, or a cgroup path).
+    pub fn parse(s: &str) -> Subject {
+        match s.parse::<u32>() {
+            Ok(pid) => Subject::Pid(pid),
+            Err(_) => Subject::Container(s.to_string()),
+        }
+    }
+}
+
+/// A profile asked for a container the sample does not have.
+#[derive(Debug, thiserror::Error)]
+#[error("no container {0:?} (give namespace/pod/container, namespace/pod, a cgroup path, or a pid)")]
+pub struct NoContainer(pub String);
+
+/// The entries of a subject since `since`.
+pub fn select<'a>(store: &'a Store, snap: &Snapshot, subject: &Subject, since: f64) -> Result<Vec<&'a Entry>, NoContainer> {
+    match subject {
+        Subject::Pid(pid) => Ok(store.by_cgroup.values().flat_map(|q| q.iter()).filter(|e| e.time >= since && e.tgid == *pid).collect()),
+        Subject::Container(want) => {
+            let matched: Vec<&crate::snapshot::Container> = snap
+                .containers
+                .iter()
+                .filter(|c| crate::http::container_matches(want, &c.display_name(), &c.cgroup))
+                .collect();
+            if matched.is_empty() {
+                return Err(NoContainer(want.clone()));
+            }
+            let mut ids: Vec<u64> = Vec::new();
+            for m in matched {
+                let prefix = format!("{}/", m.cgroup.trim_end_matches('/'));
+                ids.push(m.id);
+                ids.extend(snap.containers.iter().filter(|c| c.cgroup.starts_with(&prefix)).map(|c| c.id));
+            }
+            ids.sort_unstable();
+            ids.dedup();
+            Ok(store.entries(&ids, since, None))
+        }
+    }
+}
+
+/// Each container's top `n` stacks since `since`, for `memwatch top`.
+pub fn top_per_container(store: &Store, names: &symbolize::Names, since: f64, n: usize) -> HashMap<u64, Vec<profile::StackUse>> {
+    store
+        .by_cgroup
+        .iter()
+        .filter_map(|(id, q)| {
+            let p = profile::Profile::of(q.iter().filter(|e| e.time >= since), store.period, store.page_size);
+            (p.samples > 0).then(|| (*id, p.top(n, names)))
+        })
+        .collect()
+}
+
+/// The stage of the sample step that drains the sampler's maps, resolves what it drained while
+/// the processes live, asks for names, and keeps the result.
+pub struct Stage {
+    maps: Option<maps::StackMaps>,
+    resolver: resolve::Resolver,
+    symbolizer: Option<symbolize::Symbolizer>,
+    pub store: Arc<std::sync::RwLock<Store>>,
+    pub names: Arc<symbolize::Names>,
+    slow: std::time::Duration,
+    last: Option<std::time::Instant>,
+}
+
+impl Stage {
+    /// With no maps (stacks off, or no eBPF) the stage does nothing and starts no thread.
+    pub fn new(maps: Option<maps::StackMaps>, procfs: std::path::PathBuf, slow: std::time::Duration, period: u64, page_size: u64, keep: std::time::Duration) -> Stage {
+        let symbolizer = maps.as_ref().map(|_| symbolize::Symbolizer::spawn());
+        let names = symbolizer.as_ref().map(|s| s.names()).unwrap_or_default();
+        Stage {
+            maps,
+            resolver: resolve::Resolver::new(procfs),
+            symbolizer,
+            store: Arc::new(std::sync::RwLock::new(Store::new(period, page_size, keep.as_secs_f64()))),
+            names,
+            slow,
+            last: None,
+        }
+    }
+
+    /// Drains when a slow period has passed since the last drain.
+    pub fn drain_if_due(&mut self, now: std::time::Instant, wall: f64) {
+        if self.maps.is_some() && self.last.is_none_or(|l| now.duration_since(l) >= self.slow) {
+            self.last = Some(now);
+            self.drain(wall);
+        }
+    }
+
+    /// Drains the maps now, stamping what was drained with `wall` (Unix seconds).
+    pub fn drain(&mut self, wall: f64) {
+        let Some(maps) = self.maps.as_mut() else { return };
+        let drained = maps.drain();
+        if drained.is_empty() {
+            return;
+        }
+        let mut resolved = Vec::with_capacity(drained.len());
+        for s in &drained {
+            let (frames, comm) = self.resolver.resolve(s);
+            resolved.push((s.cgroup_id, s.tgid, comm, frames, s.samples));
+        }
+        if let Some(sym) = self.symbolizer.as_mut() {
+            sym.request(&self.resolver.objects, resolved.iter().flat_map(|r| r.3.iter()));
+        }
+        let mut store = self.store.write().unwrap_or_else(|e| e.into_inner());
+        for (cgroup_id, tgid, comm, frames, samples) in resolved {
+            store.add(wall, cgroup_id, tgid, comm, frames, samples);
+        }
+        drop(store);
+        let procfs = self.resolver.procfs().to_path_buf();
+        self.resolver.retain(|pid| crate::host::procs::dir(&procfs, pid).exists());
+    }
+}
