@@ -5,7 +5,11 @@
  *                                its own arena), print "ready", wait for stdin to close
  *   memtest arenas N             N threads each malloc and touch 64 KiB every 10 ms, keeping
  *                                it all (in their own glibc arenas), until killed
+ *   memtest stacks N             fault N pages in, each under a distinct call stack (paths of
+ *                                14 calls through two functions), 2,000 a second, then wait for
+ *                                stdin to close
  */
+#include <sys/mman.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +53,18 @@ static void *arena_grower(void *arg) {
     return NULL;
 }
 
+/* Two functions calling each other along the bits of `path`: each path a distinct stack. The
+ * addition after each call keeps the calls from becoming jumps. */
+static int path_b(int depth, unsigned path, volatile char *page);
+__attribute__((noinline)) static int path_a(int depth, unsigned path, volatile char *page) {
+    if (depth == 0) { *page = 1; return 0; }
+    return ((path & 1) ? path_a(depth - 1, path >> 1, page) : path_b(depth - 1, path >> 1, page)) + 1;
+}
+__attribute__((noinline)) static int path_b(int depth, unsigned path, volatile char *page) {
+    if (depth == 0) { *page = 2; return 0; }
+    return ((path & 1) ? path_a(depth - 1, path >> 1, page) : path_b(depth - 1, path >> 1, page)) + 2;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "hog") == 0) {
         hog();
@@ -86,7 +102,20 @@ int main(int argc, char **argv) {
         printf("ready\n");
         fflush(stdout);
         for (;;) pause();
+    } else if (argc >= 3 && strcmp(argv[1], "stacks") == 0) {
+        long n = atol(argv[2]);
+        char *pages = mmap(NULL, (size_t)n * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (pages == MAP_FAILED) { perror("mmap"); return 1; }
+        for (long i = 0; i < n; i++) {
+            path_a(14, (unsigned)i, pages + i * 4096);
+            if (i % 2000 == 1999) sleep(1);
+        }
+        printf("done\n");
+        fflush(stdout);
+        char c;
+        while (read(0, &c, 1) > 0) {}
+        return 0;
     }
-    fprintf(stderr, "usage: memtest hog | tmpfs PATH MIB | threads N KIB | arenas N\n");
+    fprintf(stderr, "usage: memtest hog | tmpfs PATH MIB | threads N KIB | arenas N | stacks N\n");
     return 2;
 }

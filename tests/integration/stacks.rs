@@ -130,6 +130,11 @@ fn a_profile_opens_in_go_tool_pprof_and_as_a_flame_graph() {
     d.wait_until("samples of the growing program", Duration::from_secs(30), || {
         try_profile("folded").is_ok_and(|p| String::from_utf8_lossy(&p).contains("main.handleExport"))
     });
+    // `memwatch explain` of the process adds the daemon's stacks.
+    let x = Command::new(util::memwatch_bin()).args(["explain", "--json", "--remote", &d.base, &child.id().to_string()]).output().unwrap();
+    let x: serde_json::Value = serde_json::from_slice(&x.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&x.stderr)));
+    let listed = x["stacks"]["top"].as_array().unwrap_or_else(|| panic!("no stacks: {x:#}"));
+    assert!(listed.iter().any(|t| t["own"] == "main.handleExport"), "{listed:#?}");
     let _ = child.kill();
     let _ = child.wait();
 

@@ -10,7 +10,7 @@ use std::{
 
 use serde_json::Value;
 
-use crate::util::{self, daemon::Metrics};
+use crate::util::{self, daemon::Metrics, programs};
 
 const MIB: u64 = 1 << 20;
 /// A VM run takes about 40 s on an idle 2-core machine (TCG); generous for a busy one.
@@ -35,7 +35,7 @@ fn libraries(bin: &Path) -> Vec<PathBuf> {
 /// A gzipped newc initramfs: busybox, memwatch, the workload, their libraries, and /init.
 fn initramfs(dir: &Path) -> PathBuf {
     let root = dir.join("root");
-    let bins = [PathBuf::from("/bin/busybox"), util::memwatch_bin(), PathBuf::from(util::workload_bin())];
+    let bins = [PathBuf::from("/bin/busybox"), util::memwatch_bin(), PathBuf::from(util::workload_bin()), programs::gomem_stripped().to_path_buf()];
     for d in ["bin", "proc", "sys", "dev", "tmp"] {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
@@ -331,6 +331,17 @@ fn memwatch_on_a_pure_cgroup_v2_kernel(k: &Kernel) {
     let killed = &g.group.as_ref().unwrap_or_else(|| panic!("no group in {g:#?}")).killed;
     assert_eq!(killed.len(), 3, "{g:#?}");
     assert!(g.explanation.iter().any(|r| r.kind == memwatch::oom::event::ReasonKind::OomGroup && r.text.contains("3 processes")), "{g:#?}");
+
+    // Which code grew: the stripped Go program's kill names its function, sampled by the
+    // at-risk sampler that attached as the container neared its limit.
+    assert_eq!(results["go_export_exit"], "137", "{}", show());
+    let go: memwatch_events::Events = serde_json::from_str(&sections["events_go"]).unwrap_or_else(|e| panic!("events: {e}; {}", show()));
+    let e = go.events.iter().find(|e| e.cgroup == "/gostk").unwrap_or_else(|| panic!("no kill in /gostk: {}", show()));
+    let stacks = e.stacks.as_ref().unwrap_or_else(|| panic!("no stacks: {e:#?}"));
+    assert!(stacks.top.iter().any(|t| t.own.as_deref() == Some("main.handleExport")), "{stacks:#?}");
+    let grew = e.explanation.iter().find(|r| r.kind == memwatch::oom::event::ReasonKind::GrowthStack).map(|r| r.text.as_str());
+    assert!(grew.is_some_and(|t| t.contains("under main.handleExport")), "{:#?}", e.explanation);
+    eprintln!("{}: {}", k.test, grew.unwrap());
 
     // memwatch explain: classes summing to the kernel's VmSize and VmRSS, read around it.
     assert_eq!(results["explain_pid_rc"], "0", "{}", show());

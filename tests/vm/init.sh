@@ -26,7 +26,7 @@ section check_err /tmp/check.err
 # Every probe, with BPF statistics on for a second of this VM's own activity (some page faults).
 touch /tmp/busy
 (while [ -e /tmp/busy ]; do memwatch-workload fill-exit 4 > /dev/null; done) &
-memwatch check --json --ebpf-page-faults --bpf-stats --bpf-stats-window 1s > /tmp/check_all.json 2>&1
+memwatch check --json --ebpf-page-faults --stacks always --bpf-stats --bpf-stats-window 1s > /tmp/check_all.json 2>&1
 echo "RESULT check_all_rc $?"
 rm /tmp/busy
 section check_all /tmp/check_all.json
@@ -132,6 +132,15 @@ sleep 4
 echo "RESULT grp_oom_kill_counter $(grep oom_kill /sys/fs/cgroup/grp/memory.events)"
 wget -q -O /tmp/events_grp http://127.0.0.1:9753/api/v1/events
 section events_grp /tmp/events_grp
+# Which code grew: a Go program stripped as images ship it (-s -w), growing in main.handleExport
+# until its limit kills it; the default at-risk sampler attaches as it nears the limit.
+mkdir /sys/fs/cgroup/gostk
+echo 100663296 > /sys/fs/cgroup/gostk/memory.max
+sh -c 'echo $$ > /sys/fs/cgroup/gostk/cgroup.procs; exec gomem-stripped export 10000' < /dev/null > /dev/null
+echo "RESULT go_export_exit $?"
+sleep 4
+wget -q -O /tmp/events_go http://127.0.0.1:9753/api/v1/events
+section events_go /tmp/events_go
 section serve_log /tmp/serve.log
 echo "RESULT done"
 poweroff -f

@@ -23,26 +23,54 @@ pub(crate) struct ExplainArgs {
     /// One JSON object
     #[arg(long)]
     json: bool,
+    /// A daemon whose sampled fault stacks to add, where it has any (the local one unless
+    /// told; none reachable: no stacks)
+    #[arg(long, default_value = "http://127.0.0.1:9753")]
+    remote: String,
+}
+
+/// The daemon's top stacks of the last five minutes for `subject`, where it has sampled any.
+fn stacks(remote: &str, subject: memwatch::stacks::Subject) -> Option<serde_json::Value> {
+    let body = super::client::profile(remote, &subject, std::time::Duration::from_secs(300), memwatch::http::ProfileFormat::Json).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    (v["samples"].as_u64().unwrap_or(0) > 0).then_some(v)
+}
+
+/// With the stacks, if any: JSON gets them as `stacks`, text as a list after the report.
+fn print_with_stacks(out: &mut impl Write, report: serde_json::Value, stacks: Option<serde_json::Value>, json: bool) -> anyhow::Result<()> {
+    if json {
+        let mut report = report;
+        if let (Some(s), Some(m)) = (stacks, report.as_object_mut()) {
+            m.insert("stacks".into(), s);
+        }
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+        return Ok(());
+    }
+    let Some(s) = stacks else { return Ok(()) };
+    let top: Vec<memwatch::stacks::profile::StackUse> = serde_json::from_value(s["top"].clone()).unwrap_or_default();
+    writeln!(out)?;
+    writeln!(out, "where memory was faulted in (the daemon's sampled stacks, last 5 minutes; {:.0}% had at most two frames):", s["short_share"].as_f64().unwrap_or(0.0) * 100.0)?;
+    for t in top.iter().take(3) {
+        writeln!(out, "  {}", t.line())?;
+    }
+    Ok(())
 }
 
 pub(crate) fn run(roots: &Roots, args: &ExplainArgs) -> anyhow::Result<()> {
     let mut out = io::stdout().lock();
     if let Ok(pid) = args.target.parse::<u32>() {
         let p = report::process(&roots.procfs, pid)?;
-        if args.json {
-            writeln!(out, "{}", serde_json::to_string_pretty(&p)?)?;
-        } else {
+        if !args.json {
             print_process(&mut out, &p)?;
         }
-        return Ok(());
+        return print_with_stacks(&mut out, serde_json::to_value(&p)?, stacks(&args.remote, memwatch::stacks::Subject::Pid(pid)), args.json);
     }
     let c = report::container(roots, &args.target)?;
-    if args.json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&c)?)?;
-    } else {
+    if !args.json {
         print_container(&mut out, &c)?;
     }
-    Ok(())
+    let subject = memwatch::stacks::Subject::Container(c.cgroup.clone());
+    print_with_stacks(&mut out, serde_json::to_value(&c)?, stacks(&args.remote, subject), args.json)
 }
 
 fn print_classes(out: &mut impl Write, classes: &[ClassUse]) -> io::Result<()> {

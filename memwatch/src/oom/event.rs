@@ -175,6 +175,15 @@ pub struct StackUse {
     pub path: Vec<String>,
 }
 
+impl StackUse {
+    /// For people, on one line: what it faulted in, its own frame and callee (else its top
+    /// frames, leaf first).
+    pub fn line(&self) -> String {
+        let path = if self.path.is_empty() { self.frames.iter().take(3).cloned().collect::<Vec<_>>().join(" ← ") } else { self.path.join(" → ") };
+        format!("{:>10}  {path}", crate::units::human(self.bytes as f64))
+    }
+}
+
 /// The container's sampled fault stacks over the window before a kill.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventStacks {

@@ -2,8 +2,8 @@
 // closes; "hog" allocates and touches memory until it is killed; "churn" keeps LIVE MiB
 // live and allocates 4 MiB buffers for SECONDS seconds (the heap between collections
 // reaches about twice the live data), then prints "survived"; "serve" answers HTTP on
-// 127.0.0.1:0 (it prints its address) until stdin closes; "export" keeps building 4 MiB JSON
-// responses in handleExport, keeping each, printing the bytes kept after each, until killed.
+// 127.0.0.1:0 (it prints its address) until stdin closes; "export [ROWS]" keeps building JSON
+// responses (4 MiB for the default 40,000 rows) in handleExport, keeping each, printing the bytes kept after each, until killed.
 package main
 
 import (
@@ -54,10 +54,11 @@ func main() {
 		_ = sink
 		fmt.Println("survived")
 	case "export":
+		rows, _ := strconv.Atoi(arg(2, "40000"))
 		fmt.Println("ready")
 		kept := 0
 		for {
-			out := handleExport(40000)
+			out := handleExport(rows)
 			keep = append(keep, out)
 			kept += len(out)
 			fmt.Println("kept", kept)
@@ -74,7 +75,7 @@ func main() {
 		fmt.Println(ln.Addr())
 		bufio.NewReader(os.Stdin).ReadString(0)
 	default:
-		fmt.Fprintln(os.Stderr, "usage: gomem sleep|hog|churn [LIVE_MIB SECONDS]|serve|export")
+		fmt.Fprintln(os.Stderr, "usage: gomem sleep|hog|churn [LIVE_MIB SECONDS]|serve|export [ROWS]")
 		os.Exit(2)
 	}
 }

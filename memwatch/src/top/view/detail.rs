@@ -36,15 +36,9 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     f.render_widget(Paragraph::new(kill_lines(&kills)).block(Block::default().borders(Borders::TOP).title("recent OOM kills")), ooms);
 }
 
-/// One line per stack: what it faulted in, its own frame path (else its top frames).
-pub fn stack_lines(stacks: &[crate::stacks::profile::StackUse]) -> Vec<Line<'static>> {
-    stacks
-        .iter()
-        .map(|s| {
-            let path = if s.path.is_empty() { s.frames.iter().take(3).cloned().collect::<Vec<_>>().join(" ← ") } else { s.path.join(" → ") };
-            Line::from(format!("{:>10}  {path}", human(s.bytes as f64)))
-        })
-        .collect()
+/// One line per stack: what it faulted in, and where.
+fn stack_lines(stacks: &[crate::stacks::profile::StackUse]) -> Vec<Line<'static>> {
+    stacks.iter().map(|s| Line::from(s.line())).collect()
 }
 
 fn bytes(b: u64) -> String {
