@@ -1,7 +1,8 @@
 //! What memwatch's kernel hooks cost the processes they watch, side by side in one run.
 //!
 //! Configurations, alternated round by round (the order rotates each round): nothing attached;
-//! `memwatch serve` as shipped; memwatch with each opt-in probe; an empty program on the
+//! `memwatch serve` as shipped (its fault-stack sampler on standby: nothing is at risk); memwatch
+//! with each opt-in probe and with the sampler always on; an empty program on the
 //! page-fault hook (the floor any program there pays); and bpftrace (Debian's) counting the
 //! same events per cgroup, the peer. Workloads, each in a cgroup of its own and pinned to one
 //! CPU: a page-fault storm (4 KiB faults), an mmap/munmap storm, and a getppid loop (a syscall
@@ -222,6 +223,7 @@ fn main() {
         Config { name: "memwatch".into(), setup: mw(&[]) },
         Config { name: "memwatch --ebpf-page-faults".into(), setup: mw(&["--ebpf-page-faults"]) },
         Config { name: "memwatch --syscall-tracepoints".into(), setup: mw(&["--syscall-tracepoints"]) },
+        Config { name: "memwatch --stacks always".into(), setup: mw(&["--stacks", "always"]) },
         Config { name: "empty fault program".into(), setup: Setup::EmptyFault },
     ];
     let have_bpftrace = Command::new("bpftrace").arg("--version").output().is_ok_and(|o| o.status.success());
@@ -343,6 +345,30 @@ fn main() {
     let fault = find("memwatch --ebpf-page-faults", "page_fault_user");
     let empty = find("empty fault program", "page_fault_user");
     show("fault program above an empty one on the same hook (ns)", fault.zip(empty).map(|(f, e)| f - e), 40.0, "");
+    // The fault-stack sampler (the stacks issue's targets).
+    let stacks = slow("memwatch --stacks always", 0).zip(slow("empty fault program", 0)).map(|(s, e)| s - e);
+    show("fault storm, memwatch --stacks always above the empty program (points)", stacks, 2.0, "");
+    match (slow("memwatch", 0), configs.iter().position(|c| c.name == "memwatch")) {
+        (Some(v), Some(i)) => println!(
+            "  {:<66} {v:>+7.1}%  within the spread of nothing ({:.1}%) and of itself ({:.1}%): {}",
+            "fault storm, memwatch (default, sampler on standby) vs nothing",
+            spread(0, 0),
+            spread(i, 0),
+            if v.abs() <= spread(0, 0).max(spread(i, 0)) { "yes" } else { "NO" }
+        ),
+        _ => {}
+    }
+    let standby = per_event.keys().any(|(c, p)| c == "memwatch" && p.contains("fault_stacks"));
+    println!("  {:<66} {}", "memwatch (default) runs a fault-stack program", if standby { "YES (it should be on standby)" } else { "no" });
+    let sampler = find("memwatch --stacks always", "fault_stacks");
+    if let (Some(s), Some(e)) = (sampler, empty) {
+        let period = memwatch::probes::DEFAULT_STACK_PERIOD as f64;
+        println!(
+            "  {:<66} {:>7.0} ns  ({s:.0} - {e:.0} ns/fault, x {period:.0})",
+            "one sampled stack (the sampler above the empty program, x the period)",
+            (s - e) * period
+        );
+    }
     let peer = per_event.iter().filter(|((c, p), _)| c == "bpftrace" && p.contains("page_fault")).map(|(_, v)| *v).next();
     if let (Some(f), Some(b)) = (fault, peer) {
         println!(

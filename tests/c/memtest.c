@@ -55,14 +55,21 @@ static void *arena_grower(void *arg) {
 
 /* Two functions calling each other along the bits of `path`: each path a distinct stack. The
  * addition after each call keeps the calls from becoming jumps. */
+/* A store after each call keeps the recursion real (no sibling call, no loop): every path of
+ * calls through path_a and path_b is a distinct stack. */
+static volatile int path_sink;
 static int path_b(int depth, unsigned path, volatile char *page);
 __attribute__((noinline)) static int path_a(int depth, unsigned path, volatile char *page) {
-    if (depth == 0) { *page = 1; return 0; }
-    return ((path & 1) ? path_a(depth - 1, path >> 1, page) : path_b(depth - 1, path >> 1, page)) + 1;
+    if (depth == 0) { *page = 1; return 1; }
+    int r = (path & 1) ? path_a(depth - 1, path >> 1, page) : path_b(depth - 1, path >> 1, page);
+    path_sink = r;
+    return r + 1;
 }
 __attribute__((noinline)) static int path_b(int depth, unsigned path, volatile char *page) {
-    if (depth == 0) { *page = 2; return 0; }
-    return ((path & 1) ? path_a(depth - 1, path >> 1, page) : path_b(depth - 1, path >> 1, page)) + 2;
+    if (depth == 0) { *page = 2; return 2; }
+    int r = (path & 1) ? path_a(depth - 1, path >> 1, page) : path_b(depth - 1, path >> 1, page);
+    path_sink = r;
+    return r + 2;
 }
 
 int main(int argc, char **argv) {
@@ -107,7 +114,7 @@ int main(int argc, char **argv) {
         char *pages = mmap(NULL, (size_t)n * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (pages == MAP_FAILED) { perror("mmap"); return 1; }
         for (long i = 0; i < n; i++) {
-            path_a(14, (unsigned)i, pages + i * 4096);
+            path_sink = path_a(14, (unsigned)i, pages + i * 4096);
             if (i % 2000 == 1999) sleep(1);
         }
         printf("done\n");

@@ -9,5 +9,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
     util::run(util::cargo().args(["bench", "--package", "memwatch-tests", "--bench", "overhead"]))?;
     util::run(util::cargo().args(["bench", "--package", "memwatch-tests", "--bench", "sample"]))?;
     // What the containers' history costs in memory at 1,000 containers.
-    util::run(util::cargo().args(["bench", "--package", "memwatch-tests", "--bench", "history"]))
+    util::run(util::cargo().args(["bench", "--package", "memwatch-tests", "--bench", "history"]))?;
+    // What 10,000 distinct fault stacks cost the daemon in memory.
+    util::run(util::cargo().args(["bench", "--package", "memwatch-tests", "--bench", "stacks"]))
 }

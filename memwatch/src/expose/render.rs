@@ -541,7 +541,12 @@ fn render_self(snap: &Snapshot, w: &mut Writer) {
             }
             ProbeState::Disabled(_) => w.sample("memwatch_probe_attached", "", Some(("probe", p.id.name())), Value::Int(0)),
             // Loaded only when needed (the fault-stack sampler until a container is at risk).
-            ProbeState::Standby(_) => w.sample("memwatch_probe_attached", "probe=\"fault_stacks\"".replace("fault_stacks", p.id.name()).as_str(), Some(("method", "standby")), Value::Int(0)),
+            ProbeState::Standby(_) => {
+                let mut l = String::from("probe=\"");
+                escape_label(p.id.name(), &mut l);
+                l.push('"');
+                w.sample("memwatch_probe_attached", &l, Some(("method", "standby")), Value::Int(0));
+            }
             ProbeState::Off(_) => {}
         }
     }

@@ -125,8 +125,10 @@ pub struct Entry {
     pub samples: u64,
 }
 
-/// Entries kept per container, and in all (the oldest go first).
-const PER_CONTAINER: usize = 4096;
+/// Entries kept per container, and in all (the oldest go first): an entry is one stack's
+/// samples in one drain, so a container faulting under 10,000 distinct stacks in one slow
+/// period keeps them all.
+const PER_CONTAINER: usize = 16_384;
 const TOTAL: usize = 65_536;
 /// Distinct stacks interned at most; beyond it the table starts over (entries keep theirs).
 const INTERNED: usize = 32_768;
@@ -136,12 +138,12 @@ const INTERNED: usize = 32_768;
 pub struct Store {
     by_cgroup: HashMap<u64, VecDeque<Entry>>,
     total: usize,
-    interned: HashMap<Vec<Frame>, Stack>,
+    /// Each distinct stack once, shared by its entries (looked up by its frames).
+    interned: HashSet<Stack>,
     /// The sampling period and page size the samples were taken with.
     pub period: u64,
     pub page_size: u64,
-    /// Samples whose stack had at most two frames, and all samples (for the share of short
-    /// stacks a profile reports).
+    /// How long entries are kept (`--history`).
     pub keep_seconds: f64,
 }
 
@@ -151,18 +153,18 @@ impl Store {
     }
 
     fn intern(&mut self, frames: Vec<Frame>) -> Stack {
-        if let Some(s) = self.interned.get(&frames) {
+        if let Some(s) = self.interned.get(frames.as_slice()) {
             return s.clone();
         }
         if self.interned.len() >= INTERNED {
             self.interned.clear();
         }
-        let s: Stack = Arc::from(frames.clone());
-        self.interned.insert(frames, s.clone());
+        let s: Stack = Arc::from(frames);
+        self.interned.insert(s.clone());
         s
     }
 
-    /// Adds one drain's resolved samples.
+    /// Adds one resolved count of a drain; [`Store::prune`] once the drain is in.
     pub fn add(&mut self, time: f64, cgroup_id: u64, tgid: u32, comm: Arc<str>, frames: Vec<Frame>, samples: u64) {
         let stack = self.intern(frames);
         let q = self.by_cgroup.entry(cgroup_id).or_default();
@@ -172,11 +174,10 @@ impl Store {
             q.pop_front();
             self.total -= 1;
         }
-        self.prune(time);
     }
 
     /// Forgets entries older than `keep_seconds` and, past [`TOTAL`], the oldest.
-    fn prune(&mut self, now: f64) {
+    pub fn prune(&mut self, now: f64) {
         let keep = self.keep_seconds;
         let mut total = 0;
         self.by_cgroup.retain(|_, q| {
@@ -348,8 +349,58 @@ impl Stage {
         for (cgroup_id, tgid, comm, frames, samples) in resolved {
             store.add(wall, cgroup_id, tgid, comm, frames, samples);
         }
+        store.prune(wall);
         drop(store);
         let procfs = self.resolver.procfs().to_path_buf();
         self.resolver.retain(|pid| crate::host::procs::dir(&procfs, pid).exists());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use resolve::ObjectId;
+
+    fn frames(n: u64) -> Vec<Frame> {
+        (0..3).map(|i| Frame { object: ObjectId(1), offset: n * 16 + i, main: true }).collect()
+    }
+
+    #[test]
+    fn a_stack_is_kept_once_and_entries_are_bounded_by_age_and_count() {
+        let mut s = Store::new(64, 4096, 100.0);
+        let comm: Arc<str> = Arc::from("app");
+        for t in 0..3 {
+            s.add(t as f64, 7, 1, comm.clone(), frames(1), 2);
+        }
+        s.prune(2.0);
+        assert_eq!(s.stacks(), 1, "the same frames are one interned stack");
+        let e = s.entries(&[7], 0.0, None);
+        assert_eq!(e.len(), 3);
+        assert!(Arc::ptr_eq(&e[0].stack, &e[2].stack));
+        assert_eq!(s.entries(&[7], 1.0, Some(1)).len(), 2, "since and pid select");
+        assert!(s.entries(&[7], 0.0, Some(2)).is_empty());
+        // Older than keep_seconds: gone at the next prune.
+        s.prune(101.5);
+        assert_eq!(s.entries(&[7], 0.0, None).len(), 1);
+        // One container keeps at most PER_CONTAINER entries, the newest.
+        for n in 0..(PER_CONTAINER as u64 + 10) {
+            s.add(200.0 + n as f64 / 1e6, 8, 1, comm.clone(), frames(n), 1);
+        }
+        s.prune(201.0);
+        let e = s.entries(&[8], 0.0, None);
+        assert_eq!(e.len(), PER_CONTAINER);
+        assert_eq!(e[0].stack[0].offset, 10 * 16, "the oldest went first");
+        // In all at most TOTAL, the oldest first across containers.
+        for c in 0..=(TOTAL / PER_CONTAINER) as u64 {
+            for n in 0..PER_CONTAINER as u64 {
+                s.add(300.0 + c as f64, 100 + c, 1, comm.clone(), frames(n), 1);
+            }
+        }
+        s.prune(320.0);
+        assert_eq!(s.total, TOTAL);
+        assert!(s.entries(&[8], 0.0, None).is_empty(), "older than keep_seconds");
+        assert!(s.entries(&[100], 0.0, None).is_empty(), "past TOTAL the oldest went first");
+        assert_eq!(s.entries(&[101], 0.0, None).len(), PER_CONTAINER);
+        assert!(s.stacks() <= INTERNED);
     }
 }

@@ -7,6 +7,9 @@ use crate::oom::event::{Event, Reason};
 
 pub struct GrowthStack;
 
+/// A share of short stacks (at most two frames) from which the finding says why.
+const SHORT: f64 = 0.5;
+
 impl Finding for GrowthStack {
     fn find(&self, e: &Event, _: Option<u64>) -> Vec<Reason> {
         let Some(s) = &e.stacks else { return vec![] };
@@ -23,16 +26,20 @@ impl Finding for GrowthStack {
         // Every listed stack through the same code counts (other lines of the same functions).
         let bytes: u64 = if top.path.is_empty() { top.bytes } else { s.top.iter().filter(|t| t.path == top.path).map(|t| t.bytes).sum() };
         let share = if s.bytes > 0 { 100.0 * bytes as f64 / s.bytes as f64 } else { 0.0 };
-        vec![reason(
-            ReasonKind::GrowthStack,
-            format!(
-                "{} faulted in {under} in the {:.0} s before the kill ({share:.0}% of the {} sampled there, 1 fault in {}).",
-                h(bytes),
-                s.window_seconds,
-                h(s.bytes),
-                s.period
-            ),
-        )]
+        let mut text = format!(
+            "{} faulted in {under} in the {:.0} s before the kill ({share:.0}% of the {} sampled there, 1 fault in {}).",
+            h(bytes),
+            s.window_seconds,
+            h(s.bytes),
+            s.period
+        );
+        if s.short_share >= SHORT {
+            text.push_str(&format!(
+                " {:.0}% of the sampled stacks had at most two frames: code built without frame pointers (most distributions' C and C++, JIT-compiled code) shows only where it faulted; build with -fno-omit-frame-pointer (a JVM: -XX:+PreserveFramePointer) for whole stacks.",
+                100.0 * s.short_share
+            ));
+        }
+        vec![reason(ReasonKind::GrowthStack, text)]
     }
 }
 
@@ -69,6 +76,10 @@ mod tests {
             r[0].text,
             "63.0 MiB faulted in under main.handleExport → encoding/json.Marshal in the 30 s before the kill (42% of the 150.0 MiB sampled there, 1 fault in 64)."
         );
+        e.stacks.as_mut().unwrap().short_share = 0.7;
+        let r = GrowthStack.find(&e, None);
+        assert!(r[0].text.ends_with("70% of the sampled stacks had at most two frames: code built without frame pointers (most distributions' C and C++, JIT-compiled code) shows only where it faulted; build with -fno-omit-frame-pointer (a JVM: -XX:+PreserveFramePointer) for whole stacks."), "{}", r[0].text);
+        e.stacks.as_mut().unwrap().short_share = 0.0;
         e.stacks.as_mut().unwrap().top = vec![runtime_only];
         assert!(GrowthStack.find(&e, None)[0].text.contains("under runtime.memclrNoHeapPointers (no frame"), "{:?}", GrowthStack.find(&e, None));
     }
