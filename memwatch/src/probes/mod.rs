@@ -453,6 +453,13 @@ impl Probes {
             let state = attach_first(&mut self.ebpf, btf.as_ref(), spec, &mut plan, &opts);
             drop(btf);
             crate::allocator::give_back();
+            match &state {
+                ProbeState::Attached { method } => {
+                    tracing::info!(probe = "fault_stacks", method = method.as_str(), containers = self.stack_cgroups.len(), "fault-stack sampler attached: containers at risk")
+                }
+                ProbeState::Disabled(why) => tracing::warn!(probe = "fault_stacks", "fault-stack sampler could not attach: {why}"),
+                _ => {}
+            }
             state
         } else {
             let method = match self.stack_status().map(|s| &s.state) {
@@ -462,6 +469,7 @@ impl Probes {
             for m in spec.methods {
                 unload(&mut self.ebpf, m.program());
             }
+            tracing::info!(probe = "fault_stacks", "fault-stack sampler detached: no container at risk for {} s", STACKS_LINGER.as_secs());
             ProbeState::Standby(format!("{STANDBY} (attaches as {method} when needed)"))
         };
         if let Some(s) = self.stack_status() {

@@ -276,7 +276,9 @@ mod tests {
     }
 }
 
-/// pprof's `profile.proto`, the fields memwatch writes.
+/// pprof's `profile.proto`, the fields memwatch writes, declared with prost's derive (tags as in
+/// the .proto) rather than generated at build time: that would need `protoc` and a vendored
+/// .proto for seven small messages. The pprof crate itself is a CPU profiler, not a writer.
 mod pb {
     #[derive(Clone, PartialEq, prost::Message)]
     pub(super) struct Profile {
