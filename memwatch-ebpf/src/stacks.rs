@@ -70,7 +70,7 @@ fn sample<C: StackIdContext>(ctx: &C, regs: *const u8, user_regs: bool) {
     let css = if config!(walk) == walk::BTF { current_css::<Direct>() } else { current_css::<Probe>() };
     let Some(css) = css else { return };
     let cgroup_id = if config!(walk) == walk::BTF { css_cgroup_id::<Direct>(css) } else { css_cgroup_id::<Probe>(css) };
-    if !switched_on(switch::STACKS_ALL) && STACK_CGROUPS.get_ptr(&cgroup_id).is_none() {
+    if !switched_on(switch::STACKS_ALL) && STACK_CGROUPS.get_ptr(cgroup_id).is_none() {
         return;
     }
     let stack_id = match ctx.get_stackid(&STACKS, BPF_F_USER_STACK as u64) {
@@ -84,10 +84,10 @@ fn sample<C: StackIdContext>(ctx: &C, regs: *const u8, user_regs: bool) {
         }
     };
     let key = StackKey { cgroup_id, caller: caller(regs, user_regs), tgid: tgid(), stack_id };
-    match STACK_COUNTS.get_ptr_mut(&key) {
+    match STACK_COUNTS.get_ptr_mut(key) {
         Some(c) => atomic_add(c, 1),
         None => {
-            if STACK_COUNTS.insert(&key, &1, 0).is_err() {
+            if STACK_COUNTS.insert(key, 1, 0).is_err() {
                 count_drop(drop::STACK_COUNTS_FULL);
             }
         }
@@ -114,6 +114,7 @@ fn caller(regs: *const u8, user_regs: bool) -> u64 {
     let task = if config!(walk) == walk::BTF { Direct::current_task() } else { Probe::current_task() };
     let mm: Option<*const u8> = Probe::load(task, config!(task_mm));
     let Some(mm) = mm else { return 0 };
-    let (start, end) = (Probe::load::<u64>(mm, config!(mm_start_code)).unwrap_or(0), Probe::load::<u64>(mm, config!(mm_end_code)).unwrap_or(0));
+    let (start, end) =
+        (Probe::load::<u64>(mm, config!(mm_start_code)).unwrap_or(0), Probe::load::<u64>(mm, config!(mm_end_code)).unwrap_or(0));
     if word >= start && word < end { word } else { 0 }
 }

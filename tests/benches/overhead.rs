@@ -348,15 +348,14 @@ fn main() {
     // The fault-stack sampler (the stacks issue's targets).
     let stacks = slow("memwatch --stacks always", 0).zip(slow("empty fault program", 0)).map(|(s, e)| s - e);
     show("fault storm, memwatch --stacks always above the empty program (points)", stacks, 2.0, "");
-    match (slow("memwatch", 0), configs.iter().position(|c| c.name == "memwatch")) {
-        (Some(v), Some(i)) => println!(
+    if let (Some(v), Some(i)) = (slow("memwatch", 0), configs.iter().position(|c| c.name == "memwatch")) {
+        println!(
             "  {:<66} {v:>+7.1}%  within the spread of nothing ({:.1}%) and of itself ({:.1}%): {}",
             "fault storm, memwatch (default, sampler on standby) vs nothing",
             spread(0, 0),
             spread(i, 0),
             if v.abs() <= spread(0, 0).max(spread(i, 0)) { "yes" } else { "NO" }
-        ),
-        _ => {}
+        );
     }
     let standby = per_event.keys().any(|(c, p)| c == "memwatch" && p.contains("fault_stacks"));
     println!("  {:<66} {}", "memwatch (default) runs a fault-stack program", if standby { "YES (it should be on standby)" } else { "no" });

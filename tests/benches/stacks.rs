@@ -126,8 +126,7 @@ fn main() {
 
     let procs = cgroup.join("cgroup.procs");
     let script = format!("echo $$ > {} && exec \"$0\" stacks {n}", procs.display());
-    let mut child =
-        Command::new("sh").arg("-c").arg(script).arg(&memtest).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = Command::new("sh").arg("-c").arg(script).arg(&memtest).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
     setup.children.push(child);
     let started = Instant::now();

@@ -40,7 +40,7 @@ fn go_export_named(bin: &std::path::Path, what: &str) {
     let mut cmd = Command::new(bin);
     cmd.arg("export");
     let (pid, lived, out) = run_until_killed_output(cmd, &cg);
-    let kept: u64 = out.lines().filter_map(|l| l.strip_prefix("kept ")?.parse().ok()).last().unwrap_or(0);
+    let kept: u64 = out.lines().rev().find_map(|l| l.strip_prefix("kept ")?.parse().ok()).unwrap_or(0);
     assert!(kept > 64 * MIB, "the program kept {kept} bytes in {lived:?}: {out}");
     let e = event_for(&d, &cg, pid);
     let s = e.stacks.as_ref().unwrap_or_else(|| panic!("no stacks: {e:#?}"));
@@ -157,7 +157,10 @@ fn a_profile_opens_in_go_tool_pprof_and_as_a_flame_graph() {
     assert!(svg.trim_start().starts_with("<?xml") && svg.trim_end().ends_with("</svg>"), "{}", &svg[..svg.len().min(300)]);
     assert!(svg.contains("main.handleExport"), "the flame graph names the function");
     // Bad input: a clear refusal, naming what was wrong.
-    let bad = Command::new(util::memwatch_bin()).args(["profile", "no/such/container", "--format", "folded", "--remote", &d.base]).output().unwrap();
+    let bad = Command::new(util::memwatch_bin())
+        .args(["profile", "no/such/container", "--format", "folded", "--remote", &d.base])
+        .output()
+        .unwrap();
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("no container \"no/such/container\""));
 }
 

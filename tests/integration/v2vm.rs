@@ -35,7 +35,12 @@ fn libraries(bin: &Path) -> Vec<PathBuf> {
 /// A gzipped newc initramfs: busybox, memwatch, the workload, their libraries, and /init.
 fn initramfs(dir: &Path) -> PathBuf {
     let root = dir.join("root");
-    let bins = [PathBuf::from("/bin/busybox"), util::memwatch_bin(), PathBuf::from(util::workload_bin()), programs::gomem_stripped().to_path_buf()];
+    let bins = [
+        PathBuf::from("/bin/busybox"),
+        util::memwatch_bin(),
+        PathBuf::from(util::workload_bin()),
+        programs::gomem_stripped().to_path_buf(),
+    ];
     for d in ["bin", "proc", "sys", "dev", "tmp"] {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }

@@ -49,7 +49,11 @@ fn print_with_stacks(out: &mut impl Write, report: serde_json::Value, stacks: Op
     let Some(s) = stacks else { return Ok(()) };
     let top: Vec<memwatch::stacks::profile::StackUse> = serde_json::from_value(s["top"].clone()).unwrap_or_default();
     writeln!(out)?;
-    writeln!(out, "where memory was faulted in (the daemon's sampled stacks, last 5 minutes; {:.0}% had at most two frames):", s["short_share"].as_f64().unwrap_or(0.0) * 100.0)?;
+    writeln!(
+        out,
+        "where memory was faulted in (the daemon's sampled stacks, last 5 minutes; {:.0}% had at most two frames):",
+        s["short_share"].as_f64().unwrap_or(0.0) * 100.0
+    )?;
     for t in top.iter().take(3) {
         writeln!(out, "  {}", t.line())?;
     }
@@ -63,7 +67,12 @@ pub(crate) fn run(roots: &Roots, args: &ExplainArgs) -> anyhow::Result<()> {
         if !args.json {
             print_process(&mut out, &p)?;
         }
-        return print_with_stacks(&mut out, serde_json::to_value(&p)?, stacks(&args.remote, memwatch::stacks::Subject::Pid(pid)), args.json);
+        return print_with_stacks(
+            &mut out,
+            serde_json::to_value(&p)?,
+            stacks(&args.remote, memwatch::stacks::Subject::Pid(pid)),
+            args.json,
+        );
     }
     let c = report::container(roots, &args.target)?;
     if !args.json {

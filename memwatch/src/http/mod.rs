@@ -248,13 +248,17 @@ async fn profile(State(st): State<AppState>, Query(q): Query<ProfileQuery>) -> R
             ProfileFormat::Pprof => ("application/octet-stream", p.pprof(names, seconds)),
             ProfileFormat::Folded => ("text/plain; charset=utf-8", p.folded(names).into_bytes()),
             ProfileFormat::Svg => ("image/svg+xml", p.svg(names, &title).map_err(failed)?),
-            ProfileFormat::Json => ("application/json", serde_json::to_vec(&serde_json::json!({
-                "period": p.period,
-                "samples": p.samples,
-                "bytes": p.samples.saturating_mul(p.unit),
-                "short_share": p.short_share(),
-                "top": p.top(20, names),
-            })).map_err(|e| failed(e.to_string()))?),
+            ProfileFormat::Json => (
+                "application/json",
+                serde_json::to_vec(&serde_json::json!({
+                    "period": p.period,
+                    "samples": p.samples,
+                    "bytes": p.samples.saturating_mul(p.unit),
+                    "short_share": p.short_share(),
+                    "top": p.top(20, names),
+                }))
+                .map_err(|e| failed(e.to_string()))?,
+            ),
         })
     })
     .await;

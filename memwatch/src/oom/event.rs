@@ -179,7 +179,11 @@ impl StackUse {
     /// For people, on one line: what it faulted in, its own frame and callee (else its top
     /// frames, leaf first).
     pub fn line(&self) -> String {
-        let path = if self.path.is_empty() { self.frames.iter().take(3).cloned().collect::<Vec<_>>().join(" ← ") } else { self.path.join(" → ") };
+        let path = if self.path.is_empty() {
+            self.frames.iter().take(3).cloned().collect::<Vec<_>>().join(" ← ")
+        } else {
+            self.path.join(" → ")
+        };
         format!("{:>10}  {path}", crate::units::human(self.bytes as f64))
     }
 }

@@ -425,9 +425,7 @@ impl Probes {
 impl Probes {
     /// The fault-stack sampler's maps; can be taken once (the sample step drains them).
     pub fn take_stack_maps(&mut self) -> Option<crate::stacks::maps::StackMaps> {
-        if self.stack_plan.is_none() {
-            return None;
-        }
+        self.stack_plan.as_ref()?;
         let counts = self.ebpf.take_map("STACK_COUNTS").and_then(|m| aya::maps::HashMap::try_from(m).ok())?;
         let stacks = self.ebpf.take_map("STACKS").and_then(|m| aya::maps::StackTraceMap::try_from(m).ok())?;
         Some(crate::stacks::maps::StackMaps { counts, stacks })
@@ -455,7 +453,12 @@ impl Probes {
             crate::allocator::give_back();
             match &state {
                 ProbeState::Attached { method } => {
-                    tracing::info!(probe = "fault_stacks", method = method.as_str(), containers = self.stack_cgroups.len(), "fault-stack sampler attached: containers at risk")
+                    tracing::info!(
+                        probe = "fault_stacks",
+                        method = method.as_str(),
+                        containers = self.stack_cgroups.len(),
+                        "fault-stack sampler attached: containers at risk"
+                    )
                 }
                 ProbeState::Disabled(why) => tracing::warn!(probe = "fault_stacks", "fault-stack sampler could not attach: {why}"),
                 _ => {}
@@ -741,8 +744,13 @@ fn attach(ebpf: &mut Ebpf, btf: Option<&Btf>, m: &Method, opts: &ProbeOptions) -
             p.load().map_err(|e| AttachError::kernel(format!("loading {name}"), e))?;
             let cpus = aya::util::online_cpus().map_err(|(what, e)| AttachError::Io { what, source: Arc::new(e) })?;
             for cpu in cpus {
-                p.attach(PerfEventConfig::Software(SoftwareEvent::PageFaults), PerfEventScope::AllProcessesOneCpu { cpu }, SamplePolicy::Period(period), false)
-                    .map_err(|e| AttachError::kernel(format!("perf page-faults on CPU {cpu}"), e))?;
+                p.attach(
+                    PerfEventConfig::Software(SoftwareEvent::PageFaults),
+                    PerfEventScope::AllProcessesOneCpu { cpu },
+                    SamplePolicy::Period(period),
+                    false,
+                )
+                .map_err(|e| AttachError::kernel(format!("perf page-faults on CPU {cpu}"), e))?;
             }
             Ok(format!("perf page-faults (1 in {period})"))
         }

@@ -59,7 +59,10 @@ impl GoTable {
         for i in 0..nfunc as usize {
             let (entry, funcoff) = if new {
                 let at = pcln + 8 * i;
-                (text_start + u32_at(&data, at).ok_or(PclntabError::Bounds)? as u64, u32_at(&data, at + 4).ok_or(PclntabError::Bounds)? as usize)
+                (
+                    text_start + u32_at(&data, at).ok_or(PclntabError::Bounds)? as u64,
+                    u32_at(&data, at + 4).ok_or(PclntabError::Bounds)? as usize,
+                )
             } else {
                 let at = pcln + 16 * i;
                 (u64_at(&data, at).ok_or(PclntabError::Bounds)?, u64_at(&data, at + 8).ok_or(PclntabError::Bounds)? as usize)

@@ -229,7 +229,8 @@ pub const EVENT_WINDOW: f64 = 30.0;
 /// and its descendants): those drained in the window before it (and the drain just after, which
 /// holds the seconds before it), the victim's apart.
 pub fn event_stacks(store: &Store, names: &symbolize::Names, ids: &[u64], time: f64, victim: Option<u32>) -> Option<profile::EventStacks> {
-    let entries: Vec<&Entry> = store.entries(ids, time - EVENT_WINDOW, None).into_iter().filter(|e| e.time <= time + EVENT_WINDOW / 3.0).collect();
+    let entries: Vec<&Entry> =
+        store.entries(ids, time - EVENT_WINDOW, None).into_iter().filter(|e| e.time <= time + EVENT_WINDOW / 3.0).collect();
     profile::Profile::for_event(&entries, store.period, store.page_size, EVENT_WINDOW, victim, names)
 }
 
@@ -261,11 +262,8 @@ pub fn select<'a>(store: &'a Store, snap: &Snapshot, subject: &Subject, since: f
     match subject {
         Subject::Pid(pid) => Ok(store.by_cgroup.values().flat_map(|q| q.iter()).filter(|e| e.time >= since && e.tgid == *pid).collect()),
         Subject::Container(want) => {
-            let matched: Vec<&crate::snapshot::Container> = snap
-                .containers
-                .iter()
-                .filter(|c| crate::http::container_matches(want, &c.display_name(), &c.cgroup))
-                .collect();
+            let matched: Vec<&crate::snapshot::Container> =
+                snap.containers.iter().filter(|c| crate::http::container_matches(want, &c.display_name(), &c.cgroup)).collect();
             if matched.is_empty() {
                 return Err(NoContainer(want.clone()));
             }
@@ -308,7 +306,14 @@ pub struct Stage {
 
 impl Stage {
     /// With no maps (stacks off, or no eBPF) the stage does nothing and starts no thread.
-    pub fn new(maps: Option<maps::StackMaps>, procfs: std::path::PathBuf, slow: std::time::Duration, period: u64, page_size: u64, keep: std::time::Duration) -> Stage {
+    pub fn new(
+        maps: Option<maps::StackMaps>,
+        procfs: std::path::PathBuf,
+        slow: std::time::Duration,
+        period: u64,
+        page_size: u64,
+        keep: std::time::Duration,
+    ) -> Stage {
         let symbolizer = maps.as_ref().map(|_| symbolize::Symbolizer::spawn());
         let names = symbolizer.as_ref().map(|s| s.names()).unwrap_or_default();
         Stage {

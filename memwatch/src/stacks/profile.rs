@@ -96,15 +96,15 @@ impl Profile {
                 }
             }
         }
-        out.sort_by(|a, b| b.samples.cmp(&a.samples));
+        out.sort_by_key(|u| std::cmp::Reverse(u.samples));
         out.truncate(n);
         out
     }
 
     /// What an OOM event says of these stacks: the top `n`, and the top of process `victim`
     /// among `entries`.
-    pub fn for_event<'a>(
-        entries: &[&'a Entry],
+    pub fn for_event(
+        entries: &[&Entry],
         period: u64,
         page_size: u64,
         window_seconds: f64,
@@ -154,7 +154,10 @@ impl Profile {
         let mut out = Vec::new();
         if folded.is_empty() {
             // inferno refuses an empty profile; an empty graph says the same.
-            let _ = write!(out, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"1200\" height=\"60\"><text x=\"10\" y=\"30\">{title}: no samples</text></svg>");
+            let _ = write!(
+                out,
+                "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"1200\" height=\"60\"><text x=\"10\" y=\"30\">{title}: no samples</text></svg>"
+            );
             return Ok(out);
         }
         inferno::flamegraph::from_lines(&mut opts, folded.lines(), &mut out).map_err(|e| e.to_string())?;
@@ -198,12 +201,24 @@ impl Profile {
                                 let id = mappings.len() as u64 + 1;
                                 let filename = names.object(f.object).map(|o| string(&o, &mut strings)).unwrap_or(0);
                                 // Addresses are offsets in the file: a mapping of the whole file at 0.
-                                mappings.push(pb::Mapping { id, memory_start: 0, memory_limit: u64::MAX, file_offset: 0, filename, has_functions: true });
+                                mappings.push(pb::Mapping {
+                                    id,
+                                    memory_start: 0,
+                                    memory_limit: u64::MAX,
+                                    file_offset: 0,
+                                    filename,
+                                    has_functions: true,
+                                });
                                 id
                             })
                         };
                         let id = locations.len() as u64 + 1;
-                        locations.push(pb::Location { id, mapping_id, address: f.offset, line: vec![pb::Line { function_id: fid, line: 0 }] });
+                        locations.push(pb::Location {
+                            id,
+                            mapping_id,
+                            address: f.offset,
+                            line: vec![pb::Line { function_id: fid, line: 0 }],
+                        });
                         location_ids.insert(key, id);
                         id
                     }

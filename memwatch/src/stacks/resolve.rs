@@ -154,7 +154,10 @@ impl Resolver {
         if s.caller != 0 && !frames.is_empty() {
             let c = self.frame(s.tgid, s.caller, &mut reread);
             let next = frames.get(1).copied();
-            if c.object != ObjectId::UNKNOWN && next.is_none_or(|n| (n.object, n.offset) != (c.object, c.offset)) && self.is_return_address(c) {
+            if c.object != ObjectId::UNKNOWN
+                && next.is_none_or(|n| (n.object, n.offset) != (c.object, c.offset))
+                && self.is_return_address(c)
+            {
                 frames.insert(1, c);
             }
         }

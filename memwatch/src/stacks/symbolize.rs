@@ -12,13 +12,12 @@ use std::{
     thread,
 };
 
-use blazesym::symbolize::{Input, Symbolized, Symbolizer as Blaze, source::{Elf, Source}};
-
-use super::{
-    Frame, ObjectId,
-    gopclntab::GoTable,
-    resolve::Objects,
+use blazesym::symbolize::{
+    Input, Symbolized, Symbolizer as Blaze,
+    source::{Elf, Source},
 };
+
+use super::{Frame, ObjectId, gopclntab::GoTable, resolve::Objects};
 use crate::{host::procs, parse::elf};
 
 /// Names kept at most; past it the table starts over.
@@ -196,7 +195,8 @@ fn work(rx: mpsc::Receiver<Request>, names: &Names) {
                 .collect(),
             Err(_) => vec![None; req.offsets.len()],
         };
-        let g = if named.iter().any(Option::is_none) { go.entry(req.object).or_insert_with(|| go_object(&req.file)).as_ref() } else { None };
+        let g =
+            if named.iter().any(Option::is_none) { go.entry(req.object).or_insert_with(|| go_object(&req.file)).as_ref() } else { None };
         let mut inner = names.inner.write().unwrap_or_else(|e| e.into_inner());
         if inner.frames.len() + req.offsets.len() > MAX_NAMES {
             inner.frames.clear();

@@ -34,7 +34,12 @@ pub const TOP_STACKS_SECONDS: f64 = 60.0;
 
 impl Frame {
     pub fn new(s: &Snapshot, oom: &OomView) -> Frame {
-        Frame { taken_at: crate::unix_seconds(s.taken_at), containers: s.containers.clone(), events: oom.events.clone(), stacks: HashMap::new() }
+        Frame {
+            taken_at: crate::unix_seconds(s.taken_at),
+            containers: s.containers.clone(),
+            events: oom.events.clone(),
+            stacks: HashMap::new(),
+        }
     }
 
     /// With the published fault stacks.

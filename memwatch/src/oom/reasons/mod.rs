@@ -42,8 +42,15 @@ impl Finding for Runtimes {
 }
 
 /// Every finding for a kill the probe saw, in the order their reasons are given.
-pub static FINDINGS: &[&dyn Finding] =
-    &[&limit::WhichLimit, &group::OomGroup, &composition::Composition, &grower::GrowerNotVictim, &stacks::GrowthStack, &Runtimes, &young::Young];
+pub static FINDINGS: &[&dyn Finding] = &[
+    &limit::WhichLimit,
+    &group::OomGroup,
+    &composition::Composition,
+    &grower::GrowerNotVictim,
+    &stacks::GrowthStack,
+    &Runtimes,
+    &young::Young,
+];
 
 /// A reason of `kind` saying `text`.
 pub fn reason(kind: ReasonKind, text: String) -> Reason {

@@ -54,7 +54,8 @@ mod tests {
     fn names_the_programs_own_frame_of_the_top_stack() {
         let mut e = event(1, 10);
         assert!(GrowthStack.find(&e, None).is_empty(), "not sampled: nothing said");
-        let runtime_only = StackUse { bytes: 80 * MIB, samples: 320, frames: vec!["runtime.memclrNoHeapPointers".into()], own: None, path: vec![] };
+        let runtime_only =
+            StackUse { bytes: 80 * MIB, samples: 320, frames: vec!["runtime.memclrNoHeapPointers".into()], own: None, path: vec![] };
         let own = StackUse {
             bytes: 63 * MIB,
             samples: 252,
@@ -81,6 +82,10 @@ mod tests {
         assert!(r[0].text.ends_with("70% of the sampled stacks had at most two frames: code built without frame pointers (most distributions' C and C++, JIT-compiled code) shows only where it faulted; build with -fno-omit-frame-pointer (a JVM: -XX:+PreserveFramePointer) for whole stacks."), "{}", r[0].text);
         e.stacks.as_mut().unwrap().short_share = 0.0;
         e.stacks.as_mut().unwrap().top = vec![runtime_only];
-        assert!(GrowthStack.find(&e, None)[0].text.contains("under runtime.memclrNoHeapPointers (no frame"), "{:?}", GrowthStack.find(&e, None));
+        assert!(
+            GrowthStack.find(&e, None)[0].text.contains("under runtime.memclrNoHeapPointers (no frame"),
+            "{:?}",
+            GrowthStack.find(&e, None)
+        );
     }
 }
