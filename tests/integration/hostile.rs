@@ -533,3 +533,55 @@ fn a_journal_on_a_full_disk_is_reported_and_the_daemon_keeps_serving() {
     assert!(body.contains(&format!("cgroup=\"{}\"", cg.label())), "series still served");
     assert_eq!(d.events_in(&cg).len(), 1, "the event is kept in memory");
 }
+
+/// A container's files are read as the container sees them: a link in its /tmp pointing at an
+/// absolute path resolves inside its root, not to the host's file; a FIFO there does not stall
+/// the reader; a plain file opens. The process runs chrooted (Debian's static busybox).
+#[test]
+fn a_containers_links_and_fifos_do_not_reach_the_hosts_files() {
+    util::require_root!();
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    std::fs::create_dir_all(r.join("bin")).unwrap();
+    std::fs::create_dir_all(r.join("tmp")).unwrap();
+    std::fs::copy("/usr/bin/busybox", r.join("bin/busybox")).unwrap();
+    std::fs::write(r.join("tmp/plain"), "inside\n").unwrap();
+    // The host has /etc/hostname; the container's root does not.
+    assert!(std::path::Path::new("/etc/hostname").exists());
+    std::os::unix::fs::symlink("/etc/hostname", r.join("tmp/escape")).unwrap();
+    std::os::unix::fs::symlink("../../../../../../etc/hostname", r.join("tmp/dotdot")).unwrap();
+    let fifo = std::ffi::CString::new(r.join("tmp/fifo").as_os_str().as_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path that lives for the call.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let mut child = Command::new("chroot").arg(r).args(["/bin/busybox", "sleep", "60"]).spawn().unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let pid = child.id();
+    // Until the chroot has happened (its root is no longer ours).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_link(format!("/proc/{pid}/root")).map(|p| p == std::path::Path::new("/")).unwrap_or(true) {
+        assert!(Instant::now() < deadline, "the chroot did not happen");
+        assert!(child.try_wait().unwrap().is_none(), "chroot exited");
+        thread::sleep(Duration::from_millis(20));
+    }
+    let _child = Kill(child);
+    let procfs = std::path::Path::new("/proc");
+    let open = |rel: &str| memwatch::host::procs::open_in_root(procfs, pid, std::path::Path::new(rel));
+    let mut text = String::new();
+    open("tmp/plain").unwrap().read_to_string(&mut text).unwrap();
+    assert_eq!(text, "inside\n");
+    // The naive path follows the link to the host's file; memwatch's does not.
+    assert!(std::fs::read_to_string(format!("/proc/{pid}/root/tmp/escape")).is_ok(), "the naive path escapes (the test's premise)");
+    let e = open("tmp/escape").unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOENT), "{e}");
+    assert_eq!(open("tmp/dotdot").unwrap_err().raw_os_error(), Some(libc::ENOENT));
+    let started = Instant::now();
+    assert!(open("tmp/fifo").is_err(), "a FIFO is not a regular file");
+    assert!(started.elapsed() < Duration::from_secs(5), "opening a FIFO must not block");
+    assert!(open("/etc/hostname").is_err_and(|e| e.raw_os_error() == Some(libc::ENOENT)), "an absolute path is inside the root too");
+}

@@ -104,6 +104,32 @@ fn a_c_programs_memset_is_credited_to_its_caller() {
     assert!(s.short_share < 0.5, "frame pointers: most stacks are complete ({})", s.short_share);
 }
 
+/// JavaScript compiled by V8 is named from Node's perf map (`--perf-basic-prof`): the kill names
+/// the function that built the rows, called by the handler, and the profile lists both.
+#[test]
+fn a_node_programs_jit_compiled_function_is_named_from_its_perf_map() {
+    util::require_root!();
+    let _serial = util::serial();
+    let state = tempfile::tempdir().unwrap();
+    let d = sampling(state.path());
+    let cg = TestCgroup::new("stacks-node", 256 * MIB);
+    let mut cmd = Command::new("node");
+    cmd.args(["--perf-basic-prof", "--max-old-space-size=2000"]).arg(programs::node_export_script());
+    let (pid, _) = run_until_killed(cmd, &cg);
+    let _ = std::fs::remove_file(format!("/tmp/perf-{pid}.map"));
+    let e = event_for(&d, &cg, pid);
+    let s = e.stacks.as_ref().unwrap_or_else(|| panic!("no stacks: {e:#?}"));
+    let own = s.top.iter().find(|t| t.own.is_some()).unwrap_or_else(|| panic!("no stack with the program's own code: {:#?}", s.top));
+    let script = programs::node_export_script();
+    assert_eq!(own.own.as_deref(), Some(format!("buildRows {}:5:19", script.display()).as_str()), "{:#?}", s.top);
+    let at = own.frames.iter().position(|f| f.starts_with("buildRows ")).unwrap();
+    assert!(own.frames[at + 1..].iter().any(|f| f.starts_with("handleExport ")), "its caller too: {:#?}", own.frames);
+    // V8's own code (the garbage collector's copying) is not the program's.
+    assert!(s.top.iter().all(|t| t.own.as_deref().is_none_or(|o| !o.contains("v8::"))), "{:#?}", s.top);
+    let text = reason(&e, ReasonKind::GrowthStack).unwrap_or_else(|| panic!("{:#?}", e.explanation));
+    assert!(text.contains("faulted in under buildRows "), "{text}");
+}
+
 /// `memwatch profile` of a growing container in every format: Debian's `go tool pprof` reads
 /// the pprof file and lists the function; the folded lines parse; the SVG is well formed.
 #[test]

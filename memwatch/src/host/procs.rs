@@ -4,8 +4,14 @@
 //! executable a process runs. The procfs collector reads `stat` on its own cadence.
 
 use std::{
+    ffi::CString,
     fs::File,
-    os::unix::fs::MetadataExt,
+    io,
+    os::unix::{
+        ffi::OsStrExt,
+        fs::MetadataExt,
+        io::{AsRawFd, FromRawFd},
+    },
     path::{Path, PathBuf},
 };
 
@@ -17,6 +23,43 @@ const PIDS_LIMIT: usize = 10_000;
 /// `/proc/<pid>` under `procfs`.
 pub fn dir(procfs: &Path, pid: u32) -> PathBuf {
     procfs.join(pid.to_string())
+}
+
+/// Opens the regular file `rel` (relative) inside `pid`'s root directory as the process sees
+/// it: its symbolic links, absolute ones too, and `..` resolve inside that root, never into the
+/// host's (`openat2` with `RESOLVE_IN_ROOT`, Linux 5.6+; a plain `/proc/<pid>/root/...` path
+/// would follow a container's `/tmp/x -> /etc/shadow` to the host's file). Non-blocking, so a
+/// FIFO planted there cannot stall the daemon; anything but a regular file is refused.
+pub fn open_in_root(procfs: &Path, pid: u32, rel: &Path) -> io::Result<File> {
+    let root = File::open(dir(procfs, pid).join("root"))?;
+    let rel = CString::new(rel.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let how = OpenHow {
+        flags: (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK) as u64,
+        mode: 0,
+        resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: openat2 reads `how` (of the size given) and the NUL-terminated path, both live
+    // for the call; it returns a new descriptor or -1.
+    let fd = unsafe {
+        libc::syscall(libc::SYS_openat2, root.as_raw_fd(), rel.as_ptr(), &how as *const OpenHow, std::mem::size_of::<OpenHow>())
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor openat2 just returned, owned by nothing else.
+    let file = unsafe { File::from_raw_fd(fd as i32) };
+    if !file.metadata()?.file_type().is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    Ok(file)
+}
+
+/// `struct open_how` of `linux/openat2.h` (libc's is non-exhaustive, so not constructible).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
 }
 
 /// `/proc/<pid>/stat`, parsed; None when the process is gone or the file is garbled.

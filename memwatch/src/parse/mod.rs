@@ -7,6 +7,7 @@ pub mod elf;
 pub mod identity;
 pub mod kubelet;
 pub mod maps;
+pub mod perfmap;
 pub mod proc;
 pub mod smaps;
 pub mod tracefs_format;

@@ -184,6 +184,12 @@ impl Process<'_> {
         procs::dir(self.procfs, self.pid).join("root")
     }
 
+    /// A regular file inside its root, resolved as the process would (see
+    /// [`procs::open_in_root`]): `rel` is relative to that root, e.g. `tmp/x`.
+    pub fn open_in_root(&self, rel: &Path) -> std::io::Result<File> {
+        procs::open_in_root(self.procfs, self.pid, rel)
+    }
+
     /// Its effective uid and its pid in its own pid namespace.
     pub fn ids(&self) -> Option<(u32, u32)> {
         procs::ids(self.procfs, self.pid)

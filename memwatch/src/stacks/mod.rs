@@ -367,7 +367,7 @@ mod tests {
     use resolve::ObjectId;
 
     fn frames(n: u64) -> Vec<Frame> {
-        (0..3).map(|i| Frame { object: ObjectId(1), offset: n * 16 + i, main: true }).collect()
+        (0..3).map(|i| Frame { object: ObjectId(1), offset: n * 16 + i, main: true, jit: false }).collect()
     }
 
     #[test]

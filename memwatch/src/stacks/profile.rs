@@ -7,6 +7,7 @@ use std::{collections::HashMap, io::Write};
 
 use super::{Entry, Frame, Stack, symbolize::Names};
 pub use crate::oom::event::{EventStacks, StackUse};
+use crate::parse::perfmap;
 
 /// Stacks an OOM event lists.
 pub const EVENT_STACKS: usize = 5;
@@ -63,12 +64,18 @@ impl Profile {
         let named: Vec<Option<std::sync::Arc<str>>> = stack.iter().map(|f| names.function(f)).collect();
         // A Go stack ends in Go's runtime (`runtime.main`, `runtime.goexit`).
         let go = named.iter().flatten().any(|n| n.starts_with("runtime."));
-        let own_code = |f: &Frame, n: &str| f.main && !runtime_frame(n) && !(go && go_std(n));
+        // Where a JIT compiled the program's code (JavaScript, Java), that code is the
+        // program's own; the runtime's executable around it (V8 in `node`) is not.
+        let jit = stack.iter().any(|f| f.jit);
+        let own_code = |f: &Frame, n: &str| {
+            if jit { f.jit && !perfmap::is_runtime(n) } else { f.main && !runtime_frame(n) && !(go && go_std(n)) }
+        };
         let Some(i) = stack.iter().zip(&named).position(|(f, n)| n.as_deref().is_some_and(|n| own_code(f, n))) else {
             return (None, vec![]);
         };
         let own = named[i].as_deref().map(String::from);
-        let callee = named[..i].iter().rev().flatten().find(|n| !runtime_frame(n) && Some(&***n) != own.as_deref());
+        let callee =
+            named[..i].iter().rev().flatten().find(|n| !runtime_frame(n) && !perfmap::is_runtime(n) && Some(&***n) != own.as_deref());
         let path = own.iter().cloned().chain(callee.map(|c| c.to_string())).collect();
         (own, path)
     }

@@ -33,11 +33,14 @@ impl ObjectId {
 pub struct Frame {
     pub object: ObjectId,
     pub offset: u64,
-    /// In the process's main executable (the program's own code, not a library's).
+    /// In the process's main executable (the program's own code, not a library's), or code a
+    /// JIT compiled for the program.
     pub main: bool,
+    /// JIT-compiled code named by the process's perf map (the offset is the address).
+    pub jit: bool,
 }
 
-/// A mapped file, open.
+/// A mapped file, or a JIT's perf map, open.
 #[derive(Debug)]
 pub struct Object {
     /// (device, inode) as the host sees them.
@@ -45,6 +48,16 @@ pub struct Object {
     /// Its file name, for people.
     pub name: Arc<str>,
     pub file: Option<Arc<File>>,
+    pub kind: ObjectKind,
+}
+
+/// How an object's addresses are named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// An ELF file: frames are file offsets.
+    Elf,
+    /// A JIT's `/tmp/perf-<pid>.map` (see [`crate::parse::perfmap`]): frames are addresses.
+    PerfMap,
 }
 
 /// Objects at most kept open; beyond it new ones are not named.
@@ -71,6 +84,9 @@ struct Process {
     maps: Vec<MapEntry>,
     exe: Option<(u64, u64)>,
     comm: Arc<str>,
+    /// Its JIT's perf map, looked for at the first frame in anonymous memory (None inside:
+    /// looked for and absent; looked for again when the maps are read again).
+    perf_map: Option<Option<ObjectId>>,
 }
 
 /// Resolves sampled stacks, on the sampling thread (reads `/proc` while processes live).
@@ -95,7 +111,7 @@ impl Resolver {
         let text = std::fs::read_to_string(procs::dir(&self.procfs, pid).join("maps")).ok()?;
         let exe = procs::exe(&self.procfs, pid).map(|(_, id)| id);
         let comm = procs::stat(&self.procfs, pid).map(|s| s.comm).unwrap_or_else(|| Arc::from(""));
-        Some(Process { maps: maps::maps(&text), exe, comm })
+        Some(Process { maps: maps::maps(&text), exe, comm, perf_map: None })
     }
 
     /// The mapping of `addr` in `pid`, reading the maps again once if they do not cover it.
@@ -129,21 +145,55 @@ impl Resolver {
         let file = File::open(&path).ok().filter(|f| f.metadata().is_ok_and(|md| (md.dev(), md.ino()) == key));
         let id = ObjectId(self.objects.list.len() as u32);
         let name = Path::new(&m.path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        self.objects.list.push(Object { key, name: Arc::from(name), file: file.map(Arc::new) });
+        self.objects.list.push(Object { key, name: Arc::from(name), file: file.map(Arc::new), kind: ObjectKind::Elf });
         self.objects.by_key.insert(key, id);
         id
     }
 
+    /// The perf map of `pid`'s JIT, `/tmp/perf-<pid in its namespace>.map` inside its root,
+    /// opened there (never following a link out of it), once per process.
+    fn perf_map(&mut self, pid: u32) -> Option<ObjectId> {
+        if let Some(known) = self.pids.get(&pid).and_then(|p| p.perf_map) {
+            return known;
+        }
+        let found = (|| {
+            let (_, nspid) = procs::ids(&self.procfs, pid)?;
+            let name = format!("perf-{nspid}.map");
+            let file = procs::open_in_root(&self.procfs, pid, &Path::new("tmp").join(&name)).ok()?;
+            let md = file.metadata().ok()?;
+            let key = (md.dev(), md.ino());
+            if let Some(id) = self.objects.by_key.get(&key) {
+                return Some(*id);
+            }
+            if self.objects.list.len() >= MAX_OBJECTS {
+                return None;
+            }
+            let id = ObjectId(self.objects.list.len() as u32);
+            self.objects.list.push(Object { key, name: Arc::from(name), file: Some(Arc::new(file)), kind: ObjectKind::PerfMap });
+            self.objects.by_key.insert(key, id);
+            Some(id)
+        })();
+        if let Some(p) = self.pids.get_mut(&pid) {
+            p.perf_map = Some(found);
+        }
+        found
+    }
+
     fn frame(&mut self, pid: u32, addr: u64, reread: &mut bool) -> Frame {
-        let Some((m, exe)) = self.mapping(pid, addr, reread) else {
-            return Frame { object: ObjectId::UNKNOWN, offset: addr, main: false };
-        };
+        let unknown = Frame { object: ObjectId::UNKNOWN, offset: addr, main: false, jit: false };
+        let Some((m, exe)) = self.mapping(pid, addr, reread) else { return unknown };
         let object = self.object(pid, &m);
         if object == ObjectId::UNKNOWN {
-            return Frame { object, offset: addr, main: false };
+            // Anonymous executable memory: a JIT's code, named by its perf map if it keeps one.
+            return match self.perf_map(pid) {
+                Some(object) if m.inode == 0 => Frame { object, offset: addr, main: true, jit: true },
+                _ => unknown,
+            };
         }
-        let main = exe.is_some_and(|e| self.objects.get(object).is_some_and(|o| o.key == e));
-        Frame { object, offset: addr - m.start + m.offset, main }
+        // The program's own code is in its executable, unless a JIT compiles it: then the
+        // executable is the runtime (V8 in `node`), and the program's code is the JIT's.
+        let main = exe.is_some_and(|e| self.objects.get(object).is_some_and(|o| o.key == e)) && self.perf_map(pid).is_none();
+        Frame { object, offset: addr - m.start + m.offset, main, jit: false }
     }
 
     /// The frames of a sampled stack, leaf first, with the recovered caller put back where the
@@ -155,6 +205,7 @@ impl Resolver {
             let c = self.frame(s.tgid, s.caller, &mut reread);
             let next = frames.get(1).copied();
             if c.object != ObjectId::UNKNOWN
+                && !c.jit
                 && next.is_none_or(|n| (n.object, n.offset) != (c.object, c.offset))
                 && self.is_return_address(c)
             {

@@ -2,7 +2,9 @@
 //! (tens of ms) never delays a sample: the sample step asks, the worker answers into a shared
 //! table, readers use what is there (a frame not named yet reads as `object+0xoffset`).
 //! blazesym reads the ELF symbol tables; where a Go binary was stripped (`-s -w`), its
-//! `.gopclntab` names the functions ([`super::gopclntab`]). Results are kept per object, bounded.
+//! `.gopclntab` names the functions ([`super::gopclntab`]); JIT-compiled code is named by the
+//! process's perf map ([`crate::parse::perfmap`]), read again as it grows. Results are kept per
+//! object, bounded.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -17,13 +19,25 @@ use blazesym::symbolize::{
     source::{Elf, Source},
 };
 
-use super::{Frame, ObjectId, gopclntab::GoTable, resolve::Objects};
-use crate::{host::procs, parse::elf};
+use super::{
+    Frame, ObjectId,
+    gopclntab::GoTable,
+    resolve::{ObjectKind, Objects},
+};
+use crate::{
+    host::procs,
+    parse::{elf, perfmap::PerfMap},
+};
 
 /// Names kept at most; past it the table starts over.
 const MAX_NAMES: usize = 262_144;
 /// The largest `.gopclntab` read (a very large Go binary's is tens of MiB).
 const MAX_PCLNTAB: u64 = 128 << 20;
+/// The most of a perf map read (a long-running JVM's or Node's holds tens of thousands of
+/// lines, a few MiB).
+const MAX_PERF_MAP: u64 = 16 << 20;
+/// Perf maps kept parsed at most (past it they start over, read again when asked).
+const MAX_JIT_MAPS: usize = 8;
 
 /// What frames are called, shared by the worker (writer) and every reader.
 #[derive(Debug, Default)]
@@ -99,6 +113,7 @@ impl Names {
 
 struct Request {
     object: ObjectId,
+    kind: ObjectKind,
     file: Arc<File>,
     offsets: Vec<u64>,
 }
@@ -144,7 +159,7 @@ impl Symbolizer {
             }
             if let Some(file) = &o.file {
                 self.names.sent();
-                if self.tx.send(Request { object, file: file.clone(), offsets }).is_err() {
+                if self.tx.send(Request { object, kind: o.kind, file: file.clone(), offsets }).is_err() {
                     self.names.answered();
                 }
             }
@@ -178,10 +193,44 @@ impl GoObject {
     }
 }
 
+/// A perf map as read so far: the lines up to `read` bytes in.
+#[derive(Default)]
+struct JitMap {
+    map: PerfMap,
+    read: u64,
+}
+
+impl JitMap {
+    /// Reads what was appended since the last read (bounded), then names the addresses.
+    fn names(&mut self, file: &File, addrs: &[u64]) -> Vec<Option<String>> {
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0).min(MAX_PERF_MAP);
+        if len < self.read {
+            // Truncated and rewritten: start over.
+            *self = JitMap::default();
+        }
+        if len > self.read {
+            let mut buf = vec![0u8; (len - self.read) as usize];
+            if let Ok(n) = file.read_at(&mut buf, self.read) {
+                self.read += self.map.extend(&buf[..n]) as u64;
+            }
+        }
+        addrs.iter().map(|a| self.map.name(*a).map(crate::parse::perfmap::display)).collect()
+    }
+}
+
 fn work(rx: mpsc::Receiver<Request>, names: &Names) {
     let blaze = Blaze::new();
     let mut go: HashMap<ObjectId, Option<GoObject>> = HashMap::new();
+    let mut jit: HashMap<ObjectId, JitMap> = HashMap::new();
     while let Ok(req) = rx.recv() {
+        if req.kind == ObjectKind::PerfMap {
+            if jit.len() >= MAX_JIT_MAPS && !jit.contains_key(&req.object) {
+                jit.clear();
+            }
+            let named = jit.entry(req.object).or_default().names(&req.file, &req.offsets);
+            store(names, &req, named);
+            continue;
+        }
         // blazesym opens by path: the object's own descriptor, held open by the resolver.
         let path = format!("/proc/self/fd/{}", req.file.as_raw_fd());
         let src = Source::Elf(Elf::new(path));
@@ -197,16 +246,22 @@ fn work(rx: mpsc::Receiver<Request>, names: &Names) {
         };
         let g =
             if named.iter().any(Option::is_none) { go.entry(req.object).or_insert_with(|| go_object(&req.file)).as_ref() } else { None };
-        let mut inner = names.inner.write().unwrap_or_else(|e| e.into_inner());
-        if inner.frames.len() + req.offsets.len() > MAX_NAMES {
-            inner.frames.clear();
-        }
-        for (off, n) in req.offsets.iter().zip(named) {
-            if let Some(n) = n.or_else(|| g.and_then(|g| g.name(*off)).map(String::from)) {
-                inner.frames.insert((req.object, *off), Arc::from(n));
-            }
-        }
-        drop(inner);
-        names.answered();
+        let named = req.offsets.iter().zip(named).map(|(off, n)| n.or_else(|| g.and_then(|g| g.name(*off)).map(String::from))).collect();
+        store(names, &req, named);
     }
+}
+
+/// Puts a request's answers into the shared table.
+fn store(names: &Names, req: &Request, named: Vec<Option<String>>) {
+    let mut inner = names.inner.write().unwrap_or_else(|e| e.into_inner());
+    if inner.frames.len() + req.offsets.len() > MAX_NAMES {
+        inner.frames.clear();
+    }
+    for (off, n) in req.offsets.iter().zip(named) {
+        if let Some(n) = n {
+            inner.frames.insert((req.object, *off), Arc::from(n));
+        }
+    }
+    drop(inner);
+    names.answered();
 }

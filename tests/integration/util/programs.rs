@@ -92,6 +92,11 @@ pub(crate) fn java_classes() -> &'static Path {
     })
 }
 
+/// `tests/node/export.js`.
+pub(crate) fn node_export_script() -> PathBuf {
+    sources().join("node/export.js")
+}
+
 /// `tests/node/grow.js`.
 pub(crate) fn node_script() -> PathBuf {
     sources().join("node/grow.js")

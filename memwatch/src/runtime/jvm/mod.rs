@@ -55,7 +55,7 @@ pub struct JvmFacts {
     pub gc_seconds: Option<f64>,
     pub threads: Option<u64>,
     pub version: Option<String>,
-    /// Where its performance-data file was found (as the host sees it), to read it again.
+    /// Where its performance-data file was found, inside the process's root, to read it again.
     #[serde(skip)]
     pub perfdata_path: Option<std::path::PathBuf>,
 }
@@ -171,22 +171,30 @@ pub fn user_of(passwd: &str, uid: u32) -> Option<&str> {
     })
 }
 
-/// Finds the performance-data file of the JVM `pid` (`uid` and `nspid` from its status).
-fn find_perfdata(p: &Process<'_>, uid: u32, nspid: u32) -> Result<std::path::PathBuf, String> {
-    let root = p.root();
-    let tmp = root.join("tmp");
-    let by_user = std::fs::read_to_string(root.join("etc/passwd"))
-        .ok()
-        .and_then(|pw| user_of(&pw, uid).map(|u| tmp.join(format!("hsperfdata_{u}")).join(nspid.to_string())));
+/// Finds the performance-data file of the JVM `pid` (`uid` and `nspid` from its status): its
+/// path inside the process's root, opened there (never following a link out of it).
+fn find_perfdata(p: &Process<'_>, uid: u32, nspid: u32) -> Result<(std::path::PathBuf, std::fs::File), String> {
+    let open = |rel: std::path::PathBuf| p.open_in_root(&rel).ok().map(|f| (rel, f));
+    let passwd = p.open_in_root(Path::new("etc/passwd")).ok().and_then(|f| {
+        let mut text = String::new();
+        f.take(PASSWD_LIMIT).read_to_string(&mut text).ok().map(|_| text)
+    });
+    let by_user = passwd.and_then(|pw| user_of(&pw, uid).map(|u| Path::new("tmp").join(format!("hsperfdata_{u}")).join(nspid.to_string())));
     // Without a passwd entry (distroless images), the file is in some hsperfdata_* directory.
-    let path =
-        by_user.filter(|p| p.exists()).or_else(|| {
-            std::fs::read_dir(&tmp).ok()?.filter_map(Result::ok).map(|e| e.path().join(nspid.to_string())).find(|p| {
-                p.parent().and_then(Path::file_name).is_some_and(|n| n.to_string_lossy().starts_with("hsperfdata_")) && p.exists()
-            })
-        });
-    path.ok_or_else(|| "no performance-data file (-XX:-UsePerfData, or not created yet)".to_string())
+    by_user
+        .and_then(open)
+        .or_else(|| {
+            std::fs::read_dir(p.root().join("tmp"))
+                .ok()?
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("hsperfdata_"))
+                .find_map(|e| open(Path::new("tmp").join(e.file_name()).join(nspid.to_string())))
+        })
+        .ok_or_else(|| "no performance-data file (-XX:-UsePerfData, or not created yet)".to_string())
 }
+
+/// The most of a container's passwd file read to find a user's name.
+const PASSWD_LIMIT: u64 = 1 << 20;
 
 /// The counters memwatch uses (the rest, the JVM's arguments among them, are never copied).
 fn wanted(name: &[u8]) -> bool {
@@ -203,9 +211,9 @@ fn wanted(name: &[u8]) -> bool {
     PREFIXES.iter().any(|p| name.starts_with(p)) && !name.windows(9).any(|w| w == b".agetable")
 }
 
-/// Reads and parses a performance-data file, bounded.
-fn read_perfdata(path: &Path) -> Result<PerfData, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+/// Reads and parses a performance-data file, bounded (`path` is inside the process's root, for
+/// messages).
+fn read_perfdata(file: std::fs::File, path: &Path) -> Result<PerfData, String> {
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
     if len > PERFDATA_LIMIT {
         return Err(format!("{} is {len} bytes, more than the {PERFDATA_LIMIT} read", path.display()));
@@ -247,9 +255,9 @@ impl Runtime for Jvm {
         let flags = Flags::from_sources(env.get("JAVA_TOOL_OPTIONS"), env.get("JDK_JAVA_OPTIONS"), &args, env.get("_JAVA_OPTIONS"));
         drop(env);
         let (uid, nspid) = p.ids()?;
-        let found = find_perfdata(p, uid, nspid);
-        Some(Facts::Jvm(Box::new(match found.as_deref().map_err(Clone::clone).and_then(read_perfdata) {
-            Ok(data) => JvmFacts { perfdata_path: found.ok(), ..figures(&data, flags) },
+        let found = find_perfdata(p, uid, nspid).and_then(|(rel, f)| read_perfdata(f, &rel).map(|d| (rel, d)));
+        Some(Facts::Jvm(Box::new(match found {
+            Ok((rel, data)) => JvmFacts { perfdata_path: Some(rel), ..figures(&data, flags) },
             Err(why) => JvmFacts { flags, perfdata_error: Some(why), ..JvmFacts::default() },
         })))
     }
@@ -257,7 +265,7 @@ impl Runtime for Jvm {
     fn refresh(&self, p: &Process<'_>, old: &Facts) -> Option<Facts> {
         let Facts::Jvm(j) = old else { return self.read(p) };
         let Some(path) = j.perfdata_path.as_deref() else { return self.read(p) };
-        match read_perfdata(path) {
+        match p.open_in_root(path).map_err(|e| e.to_string()).and_then(|f| read_perfdata(f, path)) {
             Ok(data) => Some(Facts::Jvm(Box::new(JvmFacts { perfdata_path: j.perfdata_path.clone(), ..figures(&data, j.flags.clone()) }))),
             // Gone or replaced: look for it afresh.
             Err(_) => self.read(p),
