@@ -13,8 +13,19 @@ use anyhow::{Context as _, bail};
 use crate::{setup, util};
 
 /// Every target (`fuzz/fuzz_targets/<name>.rs`).
-pub(crate) const TARGETS: [&str; 10] =
-    ["cgroup_files", "proc_files", "smaps", "tracefs_format", "btf", "elf", "journal", "names", "oom_record", "runtime_facts"];
+pub(crate) const TARGETS: [&str; 11] = [
+    "cgroup_files",
+    "proc_files",
+    "smaps",
+    "tracefs_format",
+    "btf",
+    "elf",
+    "journal",
+    "names",
+    "oom_record",
+    "runtime_facts",
+    "stack_inputs",
+];
 
 /// libFuzzer's limits: a single input larger than the files memwatch reads is not interesting;
 /// an allocation over `MALLOC_LIMIT_MB` or a run over `RSS_LIMIT_MB` is a finding (unbounded
@@ -76,6 +87,17 @@ fn seed_files(root: &Path, target: &str) -> anyhow::Result<Vec<PathBuf>> {
     if target == "runtime_facts" {
         // A performance-data file recorded from a real JVM.
         return Ok(vec![root.join("tests/fixtures/hsperfdata/openjdk-17-g1.hsperfdata")]);
+    }
+    if target == "stack_inputs" {
+        // A perf map as Node 18 writes it, and this host's own maps (below).
+        let mut out = vec![root.join("tests/fixtures/perfmap/node-18.map")];
+        let p = root.join("target/fuzz-seeds/host/stack_inputs");
+        fs::create_dir_all(&p)?;
+        if let Ok(data) = fs::read("/proc/self/maps") {
+            fs::write(p.join("maps"), &data[..data.len().min(MAX_LEN as usize)])?;
+            out.push(p.join("maps"));
+        }
+        return Ok(out);
     }
     let trees = root.join("tests/fixtures/trees");
     let mut all = Vec::new();

@@ -26,11 +26,11 @@ pub struct GoTable {
 }
 
 fn u32_at(d: &[u8], o: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(d.get(o..o + 4)?.try_into().ok()?))
+    Some(u32::from_le_bytes(d.get(o..o.checked_add(4)?)?.try_into().ok()?))
 }
 
 fn u64_at(d: &[u8], o: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(d.get(o..o + 8)?.try_into().ok()?))
+    Some(u64::from_le_bytes(d.get(o..o.checked_add(8)?)?.try_into().ok()?))
 }
 
 /// The most functions a table may declare (a large Go binary has a few hundred thousand).
@@ -55,17 +55,23 @@ impl GoTable {
         let (text_start, funcname, pcln) = if new { (word(2)?, word(3)?, word(7)?) } else { (0, word(2)?, word(6)?) };
         let pcln = usize::try_from(pcln).map_err(|_| PclntabError::Bounds)?;
         let funcname = u32::try_from(funcname).map_err(|_| PclntabError::Bounds)?;
+        // Each function takes at least 8 bytes of the table: a count beyond that is a lie.
+        if nfunc as usize > data.len() / 8 {
+            return Err(PclntabError::Bounds);
+        }
         let mut funcs = Vec::with_capacity(nfunc as usize);
         for i in 0..nfunc as usize {
+            let row = |width: usize| i.checked_mul(width).and_then(|o| o.checked_add(pcln)).ok_or(PclntabError::Bounds);
             let (entry, funcoff) = if new {
-                let at = pcln + 8 * i;
+                let at = row(8)?;
                 (
-                    text_start + u32_at(&data, at).ok_or(PclntabError::Bounds)? as u64,
-                    u32_at(&data, at + 4).ok_or(PclntabError::Bounds)? as usize,
+                    text_start.checked_add(u32_at(&data, at).ok_or(PclntabError::Bounds)? as u64).ok_or(PclntabError::Bounds)?,
+                    u32_at(&data, at.checked_add(4).ok_or(PclntabError::Bounds)?).ok_or(PclntabError::Bounds)? as usize,
                 )
             } else {
-                let at = pcln + 16 * i;
-                (u64_at(&data, at).ok_or(PclntabError::Bounds)?, u64_at(&data, at + 8).ok_or(PclntabError::Bounds)? as usize)
+                let at = row(16)?;
+                let funcoff = u64_at(&data, at.checked_add(8).ok_or(PclntabError::Bounds)?).ok_or(PclntabError::Bounds)?;
+                (u64_at(&data, at).ok_or(PclntabError::Bounds)?, usize::try_from(funcoff).map_err(|_| PclntabError::Bounds)?)
             };
             // The _func record: its entry (32 or 64 bits), then the name's offset.
             let name_at = pcln.checked_add(funcoff).and_then(|f| f.checked_add(if new { 4 } else { 8 })).ok_or(PclntabError::Bounds)?;
@@ -143,5 +149,19 @@ mod tests {
         let mut t = table();
         t[64..72].copy_from_slice(&9999u64.to_le_bytes());
         assert_eq!(GoTable::parse(t).unwrap_err(), PclntabError::Bounds);
+        // Offsets near the end of the address space (found by the fuzzer): an error, no overflow.
+        let mut t = table();
+        t[64..72].copy_from_slice(&(u64::MAX - 3).to_le_bytes());
+        assert_eq!(GoTable::parse(t).unwrap_err(), PclntabError::Bounds);
+        let mut t = table();
+        t[24..32].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert_eq!(GoTable::parse(t).unwrap_err(), PclntabError::Bounds);
+    }
+
+    #[test]
+    fn the_fuzzers_findings_are_errors() {
+        for f in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/fuzz-regressions/gopclntab")).unwrap() {
+            let _ = GoTable::parse(std::fs::read(f.unwrap().path()).unwrap());
+        }
     }
 }
