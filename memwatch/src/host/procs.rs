@@ -40,9 +40,8 @@ pub fn open_in_root(procfs: &Path, pid: u32, rel: &Path) -> io::Result<File> {
     };
     // SAFETY: openat2 reads `how` (of the size given) and the NUL-terminated path, both live
     // for the call; it returns a new descriptor or -1.
-    let fd = unsafe {
-        libc::syscall(libc::SYS_openat2, root.as_raw_fd(), rel.as_ptr(), &how as *const OpenHow, std::mem::size_of::<OpenHow>())
-    };
+    let fd =
+        unsafe { libc::syscall(libc::SYS_openat2, root.as_raw_fd(), rel.as_ptr(), &how as *const OpenHow, std::mem::size_of::<OpenHow>()) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
