@@ -1,5 +1,6 @@
 /* memtest: C workloads for memwatch's tests.
- *   memtest hog                  allocate and touch 1 MiB at a time until killed
+ *   memtest hog [MS]             allocate and touch 1 MiB at a time until killed (pausing MS ms
+ *                                after each)
  *   memtest tmpfs PATH MIB       write MIB MiB into PATH (a tmpfs file), then hog
  *   memtest threads N KIB        N threads each malloc and touch KIB KiB (glibc gives each
  *                                its own arena), print "ready", wait for stdin to close
@@ -20,12 +21,13 @@
 /* Where allocations go, so the compiler cannot drop them. */
 static char *volatile kept[64];
 
-__attribute__((noinline)) static void hog(void) {
+__attribute__((noinline)) static void hog(unsigned pause_ms) {
     for (unsigned i = 0;; i++) {
         char *p = malloc(1 << 20);
         if (!p) continue;
         memset(p, 1, 1 << 20);
         kept[i % 64] = p;
+        if (pause_ms) usleep(pause_ms * 1000);
     }
 }
 
@@ -74,7 +76,7 @@ __attribute__((noinline)) static int path_b(int depth, unsigned path, volatile c
 
 int main(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "hog") == 0) {
-        hog();
+        hog(argc >= 3 ? (unsigned)atoi(argv[2]) : 0);
     } else if (argc >= 4 && strcmp(argv[1], "tmpfs") == 0) {
         int fd = open(argv[2], O_CREAT | O_WRONLY | O_TRUNC, 0600);
         if (fd < 0) { perror(argv[2]); return 1; }
@@ -85,7 +87,7 @@ int main(int argc, char **argv) {
         close(fd);
         printf("written\n");
         fflush(stdout);
-        hog();
+        hog(argc >= 3 ? (unsigned)atoi(argv[2]) : 0);
     } else if (argc >= 4 && strcmp(argv[1], "threads") == 0) {
         int n = atoi(argv[2]);
         thread_kib = (size_t)atol(argv[3]);
@@ -123,6 +125,6 @@ int main(int argc, char **argv) {
         while (read(0, &c, 1) > 0) {}
         return 0;
     }
-    fprintf(stderr, "usage: memtest hog | tmpfs PATH MIB | threads N KIB | arenas N | stacks N\n");
+    fprintf(stderr, "usage: memtest hog [MS] | tmpfs PATH MIB | threads N KIB | arenas N | stacks N\n");
     return 2;
 }

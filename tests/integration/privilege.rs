@@ -230,3 +230,55 @@ fn each_of_the_daemonsets_capabilities_is_needed() {
     drop(child.stdin.take());
     let _ = child.wait();
 }
+
+/// With the kernel's BPF statistics already on (the sysctl `deploy/README.md` tells operators to
+/// set for the cost panels), `memwatch check` under exactly the DaemonSet's capabilities exits as
+/// it does with them off, and reports each probe's cost: it uses what is on and asks for nothing
+/// more (turning statistics on itself needs CAP_SYS_ADMIN, which the DaemonSet does not grant).
+#[test]
+fn check_with_the_statistics_sysctl_on_exits_as_with_it_off() {
+    util::require_root!();
+    let _serial = util::serial();
+    let sysctl = Path::new("/proc/sys/kernel/bpf_stats_enabled");
+    let was = std::fs::read_to_string(sysctl).unwrap();
+    struct Restore<'a>(&'a Path, String);
+    impl Drop for Restore<'_> {
+        fn drop(&mut self) {
+            let _ = std::fs::write(self.0, &self.1);
+        }
+    }
+    let _restore = Restore(sysctl, was);
+    let wrapper = as_root_with(&daemonset_capabilities());
+    let check = || {
+        // Something for the probes to see while check measures: programs starting and exiting.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let busy = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let _ = Command::new("true").status();
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        };
+        let out = Command::new(&wrapper[0])
+            .args(&wrapper[1..])
+            .arg(util::memwatch_bin())
+            .args(["check", "--json", "--syscall-tracepoints", "--bpf-stats-window", "1s"])
+            .output()
+            .unwrap();
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        busy.join().unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (out.status.code(), v, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    std::fs::write(sysctl, "0").unwrap();
+    let (off, off_json, off_err) = check();
+    std::fs::write(sysctl, "1").unwrap();
+    let (on, on_json, on_err) = check();
+    assert_eq!(on, off, "exit with the sysctl on: {on_err}\nand off: {off_err}");
+    assert!(off_json["costs"].is_null(), "no costs measured with statistics off: {off_json}");
+    let costs = on_json["costs"].as_array().unwrap_or_else(|| panic!("costs with the sysctl on: {on_json} {on_err}"));
+    assert!(costs.iter().any(|c| c["events"].as_u64().is_some_and(|n| n > 0)), "some probe ran while measured: {costs:?}");
+    assert_eq!(std::fs::read_to_string(sysctl).unwrap().trim(), "1", "check left the sysctl as it found it");
+}

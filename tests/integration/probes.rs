@@ -424,7 +424,7 @@ fn memwatch_check_reports_every_probe_and_its_method() {
         (out.status.code(), report)
     };
     // Everything asked for: every probe attached, each saying how.
-    let (code, report) = check(&["--ebpf-page-faults", "--syscall-tracepoints"]);
+    let (code, report) = check(&["--ebpf-page-faults", "--syscall-tracepoints", "--stacks", "always"]);
     assert_eq!(code, Some(0), "{report:#}");
     let probes = report["probes"].as_array().unwrap();
     assert_eq!(probes.len(), PROBES.len());

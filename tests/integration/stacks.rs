@@ -90,8 +90,10 @@ fn a_c_programs_memset_is_credited_to_its_caller() {
     let state = tempfile::tempdir().unwrap();
     let d = sampling(state.path());
     let cg = TestCgroup::new("stacks-c", 128 * MIB);
+    // Paced (1 MiB each 10 ms) so that the process lives through a drain: the stacks of one that
+    // starts and dies between two drains are read after its maps are gone, as addresses.
     let mut cmd = Command::new(programs::memtest());
-    cmd.arg("hog");
+    cmd.args(["hog", "10"]);
     let (pid, _) = run_until_killed(cmd, &cg);
     let e = event_for(&d, &cg, pid);
     let s = e.stacks.as_ref().unwrap_or_else(|| panic!("no stacks: {e:#?}"));

@@ -51,7 +51,8 @@ pub(crate) fn run(roots: &Roots, args: &CheckArgs) -> anyhow::Result<ExitCode> {
         Ok(t) => t.root.display().to_string(),
         Err(e) => format!("unavailable: {e}"),
     };
-    let costs = if args.bpf_stats || probes.stats_enabled(&roots.procfs) { Some(measure(&mut probes, args)?) } else { None };
+    let already_on = probes.stats_enabled(&roots.procfs);
+    let costs = if args.bpf_stats || already_on { Some(measure(&mut probes, args, already_on)?) } else { None };
     if args.json {
         let report = serde_json::json!({
             "kernel": kernel,
@@ -109,9 +110,13 @@ pub(crate) fn run(roots: &Roots, args: &CheckArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Measures each attached probe over the window, plus an empty program on the page-fault hook
-/// (what any program there costs at least), with statistics on for the window only.
-fn measure(probes: &mut Probes, args: &CheckArgs) -> anyhow::Result<Vec<Cost>> {
-    probes.enable_stats().map_err(|e| anyhow::anyhow!("cannot turn on BPF statistics: {e}"))?;
+/// (what any program there costs at least), with statistics on for the window only. Where the
+/// kernel keeps them already (the sysctl), they are used as they are: turning them on needs
+/// CAP_SYS_ADMIN, which the DaemonSet does not grant.
+fn measure(probes: &mut Probes, args: &CheckArgs, already_on: bool) -> anyhow::Result<Vec<Cost>> {
+    if !already_on {
+        probes.enable_stats().map_err(|e| anyhow::anyhow!("cannot turn on BPF statistics: {e}"))?;
+    }
     let empty = probes.attach_empty_fault_program();
     let snapshot = |p: &Probes| {
         let mut v = p.run_stats();
