@@ -29,6 +29,7 @@ pkgs=(
   qemu-system-x86 busybox-static cpio                             # the pure cgroup v2 VM test
   bpftrace                                                        # the peer in the overhead benchmark
   openjdk-17-jdk-headless nodejs python3                          # real runtimes for the runtime explanations
+  podman buildah skopeo runc debootstrap python3-yaml             # the image, and the DaemonSet run as a container
   curl ca-certificates
 )
 missing=()

@@ -51,7 +51,8 @@ fn manifests_render_with_kustomize_and_validate_against_kubernetes_schemas() {
     let text = rendered("", &base);
     assert_eq!(kinds(&text), ["Namespace", "ServiceAccount", "Service", "DaemonSet"], "{text}");
     // Every manifest in kubernetes/ is in the base, and nothing else.
-    let mut files: Vec<String> = std::fs::read_dir(deploy().join("kubernetes")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut files: Vec<String> =
+        std::fs::read_dir(deploy().join("kubernetes")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     files.sort();
     assert_eq!(files, ["daemonset.yaml", "kustomization.yaml", "namespace.yaml", "service.yaml", "serviceaccount.yaml"]);
     assert!(text.contains("image: ghcr.io/memwatch/memwatch:"), "the image name is set: {text}");

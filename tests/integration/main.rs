@@ -4,6 +4,7 @@ mod deploy;
 mod explain;
 mod golden;
 mod hostile;
+mod image;
 mod oom;
 mod privilege;
 mod probes;

@@ -282,7 +282,11 @@ fn memwatch_on_a_pure_cgroup_v2_kernel(k: &Kernel) {
     let limit = get("memwatch_container_memory_limit_bytes", None);
     assert_eq!(get("memwatch_container_memory_headroom_bytes", None), limit - get("memwatch_container_memory_working_set_bytes", None));
     let own = &sections["self"];
-    assert!(!own.contains("memwatch_sample_errors_total{"), "a clean sample on v2:\n{own}");
+    // Clean: no file unreadable or malformed. A process that exits between listing a cgroup's
+    // processes and reading its stat is `vanished`, expected (the VM's init runs short-lived
+    // commands beside the daemon).
+    let errors: Vec<&str> = own.lines().filter(|l| l.starts_with("memwatch_sample_errors_total{")).collect();
+    assert!(errors.iter().all(|l| l.contains("reason=\"vanished\"")), "a clean sample on v2:\n{own}");
     let down = if k.mremap_fexit { 0 } else { 1 };
     assert_eq!(own.matches("memwatch_probe_attached{").count(), own.matches("} 1").count() + down, "{own}");
     assert!(own.contains("memwatch_probe_attached{probe=\"mmap\",method=\"fexit __x64_sys_mmap\"} 1"), "{own}");

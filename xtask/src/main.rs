@@ -3,6 +3,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod fuzz;
+mod image;
 mod lint;
 mod run;
 mod setup;
@@ -45,6 +46,14 @@ enum Cmd {
         /// Only these targets (default: all)
         targets: Vec<String>,
     },
+    /// Build memwatch's OCI image without a Docker engine (podman/buildah with runc) into
+    /// podman's store and target/image/oci
+    Image {
+        /// Build through deploy/Dockerfile (about 30 minutes) instead of assembling its runtime
+        /// stage from the binary built here
+        #[arg(long)]
+        dockerfile: bool,
+    },
     /// Set up, build, and run every test; prints a total line `N passed, N failed`
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter)
@@ -62,5 +71,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Lint => lint::run(),
         Cmd::Soak { minutes } => soak::run(minutes),
         Cmd::Fuzz { seconds, targets } => fuzz::run(seconds, &targets, true),
+        Cmd::Image { dockerfile } => image::run(dockerfile),
     }
 }

@@ -127,6 +127,11 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     // The integration tests run the real `memwatch` binary; cargo does not build another
     // package's binary for them, so build it first.
     util::run(util::cargo().args(["build", "--bins"]))?;
+    // The DaemonSet test runs the image: build it (release, assembled from the host's binary).
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        crate::image::build(false)?;
+    }
     // Arguments before `--` select what cargo builds, those after go to the test binaries.
     let (cargo_args, test_args) = match args.iter().position(|a| a == "--") {
         Some(i) => (&args[..i], &args[i + 1..]),

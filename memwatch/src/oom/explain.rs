@@ -104,13 +104,15 @@ impl Whose<'_> {
         if self.chain.is_empty() && self.id != 0 { vec![self.id] } else { self.chain.iter().map(|(i, _)| *i).collect() }
     }
 
-    /// (namespace, pod, container, container id).
-    fn names(&self) -> (String, String, String, String) {
+    /// (namespace, pod, container, container id); for a container no sample saw, its names
+    /// from the kubelet's log layout as it is now.
+    fn names(&self, world: &dyn World) -> (String, String, String, String) {
         match self.container {
             Some(c) => (c.namespace.to_string(), c.pod.to_string(), c.container.to_string(), c.container_id.to_string()),
             None => {
-                let ident = identity::classify(self.path.as_deref().unwrap_or(""));
-                (String::new(), String::new(), String::new(), ident.container_id.unwrap_or_default())
+                let id = identity::classify(self.path.as_deref().unwrap_or("")).container_id.unwrap_or_default();
+                let (ns, pod, name) = if id.is_empty() { None } else { world.kube_names(&id) }.unwrap_or_default();
+                (ns, pod, name, id)
             }
         }
     }
@@ -137,7 +139,7 @@ fn whose<'a>(k: &Kill<'_>, cx: &Context<'a>, world: &dyn World) -> Whose<'a> {
 pub fn explain(k: &Kill<'_>, cx: &Context<'_>, world: &dyn World) -> Event {
     let mark = k.mark;
     let who = whose(k, cx, world);
-    let (namespace, pod, name, container_id) = who.names();
+    let (namespace, pod, name, container_id) = who.names(world);
     let hit = constrained_level(&mark.levels, cx.v1);
     let (constraint, constrained_by) = match hit {
         _ if mark.levels.is_empty() => constraint(&who.chain, cx.before, world),

@@ -39,6 +39,11 @@ pub trait World {
     /// The path of the memory cgroup whose id is `id`, found by walking the hierarchy (for
     /// cgroups newer than the last sample).
     fn cgroup_path(&self, id: u64) -> Option<String>;
+    /// (namespace, pod, container) of a container id from the kubelet's log layout, read now:
+    /// for a container no sample saw (the kubelet wrote its log's name as it created it).
+    fn kube_names(&self, _container_id: &str) -> Option<(String, String, String)> {
+        None
+    }
     /// (id, path) of the cgroup at `path` and of each ancestor, deepest first.
     fn ancestry(&self, path: &str) -> Vec<(u64, String)>;
     /// How often the cgroup at `path` hit its own limit, now.
@@ -97,6 +102,14 @@ impl World for Host {
 
     fn exec(&self, pid: u32) {
         self.runtimes.exec(pid);
+    }
+
+    fn kube_names(&self, container_id: &str) -> Option<(String, String, String)> {
+        let dir = std::fs::read_dir(self.roots.kubelet_logs.join("containers")).ok()?;
+        dir.filter_map(Result::ok).find_map(|e| {
+            let c = crate::parse::kubelet::container_log(e.file_name().to_str()?)?;
+            (c.container_id == container_id).then_some((c.namespace, c.pod, c.container))
+        })
     }
 
     fn cgroup_path(&self, id: u64) -> Option<String> {

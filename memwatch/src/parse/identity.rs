@@ -88,6 +88,10 @@ pub fn classify(path: &str) -> Identity {
     if let Some((runtime, cid)) = scope_container(last) {
         id.runtime = Some(runtime);
         id.container_id = Some(cid);
+    } else if let Some(cid) = last.strip_prefix("libpod-").filter(|c| parent == "libpod_parent" && is_id(c)) {
+        // podman with the cgroupfs manager: /libpod_parent/libpod-<id>.
+        id.runtime = Some("podman");
+        id.container_id = Some(cid.to_string());
     } else if is_id(last)
         && (id.pod_uid.is_some() && pod_component(parent, parts.get(parts.len().wrapping_sub(3)).copied().unwrap_or("")).is_some()
             || parent == "docker")
@@ -151,6 +155,10 @@ mod tests {
 
     #[test]
     fn docker_and_plain_hosts() {
+        let p = classify(&format!("/libpod_parent/libpod-{CID}"));
+        assert_eq!((p.kind, p.runtime, p.container_id.as_deref()), (Kind::RuntimeContainer, Some("podman"), Some(CID)));
+        assert_eq!(classify("/libpod_parent/conmon").kind, Kind::Other);
+        assert_eq!(classify(&format!("/elsewhere/libpod-{CID}")).kind, Kind::Other);
         let d = classify(&format!("/system.slice/docker-{CID}.scope"));
         assert_eq!((d.kind, d.runtime, d.pod_uid), (Kind::RuntimeContainer, Some("docker"), None));
         let d = classify(&format!("/docker/{CID}"));
