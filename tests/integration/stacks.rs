@@ -115,8 +115,10 @@ fn a_node_programs_jit_compiled_function_is_named_from_its_perf_map() {
     let state = tempfile::tempdir().unwrap();
     let d = sampling(state.path());
     let cg = TestCgroup::new("stacks-node", 256 * MIB);
+    // --perf-basic-prof also has V8 write an isolate log into the working directory: a temporary one.
+    let cwd = tempfile::tempdir().unwrap();
     let mut cmd = Command::new("node");
-    cmd.args(["--perf-basic-prof", "--max-old-space-size=2000"]).arg(programs::node_export_script());
+    cmd.args(["--perf-basic-prof", "--max-old-space-size=2000"]).arg(programs::node_export_script()).current_dir(cwd.path());
     let (pid, _) = run_until_killed(cmd, &cg);
     let _ = std::fs::remove_file(format!("/tmp/perf-{pid}.map"));
     let e = event_for(&d, &cg, pid);
