@@ -121,6 +121,13 @@ pub struct Container {
     pub ebpf: Option<Counters>,
     pub pressure: Option<Pressure>,
     pub oom_kills: Option<u64>,
+    /// Reclaim forced at the limit (`max`: v2 memory.events, v1 memory.failcnt) and
+    /// throttling at memory.high (`high`, v2), the kernel's counters over the subtree (v2) or
+    /// the cgroup (v1).
+    #[serde(default)]
+    pub limit_hits_max: Option<u64>,
+    #[serde(default)]
+    pub limit_hits_high: Option<u64>,
     pub processes: u64,
     pub time_to_oom_seconds: Option<f64>,
     /// Its own processes (not its children's), largest RSS first.

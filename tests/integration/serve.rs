@@ -313,3 +313,37 @@ impl Drop for Prometheus {
         let _ = self.child.wait();
     }
 }
+
+/// A cgroup pressing on its limit with page cache the kernel reclaims there (a file written
+/// through it, four times the limit), never killed: the kernel counts each time it hit the
+/// limit (v1 `memory.failcnt`, v2 `memory.events` `max`) and memwatch exports that count.
+#[test]
+fn limit_hits_are_counted_for_a_cgroup_reclaiming_at_its_limit() {
+    util::require_root!();
+    let d = Daemon::start(&["--interval", "500ms"]);
+    let cg = TestCgroup::new("limit-hits", 32 * MIB);
+    let label = cg.label();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let file = dir.path().join("cache");
+    let mut dd = Command::new("dd");
+    dd.args(["if=/dev/zero", "bs=1M", "count=128", "conv=fsync"]).arg(format!("of={}", file.display())).stderr(std::process::Stdio::null());
+    cg.join_before_exec(&mut dd);
+    assert!(dd.status().unwrap().success(), "dd was not killed: page cache is reclaimed at the limit");
+    let kernel = |key: &str| -> u64 {
+        if cg.v2 {
+            cg.read("memory.events").lines().find_map(|l| l.strip_prefix(key)?.trim().parse().ok()).unwrap()
+        } else {
+            cg.read("memory.failcnt").trim().parse().unwrap()
+        }
+    };
+    let hits = kernel("max ");
+    assert!(hits > 0, "the kernel counted limit hits");
+    assert_eq!(if cg.v2 { kernel("oom_kill ") } else { 0 }, 0);
+    d.wait_until("memwatch's count to catch up", Duration::from_secs(10), || {
+        d.metrics().get("memwatch_container_memory_limit_hits_total", &label, Some("max")) == Some(kernel("max ") as f64)
+    });
+    let m = d.metrics();
+    eprintln!("limit hits: kernel {hits}, memwatch {:?}", m.get("memwatch_container_memory_limit_hits_total", &label, Some("max")));
+    // v1 has no memory.high; v2 counts throttling there (0 without memory.high set).
+    assert_eq!(m.get("memwatch_container_memory_limit_hits_total", &label, Some("high")).is_some(), cg.v2);
+}

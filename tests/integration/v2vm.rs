@@ -291,6 +291,14 @@ fn memwatch_on_a_pure_cgroup_v2_kernel(k: &Kernel) {
     assert_eq!(own.matches("memwatch_probe_attached{").count(), own.matches("} 1").count() + down, "{own}");
     assert!(own.contains("memwatch_probe_attached{probe=\"mmap\",method=\"fexit __x64_sys_mmap\"} 1"), "{own}");
 
+    // Limit hits: the kernel's `max` count for /box, which its kill pressed on, exported as is
+    // (a v2 `memory.events` read; `high` there too, 0 without memory.high).
+    let hits: u64 = results["box_limit_hits_max"].parse().unwrap_or_else(|_| panic!("{}", show()));
+    assert!(hits > 0, "the kernel counted /box's limit hits; {}", show());
+    let series = &sections["limit_hits"];
+    assert!(series.contains(&format!("kind=\"max\"}} {hits}")), "memwatch's count is the kernel's ({hits}):\n{series}");
+    assert!(series.contains("kind=\"high\"} 0"), "{series}");
+
     // OOM kills: each one recorded, in /box, because of its limit; matching the kernel's counter.
     assert_eq!(results["hog_exit"], "137", "the hog was OOM-killed; {}", show());
     let kills: u64 = results["oom_kill_counter"].trim_start_matches("oom_kill ").parse().unwrap();

@@ -100,6 +100,12 @@ sleep 3
 wget -q -O /tmp/events http://127.0.0.1:9753/api/v1/events
 section events /tmp/events
 echo "RESULT oom_kill_counter $(grep oom_kill /sys/fs/cgroup/box/memory.events)"
+# Limit hits: the kernel's `max` count for /box (reclaim forced at memory.max before the kill),
+# and memwatch's series for it.
+echo "RESULT box_limit_hits_max $(awk '$1 == "max" { print $2 }' /sys/fs/cgroup/box/memory.events)"
+wget -q -O /tmp/metrics_after http://127.0.0.1:9753/metrics
+grep '^memwatch_container_memory_limit_hits_total{.*cgroup="/box"' /tmp/metrics_after > /tmp/limit_hits.prom
+section limit_hits /tmp/limit_hits.prom
 # The kill on a trace for Perfetto, with the container's counters.
 wget -q -O /tmp/trace 'http://127.0.0.1:9753/api/v1/trace?container=/box&since=10m'
 section trace /tmp/trace

@@ -512,8 +512,9 @@ fn read_slow(node: &Node, v2: bool, rare: bool, buf: &mut [u8], out: &mut Snapsh
             cg.own_limit = opt(get(node, "memory.max", buf, out, parse::limit)).flatten();
             cg.high = opt(get(node, "memory.high", buf, out, parse::limit)).flatten();
             cg.swap = opt(get(node, "memory.swap.current", buf, out, parse::value));
-            [cg.oom_kills, cg.limit_events] =
-                opt(get(node, "memory.events", buf, out, |t| Ok::<_, ()>(parse::pick(t, ["oom_kill", "oom"])))).unwrap_or_default();
+            [cg.oom_kills, cg.limit_events, cg.limit_hits_max, cg.limit_hits_high] =
+                opt(get(node, "memory.events", buf, out, |t| Ok::<_, ()>(parse::pick(t, ["oom_kill", "oom", "max", "high"]))))
+                    .unwrap_or_default();
             cg.pressure = opt(get(node, "memory.pressure", buf, out, |t| parse::psi(t).ok_or(())));
         }
     } else {
@@ -526,6 +527,8 @@ fn read_slow(node: &Node, v2: bool, rare: bool, buf: &mut [u8], out: &mut Snapsh
             });
             cg.oom_kills = opt(get(node, "memory.oom_control", buf, out, |t| Ok::<_, ()>(parse::pick(t, ["oom_kill"])[0]))).flatten();
             cg.limit_events = opt(get(node, "memory.failcnt", buf, out, parse::value));
+            // v1 counts each time usage hit the limit (reclaim forced there): v2's `max`.
+            cg.limit_hits_max = cg.limit_events;
         }
     }
     // v1's total_* keys include descendants, like v2's memory.stat.

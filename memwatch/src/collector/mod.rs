@@ -144,6 +144,10 @@ pub struct RawCgroup {
     /// How often the cgroup's own limit was hit: `oom` in v2's memory.events, `memory.failcnt`
     /// on v1. Tells a cgroup-limit OOM from a machine-wide one.
     pub limit_events: Option<u64>,
+    /// How often reclaim was forced at the limit (`max` in v2's memory.events, `memory.failcnt`
+    /// on v1) and the cgroup throttled at `memory.high` (`high`, v2 only): pressing on its limit.
+    pub limit_hits_max: Option<u64>,
+    pub limit_hits_high: Option<u64>,
     pub pressure: Option<Pressure>,
     pub pids: Arc<[u32]>,
     /// True when `pids` was read in this sample (else it is the last slow read's).
@@ -175,6 +179,8 @@ impl Default for RawCgroup {
             swap: None,
             oom_kills: None,
             limit_events: None,
+            limit_hits_max: None,
+            limit_hits_high: None,
             pressure: None,
             pids: Arc::from([]),
             pids_fresh: false,

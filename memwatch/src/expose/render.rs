@@ -333,6 +333,14 @@ static FAMILIES: &[Family] = &[
         kinds: &[("", int!(|c: &Container| c.oom_kills))],
     },
     Family {
+        name: "memwatch_container_memory_limit_hits_total",
+        ty: Type::Counter,
+        help: "Times the cgroup pressed on its memory limit, from the kernel's counters: kind=\"max\" reclaim forced at the limit (v2 memory.events max, v1 memory.failcnt), kind=\"high\" throttled at memory.high (v2).",
+        needs_probe: None,
+        kind_label: "kind",
+        kinds: &[("max", int!(|c: &Container| c.limit_hits_max)), ("high", int!(|c: &Container| c.limit_hits_high))],
+    },
+    Family {
         name: "memwatch_container_processes",
         ty: Type::Gauge,
         help: "Processes in the cgroup and its descendants.",

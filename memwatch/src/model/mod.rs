@@ -205,6 +205,8 @@ fn container(
         ebpf: p.subtree_ebpf.map(|s| s[i]),
         pressure: c.pressure,
         oom_kills: c.oom_kills,
+        limit_hits_max: st.monotonic.apply(c.id, "limit_hits_max", c.limit_hits_max),
+        limit_hits_high: st.monotonic.apply(c.id, "limit_hits_high", c.limit_hits_high),
         processes: p.procs[i].0,
         time_to_oom_seconds: st.trends.observe(c.id, p.t.mono, working_set, headroom),
         top_processes: top_processes(c, p.page, &b.proc_counters),
