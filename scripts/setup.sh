@@ -30,8 +30,17 @@ pkgs=(
   bpftrace                                                        # the peer in the overhead benchmark
   openjdk-17-jdk-headless nodejs python3                          # real runtimes for the runtime explanations
   podman buildah skopeo runc debootstrap python3-yaml             # the image, and the DaemonSet run as a container
+  libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu qemu-system-arm # arm64: cross-compiled, run in a VM
   curl ca-certificates
 )
+# The arm64 standard library is a foreign-architecture package (apt-get update below sees it).
+# Never install arm64 *programs* on the host: busybox-static:arm64 would replace the host's
+# busybox (same path), which the amd64 VM and chroot tests run. The arm64 VM's busybox is
+# unpacked from its package below.
+if ! dpkg --print-foreign-architectures | grep -qx arm64 && [ "$(id -u)" -eq 0 ]; then
+  log "adding the arm64 architecture to dpkg (for libstd-rust-web-dev:arm64)"
+  dpkg --add-architecture arm64
+fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -90,10 +99,10 @@ fi
 # --- More kernels for the VM tests: Debian 11's 5.10 and Debian 13's 6.12 -------------------------
 # Fetched as packages through a private apt directory (its own sources list, lists and cache
 # under .tools/vm/apt): the host's own apt sources are not touched.
-fetch_kernel() { # NAME "SUITE..." : .tools/vm/NAME/vmlinuz
-  local name=$1 suites=$2 dir="$vm/$1" apt="$vm/apt/$1"
-  [ -s "$dir/vmlinuz" ] && return 0
-  log "fetching Debian's $name kernel ($suites) for the VM tests"
+fetch_kernel() { # NAME "SUITE..." [ARCH] : .tools/vm/NAME/vmlinuz (and busybox, for arm64)
+  local name=$1 suites=$2 arch=${3:-amd64} dir="$vm/$1" apt="$vm/apt/$1"
+  [ -s "$dir/vmlinuz" ] && { [ "$arch" = amd64 ] || [ -x "$dir/busybox" ]; } && return 0
+  log "fetching Debian's $name kernel ($suites, $arch) for the VM tests"
   rm -rf "$apt" && mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$dir"
   : > "$apt/sources.list"
   for s in $suites; do
@@ -104,20 +113,27 @@ fetch_kernel() { # NAME "SUITE..." : .tools/vm/NAME/vmlinuz
   done
   local opts=(-o "Dir::Etc::sourcelist=$apt/sources.list" -o Dir::Etc::sourceparts=/dev/null
     -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache" -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache=
-    -o Debug::NoLocking=1 -o APT::Sandbox::User=root)
+    -o Debug::NoLocking=1 -o APT::Sandbox::User=root -o "APT::Architecture=$arch" -o "APT::Architectures=$arch")
   apt-get "${opts[@]}" update -qq
   local pkg
-  pkg=$(apt-cache "${opts[@]}" depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+  pkg=$(apt-cache "${opts[@]}" depends "linux-image-$arch" | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
   [ -n "$pkg" ] || { log "error: no kernel package in $suites"; return 1; }
   rm -rf "$dir/tmp" && mkdir -p "$dir/tmp"
   (cd "$dir/tmp" && apt-get "${opts[@]}" download -qq "$pkg" && dpkg -x ./*.deb x)
   cp "$dir"/tmp/x/boot/vmlinuz-* "$dir/vmlinuz"
   echo "$pkg" > "$dir/kernel-package"
+  if [ "$arch" != amd64 ]; then
+    rm -rf "$dir/tmp" && mkdir -p "$dir/tmp"
+    (cd "$dir/tmp" && apt-get "${opts[@]}" download -qq busybox-static && dpkg -x ./*.deb x)
+    install -m 0755 "$(find "$dir/tmp/x" -path "*bin/busybox" -type f | head -1)" "$dir/busybox"
+  fi
   rm -rf "$dir/tmp" "$apt"
 }
 if [ "$(id -u)" -eq 0 ]; then
   fetch_kernel 5.10 "bullseye bullseye-security"
   fetch_kernel 6.12 "trixie trixie-security"
+  fetch_kernel arm64-6.1 "bookworm bookworm-security" arm64
+  fetch_kernel arm64-6.12 "trixie trixie-security" arm64
 fi
 
 # --- Python tools for deploy/ checks, in a project-local venv -----------------------------------

@@ -32,24 +32,79 @@ fn libraries(bin: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The architecture a VM runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arch {
+    X86_64,
+    /// Cross-compiled with Debian's toolchain (`cargo xtask test` builds it), booted under
+    /// `qemu-system-aarch64`.
+    Aarch64,
+}
+
+/// The shared libraries an aarch64 binary needs (its `NEEDED` entries and its interpreter),
+/// from Debian's cross libraries.
+fn aarch64_libraries(bin: &Path) -> Vec<PathBuf> {
+    let out = Command::new("aarch64-linux-gnu-readelf").args(["-d", "-l"]).arg(bin).output().expect("aarch64-linux-gnu-readelf");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut names: Vec<String> =
+        text.lines().filter_map(|l| l.split("Shared library: [").nth(1)?.split(']').next().map(String::from)).collect();
+    if text.contains("ld-linux-aarch64.so.1") {
+        names.push("ld-linux-aarch64.so.1".into());
+    }
+    names.into_iter().map(|n| Path::new("/usr/aarch64-linux-gnu/lib").join(n)).collect()
+}
+
+/// The aarch64 builds of memwatch and the workload (`cargo xtask test` cross-compiles them),
+/// refused when older than the sources, as the host's are.
+fn aarch64_bin(name: &str) -> PathBuf {
+    let p = workspace().join("target/aarch64-unknown-linux-gnu/debug").join(name);
+    assert!(p.exists(), "{} missing: `cargo xtask test` cross-compiles it", p.display());
+    let host = if name == "memwatch" { util::memwatch_bin() } else { PathBuf::from(util::workload_bin()) };
+    let age = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).unwrap();
+    assert!(age(&p) >= age(&host) - Duration::from_secs(600), "{} is older than the host build: rebuild it", p.display());
+    p
+}
+
 /// A gzipped newc initramfs: busybox, memwatch, the workload, their libraries, and /init.
-fn initramfs(dir: &Path) -> PathBuf {
+fn initramfs(dir: &Path, arch: Arch, kernel_dir: &Path) -> PathBuf {
     let root = dir.join("root");
-    let bins = [
-        PathBuf::from("/bin/busybox"),
-        util::memwatch_bin(),
-        PathBuf::from(util::workload_bin()),
-        programs::gomem_stripped().to_path_buf(),
-    ];
-    for d in ["bin", "proc", "sys", "dev", "tmp"] {
+    let bins = match arch {
+        Arch::X86_64 => [
+            PathBuf::from("/bin/busybox"),
+            util::memwatch_bin(),
+            PathBuf::from(util::workload_bin()),
+            programs::gomem_stripped().to_path_buf(),
+        ],
+        Arch::Aarch64 => [
+            kernel_dir.join("busybox"),
+            aarch64_bin("memwatch"),
+            aarch64_bin("memwatch-workload"),
+            programs::gomem_stripped_arm64().to_path_buf(),
+        ],
+    };
+    for d in ["bin", "proc", "sys", "dev", "tmp", "lib"] {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
     for b in &bins {
-        std::fs::copy(b, root.join("bin").join(b.file_name().unwrap())).unwrap();
-        for lib in libraries(b) {
-            let dst = root.join(lib.strip_prefix("/").unwrap());
-            std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
-            std::fs::copy(&lib, &dst).unwrap();
+        // Under the name init.sh runs it by, whatever the architecture's build is called.
+        let name = b.file_name().unwrap().to_string_lossy().trim_end_matches("-arm64").to_string();
+        let dst = root.join("bin").join(name);
+        std::fs::copy(b, &dst).unwrap();
+        std::fs::set_permissions(&dst, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        match arch {
+            Arch::X86_64 => {
+                for lib in libraries(b) {
+                    let dst = root.join(lib.strip_prefix("/").unwrap());
+                    std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+                    std::fs::copy(&lib, &dst).unwrap();
+                }
+            }
+            Arch::Aarch64 => {
+                for lib in aarch64_libraries(b) {
+                    std::fs::copy(&lib, root.join("lib").join(lib.file_name().unwrap()))
+                        .unwrap_or_else(|e| panic!("{}: {e}", lib.display()));
+                }
+            }
         }
     }
     let init = root.join("init");
@@ -105,6 +160,32 @@ struct Kernel {
     /// The BTF of `__x64_sys_mremap` types its argument (5.10's has a forward declaration
     /// only, so fexit cannot read it and the probe is disabled with that reason).
     mremap_fexit: bool,
+    arch: Arch,
+    /// The mmap family attaches by fexit (arm64 gained BPF trampolines in Linux 6.4; before,
+    /// the daemon counts them by the syscall tracepoints, `memwatch.serve=` in its command line).
+    fexit: bool,
+}
+
+impl Kernel {
+    fn fexit(&self) -> bool {
+        self.fexit
+    }
+
+    /// The syscall wrappers' prefix.
+    fn syscall_prefix(&self) -> &'static str {
+        if self.arch == Arch::X86_64 { "__x64_sys_" } else { "__arm64_sys_" }
+    }
+
+    /// The daemon counts mremap: by fexit where its argument is typed, by the tracepoint
+    /// where fexit is unsupported.
+    fn mremap_counted(&self) -> bool {
+        self.mremap_fexit || !self.fexit()
+    }
+
+    /// `memwatch check` exits 0 (every probe asked for attached) or 3.
+    fn check_rc(&self) -> &'static str {
+        if self.fexit() && self.mremap_fexit { "0" } else { "3" }
+    }
 }
 
 #[test]
@@ -116,6 +197,8 @@ fn debian_11_linux_5_10() {
         task_btf: false,
         victim_task: true,
         mremap_fexit: false,
+        arch: Arch::X86_64,
+        fexit: true,
     });
 }
 
@@ -128,6 +211,8 @@ fn debian_12_linux_6_1() {
         task_btf: true,
         victim_task: true,
         mremap_fexit: true,
+        arch: Arch::X86_64,
+        fexit: true,
     });
 }
 
@@ -140,6 +225,36 @@ fn debian_13_linux_6_12() {
         task_btf: true,
         victim_task: true,
         mremap_fexit: true,
+        arch: Arch::X86_64,
+        fexit: true,
+    });
+}
+
+#[test]
+fn debian_12_arm64_linux_6_1() {
+    memwatch_on_a_pure_cgroup_v2_kernel(&Kernel {
+        test: "v2vm::debian_12_arm64_linux_6_1",
+        path: "arm64-6.1/vmlinuz",
+        release: "6.1.",
+        task_btf: true,
+        victim_task: true,
+        mremap_fexit: false,
+        arch: Arch::Aarch64,
+        fexit: false,
+    });
+}
+
+#[test]
+fn debian_13_arm64_linux_6_12() {
+    memwatch_on_a_pure_cgroup_v2_kernel(&Kernel {
+        test: "v2vm::debian_13_arm64_linux_6_12",
+        path: "arm64-6.12/vmlinuz",
+        release: "6.12.",
+        task_btf: true,
+        victim_task: true,
+        mremap_fexit: true,
+        arch: Arch::Aarch64,
+        fexit: true,
     });
 }
 
@@ -153,23 +268,36 @@ fn memwatch_on_a_pure_cgroup_v2_kernel(k: &Kernel) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let initrd = initramfs(dir.path());
+    let initrd = initramfs(dir.path(), k.arch, kernel.parent().unwrap());
     let started = Instant::now();
     // One vCPU: with two, qemu's multi-threaded TCG now and then left 6.1 in a soft lockup
     // while a tracepoint's static key was patched under a page-fault loop on the other vCPU
     // (cross-modifying code in the emulator, never seen on hardware); per-CPU maps are covered
     // with two CPUs by the host's tests.
-    let mut qemu = Command::new("qemu-system-x86_64")
-        .args(["-accel", "tcg", "-m", "1024", "-smp", "1", "-nographic", "-no-reboot", "-kernel"])
-        .arg(&kernel)
-        .arg("-initrd")
-        .arg(&initrd)
-        .args(["-append", "console=ttyS0 quiet loglevel=1 panic=-1"])
+    let mut qemu = match k.arch {
+        Arch::X86_64 => {
+            let mut c = Command::new("qemu-system-x86_64");
+            c.args(["-accel", "tcg", "-m", "1024", "-smp", "1", "-nographic", "-no-reboot", "-kernel"]).arg(&kernel);
+            c.arg("-initrd").arg(&initrd).args(["-append", "console=ttyS0 quiet loglevel=1 panic=-1"]);
+            c
+        }
+        Arch::Aarch64 => {
+            let mut c = Command::new("qemu-system-aarch64");
+            c.args(["-M", "virt", "-cpu", "max,pauth-impdef=on", "-m", "1024", "-smp", "1", "-nographic", "-no-reboot", "-kernel"]);
+            c.arg(&kernel).arg("-initrd").arg(&initrd);
+            // Where the mmap family's fexit cannot attach, the daemon counts those calls by the
+            // syscall tracepoints.
+            let serve = if k.fexit { "" } else { " memwatch.serve=--syscall-tracepoints" };
+            c.args(["-append", &format!("console=ttyAMA0 quiet loglevel=1 panic=-1{serve}")]);
+            c
+        }
+    };
+    let mut qemu = qemu
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(dir.path().join("console")).unwrap())
         .stderr(Stdio::null())
         .spawn()
-        .expect("qemu-system-x86_64 (scripts/setup.sh installs it)");
+        .expect("qemu-system-x86_64 / qemu-system-aarch64 (scripts/setup.sh installs them)");
     let console_path = dir.path().join("console");
     loop {
         if qemu.try_wait().unwrap().is_some() {
@@ -190,7 +318,7 @@ fn memwatch_on_a_pure_cgroup_v2_kernel(k: &Kernel) {
 
     // memwatch check: pure v2; by default every probe attached but the fault probe (off), the
     // syscall probes by fexit; memory cgroups via BTF with direct loads.
-    assert_eq!(results["check_rc"], if k.mremap_fexit { "0" } else { "3" }, "{}", show());
+    assert_eq!(results["check_rc"], k.check_rc(), "{}", show());
     let check: Value = serde_json::from_str(&sections["check"]).unwrap_or_else(|e| panic!("check JSON: {e}; {}", show()));
     assert_eq!(check["cgroups"]["mode"], "v2");
     for p in check["probes"].as_array().unwrap() {
@@ -199,6 +327,10 @@ fn memwatch_on_a_pure_cgroup_v2_kernel(k: &Kernel) {
         } else if p["name"] == "fault_stacks" {
             assert_eq!(p["state"], "standby", "{check:#}");
             assert!(p["reason"].as_str().unwrap().contains("attaches as "), "{p}");
+        } else if !k.fexit() && ["mmap", "munmap", "brk", "mremap"].contains(&p["name"].as_str().unwrap()) {
+            assert_eq!(p["state"], "disabled", "{p}");
+            assert!(p["reason"].as_str().unwrap().contains("is not supported by this kernel (ENOTSUPP)"), "{p}");
+            continue;
         } else if p["name"] == "mremap" && !k.mremap_fexit {
             assert_eq!(p["state"], "disabled", "{p}");
             assert!(p["reason"].as_str().unwrap().contains("forward declaration of its `struct pt_regs`"), "{p}");
@@ -207,7 +339,7 @@ fn memwatch_on_a_pure_cgroup_v2_kernel(k: &Kernel) {
             assert_eq!(p["state"], "attached", "{check:#}");
         }
         if ["mmap", "munmap", "brk", "mremap"].contains(&p["name"].as_str().unwrap()) {
-            assert_eq!(p["method"].as_str().unwrap(), format!("fexit __x64_sys_{}", p["name"].as_str().unwrap()), "{p}");
+            assert_eq!(p["method"].as_str().unwrap(), format!("fexit {}{}", k.syscall_prefix(), p["name"].as_str().unwrap()), "{p}");
         }
     }
     let walk = if k.task_btf { "direct loads" } else { "helper reads" };
@@ -222,13 +354,25 @@ fn memwatch_on_a_pure_cgroup_v2_kernel(k: &Kernel) {
         check["probes"].as_array().unwrap().iter().map(|p| format!("{} {}", p["name"], p["method"])).collect::<Vec<_>>().join("; ")
     );
     // Everything on, with costs measured on the VM's own activity; statistics off afterwards.
-    assert_eq!(results["check_all_rc"], if k.mremap_fexit { "0" } else { "3" }, "{}", show());
+    // arm64 has no page-fault tracepoint: --ebpf-page-faults is asked for and cannot attach.
+    let all_rc = if k.arch == Arch::Aarch64 { "3" } else { k.check_rc() };
+    assert_eq!(results["check_all_rc"], all_rc, "{}", show());
     let all: Value = serde_json::from_str(&sections["check_all"]).unwrap_or_else(|e| panic!("check JSON: {e}; {}", show()));
     assert!(
-        all["probes"].as_array().unwrap().iter().all(|p| p["state"] == "attached" || (p["name"] == "mremap" && !k.mremap_fexit)),
+        all["probes"].as_array().unwrap().iter().all(|p| {
+            let name = p["name"].as_str().unwrap();
+            p["state"] == "attached"
+                || (name == "mremap" && !k.mremap_fexit)
+                || (!k.fexit() && ["mmap", "munmap", "brk", "mremap"].contains(&name))
+                // x86's exceptions:page_fault_user exists only there.
+                || (k.arch == Arch::Aarch64 && name == "page_fault_user" && p["reason"].as_str().is_some_and(|r| r.contains("not found on this kernel")))
+        }),
         "{all:#}"
     );
-    let faults = all["costs"].as_array().unwrap().iter().find(|c| c["probe"] == "page_fault_user").cloned().unwrap();
+    // A per-fault program's cost on the VM's own faults: the counter, or the stack sampler (a
+    // perf event) where the page-fault tracepoint is missing.
+    let per_fault = if k.arch == Arch::X86_64 { "page_fault_user" } else { "fault_stacks" };
+    let faults = all["costs"].as_array().unwrap().iter().find(|c| c["probe"] == per_fault).cloned().unwrap_or_else(|| panic!("{all:#}"));
     assert!(faults["events"].as_u64().unwrap() > 0 && faults["ns_per_event"].as_f64().unwrap() > 0.0, "{faults}");
     assert_eq!(results["stats_after_check"], "0");
 
@@ -251,7 +395,7 @@ fn memwatch_on_a_pure_cgroup_v2_kernel(k: &Kernel) {
     assert_eq!(delta("mmap_file_bytes"), EXPECT_FILE_BYTES);
     assert_eq!(delta("munmap_calls"), EXPECT_MUNMAP_CALLS);
     assert_eq!(delta("munmap_bytes"), EXPECT_MUNMAP_BYTES);
-    if k.mremap_fexit {
+    if k.mremap_counted() {
         assert_eq!(delta("mremap_calls"), 1);
         assert_eq!(delta("mremap_grow_bytes"), REMAP_TO - REMAP_FROM);
     } else {
@@ -287,9 +431,14 @@ fn memwatch_on_a_pure_cgroup_v2_kernel(k: &Kernel) {
     // commands beside the daemon).
     let errors: Vec<&str> = own.lines().filter(|l| l.starts_with("memwatch_sample_errors_total{")).collect();
     assert!(errors.iter().all(|l| l.contains("reason=\"vanished\"")), "a clean sample on v2:\n{own}");
-    let down = if k.mremap_fexit { 0 } else { 1 };
+    let down = if k.mremap_counted() { 0 } else { 1 };
     assert_eq!(own.matches("memwatch_probe_attached{").count(), own.matches("} 1").count() + down, "{own}");
-    assert!(own.contains("memwatch_probe_attached{probe=\"mmap\",method=\"fexit __x64_sys_mmap\"} 1"), "{own}");
+    let mmap = if k.fexit() {
+        format!("fexit {}mmap", k.syscall_prefix())
+    } else {
+        "tracepoint syscalls:sys_exit_mmap (taxes every syscall)".into()
+    };
+    assert!(own.contains(&format!("memwatch_probe_attached{{probe=\"mmap\",method=\"{mmap}\"}} 1")), "{own}");
 
     // Limit hits: the kernel's `max` count for /box, which its kill pressed on, exported as is
     // (a v2 `memory.events` read; `high` there too, 0 without memory.high).

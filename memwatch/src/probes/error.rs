@@ -15,6 +15,13 @@ pub enum AttachError {
     /// does not allow BPF trampolines (or memwatch lacks a capability).
     #[error("fexit on {function} refused (EPERM): this kernel or its security policy does not allow BPF trampolines")]
     TrampolineRefused { function: String },
+    /// The kernel cannot attach a BPF trampoline at all (ENOTSUPP, 524): on arm64 before Linux
+    /// 6.4 the architecture lacks ftrace direct calls, which trampolines need.
+    #[error(
+        "fexit on {function} is not supported by this kernel (ENOTSUPP): it cannot attach BPF trampolines here{}",
+        if cfg!(target_arch = "aarch64") { " (arm64 gained them in Linux 6.4)" } else { "" }
+    )]
+    TrampolineUnsupported { function: String },
     /// The kernel's BTF has only a forward declaration of the wrapper's `struct pt_regs`.
     #[error(
         "fexit on {function} cannot read the syscall's arguments: this kernel's BTF has only a forward declaration of its `struct pt_regs` \

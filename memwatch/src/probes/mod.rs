@@ -62,6 +62,9 @@ pub struct ProbeOptions {
 
 /// `--stack-period` unless told otherwise.
 pub const DEFAULT_STACK_PERIOD: u32 = 64;
+/// The kernel's internal "operation not supported" (not in libc: never meant for userspace, yet
+/// BPF attach returns it).
+const ENOTSUPP: i32 = 524;
 
 impl Default for ProbeOptions {
     fn default() -> Self {
@@ -721,13 +724,22 @@ fn attach(ebpf: &mut Ebpf, btf: Option<&Btf>, m: &Method, opts: &ProbeOptions) -
                 }
                 _ => AttachError::kernel(format!("fexit on {function}"), e),
             })?;
-            p.attach().map_err(|e| AttachError::kernel(format!("fexit on {function}"), e))?;
+            p.attach().map_err(|e| match error::os_error(&e) {
+                Some(ENOTSUPP) => AttachError::TrampolineUnsupported { function: function.clone() },
+                _ => AttachError::kernel(format!("fexit on {function}"), e),
+            })?;
             Ok(format!("fexit {function}"))
         }
         Method::BtfTracepoint { program: name, event } => {
             let btf = btf.ok_or(AttachError::BtfMissing { fexit: false })?;
             let p: &mut BtfTracePoint = program(ebpf, name)?;
-            p.load(event, btf).map_err(|e| AttachError::kernel(format!("tp_btf {event}"), e))?;
+            p.load(event, btf).map_err(|e| match e {
+                // The tracepoint is not in this kernel (x86's exceptions:page_fault_user elsewhere).
+                aya::programs::ProgramError::Btf(aya::BtfError::UnknownBtfTypeName { .. }) => {
+                    AttachError::TracepointMissing { category: "tp_btf", event: event.to_string() }
+                }
+                e => AttachError::kernel(format!("tp_btf {event}"), e),
+            })?;
             p.attach().map_err(|e| AttachError::kernel(format!("tp_btf {event}"), e))?;
             Ok(format!("tp_btf {event}"))
         }

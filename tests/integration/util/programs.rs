@@ -36,6 +36,10 @@ fn go_build(name: &str, cgo: bool) -> PathBuf {
 }
 
 fn go_build_with(name: &str, cgo: bool, flags: &[&str]) -> PathBuf {
+    go_build_for(name, cgo, flags, "amd64")
+}
+
+fn go_build_for(name: &str, cgo: bool, flags: &[&str], goarch: &str) -> PathBuf {
     let out = out_dir().join(name);
     let st = Command::new("go")
         .arg("build")
@@ -48,6 +52,7 @@ fn go_build_with(name: &str, cgo: bool, flags: &[&str]) -> PathBuf {
         .env("GOPROXY", "off")
         .env("GOFLAGS", "-mod=mod")
         .env("CGO_ENABLED", if cgo { "1" } else { "0" })
+        .env("GOARCH", goarch)
         .status()
         .expect("go (Debian's golang-go; scripts/setup.sh installs it)");
     assert!(st.success(), "go build failed");
@@ -66,6 +71,12 @@ pub(crate) fn gomem() -> &'static Path {
 pub(crate) fn gomem_stripped() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| go_build_with("gomem-stripped", true, &["-ldflags=-s -w"]))
+}
+
+/// The stripped program for arm64 (a static binary: `CGO_ENABLED=0`, `GOARCH=arm64`).
+pub(crate) fn gomem_stripped_arm64() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| go_build_for("gomem-stripped-arm64", false, &["-ldflags=-s -w"], "arm64"))
 }
 
 /// The same program built with `CGO_ENABLED=0`: a static binary, no libc.
