@@ -197,7 +197,8 @@ impl Stages {
     }
 
     /// One sample step: the collectors (told where kills were and which containers are at
-    /// risk) and the model, the history, the fault stacks on their slow cadence, then the OOM
+    /// risk) and the model, the history, the fault stacks on their slow cadence (every sample
+    /// while a container is at risk), then the OOM
     /// stage, with the kernel's records first (a kill the sample's counters already show has its
     /// record in the ring, and must be pending before the counters are reconciled). Returns the
     /// snapshot and whether OOM events changed.
@@ -205,7 +206,9 @@ impl Stages {
         let input = SampleInput { oom_cgroups: std::mem::take(&mut self.kills), at_risk: std::mem::take(&mut self.at_risk) };
         let snap = Arc::new(self.sampler.sample(&input));
         self.history.write().unwrap_or_else(|e| e.into_inner()).push(&snap);
-        self.stacks.drain_if_due(now, crate::unix_seconds(snap.taken_at));
+        // While a container is at risk its stacks are drained every sample: a process there
+        // may be killed any moment, and its maps must be read while it lives.
+        self.stacks.drain_if_due(now, crate::unix_seconds(snap.taken_at), !input.at_risk.is_empty());
         let mut changed = self.drain_kernel();
         changed |= self.oom.on_snapshot(snap.clone(), now);
         self.at_risk = crate::stacks::at_risk(&snap, &self.oom.view().last_kill);

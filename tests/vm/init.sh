@@ -86,7 +86,11 @@ sh -c 'echo $$ > /sys/fs/cgroup/exact/cgroup.procs; exec memwatch-workload ops /
 exec 4>/tmp/ops_in
 wait_for ready /tmp/ops.out
 sleep 1.5
-wget -q -O /tmp/exact_before http://127.0.0.1:9753/api/v1/containers
+# Until the daemon has sampled /exact (a sample can take longer than the interval under TCG).
+i=0
+until wget -q -O /tmp/exact_before http://127.0.0.1:9753/api/v1/containers && grep -q '"cgroup":"/exact"' /tmp/exact_before; do
+  i=$((i + 1)); [ $i -gt 40 ] && break; sleep 0.25
+done
 echo go >&4
 wait_for done /tmp/ops.out
 sleep 1.5

@@ -327,9 +327,10 @@ impl Stage {
         }
     }
 
-    /// Drains when a slow period has passed since the last drain.
-    pub fn drain_if_due(&mut self, now: std::time::Instant, wall: f64) {
-        if self.maps.is_some() && self.last.is_none_or(|l| now.duration_since(l) >= self.slow) {
+    /// Drains when a slow period has passed since the last drain, or at once when `urgent`
+    /// (a container at risk: its processes' maps are read while they live).
+    pub fn drain_if_due(&mut self, now: std::time::Instant, wall: f64, urgent: bool) {
+        if self.maps.is_some() && (urgent || self.last.is_none_or(|l| now.duration_since(l) >= self.slow)) {
             self.last = Some(now);
             self.drain(wall);
         }
