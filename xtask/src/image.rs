@@ -5,13 +5,13 @@
 //! host: a Debian bookworm base (`localhost/debian:bookworm-slim`, made by debootstrap where no
 //! registry is reachable, trimmed as Docker's slim image is), the binary at
 //! `/usr/local/bin/memwatch`, the Dockerfile's entrypoint and command, OCI annotations (source,
-//! revision, version). `--dockerfile` builds through `deploy/Dockerfile` itself (about 30 min on
+//! revision, version). `--dockerfile` builds through `deploy/Dockerfile` itself (about 7 min on
 //! 2 cores), mounting the host's CA bundle read-only for cargo (never baked in). Either way the
 //! image is tagged `localhost/memwatch:VERSION` and `:latest` in podman's store and written as
 //! an OCI layout (an image index) to `target/image/oci`.
 //!
-//! Only linux/amd64 is built here: arm64 (cross-compiled with Debian's toolchain) is not done
-//! yet.
+//! Only linux/amd64 is built here: an arm64 base needs debootstrap's second stage to run arm64
+//! code (emulation), which this does not set up; the arm64 binary is tested in CI's arm64 VMs.
 use std::{
     fs,
     path::{Path, PathBuf},
@@ -95,6 +95,24 @@ fn base() -> anyhow::Result<()> {
         }
     }
     util::run(Command::new("find").arg(rootfs.join("usr/share/doc")).args(["-type", "f", "!", "-name", "copyright", "-delete"]))?;
+    // Apt's sources as Debian's own images have them: the release, its updates and its
+    // security archive (Debian's LLVM 22, which the Dockerfile's build stage installs, is only
+    // in bookworm-security).
+    let security = if mirror().contains("deb.debian.org") {
+        "http://deb.debian.org/debian-security".to_string()
+    } else {
+        mirror().replace("/debian", "/debian-security")
+    };
+    let _ = fs::remove_file(rootfs.join("etc/apt/sources.list"));
+    fs::create_dir_all(rootfs.join("etc/apt/sources.list.d"))?;
+    fs::write(
+        rootfs.join("etc/apt/sources.list.d/debian.sources"),
+        format!(
+            "Types: deb\nURIs: {}\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n\
+             Types: deb\nURIs: {security}\nSuites: bookworm-security\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
+            mirror()
+        ),
+    )?;
     let tar = Command::new("tar")
         .arg("-C")
         .arg(&rootfs)

@@ -49,7 +49,7 @@ enum Cmd {
     /// Build memwatch's OCI image without a Docker engine (podman/buildah with runc) into
     /// podman's store and target/image/oci
     Image {
-        /// Build through deploy/Dockerfile (about 30 minutes) instead of assembling its runtime
+        /// Build through deploy/Dockerfile (about 7 minutes) instead of assembling its runtime
         /// stage from the binary built here
         #[arg(long)]
         dockerfile: bool,
