@@ -32,9 +32,8 @@ use memwatch::{
 const WORKLOADS: [&str; 3] = ["fault storm", "mmap+munmap storm", "getppid loop"];
 const UNITS: [&str; 3] = ["ns/fault", "ns/pair", "ns/call"];
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
+mod common;
+use common::{release_memwatch, root_or_skip, workspace};
 
 /// A configuration: what is attached while the workloads run.
 #[derive(Clone)]
@@ -201,13 +200,10 @@ fn programs() -> HashMap<u32, (String, u64, u64)> {
 }
 
 fn main() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        println!("skipping: needs root to load BPF programs and create cgroups");
+    if !root_or_skip("load BPF programs and create cgroups") {
         return;
     }
-    let memwatch = workspace().join("target/release/memwatch");
-    assert!(memwatch.exists(), "{} missing: cargo build --release --bins", memwatch.display());
+    let memwatch = release_memwatch();
     let rounds: usize = std::env::var("MEMWATCH_BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(7);
     let quick = std::env::var_os("MEMWATCH_BENCH_QUICK").is_some();
     let sizes = if quick {

@@ -43,15 +43,11 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let s = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    s.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap().trim().trim_end_matches(" kB").parse().unwrap()
-}
+mod common;
+use common::{root_or_skip, rss_kib};
 
 fn main() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        println!("skipping: needs root to create cgroups");
+    if !root_or_skip("create cgroups") {
         return;
     }
     let mode = host::cgroup_mode(Path::new("/sys/fs/cgroup"));
@@ -168,7 +164,7 @@ fn main() {
         println!(
             "daemon, 1 s interval, {containers}+ cgroups, {what}: {:.2}% of one core over 60 s, RSS {} KiB",
             cpu * 100.0,
-            rss_kib(child.id())
+            rss_kib(child.id()).expect("the daemon's VmRSS")
         );
     };
     measure("idle (a sleeping process in each)");

@@ -64,10 +64,8 @@ fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let s = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches(" kB").parse().ok()).unwrap_or(0)
-}
+mod common;
+use common::{root_or_skip, rss_kib};
 
 /// One GET of `/metrics` over a fresh connection: the whole answer (empty when none).
 fn get_metrics(port: u16) -> Vec<u8> {
@@ -106,9 +104,7 @@ fn slope(xs: &[f64], ys: &[f64]) -> f64 {
 }
 
 fn main() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        println!("skipping: needs root to create cgroups");
+    if !root_or_skip("create cgroups") {
         return;
     }
     let minutes: f64 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(10.0);
@@ -189,7 +185,7 @@ fn main() {
         let (cpu, now) = (cpu_seconds(pid), Instant::now());
         let cpu_pct = 100.0 * (cpu - cpu_then) / now.duration_since(at_then).as_secs_f64();
         (cpu_then, at_then) = (cpu, now);
-        let (t, rss) = (started.elapsed().as_secs_f64() / 60.0, rss_kib(pid) as f64 / 1024.0);
+        let (t, rss) = (started.elapsed().as_secs_f64() / 60.0, rss_kib(pid).unwrap_or(0) as f64 / 1024.0);
         let heap = heap_mib(port);
         xs.push(t);
         ys.push(rss);

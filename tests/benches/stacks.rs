@@ -18,9 +18,8 @@ use std::{
 
 use memwatch::host;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
+mod common;
+use common::{release_memwatch, root_or_skip, rss_kib, workspace};
 
 /// Our cgroup and processes, stopped and removed when dropped (also on a panic).
 struct Setup {
@@ -43,11 +42,6 @@ impl Drop for Setup {
         }
         let _ = fs::remove_dir_all(&self.state);
     }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let s = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches(" kB").parse().ok()).unwrap_or(0)
 }
 
 /// One GET over a fresh connection: the body of a 200 answer, None otherwise.
@@ -83,13 +77,10 @@ fn memtest() -> PathBuf {
 }
 
 fn main() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        println!("skipping: needs root to load BPF programs and create cgroups");
+    if !root_or_skip("load BPF programs and create cgroups") {
         return;
     }
-    let memwatch = workspace().join("target/release/memwatch");
-    assert!(memwatch.exists(), "{} missing: cargo build --release --bins", memwatch.display());
+    let memwatch = release_memwatch();
     let n: u64 = std::env::var("MEMWATCH_BENCH_STACKS").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000);
     let memtest = memtest();
 
@@ -121,7 +112,7 @@ fn main() {
     }
     // Settle: the first slow samples fill the tables every daemon keeps.
     thread::sleep(Duration::from_secs(5));
-    let before = rss_kib(pid);
+    let before = rss_kib(pid).unwrap_or(0);
     let drops_before = get(port, "/metrics").unwrap_or_default();
 
     let procs = cgroup.join("cgroup.procs");
@@ -144,7 +135,7 @@ fn main() {
         same = if now == held { same + 1 } else { 0 };
         held = now;
     }
-    let after = rss_kib(pid);
+    let after = rss_kib(pid).unwrap_or(0);
     let metrics = get(port, "/metrics").unwrap_or_default();
     let drops = |kind: &str| {
         let with = format!("kind=\"{kind}\"");
