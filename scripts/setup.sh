@@ -31,6 +31,7 @@ pkgs=(
   openjdk-17-jdk-headless nodejs python3                          # real runtimes for the runtime explanations
   podman buildah skopeo runc debootstrap python3-yaml             # the image, and the DaemonSet run as a container
   libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu qemu-system-arm # arm64: cross-compiled, run in a VM
+  qemu-user-static                                                # arm64: the image base's debootstrap
   curl ca-certificates
 )
 # The arm64 standard library is a foreign-architecture package (apt-get update below sees it).
@@ -134,6 +135,17 @@ if [ "$(id -u)" -eq 0 ]; then
   fetch_kernel 6.12 "trixie trixie-security"
   fetch_kernel arm64-6.1 "bookworm bookworm-security" arm64
   fetch_kernel arm64-6.12 "trixie trixie-security" arm64
+fi
+
+# --- arm64 programs under qemu-user, for the arm64 image base ------------------------------------
+# debootstrap's second stage runs the arm64 base's own programs (dpkg, its maintainer scripts):
+# binfmt_misc hands them to qemu-aarch64-static. Registered with the F flag (the interpreter is
+# opened now, so it also works in chroots), only where nothing handles aarch64 yet; this is what
+# Docker's `binfmt` installer does for buildx.
+if [ "$(id -u)" -eq 0 ] && [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+  mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+  log "registering qemu-aarch64-static with binfmt_misc (for the arm64 image base)"
+  cat /usr/lib/binfmt.d/qemu-aarch64.conf >/proc/sys/fs/binfmt_misc/register
 fi
 
 # --- Python tools for deploy/ checks, in a project-local venv -----------------------------------

@@ -4,8 +4,8 @@
  *   memtest tmpfs PATH MIB       write MIB MiB into PATH (a tmpfs file), then hog
  *   memtest threads N KIB        N threads each malloc and touch KIB KiB (glibc gives each
  *                                its own arena), print "ready", wait for stdin to close
- *   memtest arenas N             N threads each malloc and touch 64 KiB every 10 ms, keeping
- *                                it all (in their own glibc arenas), until killed
+ *   memtest arenas N [MS]        N threads each malloc and touch 64 KiB every MS ms (10),
+ *                                keeping it all (in their own glibc arenas), until killed
  *   memtest stacks N             fault N pages in, each under a distinct call stack (paths of
  *                                14 calls through two functions), 2,000 a second, then wait for
  *                                stdin to close
@@ -45,12 +45,13 @@ static void *worker(void *arg) {
 
 /* A thread that keeps mallocing small blocks (below the mmap threshold: they come from its
  * own arena) and keeps them. */
+static unsigned arena_pause_ms = 10;
 static void *arena_grower(void *arg) {
     (void)arg;
     for (;;) {
         char *p = malloc(64 << 10);
         if (p) memset(p, 3, 64 << 10);
-        usleep(10000);
+        usleep(arena_pause_ms * 1000);
     }
     return NULL;
 }
@@ -104,6 +105,7 @@ int main(int argc, char **argv) {
         return 0;
     } else if (argc >= 3 && strcmp(argv[1], "arenas") == 0) {
         int n = atoi(argv[2]);
+        if (argc >= 4) arena_pause_ms = (unsigned)atoi(argv[3]);
         for (int i = 0; i < n; i++) {
             pthread_t t;
             if (pthread_create(&t, NULL, arena_grower, NULL) != 0) { perror("pthread_create"); return 1; }

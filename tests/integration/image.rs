@@ -370,3 +370,64 @@ fn the_assembled_image_is_the_dockerfiles_runtime_stage() {
     clean.ids.insert(run(podman().args(["inspect", &name, "--format", "{{.Id}}"])));
     assert_eq!(out, format!("memwatch {}", env!("CARGO_PKG_VERSION")));
 }
+
+/// `cargo xtask image` writes one OCI image index for linux/amd64 and linux/arm64 (v8), also
+/// the local `:latest`: each platform's image is the same runtime stage (entrypoint, command,
+/// labels) on that platform's base with that platform's binary, under 150 MB, and the arm64 one
+/// runs its own binary (under qemu-user here: `--version` only, BPF needs an arm64 kernel, which
+/// the arm64 VM tests boot).
+#[test]
+fn the_image_index_holds_an_amd64_and_an_arm64_image_of_the_same_stage() {
+    util::require_root!();
+    let _serial = util::serial();
+    let mut clean = Cleanup::new();
+    let version = env!("CARGO_PKG_VERSION");
+    let oci = workspace().join("target/image/oci");
+    let mut skopeo = Command::new("skopeo");
+    skopeo.env("CONTAINERS_CONF", workspace().join("tests/podman/containers.conf"));
+    let index: Value =
+        serde_json::from_str(&run(skopeo.args(["inspect", "--raw"]).arg(format!("oci:{}:{version}", oci.display())))).unwrap();
+    assert_eq!(index["mediaType"], "application/vnd.oci.image.index.v1+json", "{index}");
+    let platforms: Vec<String> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let p = &m["platform"];
+            [p["os"].as_str(), p["architecture"].as_str(), p["variant"].as_str()].into_iter().flatten().collect::<Vec<_>>().join("/")
+        })
+        .collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64/v8"], "{index}");
+    let inspect =
+        |image: &str| -> Value { serde_json::from_str::<Value>(&run(podman().args(["image", "inspect", image]))).unwrap()[0].clone() };
+    let amd64 = inspect(&format!("localhost/memwatch:{version}-amd64"));
+    // (podman 4.3's inspect has no variant: the index's platforms above carry it.)
+    for (arch, uname) in [("amd64", "x86_64"), ("arm64", "aarch64")] {
+        let img = inspect(&format!("localhost/memwatch:{version}-{arch}"));
+        assert_eq!((img["Os"].as_str(), img["Architecture"].as_str()), (Some("linux"), Some(arch)), "{arch}");
+        for field in ["Entrypoint", "Cmd", "User"] {
+            assert_eq!(img["Config"][field], amd64["Config"][field], "{arch}: {field}");
+        }
+        assert_eq!(img["Labels"], amd64["Labels"], "{arch}");
+        let size = img["Size"].as_u64().unwrap();
+        assert!(size < 150_000_000, "{arch}: the image is {size} bytes, over 150 MB");
+        // On that platform's base, plus one layer: the binary.
+        let base = inspect(&format!("localhost/debian:bookworm-{arch}"));
+        assert_eq!(base["Architecture"].as_str(), Some(arch));
+        let layers = |v: &Value| v["RootFS"]["Layers"].as_array().unwrap().clone();
+        let (ours, theirs) = (layers(&img), layers(&base));
+        assert_eq!((&ours[..theirs.len()], ours.len()), (&theirs[..], theirs.len() + 1), "{arch}: built on its base");
+        // `:latest` is the list: podman picks the platform asked for, and its binary runs.
+        let name = format!("memwatch-{arch}-{}", std::process::id());
+        clean.names.push(name.clone());
+        let out =
+            run(podman().args(["run", "--name", &name, "--network", "host", "--arch", arch, "--entrypoint", "/bin/uname", IMAGE, "-m"]));
+        clean.ids.insert(run(podman().args(["inspect", &name, "--format", "{{.Id}}"])));
+        assert_eq!(out, uname, "{arch}: the platform podman ran");
+        let name = format!("memwatch-{arch}-version-{}", std::process::id());
+        clean.names.push(name.clone());
+        let out = run(podman().args(["run", "--name", &name, "--network", "host", "--arch", arch, IMAGE, "--version"]));
+        clean.ids.insert(run(podman().args(["inspect", &name, "--format", "{{.Id}}"])));
+        assert_eq!(out, format!("memwatch {version}"), "{arch}");
+    }
+}

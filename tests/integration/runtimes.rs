@@ -146,7 +146,10 @@ fn a_threaded_c_program_dominated_by_glibc_arenas_gets_malloc_arena_max() {
     let d = start(state.path());
     let cg = TestCgroup::new("arenas", 128 * MIB);
     let mut cmd = Command::new(programs::memtest());
-    cmd.args(["arenas", "8"]);
+    // 8 threads at 64 KiB per 40 ms: 12.5 MiB/s, about 2 s between 80% of the limit (where
+    // the largest process's arenas are read, once a slow period of 1 s) and the kill. At 10 ms
+    // the band lasted under half a second and a busy machine could miss it.
+    cmd.args(["arenas", "8", "40"]);
     let (pid, lived) = run_until_killed(cmd, &cg);
     eprintln!("the arena program lived {lived:?}");
     let e = event_for(&d, &cg, pid);

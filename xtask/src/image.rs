@@ -10,8 +10,14 @@
 //! image is tagged `localhost/memwatch:VERSION` and `:latest` in podman's store and written as
 //! an OCI layout (an image index) to `target/image/oci`.
 //!
-//! Only linux/amd64 is built here: an arm64 base needs debootstrap's second stage to run arm64
-//! code (emulation), which this does not set up; the arm64 binary is tested in CI's arm64 VMs.
+//! Two platforms, linux/amd64 and linux/arm64 (variant v8), one image index: each platform's
+//! image is tagged `localhost/memwatch:VERSION-ARCH`, and `:VERSION` and `:latest` are the
+//! manifest list of both (podman runs the host's). The fast path cross-compiles the arm64
+//! binary with Debian's toolchain; the arm64 base is made by debootstrap, whose second stage runs
+//! arm64 code under qemu-user (binfmt_misc, set up by `scripts/setup.sh`). The base tags
+//! `localhost/debian:bookworm` and `:bookworm-slim` are manifest lists too, so the Dockerfile's
+//! `FROM` finds each platform's base. `--dockerfile` builds the host's platform only unless asked
+//! (`--platform linux/arm64` builds it under emulation, many times slower).
 use std::{
     fs,
     path::{Path, PathBuf},
@@ -25,6 +31,44 @@ use crate::{setup, util};
 /// The base the image is built on, as the Dockerfile names it.
 pub(crate) const BASE: &str = "localhost/debian:bookworm-slim";
 pub(crate) const IMAGE: &str = "localhost/memwatch";
+
+/// A platform the image is built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Arch {
+    #[value(name = "linux/amd64")]
+    Amd64,
+    #[value(name = "linux/arm64")]
+    Arm64,
+}
+
+impl Arch {
+    pub(crate) const ALL: [Arch; 2] = [Arch::Amd64, Arch::Arm64];
+
+    /// Debian's and the OCI's name for it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Arch::Amd64 => "amd64",
+            Arch::Arm64 => "arm64",
+        }
+    }
+
+    fn variant(self) -> Option<&'static str> {
+        (self == Arch::Arm64).then_some("v8")
+    }
+
+    /// The Rust target to cross-compile for; None for the host's.
+    fn rust_target(self) -> Option<&'static str> {
+        (self == Arch::Arm64).then_some("aarch64-unknown-linux-gnu")
+    }
+
+    /// The platform's release binary, built by [`cross_build`] or the host's cargo.
+    pub(crate) fn binary(self) -> PathBuf {
+        match self.rust_target() {
+            Some(t) => util::workspace().join("target").join(t).join("release/memwatch"),
+            None => util::workspace().join("target/release/memwatch"),
+        }
+    }
+}
 
 /// The Dockerfile's runtime stage, as buildah config: entrypoint and command.
 const ENTRYPOINT: &str = r#"["/usr/local/bin/memwatch"]"#;
@@ -74,15 +118,75 @@ fn mirror() -> String {
         .unwrap_or_else(|| "http://deb.debian.org/debian".into())
 }
 
-/// `localhost/debian:bookworm` and `:bookworm-slim`, made by debootstrap unless podman has them.
-fn base() -> anyhow::Result<()> {
-    if tool("podman")?.args(["image", "exists", BASE]).status()?.success() {
-        return Ok(());
+fn exists(image: &str) -> anyhow::Result<bool> {
+    Ok(tool("podman")?.args(["image", "exists", image]).status()?.success())
+}
+
+/// Whether `name` is a manifest list's.
+fn is_list(name: &str) -> anyhow::Result<bool> {
+    Ok(tool("buildah")?.args(["manifest", "inspect", name]).output()?.status.success())
+}
+
+/// Frees a name, whether it is a manifest list's or an image's, and only that name (podman
+/// 4.3's `untag NAME` alone removes every name of the image NAME resolves to, and through a
+/// list that is an instance's).
+fn release_name(name: &str) -> anyhow::Result<()> {
+    if is_list(name)? {
+        output(tool("podman")?.args(["manifest", "rm", name]))?;
+    } else if exists(name)? {
+        output(tool("podman")?.args(["untag", name, name]))?;
     }
-    let rootfs = dir().join("rootfs");
+    Ok(())
+}
+
+/// Makes `list` the manifest list of `images` (one per platform).
+fn manifest(list: &str, images: &[(Arch, String)]) -> anyhow::Result<()> {
+    release_name(list)?;
+    output(tool("buildah")?.args(["manifest", "create", list]))?;
+    for (arch, image) in images {
+        let mut add = tool("buildah")?;
+        add.args(["manifest", "add", "--os", "linux", "--arch", arch.name()]);
+        if let Some(v) = arch.variant() {
+            add.args(["--variant", v]);
+        }
+        output(add.arg(list).arg(format!("containers-storage:{image}")))?;
+    }
+    Ok(())
+}
+
+/// `localhost/debian:bookworm-ARCH` for each platform, made by debootstrap unless podman has it
+/// (a base from before, a plain `:bookworm-slim`, is the host's), then `localhost/debian:bookworm`
+/// and `:bookworm-slim` as the manifest list of them.
+fn bases(archs: &[Arch]) -> anyhow::Result<()> {
+    for &arch in archs {
+        let tag = format!("localhost/debian:bookworm-{}", arch.name());
+        if exists(&tag)? {
+            continue;
+        }
+        if arch == Arch::Amd64 && exists(BASE)? && !is_list(BASE)? {
+            util::run(tool("podman")?.args(["tag", BASE, &tag]))?;
+            continue;
+        }
+        base(arch, &tag)?;
+    }
+    let images: Vec<(Arch, String)> = archs.iter().map(|a| (*a, format!("localhost/debian:bookworm-{}", a.name()))).collect();
+    manifest("localhost/debian:bookworm", &images)?;
+    manifest(BASE, &images)
+}
+
+/// One platform's base, made by debootstrap and imported as `tag`.
+fn base(arch: Arch, tag: &str) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let rootfs = dir().join(format!("rootfs-{}", arch.name()));
     let _ = fs::remove_dir_all(&rootfs);
     fs::create_dir_all(dir())?;
-    util::run(Command::new("debootstrap").args(["--variant=minbase", "bookworm"]).arg(&rootfs).arg(mirror()))?;
+    util::run(
+        Command::new("debootstrap")
+            .arg(format!("--arch={}", arch.name()))
+            .args(["--variant=minbase", "bookworm"])
+            .arg(&rootfs)
+            .arg(mirror()),
+    )?;
     // As Docker's slim images: no documentation but the copyright files, no man pages, no
     // locales, no apt lists or caches.
     for d in ["usr/share/man", "usr/share/locale", "usr/share/info", "var/cache/apt", "var/lib/apt/lists"] {
@@ -120,12 +224,17 @@ fn base() -> anyhow::Result<()> {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .context("tar")?;
-    let st = tool("podman")?.args(["import", "-", "localhost/debian:bookworm"]).stdin(tar.stdout.unwrap()).status()?;
+    let mut import = tool("podman")?;
+    import.args(["import", "--os", "linux", "--arch", arch.name()]);
+    if let Some(v) = arch.variant() {
+        import.args(["--variant", v]);
+    }
+    let st = import.args(["-", tag]).stdin(tar.stdout.unwrap()).status()?;
     if !st.success() {
         bail!("podman import failed: {st}");
     }
-    util::run(tool("podman")?.args(["tag", "localhost/debian:bookworm", BASE]))?;
     fs::remove_dir_all(&rootfs)?;
+    eprintln!("base {tag} made by debootstrap in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -144,30 +253,55 @@ fn annotations() -> anyhow::Result<Vec<(String, String)>> {
     ])
 }
 
-/// The fast path: the runtime stage assembled from `binary`.
-fn assemble(binary: &Path) -> anyhow::Result<()> {
-    let ctr = output(tool("buildah")?.args(["from", BASE]))?;
+/// The release binary for a platform: the host's cargo, or Debian's rustc with its arm64
+/// standard library and cross linker.
+pub(crate) fn cross_build(arch: Arch) -> anyhow::Result<()> {
+    let mut c = util::cargo();
+    if let Some(t) = arch.rust_target() {
+        c = Command::new("/usr/bin/cargo");
+        c.env("RUSTC", "/usr/bin/rustc")
+            .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER", "aarch64-linux-gnu-gcc")
+            .current_dir(util::workspace())
+            .args(["build", "--target", t]);
+    } else {
+        c.arg("build");
+    }
+    util::run(c.args(["--release", "--package", "memwatch", "--bin", "memwatch"]))
+}
+
+/// This platform's image name.
+fn platform_image(arch: Arch) -> String {
+    format!("{IMAGE}:{}-{}", version(), arch.name())
+}
+
+/// The fast path: the runtime stage assembled from `binary`, for `arch`.
+fn assemble(arch: Arch, binary: &Path) -> anyhow::Result<()> {
+    let ctr = output(tool("buildah")?.args(["from", "--arch", arch.name(), &format!("localhost/debian:bookworm-{}", arch.name())]))?;
     let result = (|| {
         util::run(tool("buildah")?.args(["copy", "--chmod", "0755", &ctr]).arg(binary).arg("/usr/local/bin/memwatch"))?;
         let mut config = tool("buildah")?;
-        config.args(["config", "--entrypoint", ENTRYPOINT, "--cmd", CMD]);
+        config.args(["config", "--entrypoint", ENTRYPOINT, "--cmd", CMD, "--os", "linux", "--arch", arch.name()]);
+        if let Some(v) = arch.variant() {
+            config.args(["--variant", v]);
+        }
         for (k, v) in annotations()? {
             config.args(["--annotation", &format!("{k}={v}"), "--label", &format!("{k}={v}")]);
         }
         util::run(config.arg(&ctr))?;
-        util::run(tool("buildah")?.args(["commit", "--quiet", "--format", "oci", &ctr, &format!("{IMAGE}:{}", version())]))
+        util::run(tool("buildah")?.args(["commit", "--quiet", "--format", "oci", &ctr, &platform_image(arch)]))
     })();
     let _ = tool("buildah")?.args(["rm", &ctr]).output();
     result
 }
 
 /// Through `deploy/Dockerfile`, with the host's CA bundle for cargo mounted at build time only.
-fn dockerfile() -> anyhow::Result<()> {
+fn dockerfile(arch: Arch) -> anyhow::Result<()> {
     let ca = Path::new("/etc/ssl/certs/ca-certificates.crt");
     let cargo_config = dir().join("cargo-config.toml");
     fs::write(&cargo_config, "[http]\ncainfo = \"/run/host-ca.crt\"\n")?;
     let mut build = tool("podman")?;
-    build.args(["build", "--network", "host", "-f", "deploy/Dockerfile", "-t", &format!("{IMAGE}:{}", version())]);
+    build.args(["build", "--network", "host", "--platform", &format!("linux/{}", arch.name()), "-f", "deploy/Dockerfile"]);
+    build.args(["-t", &platform_image(arch)]);
     build.arg("-v").arg(format!("{}:/run/host-ca.crt:ro", ca.display()));
     build.arg("-v").arg(format!("{}:/root/.cargo/config.toml:ro", cargo_config.display()));
     for (k, v) in annotations()? {
@@ -177,36 +311,60 @@ fn dockerfile() -> anyhow::Result<()> {
 }
 
 /// `cargo xtask image`: set up, then [`build`].
-pub(crate) fn run(dockerfile_path: bool) -> anyhow::Result<()> {
+pub(crate) fn run(dockerfile_path: bool, platforms: &[Arch]) -> anyhow::Result<()> {
     setup::run()?;
-    build(dockerfile_path)
+    build(dockerfile_path, platforms)
 }
 
-/// Builds the image (`dockerfile_path`: through deploy/Dockerfile) and writes its OCI layout.
-pub(crate) fn build(dockerfile_path: bool) -> anyhow::Result<()> {
+/// Builds the image for `platforms` (`dockerfile_path`: through deploy/Dockerfile), tags the
+/// manifest list of them, and writes it as an OCI image index.
+pub(crate) fn build(dockerfile_path: bool, platforms: &[Arch]) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    base()?;
-    if dockerfile_path {
-        dockerfile()?;
-    } else {
-        util::run(util::cargo().args(["build", "--release", "--package", "memwatch", "--bin", "memwatch"]))?;
-        assemble(&util::workspace().join("target/release/memwatch"))?;
+    let mut platforms = platforms.to_vec();
+    platforms.sort_by_key(|a| a.name());
+    platforms.dedup();
+    if platforms.is_empty() {
+        bail!("no platform to build");
+    }
+    bases(&platforms)?;
+    let mut images = Vec::new();
+    for &arch in &platforms {
+        let t = std::time::Instant::now();
+        let old = output(tool("podman")?.args(["images", "-q", &platform_image(arch)]))?;
+        if dockerfile_path {
+            dockerfile(arch)?;
+        } else {
+            cross_build(arch)?;
+            assemble(arch, &arch.binary())?;
+        }
+        // The image this one replaced, now nameless.
+        if !old.is_empty() && output(tool("podman")?.args(["images", "-q", &platform_image(arch)]))? != old {
+            let _ = tool("podman")?.args(["rmi", &old]).output();
+        }
+        let size = output(tool("podman")?.args(["image", "inspect", &platform_image(arch), "--format", "{{.Size}}"]))?;
+        eprintln!(
+            "image {} built in {:.0} s: {:.1} MB",
+            platform_image(arch),
+            t.elapsed().as_secs_f64(),
+            size.parse::<f64>().unwrap_or(0.0) / 1e6
+        );
+        images.push((arch, platform_image(arch)));
     }
     let tag = format!("{IMAGE}:{}", version());
-    util::run(tool("podman")?.args(["tag", &tag, &format!("{IMAGE}:latest")]))?;
+    manifest(&tag, &images)?;
+    manifest(&format!("{IMAGE}:latest"), &images)?;
     let oci = dir().join("oci");
     let _ = fs::remove_dir_all(&oci);
     fs::create_dir_all(dir())?;
-    util::run(tool("skopeo")?.args(["copy", "--quiet", &format!("containers-storage:{tag}")]).arg(format!(
+    util::run(tool("buildah")?.args(["manifest", "push", "--all", "--quiet", "--format", "oci", &tag]).arg(format!(
         "oci:{}:{}",
         oci.display(),
         version()
     )))?;
-    let size = output(tool("podman")?.args(["image", "inspect", &tag, "--format", "{{.Size}}"]))?;
     eprintln!(
-        "image {tag} (linux/amd64) built in {:.0} s: {:.1} MB; OCI layout in {}",
+        "image index {tag} ({}) built in {:.0} s; OCI layout in {}",
+        platforms.iter().map(|a| format!("linux/{}", a.name())).collect::<Vec<_>>().join(", "),
         started.elapsed().as_secs_f64(),
-        size.parse::<f64>().unwrap_or(0.0) / 1e6,
         oci.display()
     );
     Ok(())

@@ -53,6 +53,9 @@ enum Cmd {
         /// stage from the binary built here
         #[arg(long)]
         dockerfile: bool,
+        /// The platforms to build (comma-separated; default both)
+        #[arg(long, value_delimiter = ',', default_values = ["linux/amd64", "linux/arm64"])]
+        platform: Vec<image::Arch>,
     },
     /// Set up, build, and run every test; prints a total line `N passed, N failed`
     Test {
@@ -71,6 +74,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Lint => lint::run(),
         Cmd::Soak { minutes } => soak::run(minutes),
         Cmd::Fuzz { seconds, targets } => fuzz::run(seconds, &targets, true),
-        Cmd::Image { dockerfile } => image::run(dockerfile),
+        Cmd::Image { dockerfile, platform } => image::run(dockerfile, &platform),
     }
 }

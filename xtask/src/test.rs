@@ -127,10 +127,11 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     // The integration tests run the real `memwatch` binary; cargo does not build another
     // package's binary for them, so build it first.
     util::run(util::cargo().args(["build", "--bins"]))?;
-    // The DaemonSet test runs the image: build it (release, assembled from the host's binary).
+    // The DaemonSet test runs the image: build it for both platforms (release binaries, amd64
+    // from the host's cargo, arm64 cross-compiled; bases by debootstrap, arm64's under qemu-user).
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
-        crate::image::build(false)?;
+        crate::image::build(false, &crate::image::Arch::ALL)?;
         // The arm64 VM tests run memwatch and the workload built for arm64: cross-compiled with
         // Debian's rustc and its arm64 standard library (rustup's toolchains have no arm64 std
         // here), linked by Debian's cross gcc.
