@@ -7,6 +7,8 @@
 //! `fill MIB`: maps and touches MIB MiB, prints `ready`, holds it until stdin closes.
 //! `fill-exit MIB`: the same, then exits at once.
 //! `grow STEP_KIB MAX_MIB`: prints `ready`, grows by STEP_KIB every 100 ms up to MAX_MIB.
+//! `hover LOW_MIB HIGH_MIB MS SECONDS`: holds HIGH_MIB for MS ms, then LOW_MIB for MS ms, over
+//! and over for SECONDS; then frees it all, prints `calm`, and waits for stdin to close.
 //! `breathe KIB MS`: every MS ms, maps and touches KIB KiB, then the next time unmaps it, so
 //! its cgroup's usage keeps changing (a busy container, for the daemon's benchmark).
 //! `churn DIR PER_SECOND SECONDS LIFETIME_MS`: creates cgroups `DIR/c0`, `DIR/c1`, … at
@@ -168,6 +170,35 @@ fn grow(step_kib: u64, max_mib: u64) {
         total += step_kib << 10;
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    wait_eof();
+}
+
+/// Alternates between holding `high` and `low` MiB every `ms` for `seconds`, then frees it.
+fn hover(low: u64, high: u64, ms: u64, seconds: u64) {
+    let (low, high) = ((low << 20) as usize, (high << 20) as usize);
+    // SAFETY: a fresh anonymous mapping, used within its length below.
+    let p = unsafe { anon(high as u64) } as *mut u8;
+    let touch = |from: usize, to: usize| {
+        for off in (from..to).step_by(4096) {
+            // SAFETY: within the mapping of `high` bytes.
+            unsafe { *p.add(off) = 1 };
+        }
+    };
+    let drop_from = |from: usize| {
+        // SAFETY: a range within the mapping: its pages are freed, the mapping stays.
+        check(unsafe { libc::madvise(p.add(from).cast(), high - from, libc::MADV_DONTNEED) } == 0, "madvise");
+    };
+    touch(0, low);
+    say(b"ready\n");
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while std::time::Instant::now() < end {
+        touch(low, high);
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        drop_from(low);
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+    drop_from(0);
+    say(b"calm\n");
     wait_eof();
 }
 
@@ -398,6 +429,12 @@ fn main() {
             num(&args, 3, "churn DIR PER_SECOND SECONDS LIFETIME_MS"),
             num(&args, 4, "churn DIR PER_SECOND SECONDS LIFETIME_MS"),
             num(&args, 5, "churn DIR PER_SECOND SECONDS LIFETIME_MS"),
+        ),
+        Some("hover") => hover(
+            num(&args, 2, "hover LOW_MIB HIGH_MIB MS SECONDS"),
+            num(&args, 3, "hover LOW_MIB HIGH_MIB MS SECONDS"),
+            num(&args, 4, "hover LOW_MIB HIGH_MIB MS SECONDS"),
+            num(&args, 5, "hover LOW_MIB HIGH_MIB MS SECONDS"),
         ),
         Some("breathe") => breathe(num(&args, 2, "breathe KIB MS"), num(&args, 3, "breathe KIB MS")),
         Some("jvm-standin") => jvm_standin(args.get(2).expect("jvm-standin FILE")),

@@ -211,7 +211,8 @@ impl Stages {
         self.stacks.drain_if_due(now, crate::unix_seconds(snap.taken_at), !input.at_risk.is_empty());
         let mut changed = self.drain_kernel();
         changed |= self.oom.on_snapshot(snap.clone(), now);
-        self.at_risk = crate::stacks::at_risk(&snap, &self.oom.view().last_kill);
+        let view = self.oom.view();
+        self.at_risk = crate::stacks::at_risk(&snap, &view.last_kill, &view.warned);
         (snap, changed)
     }
 

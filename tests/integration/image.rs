@@ -275,7 +275,7 @@ fn the_image_runs_as_the_daemonset_and_records_a_sibling_containers_kill() {
     assert_eq!(st.status.code(), Some(137), "the sibling was OOM-killed: {st:?}");
     let mut event = Value::Null;
     wait("the sibling's OOM event", Duration::from_secs(30), || {
-        let Some((_, body)) = get(&base, "/api/v1/events") else { return false };
+        let Some((_, body)) = get(&base, "/api/v1/events?kind=oom_kill") else { return false };
         let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
         match v["events"].as_array().and_then(|es| es.iter().find(|e| e["container_id"] == sib_id.as_str())) {
             Some(e) => {

@@ -15,6 +15,7 @@ mod top;
 mod trace;
 mod util;
 mod v2vm;
+mod warning;
 mod why;
 
 #[allow(dead_code)]

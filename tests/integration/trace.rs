@@ -35,7 +35,7 @@ fn a_trace_of_a_container_and_its_kill() {
     let st = cmd.spawn().unwrap().wait().unwrap();
     util::assert_killed(st, "the hog");
     d.wait_until("the kill's event", Duration::from_secs(10), || {
-        let (_, body) = d.get("/api/v1/events").unwrap();
+        let (_, body) = d.get("/api/v1/events?kind=oom_kill").unwrap();
         body.contains(&cg.label())
     });
     std::thread::sleep(Duration::from_secs(1)); // a sample after the kill
@@ -43,7 +43,7 @@ fn a_trace_of_a_container_and_its_kill() {
     let api: Value = serde_json::from_str(&body).unwrap();
     let taken_at = api["taken_at"].as_f64().unwrap();
     let ours = api["containers"].as_array().unwrap().iter().find(|c| c["cgroup"] == cg.label().as_str()).unwrap().clone();
-    let (_, body) = d.get("/api/v1/events").unwrap();
+    let (_, body) = d.get("/api/v1/events?kind=oom_kill").unwrap();
     let kill = serde_json::from_str::<Value>(&body).unwrap()["events"]
         .as_array()
         .unwrap()
@@ -76,7 +76,8 @@ fn a_trace_of_a_container_and_its_kill() {
     assert_eq!(names[0]["args"]["name"], cg.label().as_str());
     let pid = names[0]["pid"].as_u64().unwrap();
     // The kill, an instant at its time with its facts.
-    let instant = evs.iter().find(|e| e["ph"] == "i").expect("the OOM kill");
+    let instant =
+        evs.iter().find(|e| e["ph"] == "i" && e["name"].as_str().is_some_and(|n| n.starts_with("OOM kill"))).expect("the OOM kill");
     assert_eq!(instant["pid"], pid);
     assert_eq!(instant["ts"].as_f64().unwrap(), (kill["time"].as_f64().unwrap() * 1e6).round());
     assert_eq!(instant["args"]["victim"]["pid"], kill["victim"]["pid"]);

@@ -448,6 +448,11 @@ fn memwatch_on_a_pure_cgroup_v2_kernel(k: &Kernel) {
     let series = &sections["limit_hits"];
     assert!(series.contains(&format!("kind=\"max\"}} {hits}")), "memwatch's count is the kernel's ({hits}):\n{series}");
     assert!(series.contains("kind=\"high\"} 0"), "{series}");
+    // And `high` for a cgroup held over its memory.high (throttled, not killed).
+    let high: u64 = results["hi_limit_hits_high"].parse().unwrap_or_else(|_| panic!("{}", show()));
+    assert!(high > 0, "the kernel counted /hi's throttling at memory.high; {}", show());
+    let series = &sections["limit_hits_high"];
+    assert!(series.contains(&format!("kind=\"high\"}} {high}")), "memwatch's count is the kernel's ({high}):\n{series}");
 
     // OOM kills: each one recorded, in /box, because of its limit; matching the kernel's counter.
     assert_eq!(results["hog_exit"], "137", "the hog was OOM-killed; {}", show());

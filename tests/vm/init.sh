@@ -103,7 +103,7 @@ section exact_after /tmp/exact_after
 sh -c 'echo $$ > /sys/fs/cgroup/box/cgroup.procs; exec memwatch-workload hog' < /dev/null
 echo "RESULT hog_exit $?"
 sleep 3
-wget -q -O /tmp/events http://127.0.0.1:9753/api/v1/events
+wget -q -O /tmp/events 'http://127.0.0.1:9753/api/v1/events?kind=oom_kill'
 section events /tmp/events
 echo "RESULT oom_kill_counter $(grep oom_kill /sys/fs/cgroup/box/memory.events)"
 # Limit hits: the kernel's `max` count for /box (reclaim forced at memory.max before the kill),
@@ -112,6 +112,20 @@ echo "RESULT box_limit_hits_max $(awk '$1 == "max" { print $2 }' /sys/fs/cgroup/
 wget -q -O /tmp/metrics_after http://127.0.0.1:9753/metrics
 grep '^memwatch_container_memory_limit_hits_total{.*cgroup="/box"' /tmp/metrics_after > /tmp/limit_hits.prom
 section limit_hits /tmp/limit_hits.prom
+# Throttling at memory.high, no kill: /hi holds 18 MiB over a 16 MiB memory.high (no swap: the
+# kernel reclaims what it can and counts each time in memory.events `high`).
+mkdir /sys/fs/cgroup/hi
+echo 16777216 > /sys/fs/cgroup/hi/memory.high
+mkfifo /tmp/hihold
+sh -c 'echo $$ > /sys/fs/cgroup/hi/cgroup.procs; exec memwatch-workload fill 18' < /tmp/hihold > /tmp/hi.out &
+exec 5>/tmp/hihold
+wait_for ready /tmp/hi.out
+sleep 3
+echo "RESULT hi_limit_hits_high $(awk '$1 == "high" { print $2 }' /sys/fs/cgroup/hi/memory.events)"
+wget -q -O /tmp/metrics_hi http://127.0.0.1:9753/metrics
+grep '^memwatch_container_memory_limit_hits_total{.*cgroup="/hi"' /tmp/metrics_hi > /tmp/hi.prom
+section limit_hits_high /tmp/hi.prom
+exec 5>&-
 # The kill on a trace for Perfetto, with the container's counters.
 wget -q -O /tmp/trace 'http://127.0.0.1:9753/api/v1/trace?container=/box&since=10m'
 section trace /tmp/trace
@@ -123,7 +137,7 @@ mkdir /sys/fs/cgroup/pod/ctr
 sh -c 'echo $$ > /sys/fs/cgroup/pod/ctr/cgroup.procs; exec memwatch-workload hog' < /dev/null
 echo "RESULT pod_hog_exit $?"
 sleep 3
-wget -q -O /tmp/events_all http://127.0.0.1:9753/api/v1/events
+wget -q -O /tmp/events_all 'http://127.0.0.1:9753/api/v1/events?kind=oom_kill'
 section events_all /tmp/events_all
 # memory.oom.group (the kubelet's setting for containers): two processes holding memory and a
 # hog in one cgroup, all killed at once by the kernel: one incident.
@@ -142,7 +156,7 @@ sh -c 'echo $$ > /sys/fs/cgroup/grp/cgroup.procs; exec memwatch-workload hog' < 
 echo "RESULT grp_hog_exit $?"
 sleep 4
 echo "RESULT grp_oom_kill_counter $(grep oom_kill /sys/fs/cgroup/grp/memory.events)"
-wget -q -O /tmp/events_grp http://127.0.0.1:9753/api/v1/events
+wget -q -O /tmp/events_grp 'http://127.0.0.1:9753/api/v1/events?kind=oom_kill'
 section events_grp /tmp/events_grp
 # Which code grew: a Go program stripped as images ship it (-s -w), growing in main.handleExport
 # until its limit kills it; the default at-risk sampler attaches as it nears the limit.
@@ -151,7 +165,7 @@ echo 100663296 > /sys/fs/cgroup/gostk/memory.max
 sh -c 'echo $$ > /sys/fs/cgroup/gostk/cgroup.procs; exec gomem-stripped export 10000' < /dev/null > /dev/null
 echo "RESULT go_export_exit $?"
 sleep 4
-wget -q -O /tmp/events_go http://127.0.0.1:9753/api/v1/events
+wget -q -O /tmp/events_go 'http://127.0.0.1:9753/api/v1/events?kind=oom_kill'
 section events_go /tmp/events_go
 section serve_log /tmp/serve.log
 echo "RESULT done"

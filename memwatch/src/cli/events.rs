@@ -1,4 +1,5 @@
-//! `memwatch events`: OOM kills from a running daemon, followed as they happen.
+//! `memwatch events`: OOM kills, and the warnings before them, from a running daemon, followed
+//! as they happen.
 use std::{
     io::Write,
     time::{Duration, SystemTime},
@@ -6,7 +7,7 @@ use std::{
 
 use anyhow::Context as _;
 use clap::Args;
-use memwatch::oom::{Event, Source};
+use memwatch::oom::{Event, EventKind, Source};
 
 #[derive(Args)]
 pub(crate) struct EventsArgs {
@@ -76,6 +77,18 @@ pub(crate) fn describe(e: &Event) -> String {
     if e.source == Source::KernelCounter {
         return format!("{when} {} OOM kill(s) in {whom}: counted by the kernel, missed by memwatch's probe", e.count);
     }
+    if e.kind != EventKind::OomKill {
+        // A warning (or its end) on one line, its reasons indented under it.
+        let mut s = format!(
+            "{when} {} in {whom} (event {})",
+            if e.kind == EventKind::Warning { "WARNING: at risk of an OOM kill" } else { "cleared: no longer at risk" },
+            e.seq
+        );
+        for r in &e.explanation {
+            s += &format!("\n    {}", r.text);
+        }
+        return s;
+    }
     // A line for the kill, then the explanation indented under it.
     let mut s = format!("{when} OOM kill in {whom}");
     if let Some(v) = &e.victim {
@@ -115,6 +128,10 @@ pub(crate) fn describe(e: &Event) -> String {
     let why = memwatch::oom::reasons::summary(&e.explanation);
     if !why.is_empty() {
         s += &format!("\n    {why}");
+    }
+    // The warning before it, while it was in force.
+    if let Some(w) = &e.warned {
+        s += &format!("\n    Warned {:.0} s before (event {}): {}", w.seconds_before, w.seq, w.text);
     }
     // Which code grew, when the fault-stack sampler ran.
     if let Some(r) = e.explanation.iter().find(|r| r.kind == memwatch::oom::reasons::ReasonKind::GrowthStack) {

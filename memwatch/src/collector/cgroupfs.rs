@@ -347,13 +347,19 @@ impl Tree {
             limits.insert(rel.as_str(), limit);
             let young = node.born.is_some_and(|b| now.duration_since(b) < slow);
             let last = node.slow.as_ref().map(|(at, u, _)| (*at, *u));
-            let near = near_limit(usage, limit);
+            // Near its limit, or its own memory.high where it is throttled (v2).
+            let high = node.slow.as_ref().and_then(|(_, _, r)| r.high);
+            let pressed_at = match (limit, high) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let near = near_limit(usage, pressed_at);
             let killed = hinted.contains(&node.id);
             // Usage settled (same as the previous sample) away from where a read in motion saw it.
             let settled = node.read_in_motion && usage == node.last_usage && last.is_some_and(|(_, u)| u != usage);
             let moving = usage != node.last_usage;
             node.last_usage = usage;
-            if killed || settled || slow_due(last, usage, limit, now, slow) || young && last.is_some_and(|(_, u)| u != usage) {
+            if killed || settled || slow_due(last, usage, pressed_at, now, slow) || young && last.is_some_and(|(_, u)| u != usage) {
                 // A big fall in usage is what an OOM kill leaves: its counter is news then.
                 let fell = last.is_some_and(|(_, u)| u.saturating_sub(usage) >= BIG_MOVE_BYTES.max(u / BIG_MOVE_FRACTION));
                 let rare = killed || near || fell || node.rare_at.is_none_or(|at| now.duration_since(at) >= slow * IDLE_PERIODS);
@@ -427,7 +433,8 @@ fn near_limit(usage: u64, limit: Option<u64>) -> bool {
     limit.is_some_and(|l| usage.saturating_mul(10) >= l.saturating_mul(NEAR_LIMIT_TENTHS))
 }
 
-/// Whether a cgroup's memory.stat and process list are due: never read; near its limit; usage
+/// Whether a cgroup's memory.stat and process list are due: never read; near its limit (or its
+/// memory.high); usage
 /// moved a lot since; older than `slow` with usage changed since (the cheap file says something
 /// happened); or older than [`IDLE_PERIODS`] × `slow` in any case. The files that rarely change
 /// (limits, events, swap, pressure) are read with them every [`IDLE_PERIODS`] × `slow`, and

@@ -461,6 +461,16 @@ pub fn render_body(snap: &Snapshot, oom: &OomView, format: Format) -> String {
         }
     }
     w.header(
+        "memwatch_container_memory_warning_timestamp_seconds",
+        Type::Gauge,
+        "Unix time the container's memory warning in force was raised (at risk of an OOM kill: see /api/v1/events); absent when none is.",
+    );
+    for (c, l) in snap.containers.iter().zip(&labels) {
+        if let Some(w_) = oom.warned.get(&c.id) {
+            w.sample("memwatch_container_memory_warning_timestamp_seconds", l, None, Value::Float(w_.time));
+        }
+    }
+    w.header(
         "memwatch_oom_kills_total",
         Type::Counter,
         "OOM kills recorded, by constraint (cgroup limit, whole machine, unknown for kills only the kernel counted).",
@@ -481,6 +491,12 @@ pub fn render_body(snap: &Snapshot, oom: &OomView, format: Format) -> String {
         "OOM events that could not be written to the journal (full or read-only disk): kept in memory only.",
     );
     w.sample("memwatch_journal_write_errors_total", "", None, Value::Int(oom.journal_write_errors));
+    w.header(
+        "memwatch_memory_warnings_suppressed_total",
+        Type::Counter,
+        "Memory warnings not said because the node gave 60 in the last minute (the containers are still at risk).",
+    );
+    w.sample("memwatch_memory_warnings_suppressed_total", "", None, Value::Int(oom.warnings_suppressed));
     render_self(snap, &mut w);
     w.out
 }

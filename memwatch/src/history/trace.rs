@@ -75,9 +75,11 @@ pub fn chrome_trace(containers: &[ContainerHistory], events: &[&Event], since: f
                 lost_pid
             }
         };
-        let name = match &e.victim {
-            Some(v) => format!("OOM kill: {} (pid {})", v.comm, v.pid),
-            None => format!("OOM kill(s): {} missed by the probe", e.count),
+        let name = match (e.kind, &e.victim) {
+            (crate::oom::EventKind::Warning, _) => "memory warning: at risk of an OOM kill".to_string(),
+            (crate::oom::EventKind::Cleared, _) => "memory warning cleared".to_string(),
+            (_, Some(v)) => format!("OOM kill: {} (pid {})", v.comm, v.pid),
+            (_, None) => format!("OOM kill(s): {} missed by the probe", e.count),
         };
         out.push(json!({"ph": "i", "s": "p", "name": name, "pid": pid, "tid": TID, "ts": us(e.time), "args": facts(e)}));
     }

@@ -124,14 +124,37 @@ pub struct EventsQuery {
     since: Option<f64>,
     /// Only events with a sequence number above this one (for following).
     after: Option<u64>,
+    /// Only events of these kinds, comma-separated: `oom_kill`, `warning`, `cleared`.
+    kind: Option<String>,
+}
+
+/// The kinds `?kind=` names; an unknown one is an error that lists the known.
+fn event_kinds(q: &str) -> Result<Vec<crate::oom::EventKind>, String> {
+    q.split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(|k| {
+            serde_json::from_value(serde_json::Value::String(k.to_string()))
+                .map_err(|_| format!("unknown event kind {k:?} (oom_kill, warning or cleared)"))
+        })
+        .collect()
 }
 
 async fn events(State(st): State<AppState>, Query(q): Query<EventsQuery>) -> Response {
     if st.shared.snapshot.load().is_none() {
         return not_ready();
     }
+    let kinds = match q.kind.as_deref().map(event_kinds).transpose() {
+        Ok(k) => k,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
     let oom = st.shared.oom.load_full();
-    let events: Vec<_> = oom.events.iter().filter(|e| q.since.is_none_or(|s| e.time >= s) && q.after.is_none_or(|a| e.seq > a)).collect();
+    let events: Vec<_> = oom
+        .events
+        .iter()
+        .filter(|e| q.since.is_none_or(|s| e.time >= s) && q.after.is_none_or(|a| e.seq > a))
+        .filter(|e| kinds.as_ref().is_none_or(|k| k.contains(&e.kind)))
+        .collect();
     Json(serde_json::json!({ "events": events, "missed_total": oom.missed_total })).into_response()
 }
 

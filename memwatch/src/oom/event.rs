@@ -1,11 +1,69 @@
-//! One OOM kill as memwatch reports it: the [`Event`] that the journal stores, the API serves
-//! and `memwatch events` prints. Close to a leaf: it depends only on the kinds of reasons
-//! ([`ReasonKind`]).
+//! One OOM kill as memwatch reports it, or a warning before one: the [`Event`] that the journal
+//! stores, the API serves and `memwatch events` prints. Close to a leaf: it depends only on the
+//! kinds of reasons ([`ReasonKind`]) and of risk ([`Risk`]).
 
 use serde::{Deserialize, Serialize};
 
 pub use super::reasons::ReasonKind;
 use crate::runtime::ProcessFacts;
+pub use crate::stacks::Risk;
+
+/// What an event says: a kill, or a container's warning before one and its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A kill (journal lines from before warnings existed are kills).
+    #[default]
+    OomKill,
+    /// The container became at risk of an OOM kill.
+    Warning,
+    /// It is no longer at risk.
+    Cleared,
+}
+
+impl EventKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            EventKind::OomKill => "oom_kill",
+            EventKind::Warning => "warning",
+            EventKind::Cleared => "cleared",
+        }
+    }
+}
+
+/// What a warning (or its `cleared`) says beyond the container's names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Warning {
+    /// The conditions that held (for `cleared`: none).
+    pub risks: Vec<Risk>,
+    /// The container's memory in the sample that raised or cleared it.
+    pub state: MemState,
+    /// The working set's growth, bytes a second, over the last minute (least squares), when it
+    /// grows.
+    #[serde(default)]
+    pub growth_bytes_per_second: Option<f64>,
+    /// At that rate, when the working set reaches the limit.
+    #[serde(default)]
+    pub time_to_limit_seconds: Option<f64>,
+    /// Reclaim forced at the limit and throttling at `memory.high` in the last minute (v2
+    /// memory.events `max` + `high`; v1 `memory.failcnt`).
+    #[serde(default)]
+    pub limit_hits_last_minute: u64,
+    /// For `cleared`: the warning it ends, and how long that lasted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning_seq: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warned_for_seconds: Option<f64>,
+}
+
+/// On a kill: the warning memwatch gave before it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Warned {
+    pub seq: u64,
+    pub seconds_before: f64,
+    /// The warning's summary line.
+    pub text: String,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -15,6 +73,8 @@ pub enum Source {
     /// Counted by the kernel's per-cgroup counter but not seen by the probe (daemon down,
     /// buffer full): the victim is unknown.
     KernelCounter,
+    /// A warning or its clearing: from the samples.
+    Sample,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -219,6 +279,8 @@ pub struct Event {
     pub seq: u64,
     /// Unix seconds.
     pub time: f64,
+    #[serde(default)]
+    pub kind: EventKind,
     pub source: Source,
     /// Kills this event stands for: 1 from the probe; N for kills only the kernel counted.
     pub count: u64,
@@ -263,6 +325,19 @@ pub struct Event {
     pub stacks: Option<EventStacks>,
     #[serde(default)]
     pub explanation: Vec<Reason>,
+    /// A warning's (or cleared's) own facts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<Warning>,
+    /// A kill's: the warning that came before it, while it was still in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warned: Option<Warned>,
+}
+
+impl Event {
+    /// A kill (counted), not a warning.
+    pub fn is_kill(&self) -> bool {
+        self.kind == EventKind::OomKill
+    }
 }
 
 /// The kills of one incident in a cgroup with `memory.oom.group` set.
@@ -291,6 +366,7 @@ pub(crate) mod tests {
         Event {
             seq,
             time: 1_700_000_000.0 + seq as f64,
+            kind: EventKind::OomKill,
             source: Source::Probe,
             count: 1,
             namespace: String::new(),
@@ -321,6 +397,8 @@ pub(crate) mod tests {
             recent: None,
             stacks: None,
             explanation: vec![],
+            warning: None,
+            warned: None,
         }
     }
 

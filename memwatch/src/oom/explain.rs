@@ -153,10 +153,11 @@ pub fn explain(k: &Kill<'_>, cx: &Context<'_>, world: &dyn World) -> Event {
     let top = processes(who.path.as_deref(), who.container.map(|c| c.top_processes.as_slice()).unwrap_or_default(), world);
     let sampled = who.container.map(|c| &*c.runtimes).unwrap_or_default();
     let (go, runtimes) = runtimes(k, &victim, &top, sampled, world);
-    let recent = cx.history.map(|h| recent(h, who.id, k.time, cx.interval, at_kill.as_ref(), &victim, &top));
+    let recent = cx.history.map(|h| recent(h, who.id, k.time, cx.interval, at_kill.as_ref(), Some(&victim), &top));
     let mut event = Event {
         seq: 0,
         time: k.time,
+        kind: super::event::EventKind::OomKill,
         source: Source::Probe,
         count: 1,
         namespace,
@@ -189,9 +190,111 @@ pub fn explain(k: &Kill<'_>, cx: &Context<'_>, world: &dyn World) -> Event {
             crate::stacks::event_stacks(store, names, &ids, k.time, k.tgid)
         }),
         explanation: vec![],
+        warning: None,
+        warned: None,
     };
     event.explanation = reasons::reasons(&event);
     event
+}
+
+/// The event of a warning for container `c` of sample `snap`, raised at `time` for `risks`:
+/// what a kill's event carries where it is known before one (the container's state, who grew
+/// and which code, its runtimes' facts as last sampled), and the warning's own facts.
+pub fn warning(c: &Container, snap: &Snapshot, cx: &Context<'_>, risks: Vec<crate::stacks::Risk>, hits: u64, time: f64) -> Event {
+    let top: Vec<ProcessInfo> = c
+        .top_processes
+        .iter()
+        .take(TOP_PROCESSES)
+        .map(|p| ProcessInfo { pid: p.pid, comm: p.comm.to_string(), vsz_bytes: p.vsz_bytes, rss_bytes: p.rss_bytes })
+        .collect();
+    let runtimes: Vec<ProcessFacts> = c.runtimes.iter().filter(|p| p.runtime.is_some() || p.malloc.is_some()).cloned().collect();
+    let go = runtimes
+        .iter()
+        .filter_map(|p| match &p.runtime {
+            Some(Facts::Go(s)) => Some(go::process(p.pid, &p.comm, s.clone())),
+            _ => None,
+        })
+        .collect();
+    let mut e = sampled_event(c, snap, super::event::EventKind::Warning, time);
+    e.recent = cx.history.map(|h| recent(h, c.id, time, cx.interval, None, None, &top));
+    e.top_processes = top;
+    e.go = go;
+    e.runtimes = runtimes;
+    e.stacks = cx.stacks.and_then(|(store, names)| {
+        let ids = descendants(c.id, Some(&c.cgroup), &[snap]);
+        crate::stacks::event_stacks(store, names, &ids, time, None)
+    });
+    let growth = c.time_to_oom_seconds.filter(|t| *t > 0.0).map(|t| c.headroom_bytes as f64 / t);
+    e.warning = Some(super::event::Warning {
+        risks,
+        state: mem_state(c),
+        growth_bytes_per_second: growth,
+        time_to_limit_seconds: c.time_to_oom_seconds,
+        limit_hits_last_minute: hits,
+        warning_seq: None,
+        warned_for_seconds: None,
+    });
+    e.explanation = reasons::warning_reasons(&e);
+    e
+}
+
+/// The event that clears warning `seq` (raised at `since`) of container `c`.
+pub fn cleared(c: &Container, snap: &Snapshot, seq: u64, since: f64, hits: u64, time: f64) -> Event {
+    let mut e = sampled_event(c, snap, super::event::EventKind::Cleared, time);
+    e.warning = Some(super::event::Warning {
+        risks: vec![],
+        state: mem_state(c),
+        growth_bytes_per_second: c.time_to_oom_seconds.filter(|t| *t > 0.0).map(|t| c.headroom_bytes as f64 / t),
+        time_to_limit_seconds: c.time_to_oom_seconds,
+        limit_hits_last_minute: hits,
+        warning_seq: Some(seq),
+        warned_for_seconds: Some(time - since),
+    });
+    e.explanation = reasons::warning_reasons(&e);
+    e
+}
+
+fn mem_state(c: &Container) -> MemState {
+    MemState {
+        usage_bytes: c.usage_bytes,
+        working_set_bytes: c.working_set_bytes,
+        limit_bytes: c.limit_bytes,
+        headroom_bytes: c.headroom_bytes,
+    }
+}
+
+/// An event of a sample's about container `c`: its names, and nothing of a kill.
+fn sampled_event(c: &Container, snap: &Snapshot, kind: super::event::EventKind, time: f64) -> Event {
+    Event {
+        seq: 0,
+        time,
+        kind,
+        source: Source::Sample,
+        count: 0,
+        namespace: c.namespace.to_string(),
+        pod: c.pod.to_string(),
+        container: c.container.to_string(),
+        container_id: c.container_id.to_string(),
+        cgroup: c.cgroup.to_string(),
+        cgroup_id: c.id,
+        cgroup_ids: snap.ancestry(c.id),
+        constraint: Constraint::Cgroup,
+        constrained_by: Some(c.cgroup.to_string()),
+        victim: None,
+        trigger: None,
+        before: Some(mem_state(c)),
+        top_processes: vec![],
+        go: vec![],
+        runtimes: vec![],
+        machine_memory_bytes: Some(snap.machine_memory_bytes).filter(|m| *m > 0),
+        group: None,
+        at_kill: None,
+        recent: None,
+        stacks: None,
+        explanation: vec![],
+        warning: None,
+        warned: None,
+    }
 }
 
 /// A cgroup and the containers below it in the newest sample (a pod's limit covers its
@@ -277,7 +380,7 @@ fn at_kill(level: &Level, cgroup: String, k: &Kill<'_>, v1: bool) -> AtKill {
 }
 
 /// What grew in the container in the [`RECENT_WINDOW`] before the kill, and who grew.
-fn recent(h: &History, id: u64, time: f64, interval: f64, at: Option<&AtKill>, victim: &Victim, now: &[ProcessInfo]) -> Recent {
+fn recent(h: &History, id: u64, time: f64, interval: f64, at: Option<&AtKill>, victim: Option<&Victim>, now: &[ProcessInfo]) -> Recent {
     let first_seen = h.first_seen(id).filter(|f| *f <= time);
     let from_t = first_seen.map_or(time, |f| f.max(time - RECENT_WINDOW));
     let mut growth = Vec::new();
@@ -301,7 +404,7 @@ fn recent(h: &History, id: u64, time: f64, interval: f64, at: Option<&AtKill>, v
     }
     let then = first_seen.and_then(|_| h.processes_at(id, from_t)).map(|(_, p)| p);
     let mut procs: Vec<ProcessGrowth> = Vec::new();
-    let victim_rss = victim.rss_bytes.map(|r| (victim.pid, victim.comm.clone(), r));
+    let victim_rss = victim.and_then(|v| v.rss_bytes.map(|r| (v.pid, v.comm.clone(), r)));
     let current = victim_rss.into_iter().chain(now.iter().map(|p| (p.pid, p.comm.clone(), p.rss_bytes)));
     for (pid, comm, to) in current {
         if procs.iter().any(|p| p.pid == pid) {

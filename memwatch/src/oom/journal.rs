@@ -139,7 +139,7 @@ impl Journal {
         let recent = loaded.events;
         self.baseline = loaded.baseline;
         let keep_from = recent.len().saturating_sub(self.max_events);
-        for e in &recent[..keep_from] {
+        for e in recent[..keep_from].iter().filter(|e| e.is_kill()) {
             for id in &e.cgroup_ids {
                 *self.baseline.entry(*id).or_default() += e.count;
             }

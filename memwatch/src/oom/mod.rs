@@ -7,6 +7,8 @@
 //! - [`explain`]: turns one kill and its facts into an [`event::Event`];
 //! - [`event`]: the event itself, a leaf that [`journal`] alone depends on;
 //! - [`journal`]: the bounded on-disk record that survives restarts;
+//! - [`warning`]: when a container becomes at risk before a kill, and leaves it (warnings and
+//!   `cleared` events, numbered and journaled with the kills, which name the warning before);
 //! - [`Oom`], here: the tracker plus the journal, numbering events and keeping the
 //!   [`OomView`] that readers (metrics, API, `top`) see.
 
@@ -16,6 +18,7 @@ pub mod journal;
 pub mod reasons;
 pub mod record;
 pub mod tracker;
+pub mod warning;
 pub mod world;
 
 use std::{
@@ -25,10 +28,11 @@ use std::{
     time::Instant,
 };
 
-pub use event::{Constraint, Event, Source};
+pub use event::{Constraint, Event, EventKind, Source};
 use journal::Journal;
 pub use record::{OomKill, decode};
 use tracker::Tracker;
+pub use warning::ActiveWarning;
 use world::World;
 
 use crate::snapshot::Snapshot;
@@ -46,6 +50,10 @@ pub struct OomView {
     /// Writes to the journal that failed (a full or read-only disk): those events are kept in
     /// memory only.
     pub journal_write_errors: u64,
+    /// The warnings in force, by the id of the container warned.
+    pub warned: HashMap<u64, ActiveWarning>,
+    /// Warnings kept quiet by the node-wide bound.
+    pub warnings_suppressed: u64,
 }
 
 /// The tracker, the journal, and the events they produced.
@@ -56,13 +64,22 @@ pub struct Oom {
     max_events: usize,
     next_seq: u64,
     view: Arc<OomView>,
+    warner: warning::Warner,
 }
 
 impl Oom {
     /// With a state directory, events persist in a journal there; its warnings are returned.
     pub fn new(world: Box<dyn World + Send>, state_dir: Option<&Path>, max_events: usize) -> (Oom, Vec<String>) {
         let mut warnings = Vec::new();
-        let mut oom = Oom { tracker: Tracker::new(), world, journal: None, max_events, next_seq: 1, view: Arc::default() };
+        let mut oom = Oom {
+            tracker: Tracker::new(),
+            world,
+            journal: None,
+            max_events,
+            next_seq: 1,
+            view: Arc::default(),
+            warner: warning::Warner::default(),
+        };
         if let Some(dir) = state_dir {
             match Journal::open(dir, max_events) {
                 Ok((journal, loaded)) => {
@@ -123,11 +140,43 @@ impl Oom {
     pub fn on_snapshot(&mut self, snap: Arc<Snapshot>, now: Instant) -> bool {
         // Processes that started before memwatch (or whose exec it missed) have their runtime
         // facts in the samples (the runtimes collector).
-        let done = self.tracker.on_snapshot(snap, now, self.world.as_ref());
+        let done = self.tracker.on_snapshot(snap.clone(), now, self.world.as_ref());
         if let Some(baseline) = self.tracker.take_baseline() {
             self.record_baseline(&baseline);
         }
-        self.record(done)
+        let mut changed = self.record(done);
+        changed |= self.warn(&snap);
+        changed
+    }
+
+    /// Raises and clears warnings on a new sample; true when the view changed.
+    fn warn(&mut self, snap: &Snapshot) -> bool {
+        let now = crate::unix_seconds(snap.taken_at);
+        let transitions = self.warner.observe(snap, now);
+        let mut events = Vec::with_capacity(transitions.len());
+        for t in transitions {
+            match t {
+                warning::Transition::Warn { id, risks, hits_last_minute } => {
+                    let Some(c) = snap.container(id) else { continue };
+                    self.tracker.settle_names();
+                    events.push(self.tracker.with_context(Some(snap), |cx| explain::warning(c, snap, cx, risks, hits_last_minute, now)));
+                }
+                warning::Transition::Clear { id, seq, since, hits_last_minute } => {
+                    let Some(c) = snap.container(id) else { continue };
+                    events.push(explain::cleared(c, snap, seq, since, hits_last_minute, now));
+                }
+            }
+        }
+        let changed = self.record(events);
+        let warned = self.warner.active();
+        if warned != self.view.warned || self.warner.suppressed != self.view.warnings_suppressed {
+            let mut view = (*self.view).clone();
+            view.warned = warned;
+            view.warnings_suppressed = self.warner.suppressed;
+            self.view = Arc::new(view);
+            return true;
+        }
+        changed
     }
 
     /// Kills from before memwatch started: said once, and journaled so that a restart does not
@@ -172,6 +221,18 @@ impl Oom {
         for mut e in done {
             e.seq = self.next_seq;
             self.next_seq += 1;
+            match e.kind {
+                // The story links: the warning in force before this kill.
+                EventKind::OomKill if e.source == Source::Probe => {
+                    e.warned = self.warner.in_force(&e.cgroup_ids, e.time).map(|w| event::Warned {
+                        seq: w.seq,
+                        seconds_before: e.time - w.time,
+                        text: w.text.clone(),
+                    });
+                }
+                EventKind::Warning => self.warner.recorded(e.cgroup_id, e.seq, reasons::summary(&e.explanation)),
+                _ => {}
+            }
             log(&e);
             if let Some(j) = self.journal.as_mut()
                 && let Err(err) = j.append(&e)
@@ -188,6 +249,10 @@ impl Oom {
 
 /// Adds an event to a view: its counts, and the list bounded to `max` events.
 fn add(view: &mut OomView, e: Event, max: usize) {
+    if !e.is_kill() {
+        push_bounded(view, e, max);
+        return;
+    }
     for id in &e.cgroup_ids {
         let last = view.last_kill.entry(*id).or_default();
         *last = last.max(e.time);
@@ -196,6 +261,10 @@ fn add(view: &mut OomView, e: Event, max: usize) {
     if e.source == Source::KernelCounter {
         view.missed_total += e.count;
     }
+    push_bounded(view, e, max);
+}
+
+fn push_bounded(view: &mut OomView, e: Event, max: usize) {
     view.events.push(e);
     if view.events.len() > max {
         let extra = view.events.len() - max;
@@ -205,6 +274,44 @@ fn add(view: &mut OomView, e: Event, max: usize) {
 
 /// One structured log line per event (target `memwatch::oom`).
 fn log(e: &Event) {
+    let w = e.warning.as_ref();
+    match e.kind {
+        EventKind::Warning => {
+            return tracing::warn!(
+                target: "memwatch::oom",
+                seq = e.seq,
+                kind = "warning",
+                namespace = e.namespace.as_str(),
+                pod = e.pod.as_str(),
+                container = e.container.as_str(),
+                cgroup = e.cgroup.as_str(),
+                working_set_bytes = w.map(|w| w.state.working_set_bytes).unwrap_or(0),
+                limit_bytes = w.map(|w| w.state.limit_bytes).unwrap_or(0),
+                time_to_limit_seconds = w.and_then(|w| w.time_to_limit_seconds).map(|t| t.round() as u64),
+                limit_hits_last_minute = w.map(|w| w.limit_hits_last_minute).unwrap_or(0),
+                grower = e.recent.as_ref().and_then(|r| r.processes.first()).map(|p| format!("{} (pid {})", p.comm, p.pid)).unwrap_or_default(),
+                grew_in = e.stacks.as_ref().and_then(|s| s.top.iter().find_map(|t| t.own.as_deref())).unwrap_or(""),
+                why = reasons::summary(&e.explanation).as_str(),
+                "memory warning: at risk of an OOM kill"
+            );
+        }
+        EventKind::Cleared => {
+            return tracing::info!(
+                target: "memwatch::oom",
+                seq = e.seq,
+                kind = "cleared",
+                warning_seq = w.and_then(|w| w.warning_seq).unwrap_or(0),
+                namespace = e.namespace.as_str(),
+                pod = e.pod.as_str(),
+                container = e.container.as_str(),
+                cgroup = e.cgroup.as_str(),
+                working_set_bytes = w.map(|w| w.state.working_set_bytes).unwrap_or(0),
+                limit_bytes = w.map(|w| w.state.limit_bytes).unwrap_or(0),
+                "memory warning cleared"
+            );
+        }
+        EventKind::OomKill => {}
+    }
     match e.source {
         Source::Probe => tracing::warn!(
             target: "memwatch::oom",
@@ -222,6 +329,8 @@ fn log(e: &Event) {
             limit_bytes = e.at_kill.as_ref().and_then(|a| a.limit_bytes).or(e.before.as_ref().map(|b| b.limit_bytes)).unwrap_or(0),
             why = reasons::summary(&e.explanation).as_str(),
             grew_in = e.stacks.as_ref().and_then(|s| s.top.iter().find_map(|t| t.own.as_deref())).unwrap_or(""),
+            warned_seq = e.warned.as_ref().map(|w| w.seq),
+            warned_seconds_before = e.warned.as_ref().map(|w| w.seconds_before.round() as u64),
             "OOM kill"
         ),
         Source::KernelCounter => tracing::warn!(
@@ -234,6 +343,7 @@ fn log(e: &Event) {
             cgroup = e.cgroup.as_str(),
             "OOM kills counted by the kernel but missed by the probe"
         ),
+        Source::Sample => {}
     }
 }
 

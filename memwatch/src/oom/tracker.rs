@@ -172,6 +172,9 @@ impl Tracker {
     /// killed processes: the kernel kills (and counts) the victim it chose, then every member of
     /// the group, the victim again among them (seen on 6.1).
     pub fn account(&mut self, e: &Event) {
+        if !e.is_kill() {
+            return;
+        }
         let counted = e.count + u64::from(e.group.is_some());
         for id in &e.cgroup_ids {
             *self.explained.entry(*id).or_default() += counted;
@@ -301,26 +304,37 @@ impl Tracker {
             parts: p.parts.as_ref(),
             tgid: p.tgid,
         };
+        // Frames first seen just before the kill are being named: wait for that, briefly.
+        self.settle_names();
+        self.with_context(self.before(p.time), |cx| explain::explain(&kill, cx, world))
+    }
+
+    /// Waits briefly for the names of frames first seen just now.
+    pub fn settle_names(&self) {
+        if let Some((_, names)) = &self.stacks {
+            names.settle(NAMES_WAIT);
+        }
+    }
+
+    /// Runs `f` with what an explanation draws on: `before` (the sample before the event), the
+    /// newest samples, the history and the fault stacks.
+    pub fn with_context<R>(&self, before: Option<&Snapshot>, f: impl FnOnce(&explain::Context<'_>) -> R) -> R {
         let snaps: Vec<&Snapshot> = [self.newer.as_deref(), self.older.as_deref()].into_iter().flatten().collect();
         let interval = match (&self.older, &self.newer) {
             (Some(o), Some(n)) => n.taken_at.duration_since(o.taken_at).map(|d| d.as_secs_f64()).unwrap_or(1.0),
             _ => 1.0,
         };
         let history = self.history.as_ref().map(|h| h.read().unwrap_or_else(|e| e.into_inner()));
-        // Frames first seen just before the kill are being named: wait for that, briefly.
-        if let Some((_, names)) = &self.stacks {
-            names.settle(NAMES_WAIT);
-        }
         let stacks = self.stacks.as_ref().map(|(s, n)| (s.read().unwrap_or_else(|e| e.into_inner()), n.as_ref()));
         let cx = Context {
-            before: self.before(p.time),
+            before,
             snaps: &snaps,
             history: history.as_deref(),
             stacks: stacks.as_ref().map(|(s, n)| (&**s, *n)),
             interval,
             v1: self.v1(),
         };
-        explain::explain(&kill, &cx, world)
+        f(&cx)
     }
 
     /// Kills the kernel counted in a container beyond what events explained, once the
@@ -365,6 +379,7 @@ impl Tracker {
             let e = Event {
                 seq: 0,
                 time: world.wall_now(),
+                kind: super::event::EventKind::OomKill,
                 source: Source::KernelCounter,
                 count: kernel - explained,
                 namespace: c.namespace.to_string(),
@@ -388,6 +403,8 @@ impl Tracker {
                 recent: None,
                 stacks: None,
                 explanation: vec![],
+                warning: None,
+                warned: None,
             };
             let mut e = e;
             e.explanation = super::reasons::reasons(&e);

@@ -47,19 +47,37 @@ pub const AT_RISK_TIME_TO_OOM: f64 = 600.0;
 /// An OOM kill this recent (seconds) puts a container at risk.
 pub const AT_RISK_RECENT_KILL: f64 = 600.0;
 
-/// Why a container is at risk, if it is: the one definition the sampler, the warnings and
-/// `memwatch top` share.
-pub fn risk(c: &crate::snapshot::Container, last_kill: Option<f64>, now: f64) -> Option<Risk> {
+/// Limit hits rising (reclaim forced at the limit, throttling at `memory.high`) while the
+/// working set stays above this share of the limit put a container at risk: it is reclaiming
+/// its own page cache to stay alive.
+pub const AT_RISK_LIMIT_HITS_WORKING_SET: f64 = 0.6;
+
+/// The conditions under which a container is at risk of an OOM kill that hold for it, most
+/// pressing first: the one definition the sampler, the warnings and `memwatch top` share
+/// (`hits_rising`: its limit-hit counters rose since the sample before).
+pub fn risks(c: &crate::snapshot::Container, hits_rising: bool) -> Vec<Risk> {
+    let mut out = Vec::new();
     if c.limit_is_machine || c.limit_bytes == 0 {
-        return None;
+        return out;
     }
     if c.headroom_ratio < AT_RISK_HEADROOM {
-        return Some(Risk::Headroom);
+        out.push(Risk::Headroom);
     }
     if c.time_to_oom_seconds.is_some_and(|t| t < AT_RISK_TIME_TO_OOM) {
-        return Some(Risk::TimeToOom);
+        out.push(Risk::TimeToOom);
     }
-    if last_kill.is_some_and(|t| now - t < AT_RISK_RECENT_KILL) {
+    if hits_rising && c.working_set_bytes as f64 >= AT_RISK_LIMIT_HITS_WORKING_SET * c.limit_bytes as f64 {
+        out.push(Risk::LimitHits);
+    }
+    out
+}
+
+/// Why a container is at risk, if it is: [`risks`], or an OOM kill in the last 10 minutes.
+pub fn risk(c: &crate::snapshot::Container, last_kill: Option<f64>, now: f64) -> Option<Risk> {
+    if let Some(r) = risks(c, false).first() {
+        return Some(*r);
+    }
+    if last_kill.is_some_and(|t| now - t < AT_RISK_RECENT_KILL) && !c.limit_is_machine && c.limit_bytes > 0 {
         return Some(Risk::RecentKill);
     }
     None
@@ -69,18 +87,24 @@ pub fn risk(c: &crate::snapshot::Container, last_kill: Option<f64>, now: f64) ->
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Risk {
+    /// Headroom under 20% of the limit.
     Headroom,
+    /// A time to OOM under 10 minutes.
     TimeToOom,
+    /// An OOM kill in the last 10 minutes.
     RecentKill,
+    /// Limit hits rising while the working set stays near the limit.
+    LimitHits,
 }
 
 /// The memory cgroups (ids) at risk in a snapshot, with the containers below them (a pod at
 /// its limit faults in its containers' cgroups, where the kernel side counts), at most
-/// [`memwatch_common::STACK_CGROUPS`], the most pressed first.
-pub fn at_risk(snap: &Snapshot, last_kill: &HashMap<u64, f64>) -> HashSet<u64> {
+/// [`memwatch_common::STACK_CGROUPS`], the most pressed first. Containers under a warning
+/// (`warned`) are at risk until it clears.
+pub fn at_risk(snap: &Snapshot, last_kill: &HashMap<u64, f64>, warned: &HashMap<u64, crate::oom::ActiveWarning>) -> HashSet<u64> {
     let now = crate::unix_seconds(snap.taken_at);
     let mut risky: Vec<&crate::snapshot::Container> =
-        snap.containers.iter().filter(|c| risk(c, last_kill.get(&c.id).copied(), now).is_some()).collect();
+        snap.containers.iter().filter(|c| warned.contains_key(&c.id) || risk(c, last_kill.get(&c.id).copied(), now).is_some()).collect();
     if risky.is_empty() {
         return HashSet::new();
     }

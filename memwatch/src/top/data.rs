@@ -31,6 +31,8 @@ pub struct Row {
     pub history: Vec<u64>,
     /// An OOM kill in the last 10 minutes, or during this session.
     pub recent_oom: bool,
+    /// Under a memory warning: its latest warning has not been cleared.
+    pub warned: bool,
     pub procs: Vec<ProcRow>,
 }
 
@@ -127,7 +129,15 @@ impl Data {
             let killed_now = matches!((prev.and_then(|p| p.oom_kills), c.oom_kills), (Some(a), Some(b)) if b > a);
             let oomed = self.oomed.entry(c.id).or_default();
             *oomed |= killed_now;
-            let recent_oom = *oomed || frame.events.iter().any(|e| e.cgroup_ids.contains(&c.id) && e.time >= t - RECENT_OOM_SECS);
+            let recent_oom =
+                *oomed || frame.events.iter().any(|e| e.is_kill() && e.cgroup_ids.contains(&c.id) && e.time >= t - RECENT_OOM_SECS);
+            // The latest warning or cleared event of this container says whether it is warned.
+            let warned = frame
+                .events
+                .iter()
+                .rev()
+                .find(|e| !e.is_kill() && e.cgroup_id == c.id)
+                .is_some_and(|e| e.kind == crate::oom::EventKind::Warning);
             let hist = self.history.entry(c.id).or_default();
             hist.push_back(c.working_set_bytes);
             while hist.len() > HISTORY {
@@ -161,6 +171,7 @@ impl Data {
                 pressure_pct: rate(now.pressure_us, prev.and_then(|p| p.pressure_us), dt).map(|us| us / 1e4),
                 history: hist.iter().copied().collect(),
                 recent_oom,
+                warned,
                 procs,
             });
             seen.insert(c.id, now);

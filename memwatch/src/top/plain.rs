@@ -36,6 +36,7 @@ pub fn json(app: &App) -> serde_json::Value {
             "mmap_bytes_per_second": r.mmap_bytes_per_s,
             "pressure_pct": r.pressure_pct,
             "recent_oom": r.recent_oom,
+            "warned": r.warned,
         })).collect::<Vec<_>>(),
     })
 }

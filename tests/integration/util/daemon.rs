@@ -59,9 +59,19 @@ impl Daemon {
         self.child.id()
     }
 
-    /// Every OOM event the daemon serves, oldest first, as memwatch's own type reads them.
+    /// Every OOM kill event the daemon serves, oldest first, as memwatch's own type reads them.
     pub(crate) fn events(&self) -> Vec<Event> {
-        let (status, body) = self.get("/api/v1/events").expect("events API");
+        self.events_of("?kind=oom_kill")
+    }
+
+    /// Every event of any kind (kills, warnings, cleared), oldest first.
+    pub(crate) fn all_events(&self) -> Vec<Event> {
+        self.events_of("")
+    }
+
+    /// The events API's answer to `query`, as memwatch's own type reads it.
+    pub(crate) fn events_of(&self, query: &str) -> Vec<Event> {
+        let (status, body) = self.get(&format!("/api/v1/events{query}")).expect("events API");
         assert_eq!(status, 200, "{body}");
         #[derive(serde::Deserialize)]
         struct Events {
@@ -70,7 +80,7 @@ impl Daemon {
         serde_json::from_str::<Events>(&body).unwrap_or_else(|e| panic!("the events API's JSON is no list of events ({e}): {body}")).events
     }
 
-    /// The OOM events of the cgroup `cg`.
+    /// The OOM kill events of the cgroup `cg`.
     pub(crate) fn events_in(&self, cg: &super::cgroup::TestCgroup) -> Vec<Event> {
         self.events().into_iter().filter(|e| e.cgroup == cg.label()).collect()
     }

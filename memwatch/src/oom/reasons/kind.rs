@@ -54,6 +54,10 @@ pub enum ReasonKind {
     OomGroup,
     /// Kills the kernel counted that the probe did not see.
     Missed,
+    /// A warning's: why the container is at risk of a kill, how soon, who grows.
+    AtRisk,
+    /// A warning's end: the container is no longer at risk.
+    Cleared,
     /// A kind this release does not know (written by a newer one).
     #[serde(untagged)]
     Other(String),
@@ -81,7 +85,7 @@ impl ReasonKind {
     pub fn role(&self) -> Role {
         use ReasonKind::*;
         match self {
-            Limit => Role::Limit,
+            Limit | AtRisk | Cleared => Role::Limit,
             InheritedLimit | Machine | Missed | GrowerNotVictim | OomGroup => Role::Scope,
             AnonGrowth | Shmem | PageCache | Kernel | Swap => Role::Filled,
             GoGomemlimitUnset | GoGomemlimitAboveLimit | GoGomemlimitSet | GoGogcOff => Role::Advice,

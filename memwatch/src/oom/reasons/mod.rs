@@ -10,6 +10,7 @@
 //! the samples can say ([`young`]). A kill only the kernel counted has one reason of its own
 //! ([`missed`]).
 
+pub mod at_risk;
 pub mod composition;
 pub mod group;
 pub mod grower;
@@ -52,6 +53,19 @@ pub static FINDINGS: &[&dyn Finding] = &[
     &young::Young,
 ];
 
+/// Every finding for a warning (or its clearing), in order: why it is at risk, which code grew,
+/// what its runtimes' settings mean.
+pub static WARNING_FINDINGS: &[&dyn Finding] = &[&at_risk::AtRisk, &stacks::GrowthStack, &Runtimes];
+
+/// The findings for a warning or a cleared event.
+pub fn warning_reasons(e: &Event) -> Vec<Reason> {
+    if e.kind == super::event::EventKind::Cleared {
+        return at_risk::AtRisk.find(e, None);
+    }
+    let limit = e.warning.as_ref().map(|w| w.state.limit_bytes).filter(|l| *l > 0);
+    WARNING_FINDINGS.iter().flat_map(|f| f.find(e, limit)).collect()
+}
+
 /// A reason of `kind` saying `text`.
 pub fn reason(kind: ReasonKind, text: String) -> Reason {
     Reason { kind, text }
@@ -71,6 +85,9 @@ pub fn limit_hit(e: &Event) -> Option<u64> {
 pub fn reasons(e: &Event) -> Vec<Reason> {
     if e.source == Source::KernelCounter {
         return missed::Missed.find(e, None);
+    }
+    if !e.is_kill() {
+        return warning_reasons(e);
     }
     let limit = limit_hit(e);
     FINDINGS.iter().flat_map(|f| f.find(e, limit)).collect()

@@ -27,9 +27,10 @@ impl Finding for GrowthStack {
         let bytes: u64 = if top.path.is_empty() { top.bytes } else { s.top.iter().filter(|t| t.path == top.path).map(|t| t.bytes).sum() };
         let share = if s.bytes > 0 { 100.0 * bytes as f64 / s.bytes as f64 } else { 0.0 };
         let mut text = format!(
-            "{} faulted in {under} in the {:.0} s before the kill ({share:.0}% of the {} sampled there, 1 fault in {}).",
+            "{} faulted in {under} in the {:.0} s before the {} ({share:.0}% of the {} sampled there, 1 fault in {}).",
             h(bytes),
             s.window_seconds,
+            if e.is_kill() { "kill" } else { "warning" },
             h(s.bytes),
             s.period
         );

@@ -106,8 +106,10 @@ fn advise(g: &GoProcess, limit: Option<u64>, e: &Event) -> Option<Reason> {
     let limit = limit?;
     let advice = (limit as f64 * GOMEMLIMIT_SHARE) as u64;
     // Heap-driven: this program is the victim or holds most of the anonymous memory.
+    // (Before a kill, in a warning: this program is the one growing most.)
     let heap_driven = e.victim.as_ref().is_some_and(|v| v.pid == g.pid)
-        || e.at_kill.as_ref().is_some_and(|a| a.anon_bytes.unwrap_or(0) as f64 >= 0.5 * a.usage_bytes as f64);
+        || e.at_kill.as_ref().is_some_and(|a| a.anon_bytes.unwrap_or(0) as f64 >= 0.5 * a.usage_bytes as f64)
+        || (!e.is_kill() && e.recent.as_ref().and_then(|r| r.processes.first()).is_some_and(|p| p.pid == g.pid));
     match (g.gomemlimit.as_deref(), g.gomemlimit_bytes) {
         (None, _) | (Some(_), None) if heap_driven => Some(reason(
             ReasonKind::GoGomemlimitUnset,

@@ -33,7 +33,10 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
         let title = "where memory was faulted in (sampled stacks, last minute)";
         f.render_widget(Paragraph::new(stacks).block(Block::default().borders(Borders::TOP).title(title)), grew);
     }
-    f.render_widget(Paragraph::new(kill_lines(&kills)).block(Block::default().borders(Borders::TOP).title("recent OOM kills")), ooms);
+    f.render_widget(
+        Paragraph::new(kill_lines(&kills)).block(Block::default().borders(Borders::TOP).title("recent OOM kills and warnings")),
+        ooms,
+    );
 }
 
 /// One line per stack: what it faulted in, and where.
@@ -121,6 +124,10 @@ fn kill_lines(kills: &[&Event]) -> Vec<Line<'static>> {
         .iter()
         .map(|e| {
             let when = crate::rfc3339(e.time);
+            if !e.is_kill() {
+                let what = if e.kind == crate::oom::EventKind::Warning { "WARNING: at risk of an OOM kill" } else { "warning cleared" };
+                return Line::from(format!("{when}  {what} (event {})", e.seq));
+            }
             match &e.victim {
                 Some(v) => Line::from(format!("{when}  pid {} ({})  rss {}  {}", v.pid, v.comm, opt(v.rss_bytes), e.constraint.label())),
                 None => Line::from(format!("{when}  {} kill(s) counted by the kernel, missed by the probe", e.count)),

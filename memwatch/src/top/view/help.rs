@@ -19,11 +19,12 @@ pub const KEYS: &[(&str, &str)] = &[
 
 pub fn draw(f: &mut Frame, area: Rect) {
     let w = 56.min(area.width);
-    let h = (KEYS.len() as u16 + 4).min(area.height);
+    let h = (KEYS.len() as u16 + 5).min(area.height);
     let r = Rect { x: area.x + (area.width - w) / 2, y: area.y + (area.height - h) / 2, width: w, height: h };
     let mut text: Vec<String> = KEYS.iter().map(|(k, what)| format!("{k:<16} {what}")).collect();
     text.push(String::new());
     text.push("red: headroom under 10%   magenta, !: recent OOM kill".into());
+    text.push("⚠, red: under a memory warning (memwatch events)".into());
     f.render_widget(Clear, r);
     f.render_widget(Paragraph::new(text.join("\n")).block(Block::default().borders(Borders::ALL).title("keys")), r);
 }

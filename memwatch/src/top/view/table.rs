@@ -19,6 +19,7 @@ pub fn cells(r: &DataRow) -> Vec<String> {
     COLUMNS
         .iter()
         .map(|col| match col {
+            Column::Name if r.warned => format!("⚠ {}", r.name),
             Column::Name => r.name.clone(),
             Column::Procs => c.processes.to_string(),
             Column::Vsz => human(c.vsz_bytes as f64),
@@ -50,7 +51,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     let rows = app.rows().map(|r| {
         let look = if r.recent_oom {
             style::oomed()
-        } else if r.headroom_pct < DANGER_PCT {
+        } else if r.headroom_pct < DANGER_PCT || r.warned {
             style::danger()
         } else {
             Style::default()
