@@ -3,7 +3,10 @@
 //! Also the real daemon's CPU and RSS while it samples them every second. Needs root; prints
 //! numbers, asserts nothing.
 //!
-//! `cargo bench -p memwatch-tests --bench sample` (after `cargo build --release --bins`)
+//! `cargo bench -p memwatch-tests --bench sample` (after `cargo build --release --bins`).
+//! With `MEMWATCH_BENCH_BASELINE=/path/to/an/older/memwatch`, the idle daemon's CPU is also
+//! measured in pairs, that binary against this one, alternating (medians and their ratio):
+//! how a change moves the daemon's cost, in one run on one machine.
 use std::{
     fs,
     path::{Path, PathBuf},
@@ -34,6 +37,38 @@ impl Drop for Tree {
         }
         let _ = fs::remove_dir(&self.0);
     }
+}
+
+/// The idle daemon's CPU (share of a core over 30 s, after 5 s of start-up), `baseline` and
+/// `ours` alternating, four runs each: each run's figure, the medians and their ratio.
+fn paired_idle(baseline: &Path, ours: &Path, containers: usize) {
+    let run = |bin: &Path| -> f64 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut child = Command::new(bin)
+            .args(["serve", "--cgroups", "all", "--listen", &format!("127.0.0.1:{port}")])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(5));
+        let (c0, t0) = (cpu_seconds(child.id()), Instant::now());
+        std::thread::sleep(Duration::from_secs(30));
+        let cpu = (cpu_seconds(child.id()) - c0) / t0.elapsed().as_secs_f64();
+        let _ = child.kill();
+        let _ = child.wait();
+        cpu * 100.0
+    };
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..4 {
+        a.push(run(baseline));
+        b.push(run(ours));
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+    };
+    println!("daemon idle, {containers}+ cgroups, paired: baseline {a:.2?} % of a core, this build {b:.2?}");
+    let (ma, mb) = (median(&mut a), median(&mut b));
+    println!("daemon idle, paired medians: baseline {ma:.2}%, this build {mb:.2}% of one core (ratio {:.2})", mb / ma);
 }
 
 fn cpu_seconds(pid: u32) -> f64 {
@@ -157,17 +192,28 @@ fn main() {
         .unwrap();
     // Past its start-up and first full reads, then a minute: several slow periods (10 s).
     std::thread::sleep(Duration::from_secs(5));
-    let measure = |what: &str| {
-        let (c0, t0) = (cpu_seconds(child.id()), Instant::now());
+    let measure = |pid: u32, what: &str| {
+        let (c0, t0) = (cpu_seconds(pid), Instant::now());
         std::thread::sleep(Duration::from_secs(60));
-        let cpu = (cpu_seconds(child.id()) - c0) / t0.elapsed().as_secs_f64();
+        let cpu = (cpu_seconds(pid) - c0) / t0.elapsed().as_secs_f64();
         println!(
             "daemon, 1 s interval, {containers}+ cgroups, {what}: {:.2}% of one core over 60 s, RSS {} KiB",
             cpu * 100.0,
-            rss_kib(child.id()).expect("the daemon's VmRSS")
+            rss_kib(pid).expect("the daemon's VmRSS")
         );
     };
-    measure("idle (a sleeping process in each)");
+    measure(child.id(), "idle (a sleeping process in each)");
+    if let Some(baseline) = std::env::var_os("MEMWATCH_BENCH_BASELINE") {
+        let _ = child.kill();
+        let _ = child.wait();
+        paired_idle(Path::new(&baseline), &bin, containers);
+        child = Command::new(&bin)
+            .args(["serve", "--cgroups", "all", "--listen", &format!("127.0.0.1:{port}")])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(5));
+    }
     // JVMs: in each cgroup, a stand-in for a JVM (the workload as a file named `java`, holding
     // a performance-data file recorded from OpenJDK 17), whose figures are read again every
     // slow period: what runtime facts cost the daemon.
@@ -191,7 +237,7 @@ fn main() {
         jvms.push(c);
     }
     std::thread::sleep(Duration::from_secs(15));
-    measure("idle, a JVM stand-in in each (its performance data read every 10 s)");
+    measure(child.id(), "idle, a JVM stand-in in each (its performance data read every 10 s)");
     for mut c in jvms {
         drop(c.stdin.take());
         let _ = c.wait();
@@ -209,7 +255,7 @@ fn main() {
         tree.1.push(c);
     }
     std::thread::sleep(Duration::from_secs(12));
-    measure("busy (usage changing every second in each)");
+    measure(child.id(), "busy (usage changing every second in each)");
     let _ = child.kill();
     let _ = child.wait();
     drop(tree);

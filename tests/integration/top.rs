@@ -23,6 +23,12 @@ use ratatui::{Terminal, backend::TestBackend, style::Color};
 use crate::util::{self, Workload, cgroup::TestCgroup, daemon::Daemon};
 
 fn fixture_state() -> App {
+    let mut app = App::new("fixture");
+    app.update(Frame::new(&fixture_snapshot(), &Default::default()));
+    app
+}
+
+fn fixture_snapshot() -> memwatch::snapshot::Snapshot {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/trees/k8s-v2-systemd");
     let roots = Roots {
         procfs: dir.join("proc"),
@@ -36,9 +42,7 @@ fn fixture_state() -> App {
         Sampler::default_collectors(None, false, std::time::Duration::from_secs(10)),
         Options { filter: CgroupFilter::Default, ..Options::default() },
     );
-    let mut app = App::new("fixture");
-    app.update(Frame::new(&s.sample(&SampleInput::default()), &Default::default()));
-    app
+    s.sample(&SampleInput::default())
 }
 
 fn render(state: &App, w: u16, h: u16) -> (String, ratatui::buffer::Buffer) {
@@ -255,6 +259,8 @@ fn top_in_a_real_terminal() {
     grower.expect_line("ready");
     let s = t.wait_for("the headroom to shrink", |s| s.lines().any(|l| l.starts_with(&label)) && headroom(s) < first - 10.0);
     assert!(headroom(&s) > 0.0, "{s}");
+    // 56 of 64 MiB: at risk, so under a warning, marked after its name.
+    t.wait_for("the warning's mark", |s| s.lines().any(|l| l.starts_with(&format!("{label} ⚠"))));
     // Sort: by working set, largest first.
     t.keys(&["<", "<"]);
     t.wait_for("sorted by working set", |s| s.contains("sort WSET ▼"));
@@ -316,4 +322,37 @@ fn top_remote_once_and_remote_down() {
     t.wait_for("the retry message", |s| s.contains(&format!("cannot reach http://127.0.0.1:{port}")) && s.contains("retrying"));
     t.keys(&["q"]);
     t.wait_for("quit", Tmux::at_prompt);
+}
+
+/// A container under a memory warning is marked (⚠, red) until its cleared event.
+#[test]
+fn a_container_under_a_warning_is_marked_until_cleared() {
+    let mut state = fixture_state();
+    let server = rows(&state).into_iter().find(|r| r.name == "shop/web-7d4b9c-x2x9z/server").unwrap().container.clone();
+    let event = |seq: u64, kind: &str| -> memwatch::oom::Event {
+        serde_json::from_value(serde_json::json!({
+            "seq": seq, "time": 1.0 + seq as f64, "kind": kind, "source": "sample", "count": 0,
+            "namespace": "shop", "pod": "web-7d4b9c-x2x9z", "container": "server", "container_id": "",
+            "cgroup": &*server.cgroup, "cgroup_id": server.id, "cgroup_ids": [server.id], "constraint": "cgroup",
+        }))
+        .unwrap()
+    };
+    let frame_with = |events: Vec<memwatch::oom::Event>| {
+        let mut f = Frame::new(&fixture_snapshot(), &Default::default());
+        f.events = events;
+        f
+    };
+    state.update(frame_with(vec![event(1, "warning")]));
+    let (text, buf) = render(&state, 140, 12);
+    let y = text
+        .lines()
+        .position(|l| l.starts_with("shop/web-7d4b9c-x2x9z/server ⚠"))
+        .unwrap_or_else(|| panic!("marked after its name: {text}")) as u16;
+    assert_eq!(buf[(5, y)].fg, Color::Red, "{text}");
+    assert!(!rows(&state).iter().any(|r| r.recent_oom), "a warning is no kill");
+    assert!(!plain::table(&state).contains('⚠'), "the plain table for scripts keeps its names");
+    assert_eq!(plain::json(&state)["containers"].as_array().unwrap().iter().filter(|c| c["warned"] == true).count(), 1);
+    state.update(frame_with(vec![event(1, "warning"), event(2, "cleared")]));
+    let (text, _) = render(&state, 140, 12);
+    assert!(!text.contains('⚠') && text.contains("shop/web-7d4b9c-x2x9z/server"), "{text}");
 }

@@ -55,7 +55,8 @@ pub struct ActiveWarning {
 
 #[derive(Debug, Default)]
 struct Track {
-    /// (Unix seconds, limit hits) over the last [`HITS_WINDOW`].
+    /// (Unix seconds, limit hits) where the count changed, from the last change at or before
+    /// [`HITS_WINDOW`] ago.
     hits: VecDeque<(f64, u64)>,
     /// The warning in force; seq 0: one the node-wide bound kept quiet.
     active: Option<ActiveWarning>,
@@ -83,7 +84,10 @@ impl Track {
             self.hits.clear();
         }
         let rising = self.hits.back().is_some_and(|(_, h)| total > *h);
-        self.hits.push_back((now, total));
+        // A point only where the count changed (an idle container keeps one).
+        if self.hits.back().is_none_or(|(_, h)| *h != total) {
+            self.hits.push_back((now, total));
+        }
         while self.hits.len() > 1 && self.hits.get(1).is_some_and(|(t, _)| now - t >= HITS_WINDOW) {
             self.hits.pop_front();
         }

@@ -24,7 +24,7 @@ pub fn draw(f: &mut Frame, area: Rect) {
     let mut text: Vec<String> = KEYS.iter().map(|(k, what)| format!("{k:<16} {what}")).collect();
     text.push(String::new());
     text.push("red: headroom under 10%   magenta, !: recent OOM kill".into());
-    text.push("⚠, red: under a memory warning (memwatch events)".into());
+    text.push("red, ⚠: under a memory warning (memwatch events)".into());
     f.render_widget(Clear, r);
     f.render_widget(Paragraph::new(text.join("\n")).block(Block::default().borders(Borders::ALL).title("keys")), r);
 }

@@ -19,7 +19,6 @@ pub fn cells(r: &DataRow) -> Vec<String> {
     COLUMNS
         .iter()
         .map(|col| match col {
-            Column::Name if r.warned => format!("⚠ {}", r.name),
             Column::Name => r.name.clone(),
             Column::Procs => c.processes.to_string(),
             Column::Vsz => human(c.vsz_bytes as f64),
@@ -56,7 +55,14 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
         } else {
             Style::default()
         };
-        Row::new(cells(r)).style(look)
+        let mut cells = cells(r);
+        // Under a memory warning: marked after the name (the plain table for scripts is not).
+        if r.warned
+            && let Some(i) = COLUMNS.iter().position(|c| *c == Column::Name)
+        {
+            cells[i].push_str(" ⚠");
+        }
+        Row::new(cells).style(look)
     });
     let widths = [
         Constraint::Min(20),
