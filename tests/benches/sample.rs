@@ -42,7 +42,7 @@ impl Drop for Tree {
 /// The idle daemon's CPU (share of a core over 30 s, after 5 s of start-up), `baseline` and
 /// `ours` alternating, four runs each: each run's figure, the medians and their ratio.
 fn paired_idle(baseline: &Path, ours: &Path, containers: usize) {
-    let run = |bin: &Path| -> f64 {
+    let run = |bin: &Path| -> (f64, u64) {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut child = Command::new(bin)
             .args(["serve", "--cgroups", "all", "--listen", &format!("127.0.0.1:{port}")])
@@ -53,15 +53,21 @@ fn paired_idle(baseline: &Path, ours: &Path, containers: usize) {
         let (c0, t0) = (cpu_seconds(child.id()), Instant::now());
         std::thread::sleep(Duration::from_secs(30));
         let cpu = (cpu_seconds(child.id()) - c0) / t0.elapsed().as_secs_f64();
+        let rss = rss_kib(child.id()).expect("the daemon's VmRSS");
         let _ = child.kill();
         let _ = child.wait();
-        cpu * 100.0
+        (cpu * 100.0, rss)
     };
-    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let (mut a, mut b, mut rss_a, mut rss_b) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..4 {
-        a.push(run(baseline));
-        b.push(run(ours));
+        let (cpu, rss) = run(baseline);
+        a.push(cpu);
+        rss_a.push(rss);
+        let (cpu, rss) = run(ours);
+        b.push(cpu);
+        rss_b.push(rss);
     }
+    println!("daemon idle, paired: RSS KiB baseline {rss_a:?}, this build {rss_b:?}");
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0

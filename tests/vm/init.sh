@@ -112,9 +112,11 @@ echo "RESULT box_limit_hits_max $(awk '$1 == "max" { print $2 }' /sys/fs/cgroup/
 wget -q -O /tmp/metrics_after http://127.0.0.1:9753/metrics
 grep '^memwatch_container_memory_limit_hits_total{.*cgroup="/box"' /tmp/metrics_after > /tmp/limit_hits.prom
 section limit_hits /tmp/limit_hits.prom
-# Throttling at memory.high, no kill: /hi holds 18 MiB over a 16 MiB memory.high (no swap: the
-# kernel reclaims what it can and counts each time in memory.events `high`).
+# Throttling at memory.high, no kill: /hi holds 18 MiB over a 16 MiB memory.high, far below its
+# 256 MiB memory.max (no swap: the kernel reclaims what it can and counts each time in
+# memory.events `high`).
 mkdir /sys/fs/cgroup/hi
+echo 268435456 > /sys/fs/cgroup/hi/memory.max
 echo 16777216 > /sys/fs/cgroup/hi/memory.high
 mkfifo /tmp/hihold
 sh -c 'echo $$ > /sys/fs/cgroup/hi/cgroup.procs; exec memwatch-workload fill 18' < /tmp/hihold > /tmp/hi.out &

@@ -384,6 +384,36 @@ mod tests {
     }
 
     #[test]
+    fn a_kill_names_the_warning_in_force_and_warnings_count_as_no_kill() {
+        use crate::snapshot::fixture::{container, snapshot};
+        let dir = tempfile::tempdir().unwrap();
+        let (mut oom, _) = Oom::new(Box::new(Nothing), Some(dir.path()), 100);
+        let mut c = container(10, "/c10");
+        c.headroom_ratio = 0.05;
+        assert!(oom.on_snapshot(Arc::new(snapshot(1_700_000_000.0, vec![c])), Instant::now()));
+        let view = oom.view();
+        let w = &view.events[0];
+        assert_eq!((w.kind, w.seq, w.count), (EventKind::Warning, 1, 0));
+        assert_eq!(view.warned[&10].seq, 1, "in force");
+        assert!(view.by_constraint.is_empty() && view.last_kill.is_empty(), "a warning is no kill");
+        // A kill in the container 7 s later names it.
+        let mut kill = event(0, 10);
+        kill.time = 1_700_000_007.0;
+        assert!(oom.record(vec![kill]));
+        let view = oom.view();
+        let warned = view.events[1].warned.as_ref().expect("the warning before");
+        assert_eq!((warned.seq, warned.seconds_before), (1, 7.0));
+        assert!(warned.text.starts_with("At risk of an OOM kill"), "{warned:?}");
+        assert_eq!(view.by_constraint[&Constraint::Cgroup], 1);
+        // Both journaled, read back in order; only the kill is accounted.
+        drop(oom);
+        let (oom, _) = Oom::new(Box::new(Nothing), Some(dir.path()), 100);
+        let kinds: Vec<EventKind> = oom.view().events.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, [EventKind::Warning, EventKind::OomKill]);
+        assert_eq!(oom.view().by_constraint[&Constraint::Cgroup], 1);
+    }
+
+    #[test]
     fn the_journal_restores_events_counts_and_numbering() {
         let dir = tempfile::tempdir().unwrap();
         {
