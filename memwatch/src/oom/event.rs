@@ -334,6 +334,41 @@ pub struct Event {
 }
 
 impl Event {
+    /// An event of `kind` from `source` at `time` (Unix seconds) about the cgroup `cgroup_id`
+    /// (`cgroup_ids`: it and its ancestors), with no fact yet: what each kind fills in.
+    pub fn empty(time: f64, kind: EventKind, source: Source, cgroup_id: u64, cgroup_ids: Vec<u64>) -> Event {
+        Event {
+            seq: 0,
+            time,
+            kind,
+            source,
+            count: 0,
+            namespace: String::new(),
+            pod: String::new(),
+            container: String::new(),
+            container_id: String::new(),
+            cgroup: String::new(),
+            cgroup_id,
+            cgroup_ids,
+            constraint: Constraint::Unknown,
+            constrained_by: None,
+            victim: None,
+            trigger: None,
+            before: None,
+            top_processes: vec![],
+            go: vec![],
+            runtimes: vec![],
+            machine_memory_bytes: None,
+            group: None,
+            at_kill: None,
+            recent: None,
+            stacks: None,
+            explanation: vec![],
+            warning: None,
+            warned: None,
+        }
+    }
+
     /// A kill (counted), not a warning.
     pub fn is_kill(&self) -> bool {
         self.kind == EventKind::OomKill
@@ -365,17 +400,8 @@ pub(crate) mod tests {
     pub(crate) fn event(seq: u64, cgroup_id: u64) -> Event {
         Event {
             seq,
-            time: 1_700_000_000.0 + seq as f64,
-            kind: EventKind::OomKill,
-            source: Source::Probe,
             count: 1,
-            namespace: String::new(),
-            pod: String::new(),
-            container: String::new(),
-            container_id: String::new(),
             cgroup: format!("/c{cgroup_id}"),
-            cgroup_id,
-            cgroup_ids: vec![cgroup_id, 1],
             constraint: Constraint::Cgroup,
             constrained_by: Some(format!("/c{cgroup_id}")),
             victim: Some(Victim {
@@ -386,19 +412,7 @@ pub(crate) mod tests {
                 anon_rss_bytes: None,
                 oom_score_adj: None,
             }),
-            trigger: None,
-            before: None,
-            top_processes: vec![],
-            go: vec![],
-            runtimes: vec![],
-            machine_memory_bytes: None,
-            group: None,
-            at_kill: None,
-            recent: None,
-            stacks: None,
-            explanation: vec![],
-            warning: None,
-            warned: None,
+            ..Event::empty(1_700_000_000.0 + seq as f64, EventKind::OomKill, Source::Probe, cgroup_id, vec![cgroup_id, 1])
         }
     }
 

@@ -155,33 +155,21 @@ pub fn explain(k: &Kill<'_>, cx: &Context<'_>, world: &dyn World) -> Event {
     let (go, runtimes) = runtimes(k, &victim, &top, sampled, world);
     let recent = cx.history.map(|h| recent(h, who.id, k.time, cx.interval, at_kill.as_ref(), Some(&victim), &top));
     let mut event = Event {
-        seq: 0,
-        time: k.time,
-        kind: super::event::EventKind::OomKill,
-        source: Source::Probe,
         count: 1,
         namespace,
         pod,
         container: name,
         container_id,
-        cgroup_ids: who.cgroup_ids(),
         cgroup: who.path.clone().unwrap_or_default(),
-        cgroup_id: who.id,
         constraint,
         constrained_by,
         victim: Some(victim),
         trigger: Some(Trigger { pid: mark.trigger_pid, comm: mark.trigger_comm.clone() }),
-        before: who.container.map(|c| MemState {
-            usage_bytes: c.usage_bytes,
-            working_set_bytes: c.working_set_bytes,
-            limit_bytes: c.limit_bytes,
-            headroom_bytes: c.headroom_bytes,
-        }),
+        before: who.container.map(mem_state),
         top_processes: top,
         go,
         runtimes,
         machine_memory_bytes: cx.before.or(cx.snaps.first().copied()).map(|s| s.machine_memory_bytes).filter(|m| *m > 0),
-        group: None,
         at_kill,
         recent,
         stacks: cx.stacks.and_then(|(store, names)| {
@@ -189,9 +177,7 @@ pub fn explain(k: &Kill<'_>, cx: &Context<'_>, world: &dyn World) -> Event {
             let ids = descendants(id, who.path_of(id, cx.snaps, world).as_deref(), cx.snaps);
             crate::stacks::event_stacks(store, names, &ids, k.time, k.tgid)
         }),
-        explanation: vec![],
-        warning: None,
-        warned: None,
+        ..Event::empty(k.time, super::event::EventKind::OomKill, Source::Probe, who.id, who.cgroup_ids())
     };
     event.explanation = reasons::reasons(&event);
     event
@@ -266,34 +252,23 @@ fn mem_state(c: &Container) -> MemState {
 /// An event of a sample's about container `c`: its names, and nothing of a kill.
 fn sampled_event(c: &Container, snap: &Snapshot, kind: super::event::EventKind, time: f64) -> Event {
     Event {
-        seq: 0,
-        time,
-        kind,
-        source: Source::Sample,
-        count: 0,
+        constraint: Constraint::Cgroup,
+        constrained_by: Some(c.cgroup.to_string()),
+        before: Some(mem_state(c)),
+        machine_memory_bytes: Some(snap.machine_memory_bytes).filter(|m| *m > 0),
+        ..of_container(c, snap, kind, Source::Sample, time)
+    }
+}
+
+/// An event about container `c` of `snap`: its names and ancestry, no other fact.
+pub fn of_container(c: &Container, snap: &Snapshot, kind: super::event::EventKind, source: Source, time: f64) -> Event {
+    Event {
         namespace: c.namespace.to_string(),
         pod: c.pod.to_string(),
         container: c.container.to_string(),
         container_id: c.container_id.to_string(),
         cgroup: c.cgroup.to_string(),
-        cgroup_id: c.id,
-        cgroup_ids: snap.ancestry(c.id),
-        constraint: Constraint::Cgroup,
-        constrained_by: Some(c.cgroup.to_string()),
-        victim: None,
-        trigger: None,
-        before: Some(mem_state(c)),
-        top_processes: vec![],
-        go: vec![],
-        runtimes: vec![],
-        machine_memory_bytes: Some(snap.machine_memory_bytes).filter(|m| *m > 0),
-        group: None,
-        at_kill: None,
-        recent: None,
-        stacks: None,
-        explanation: vec![],
-        warning: None,
-        warned: None,
+        ..Event::empty(time, kind, source, c.id, snap.ancestry(c.id))
     }
 }
 

@@ -16,7 +16,7 @@ use std::{
 };
 
 use super::{
-    event::{Constraint, Event, Source},
+    event::{Event, Source},
     explain::{self, Context, Kill, PartsRead},
     record::OomKill,
     world::{ProcFacts, World},
@@ -376,37 +376,10 @@ impl Tracker {
                 continue;
             }
             self.discrepancy_since.remove(&c.id);
-            let e = Event {
-                seq: 0,
-                time: world.wall_now(),
-                kind: super::event::EventKind::OomKill,
-                source: Source::KernelCounter,
+            let mut e = Event {
                 count: kernel - explained,
-                namespace: c.namespace.to_string(),
-                pod: c.pod.to_string(),
-                container: c.container.to_string(),
-                container_id: c.container_id.to_string(),
-                cgroup: c.cgroup.to_string(),
-                cgroup_id: c.id,
-                cgroup_ids: snap.ancestry(c.id),
-                constraint: Constraint::Unknown,
-                constrained_by: None,
-                victim: None,
-                trigger: None,
-                before: None,
-                top_processes: vec![],
-                go: vec![],
-                runtimes: vec![],
-                machine_memory_bytes: None,
-                group: None,
-                at_kill: None,
-                recent: None,
-                stacks: None,
-                explanation: vec![],
-                warning: None,
-                warned: None,
+                ..explain::of_container(c, &snap, super::event::EventKind::OomKill, Source::KernelCounter, world.wall_now())
             };
-            let mut e = e;
             e.explanation = super::reasons::reasons(&e);
             self.account(&e);
             out.push(e);
@@ -423,7 +396,7 @@ mod tests {
     use super::*;
     use crate::{
         oom::{
-            event::{ProcessInfo, ReasonKind},
+            event::{Constraint, ProcessInfo, ReasonKind},
             world::ProcFacts,
         },
         snapshot::fixture::{container, snapshot},
