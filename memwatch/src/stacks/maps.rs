@@ -34,8 +34,13 @@ impl StackMaps {
             };
             out.push(Sampled { cgroup_id: k.cgroup_id, tgid: k.tgid, stack, caller: k.caller, samples });
         }
-        for id in ids {
-            let _ = self.stacks.remove(&id);
+        // A stack sampled again while this drain ran has a count again, made after its count
+        // was taken: its stack stays for the next drain (removed now, that count would come
+        // back with no stack, unless a later sample happened to store it again).
+        let again: HashSet<u32> =
+            self.counts.keys().filter_map(Result::ok).filter(|k| k.stack_id >= 0).map(|k| k.stack_id as u32).collect();
+        for id in ids.difference(&again) {
+            let _ = self.stacks.remove(id);
         }
         out
     }
