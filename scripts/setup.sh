@@ -143,9 +143,12 @@ fi
 # opened now, so it also works in chroots), only where nothing handles aarch64 yet; this is what
 # Docker's `binfmt` installer does for buildx.
 if [ "$(id -u)" -eq 0 ] && [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
-  mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
   log "registering qemu-aarch64-static with binfmt_misc (for the arm64 image base)"
-  cat /usr/lib/binfmt.d/qemu-aarch64.conf >/proc/sys/fs/binfmt_misc/register
+  if ! { mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc; } ||
+     ! cat /usr/lib/binfmt.d/qemu-aarch64.conf >/proc/sys/fs/binfmt_misc/register; then
+    log "cannot register it: the arm64 image base cannot be made here (cargo xtask image --platform linux/amd64 builds amd64 alone)"
+    exit 1
+  fi
 fi
 
 # --- Python tools for deploy/ checks, in a project-local venv -----------------------------------
