@@ -35,6 +35,7 @@ use crate::{
         self,
         cgroups::{child_path, parent_path},
     },
+    model::limits::tightest,
     parse::cgroup as parse,
 };
 
@@ -340,19 +341,13 @@ impl Tree {
             };
             let inherited = parent.and_then(|p| limits.get(p).copied().flatten());
             let own = node.slow.as_ref().and_then(|(_, _, r)| r.own_limit);
-            let limit = match (own, inherited) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let limit = tightest(own, inherited);
             limits.insert(rel.as_str(), limit);
             let young = node.born.is_some_and(|b| now.duration_since(b) < slow);
             let last = node.slow.as_ref().map(|(at, u, _)| (*at, *u));
             // Near its limit, or its own memory.high where it is throttled (v2).
             let high = node.slow.as_ref().and_then(|(_, _, r)| r.high);
-            let pressed_at = match (limit, high) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let pressed_at = tightest(limit, high);
             let near = near_limit(usage, pressed_at);
             let killed = hinted.contains(&node.id);
             // Usage settled (same as the previous sample) away from where a read in motion saw it.

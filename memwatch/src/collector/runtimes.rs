@@ -75,10 +75,7 @@ impl Collector for Runtimes {
         for i in 0..out.cgroups.len() {
             let cg = out.cgroups[i].clone();
             let inherited = cg.parent.and_then(|p| limits.get(p).copied().flatten());
-            let limit = match (cg.own_limit, inherited) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let limit = crate::model::limits::tightest(cg.own_limit, inherited);
             limits.push(limit);
             live_cgroups.insert(cg.id);
             let near = limit.is_some_and(|l| cg.usage as f64 >= NEAR_LIMIT * l as f64);

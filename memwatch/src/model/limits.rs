@@ -7,12 +7,17 @@ pub fn effective(tree: &Tree, own: &[Option<u64>]) -> Vec<Option<u64>> {
     let mut limit: Vec<Option<u64>> = vec![None; tree.len()];
     for i in 0..tree.len() {
         let inherited = tree.parents[i].and_then(|p| limit[p]);
-        limit[i] = match (own[i], inherited) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        limit[i] = tightest(own[i], inherited);
     }
     limit
+}
+
+/// The tighter of two limits, either of which may be absent.
+pub fn tightest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// The limit a container answers to: the effective one when it is below the machine's memory,
