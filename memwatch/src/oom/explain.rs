@@ -194,13 +194,7 @@ pub fn warning(c: &Container, snap: &Snapshot, cx: &Context<'_>, risks: Vec<crat
         .map(|p| ProcessInfo { pid: p.pid, comm: p.comm.to_string(), vsz_bytes: p.vsz_bytes, rss_bytes: p.rss_bytes })
         .collect();
     let runtimes: Vec<ProcessFacts> = c.runtimes.iter().filter(|p| p.runtime.is_some() || p.malloc.is_some()).cloned().collect();
-    let go = runtimes
-        .iter()
-        .filter_map(|p| match &p.runtime {
-            Some(Facts::Go(s)) => Some(go::process(p.pid, &p.comm, s.clone())),
-            _ => None,
-        })
-        .collect();
+    let go = go_programs(&runtimes);
     let mut e = sampled_event(c, snap, super::event::EventKind::Warning, time);
     e.recent = cx.history.map(|h| recent(h, c.id, time, cx.interval, None, None, &top));
     e.top_processes = top;
@@ -210,16 +204,7 @@ pub fn warning(c: &Container, snap: &Snapshot, cx: &Context<'_>, risks: Vec<crat
         let ids = descendants(c.id, Some(&c.cgroup), &[snap]);
         crate::stacks::event_stacks(store, names, &ids, time, None)
     });
-    let growth = c.time_to_oom_seconds.filter(|t| *t > 0.0).map(|t| c.headroom_bytes as f64 / t);
-    e.warning = Some(super::event::Warning {
-        risks,
-        state: mem_state(c),
-        growth_bytes_per_second: growth,
-        time_to_limit_seconds: c.time_to_oom_seconds,
-        limit_hits_last_minute: hits,
-        warning_seq: None,
-        warned_for_seconds: None,
-    });
+    e.warning = Some(warning_facts(c, risks, hits));
     e.explanation = reasons::warning_reasons(&e);
     e
 }
@@ -227,17 +212,24 @@ pub fn warning(c: &Container, snap: &Snapshot, cx: &Context<'_>, risks: Vec<crat
 /// The event that clears warning `seq` (raised at `since`) of container `c`.
 pub fn cleared(c: &Container, snap: &Snapshot, seq: u64, since: f64, hits: u64, time: f64) -> Event {
     let mut e = sampled_event(c, snap, super::event::EventKind::Cleared, time);
-    e.warning = Some(super::event::Warning {
-        risks: vec![],
+    e.warning =
+        Some(super::event::Warning { warning_seq: Some(seq), warned_for_seconds: Some(time - since), ..warning_facts(c, vec![], hits) });
+    e.explanation = reasons::warning_reasons(&e);
+    e
+}
+
+/// A warning's (or cleared's) facts of container `c`: its state, growth and time to the limit
+/// (the working set's trend: the time to OOM), and its limit hits of the last minute.
+fn warning_facts(c: &Container, risks: Vec<crate::stacks::Risk>, hits: u64) -> super::event::Warning {
+    super::event::Warning {
+        risks,
         state: mem_state(c),
         growth_bytes_per_second: c.time_to_oom_seconds.filter(|t| *t > 0.0).map(|t| c.headroom_bytes as f64 / t),
         time_to_limit_seconds: c.time_to_oom_seconds,
         limit_hits_last_minute: hits,
-        warning_seq: Some(seq),
-        warned_for_seconds: Some(time - since),
-    });
-    e.explanation = reasons::warning_reasons(&e);
-    e
+        warning_seq: None,
+        warned_for_seconds: None,
+    }
 }
 
 fn mem_state(c: &Container) -> MemState {
@@ -311,14 +303,17 @@ fn runtimes(
     let seen: Vec<u32> = all.iter().map(|a| a.pid).collect();
     all.extend(sampled.iter().filter(|s| !seen.contains(&s.pid)).cloned());
     all.retain(|p| p.runtime.is_some() || p.malloc.is_some());
-    let go = all
-        .iter()
+    (go_programs(&all), all)
+}
+
+/// The Go programs among processes' runtime facts, as an event's `go` lists them.
+fn go_programs(all: &[ProcessFacts]) -> Vec<GoProcess> {
+    all.iter()
         .filter_map(|p| match &p.runtime {
             Some(Facts::Go(s)) => Some(go::process(p.pid, &p.comm, s.clone())),
             _ => None,
         })
-        .collect();
-    (go, all)
+        .collect()
 }
 
 /// The state at the kill of the cgroup at `level`: usage, limit and swap from the kernel's

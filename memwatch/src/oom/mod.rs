@@ -153,12 +153,15 @@ impl Oom {
     fn warn(&mut self, snap: &Snapshot) -> bool {
         let now = crate::unix_seconds(snap.taken_at);
         let transitions = self.warner.observe(snap, now);
+        // Frames first seen just now are being named: wait for that once, briefly.
+        if transitions.iter().any(|t| matches!(t, warning::Transition::Warn { .. })) {
+            self.tracker.settle_names();
+        }
         let mut events = Vec::with_capacity(transitions.len());
         for t in transitions {
             match t {
                 warning::Transition::Warn { id, risks, hits_last_minute } => {
                     let Some(c) = snap.container(id) else { continue };
-                    self.tracker.settle_names();
                     events.push(self.tracker.with_context(Some(snap), |cx| explain::warning(c, snap, cx, risks, hits_last_minute, now)));
                 }
                 warning::Transition::Clear { id, seq, since, hits_last_minute } => {
@@ -280,7 +283,7 @@ fn log(e: &Event) {
             return tracing::warn!(
                 target: "memwatch::oom",
                 seq = e.seq,
-                kind = "warning",
+                kind = e.kind.label(),
                 namespace = e.namespace.as_str(),
                 pod = e.pod.as_str(),
                 container = e.container.as_str(),
@@ -299,7 +302,7 @@ fn log(e: &Event) {
             return tracing::info!(
                 target: "memwatch::oom",
                 seq = e.seq,
-                kind = "cleared",
+                kind = e.kind.label(),
                 warning_seq = w.and_then(|w| w.warning_seq).unwrap_or(0),
                 namespace = e.namespace.as_str(),
                 pod = e.pod.as_str(),
