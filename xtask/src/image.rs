@@ -56,12 +56,47 @@ impl Arch {
         (self == Arch::Arm64).then_some("v8")
     }
 
+    /// `--os linux --arch NAME [--variant V]`, as podman import and buildah config and
+    /// manifest add take the platform.
+    fn platform_flags(self) -> Vec<&'static str> {
+        let mut f = vec!["--os", "linux", "--arch", self.name()];
+        if let Some(v) = self.variant() {
+            f.extend(["--variant", v]);
+        }
+        f
+    }
+
+    /// Its Debian base, as `bases` makes it.
+    fn base_image(self) -> String {
+        format!("localhost/debian:bookworm-{}", self.name())
+    }
+
+    /// `cargo build` for it: the host's cargo, or for arm64 Debian's cargo and rustc with its
+    /// arm64 standard library (rustup's toolchains have none here) and cross linker.
+    pub(crate) fn cargo_build(self) -> Command {
+        match self.rust_target() {
+            Some(t) => {
+                let mut c = Command::new("/usr/bin/cargo");
+                c.env("RUSTC", "/usr/bin/rustc")
+                    .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER", "aarch64-linux-gnu-gcc")
+                    .current_dir(util::workspace())
+                    .args(["build", "--target", t]);
+                c
+            }
+            None => {
+                let mut c = util::cargo();
+                c.arg("build");
+                c
+            }
+        }
+    }
+
     /// The Rust target to cross-compile for; None for the host's.
     fn rust_target(self) -> Option<&'static str> {
         (self == Arch::Arm64).then_some("aarch64-unknown-linux-gnu")
     }
 
-    /// The platform's release binary, built by [`cross_build`] or the host's cargo.
+    /// The platform's release binary, built by [`release_build`].
     pub(crate) fn binary(self) -> PathBuf {
         match self.rust_target() {
             Some(t) => util::workspace().join("target").join(t).join("release/memwatch"),
@@ -145,10 +180,7 @@ fn manifest(list: &str, images: &[(Arch, String)]) -> anyhow::Result<()> {
     output(tool("buildah")?.args(["manifest", "create", list]))?;
     for (arch, image) in images {
         let mut add = tool("buildah")?;
-        add.args(["manifest", "add", "--os", "linux", "--arch", arch.name()]);
-        if let Some(v) = arch.variant() {
-            add.args(["--variant", v]);
-        }
+        add.args(["manifest", "add"]).args(arch.platform_flags());
         output(add.arg(list).arg(format!("containers-storage:{image}")))?;
     }
     Ok(())
@@ -159,7 +191,7 @@ fn manifest(list: &str, images: &[(Arch, String)]) -> anyhow::Result<()> {
 /// and `:bookworm-slim` as the manifest list of them.
 fn bases(archs: &[Arch]) -> anyhow::Result<()> {
     for &arch in archs {
-        let tag = format!("localhost/debian:bookworm-{}", arch.name());
+        let tag = arch.base_image();
         if exists(&tag)? {
             continue;
         }
@@ -169,7 +201,7 @@ fn bases(archs: &[Arch]) -> anyhow::Result<()> {
         }
         base(arch, &tag)?;
     }
-    let images: Vec<(Arch, String)> = archs.iter().map(|a| (*a, format!("localhost/debian:bookworm-{}", a.name()))).collect();
+    let images: Vec<(Arch, String)> = archs.iter().map(|a| (*a, a.base_image())).collect();
     manifest("localhost/debian:bookworm", &images)?;
     manifest(BASE, &images)
 }
@@ -180,12 +212,13 @@ fn base(arch: Arch, tag: &str) -> anyhow::Result<()> {
     let rootfs = dir().join(format!("rootfs-{}", arch.name()));
     let _ = fs::remove_dir_all(&rootfs);
     fs::create_dir_all(dir())?;
+    let mirror = mirror();
     util::run(
         Command::new("debootstrap")
             .arg(format!("--arch={}", arch.name()))
             .args(["--variant=minbase", "bookworm"])
             .arg(&rootfs)
-            .arg(mirror()),
+            .arg(&mirror),
     )?;
     // As Docker's slim images: no documentation but the copyright files, no man pages, no
     // locales, no apt lists or caches.
@@ -202,19 +235,18 @@ fn base(arch: Arch, tag: &str) -> anyhow::Result<()> {
     // Apt's sources as Debian's own images have them: the release, its updates and its
     // security archive (Debian's LLVM 22, which the Dockerfile's build stage installs, is only
     // in bookworm-security).
-    let security = if mirror().contains("deb.debian.org") {
+    let security = if mirror.contains("deb.debian.org") {
         "http://deb.debian.org/debian-security".to_string()
     } else {
-        mirror().replace("/debian", "/debian-security")
+        mirror.replace("/debian", "/debian-security")
     };
     let _ = fs::remove_file(rootfs.join("etc/apt/sources.list"));
     fs::create_dir_all(rootfs.join("etc/apt/sources.list.d"))?;
     fs::write(
         rootfs.join("etc/apt/sources.list.d/debian.sources"),
         format!(
-            "Types: deb\nURIs: {}\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n\
-             Types: deb\nURIs: {security}\nSuites: bookworm-security\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
-            mirror()
+            "Types: deb\nURIs: {mirror}\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n\
+             Types: deb\nURIs: {security}\nSuites: bookworm-security\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
         ),
     )?;
     let tar = Command::new("tar")
@@ -225,10 +257,7 @@ fn base(arch: Arch, tag: &str) -> anyhow::Result<()> {
         .spawn()
         .context("tar")?;
     let mut import = tool("podman")?;
-    import.args(["import", "--os", "linux", "--arch", arch.name()]);
-    if let Some(v) = arch.variant() {
-        import.args(["--variant", v]);
-    }
+    import.arg("import").args(arch.platform_flags());
     let st = import.args(["-", tag]).stdin(tar.stdout.unwrap()).status()?;
     if !st.success() {
         bail!("podman import failed: {st}");
@@ -253,20 +282,9 @@ fn annotations() -> anyhow::Result<Vec<(String, String)>> {
     ])
 }
 
-/// The release binary for a platform: the host's cargo, or Debian's rustc with its arm64
-/// standard library and cross linker.
-pub(crate) fn cross_build(arch: Arch) -> anyhow::Result<()> {
-    let mut c = util::cargo();
-    if let Some(t) = arch.rust_target() {
-        c = Command::new("/usr/bin/cargo");
-        c.env("RUSTC", "/usr/bin/rustc")
-            .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER", "aarch64-linux-gnu-gcc")
-            .current_dir(util::workspace())
-            .args(["build", "--target", t]);
-    } else {
-        c.arg("build");
-    }
-    util::run(c.args(["--release", "--package", "memwatch", "--bin", "memwatch"]))
+/// The release binary for a platform.
+fn release_build(arch: Arch) -> anyhow::Result<()> {
+    util::run(arch.cargo_build().args(["--release", "--package", "memwatch", "--bin", "memwatch"]))
 }
 
 /// This platform's image name.
@@ -276,14 +294,11 @@ fn platform_image(arch: Arch) -> String {
 
 /// The fast path: the runtime stage assembled from `binary`, for `arch`.
 fn assemble(arch: Arch, binary: &Path) -> anyhow::Result<()> {
-    let ctr = output(tool("buildah")?.args(["from", "--arch", arch.name(), &format!("localhost/debian:bookworm-{}", arch.name())]))?;
+    let ctr = output(tool("buildah")?.args(["from", "--arch", arch.name(), &arch.base_image()]))?;
     let result = (|| {
         util::run(tool("buildah")?.args(["copy", "--chmod", "0755", &ctr]).arg(binary).arg("/usr/local/bin/memwatch"))?;
         let mut config = tool("buildah")?;
-        config.args(["config", "--entrypoint", ENTRYPOINT, "--cmd", CMD, "--os", "linux", "--arch", arch.name()]);
-        if let Some(v) = arch.variant() {
-            config.args(["--variant", v]);
-        }
+        config.args(["config", "--entrypoint", ENTRYPOINT, "--cmd", CMD]).args(arch.platform_flags());
         for (k, v) in annotations()? {
             config.args(["--annotation", &format!("{k}={v}"), "--label", &format!("{k}={v}")]);
         }
@@ -334,7 +349,7 @@ pub(crate) fn build(dockerfile_path: bool, platforms: &[Arch]) -> anyhow::Result
         if dockerfile_path {
             dockerfile(arch)?;
         } else {
-            cross_build(arch)?;
+            release_build(arch)?;
             assemble(arch, &arch.binary())?;
         }
         // The image this one replaced, now nameless.

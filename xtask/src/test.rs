@@ -132,15 +132,9 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
         crate::image::build(false, &crate::image::Arch::ALL)?;
-        // The arm64 VM tests run memwatch and the workload built for arm64: cross-compiled with
-        // Debian's rustc and its arm64 standard library (rustup's toolchains have no arm64 std
-        // here), linked by Debian's cross gcc.
-        util::run(
-            std::process::Command::new("/usr/bin/cargo")
-                .env("RUSTC", "/usr/bin/rustc")
-                .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER", "aarch64-linux-gnu-gcc")
-                .args(["build", "--target", "aarch64-unknown-linux-gnu", "--bins", "-p", "memwatch", "-p", "memwatch-tests"]),
-        )?;
+        // The arm64 VM tests run memwatch and the workload built for arm64, cross-compiled as
+        // the image's arm64 binary is.
+        util::run(crate::image::Arch::Arm64.cargo_build().args(["--bins", "-p", "memwatch", "-p", "memwatch-tests"]))?;
     }
     // Arguments before `--` select what cargo builds, those after go to the test binaries.
     let (cargo_args, test_args) = match args.iter().position(|a| a == "--") {
