@@ -39,17 +39,24 @@ impl Drop for Tree {
     }
 }
 
+/// `bin serve` on every cgroup, on a free loopback port, past its first 5 s (start-up and the
+/// first full reads).
+fn serve(bin: &Path) -> std::process::Child {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new(bin)
+        .args(["serve", "--cgroups", "all", "--listen", &format!("127.0.0.1:{port}")])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    child
+}
+
 /// The idle daemon's CPU (share of a core over 30 s, after 5 s of start-up), `baseline` and
 /// `ours` alternating, four runs each: each run's figure, the medians and their ratio.
 fn paired_idle(baseline: &Path, ours: &Path, containers: usize) {
     let run = |bin: &Path| -> (f64, u64) {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut child = Command::new(bin)
-            .args(["serve", "--cgroups", "all", "--listen", &format!("127.0.0.1:{port}")])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_secs(5));
+        let mut child = serve(bin);
         let (c0, t0) = (cpu_seconds(child.id()), Instant::now());
         std::thread::sleep(Duration::from_secs(30));
         let cpu = (cpu_seconds(child.id()) - c0) / t0.elapsed().as_secs_f64();
@@ -190,14 +197,8 @@ fn main() {
         println!("daemon: {} not built (cargo build --release --bins)", bin.display());
         return;
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = Command::new(&bin)
-        .args(["serve", "--cgroups", "all", "--listen", &format!("127.0.0.1:{port}")])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     // Past its start-up and first full reads, then a minute: several slow periods (10 s).
-    std::thread::sleep(Duration::from_secs(5));
+    let mut child = serve(&bin);
     let measure = |pid: u32, what: &str| {
         let (c0, t0) = (cpu_seconds(pid), Instant::now());
         std::thread::sleep(Duration::from_secs(60));
@@ -213,12 +214,7 @@ fn main() {
         let _ = child.kill();
         let _ = child.wait();
         paired_idle(Path::new(&baseline), &bin, containers);
-        child = Command::new(&bin)
-            .args(["serve", "--cgroups", "all", "--listen", &format!("127.0.0.1:{port}")])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_secs(5));
+        child = serve(&bin);
     }
     // JVMs: in each cgroup, a stand-in for a JVM (the workload as a file named `java`, holding
     // a performance-data file recorded from OpenJDK 17), whose figures are read again every
