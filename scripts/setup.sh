@@ -31,6 +31,7 @@ pkgs=(
   openjdk-17-jdk-headless nodejs python3                          # real runtimes for the runtime explanations
   podman buildah skopeo runc debootstrap python3-yaml             # the image, and the DaemonSet run as a container
   libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu qemu-system-arm # arm64: cross-compiled, run in a VM
+  libc6-dev-arm64-cross                                           # arm64: the C library it links against (only a Recommends of gcc-aarch64-linux-gnu)
   qemu-user-static                                                # arm64: the image base's debootstrap
   curl ca-certificates
 )
@@ -42,6 +43,12 @@ if ! dpkg --print-foreign-architectures | grep -qx arm64 && [ "$(id -u)" -eq 0 ]
   log "adding the arm64 architecture to dpkg (for libstd-rust-web-dev:arm64)"
   dpkg --add-architecture arm64
 fi
+# The packages apt downloads are kept in .tools/apt-archives (the host's own cache may be
+# emptied after every install, as Debian's container images do), so `cargo xtask fresh` installs
+# them again in a clean container without downloading them again.
+apt_archives="$tools/apt-archives"
+mkdir -p "$apt_archives/partial"
+apt_cache=(-o "Dir::Cache::archives=$apt_archives" -o APT::Keep-Downloaded-Packages=true)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -53,7 +60,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
   log "installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Recommends are not installed, so every package the build needs is named above: what a
+  # package only recommends (libc6-dev-arm64-cross for the arm64 linker) must be listed.
+  apt-get install -y -qq --no-install-recommends "${apt_cache[@]}" "${missing[@]}" >/dev/null
   # The packaged prometheus service must not squat on :9090 during tests: stop the one this
   # install started (and only it), if it did.
   if command -v systemctl >/dev/null 2>&1 && [[ " ${missing[*]} " == *" prometheus "* ]]; then
@@ -83,12 +92,24 @@ fi
 
 # --- A pure cgroup v2 kernel for the VM test: Debian 12's own 6.1 kernel, vmlinuz only --------
 vm="$tools/vm"
+# `apt-get download PKG [apt options]` into the package cache, once: prints the .deb's path.
+cached_download() {
+  local pkg=$1; shift
+  local name
+  name=$(apt-get "$@" download --print-uris "$pkg" | awk '{print $2; exit}')
+  [ -n "$name" ] || { log "error: apt knows no package $pkg"; return 1; }
+  if [ ! -s "$apt_archives/$name" ]; then
+    (cd "$apt_archives/partial" && apt-get "$@" download -qq "$pkg" && mv "$name" ..)
+  fi
+  echo "$apt_archives/$name"
+}
 if [ ! -s "$vm/vmlinuz" ] && [ "$(id -u)" -eq 0 ]; then
   kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
   if [ -n "$kpkg" ]; then
     log "fetching $kpkg for the cgroup v2 VM test"
     rm -rf "$vm/tmp" && mkdir -p "$vm/tmp"
-    (cd "$vm/tmp" && apt-get download -qq "$kpkg" 2>/dev/null && dpkg -x ./*.deb x)
+    deb=$(cached_download "$kpkg")
+    dpkg -x "$deb" "$vm/tmp/x"
     cp "$vm"/tmp/x/boot/vmlinuz-* "$vm/vmlinuz"
     echo "$kpkg" > "$vm/kernel-package"
     rm -rf "$vm/tmp"
@@ -120,12 +141,15 @@ fetch_kernel() { # NAME "SUITE..." [ARCH] : .tools/vm/NAME/vmlinuz (and busybox,
   pkg=$(apt-cache "${opts[@]}" depends "linux-image-$arch" | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
   [ -n "$pkg" ] || { log "error: no kernel package in $suites"; return 1; }
   rm -rf "$dir/tmp" && mkdir -p "$dir/tmp"
-  (cd "$dir/tmp" && apt-get "${opts[@]}" download -qq "$pkg" && dpkg -x ./*.deb x)
+  local deb
+  deb=$(cached_download "$pkg" "${opts[@]}")
+  dpkg -x "$deb" "$dir/tmp/x"
   cp "$dir"/tmp/x/boot/vmlinuz-* "$dir/vmlinuz"
   echo "$pkg" > "$dir/kernel-package"
   if [ "$arch" != amd64 ]; then
     rm -rf "$dir/tmp" && mkdir -p "$dir/tmp"
-    (cd "$dir/tmp" && apt-get "${opts[@]}" download -qq busybox-static && dpkg -x ./*.deb x)
+    deb=$(cached_download busybox-static "${opts[@]}")
+    dpkg -x "$deb" "$dir/tmp/x"
     install -m 0755 "$(find "$dir/tmp/x" -path "*bin/busybox" -type f | head -1)" "$dir/busybox"
   fi
   rm -rf "$dir/tmp" "$apt"
@@ -142,12 +166,19 @@ fi
 # binfmt_misc hands them to qemu-aarch64-static. Registered with the F flag (the interpreter is
 # opened now, so it also works in chroots), only where nothing handles aarch64 yet; this is what
 # Docker's `binfmt` installer does for buildx.
-if [ "$(id -u)" -eq 0 ] && [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
-  log "registering qemu-aarch64-static with binfmt_misc (for the arm64 image base)"
-  if ! { mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc; } ||
-     ! cat /usr/lib/binfmt.d/qemu-aarch64.conf >/proc/sys/fs/binfmt_misc/register; then
-    log "cannot register it: the arm64 image base cannot be made here (cargo xtask image --platform linux/amd64 builds amd64 alone)"
+# Mounted first, then looked at: a fresh mount namespace (a container) may not show the mount
+# under which the kernel already holds the registration.
+if [ "$(id -u)" -eq 0 ]; then
+  if ! mountpoint -q /proc/sys/fs/binfmt_misc && ! mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc; then
+    log "cannot mount binfmt_misc: the arm64 image base cannot be made here (cargo xtask image --platform linux/amd64 builds amd64 alone)"
     exit 1
+  fi
+  if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+    log "registering qemu-aarch64-static with binfmt_misc (for the arm64 image base)"
+    if ! cat /usr/lib/binfmt.d/qemu-aarch64.conf >/proc/sys/fs/binfmt_misc/register; then
+      log "cannot register it: the arm64 image base cannot be made here (cargo xtask image --platform linux/amd64 builds amd64 alone)"
+      exit 1
+    fi
   fi
 fi
 
@@ -165,4 +196,51 @@ if command -v rustup >/dev/null 2>&1; then
     rustup toolchain link debian-web /usr
   fi
 fi
+
+# --- Proof that what was installed works ---------------------------------------------------------
+# A package can be installed and still not do its job (a Recommends left out, a registration
+# that did not take): each tool the build and the tests rely on does one small real thing here,
+# and a failure is one line naming the package. A second or two each run.
+failed=0
+fail() { log "error: $*"; failed=1; }
+proof=$(mktemp -d)
+trap 'rm -rf "$proof"' EXIT
+# An arm64 Rust program, cross-linked as the arm64 build is, then run under qemu-user.
+if [ "$(id -u)" -eq 0 ]; then
+  echo 'fn main() { println!("hello from {}", std::env::consts::ARCH); }' > "$proof/hello.rs"
+  if ! out=$(/usr/bin/rustc --target aarch64-unknown-linux-gnu -C linker=aarch64-linux-gnu-gcc -o "$proof/hello" "$proof/hello.rs" 2>&1); then
+    fail "an arm64 program does not cross-link (packages libstd-rust-web-dev:arm64, gcc-aarch64-linux-gnu, libc6-dev-arm64-cross): $(grep -m1 -E 'cannot find|error' <<<"$out")"
+  elif ! out=$(QEMU_LD_PREFIX=/usr/aarch64-linux-gnu "$proof/hello" 2>&1) || [ "$out" != "hello from aarch64" ]; then
+    fail "an arm64 program does not run under qemu-user (package qemu-user-static, its binfmt_misc registration): $out"
+  fi
+fi
+# bpf-linker, with Debian's LLVM 22, links a one-function eBPF program.
+cat > "$proof/prog.ll" <<'LL'
+target datalayout = "e-m:e-p:64:64-i64:64-i128:128-n32:64-S128"
+target triple = "bpfel"
+define i32 @prog(ptr %ctx) section "xdp" {
+  ret i32 2
+}
+LL
+if ! out=$(/usr/lib/llvm-22/bin/llvm-as "$proof/prog.ll" -o "$proof/prog.o" 2>&1); then
+  fail "LLVM 22 cannot assemble a program (package llvm-22-dev): $out"
+elif ! out=$(PATH=/usr/lib/llvm-22/bin:$PATH "$tools/bin/bpf-linker" --export prog -o "$proof/linked.o" "$proof/prog.o" 2>&1); then
+  fail "bpf-linker cannot link an eBPF program ($tools/bin/bpf-linker, built against llvm-22-dev): $out"
+elif [ "$(od -An -tx1 -j18 -N2 "$proof/linked.o" | tr -d ' ')" != "f700" ]; then
+  fail "bpf-linker wrote no eBPF object ($tools/bin/bpf-linker)"
+fi
+# Debian's Rust can build core for the BPF target (its library sources).
+[ -f /usr/lib/rustlib/src/rust/library/core/Cargo.toml ] || fail "no library sources for building core (package rust-web-src)"
+# The VM tests' kernels, and the arm64 VMs' busybox.
+if [ "$(id -u)" -eq 0 ]; then
+  for k in "$vm/vmlinuz" "$vm"/{5.10,6.12,arm64-6.1,arm64-6.12}/vmlinuz; do
+    [ "$(stat -c %s "$k" 2>/dev/null || echo 0)" -gt 1000000 ] || fail "no kernel at $k for the VM tests (fetched from Debian's linux-image packages; remove $vm and run again)"
+  done
+  for b in "$vm"/arm64-*/busybox; do
+    [ -x "$b" ] || fail "no arm64 busybox at $b (package busybox-static:arm64, unpacked; remove $(dirname "$b") and run again)"
+  done
+  [ -x /usr/bin/qemu-system-x86_64 ] || fail "no qemu-system-x86_64 (package qemu-system-x86)"
+  [ -x /usr/bin/qemu-system-aarch64 ] || fail "no qemu-system-aarch64 (package qemu-system-arm)"
+fi
+[ "$failed" -eq 0 ] || { log "setup is incomplete: see the errors above"; exit 1; }
 log "ok"

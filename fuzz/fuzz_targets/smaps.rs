@@ -3,7 +3,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use memwatch::{
-    explain::layout::{Breakdown, Facts},
+    runtime::layout::{Breakdown, Facts},
     parse::smaps,
     runtime::RuntimeId,
 };

@@ -24,7 +24,7 @@
 //!    fault-stack sampler on the slow cadence, resolves its addresses while the processes live
 //!    and names them on a thread of its own, for OOM events, profiles and `top`;
 //! 6. **readers**: [`expose`] (the exposition and memwatch's own instrumentation), [`http`]
-//!    (routes, and the server with its connection limits), [`history::trace`] (Perfetto),
+//!    (routes, and the server with its connection limits), [`expose::trace`] (Perfetto),
 //!    [`top`] (the terminal view), [`explain`] (where a process's memory is), and the journal
 //!    in [`oom::journal`].
 //!
@@ -42,8 +42,10 @@ pub mod oom;
 pub mod parse;
 pub mod pipeline;
 pub mod probes;
+pub mod risk;
 pub mod runtime;
 pub mod sampler;
+pub mod selfmetrics;
 pub mod snapshot;
 pub mod stacks;
 pub mod top;

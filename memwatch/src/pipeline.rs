@@ -11,12 +11,12 @@ use std::{
 
 use crate::{
     Roots,
-    expose::selfmetrics::SelfMetrics,
     history::History,
     model,
     oom::{Oom, OomView, world::Host},
     probes::{ProbeOptions, ProbeStatus, Probes},
     sampler::{KernelEvents, Sampler, Shared, Stages},
+    selfmetrics::SelfMetrics,
     snapshot::Snapshot,
 };
 

@@ -19,10 +19,10 @@ use aya::maps::{MapData, RingBuf};
 use crate::{
     Roots,
     collector::{CollectError, Collector, CollectorId, SampleInput, SnapshotBuilder},
-    expose::selfmetrics::SelfMetrics,
     history::History,
     model::{self, ModelState, Options, Timing},
     oom::{Oom, OomView},
+    selfmetrics::SelfMetrics,
     snapshot::Snapshot,
 };
 
@@ -212,7 +212,7 @@ impl Stages {
         let mut changed = self.drain_kernel();
         changed |= self.oom.on_snapshot(snap.clone(), now);
         let view = self.oom.view();
-        self.at_risk = crate::stacks::at_risk(&snap, &view.last_kill, &view.warned);
+        self.at_risk = crate::risk::at_risk(&snap, &view.last_kill, |id| view.warned.contains_key(&id));
         (snap, changed)
     }
 

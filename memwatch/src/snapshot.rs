@@ -163,6 +163,17 @@ impl Container {
             Arc::from(format!("{}/{}/{name}", self.namespace, self.pod))
         }
     }
+
+    /// Whether `want` names this container (see [`names`]).
+    pub fn is_named(&self, want: &str) -> bool {
+        names(want, &self.display_name(), &self.cgroup)
+    }
+}
+
+/// Whether `want` names the container called `name` at `cgroup`: its whole name, a prefix of it
+/// that ends where a `/` follows (a pod's containers, a namespace's), or its cgroup path.
+pub fn names(want: &str, name: &str, cgroup: &str) -> bool {
+    name == want || cgroup == want || name.strip_prefix(want).is_some_and(|rest| rest.starts_with('/'))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]

@@ -84,7 +84,7 @@ fn run(name: &str, busy: bool) {
     let started = Instant::now();
     let all = h.range(0.0, |_, _, _| true);
     let events: Vec<&memwatch::oom::Event> = vec![];
-    let trace = serde_json::to_vec(&memwatch::history::trace::chrome_trace(&all, &events, 0.0)).unwrap();
+    let trace = serde_json::to_vec(&memwatch::expose::trace::chrome_trace(&all, &events, 0.0)).unwrap();
     let trace_time = started.elapsed();
     println!(
         "{name:<5} {CONTAINERS} containers x {SAMPLES} samples: history {:.1} MiB ({:.0} bytes per container), push {:.2} ms per sample, \

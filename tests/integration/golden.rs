@@ -254,7 +254,7 @@ fn max_series_drops_and_counts() {
     let mut s = Sampler::new(
         roots("k8s-v2-systemd"),
         Sampler::default_collectors(None, false, std::time::Duration::from_secs(10)),
-        Options { filter: CgroupFilter::Default, max_series: 2 * per },
+        Options { filter: CgroupFilter::Default, max_series: 2 * per, ..Options::default() },
     );
     let snap = s.sample(&SampleInput::default());
     assert_eq!(snap.containers.len(), 2);

@@ -147,7 +147,13 @@ fn the_daemonsets_capabilities_are_enough() {
     assert_eq!(m.get("memwatch_container_oom_kills_total", &label, None), Some(1.0));
     for (name, st, _) in full.iter().filter(|p| p.1 != "off") {
         let v = m.get_plain("memwatch_probe_attached", &[("probe", name)]);
-        assert_eq!(v, Some(if st == "attached" { 1.0 } else { 0.0 }), "{name}");
+        if st == "standby" {
+            // The fault-stack sampler waits for a container at risk; the kill above makes one,
+            // for a while: either state may hold at the scrape.
+            assert!(v == Some(0.0) || v == Some(1.0), "{name}: {v:?}");
+        } else {
+            assert_eq!(v, Some(if st == "attached" { 1.0 } else { 0.0 }), "{name}");
+        }
     }
     assert!(!d.log().contains("ERROR"), "{}", d.log());
 }

@@ -226,9 +226,12 @@ fn now() -> f64 {
 fn at_risk_sampling_runs_only_while_a_container_is_at_risk_and_only_for_it() {
     util::require_root!();
     let _serial = util::serial();
-    let d = Daemon::start(&["--interval", "500ms", "--slow-interval", "1s"]);
+    // It watches this test's two cgroups alone: another test's container at risk (they run
+    // beside this one) would attach the sampler too.
+    let only = format!("/memwatch-test-stacks-(risky|safe)-{}", std::process::id());
+    let d = Daemon::start(&["--interval", "500ms", "--slow-interval", "1s", "--cgroups.include", &only]);
     let pid = d.pid();
-    // Nothing near its limit (other tests' cgroups gone): on standby, nothing in the kernel.
+    // Nothing of its own near a limit yet: on standby, nothing in the kernel.
     d.wait_until("standby", Duration::from_secs(120), || {
         d.metrics().get_plain("memwatch_probe_attached", &[("probe", "fault_stacks"), ("method", "standby")]) == Some(0.0)
     });
@@ -238,6 +241,13 @@ fn at_risk_sampling_runs_only_while_a_container_is_at_risk_and_only_for_it() {
     // One container at 80% of its limit, one far from its own.
     let risky = TestCgroup::new("stacks-risky", 256 * MIB);
     let safe = TestCgroup::new("stacks-safe", 1024 * MIB);
+    // Both exported, and nothing else.
+    d.wait_until("the test's two containers", Duration::from_secs(10), || {
+        let m = d.metrics();
+        let cgroups: HashSet<&str> =
+            m.text.lines().filter_map(|l| l.split("cgroup=\"").nth(1)?.split('"').next()).filter(|c| !c.is_empty()).collect();
+        cgroups == HashSet::from([risky.label().as_str(), safe.label().as_str()])
+    });
     let hold = |cg: &TestCgroup, threads: &str, kib: &str| {
         let mut c = Command::new(programs::memtest());
         c.args(["threads", threads, kib]).stdin(Stdio::piped()).stdout(Stdio::piped());

@@ -80,10 +80,17 @@ fn table_sorted_by_headroom_with_danger_in_red() {
     assert!(lines[2].contains("256.0 MiB") && lines[2].contains("0.4%"), "{}", lines[2]);
     assert!(text.contains("shop/web-7d4b9c-x2x9z/server") && text.contains("512.0 MiB"), "{text}");
     assert!(text.contains("shop/web-7d4b9c-x2x9z/(pause)"), "{text}");
-    // Under 10% headroom is red; the server's 10.2% is not.
+    // At risk by the one definition (memwatch::risk: headroom under 20%) is red: postgres's
+    // 0.4% and the server's 10.2%; the rows with more headroom are not.
     assert_eq!(buf[(0, 2)].fg, Color::Red, "postgres row");
     let server_y = lines.iter().position(|l| l.starts_with("shop/web-7d4b9c-x2x9z/server")).unwrap() as u16;
-    assert_ne!(buf[(0, server_y)].fg, Color::Red);
+    assert_eq!(buf[(0, server_y)].fg, Color::Red, "{text}");
+    let roomy: Vec<&memwatch::top::data::Row> = rows(&state).into_iter().filter(|r| r.headroom_pct >= 20.0).collect();
+    assert!(!roomy.is_empty(), "{text}");
+    for r in roomy {
+        let y = lines.iter().position(|l| l.starts_with(r.name.as_str())).unwrap() as u16;
+        assert_ne!(buf[(0, y)].fg, Color::Red, "{} at {:.1}%", r.name, r.headroom_pct);
+    }
 }
 
 #[test]

@@ -186,28 +186,34 @@ fn manifest(list: &str, images: &[(Arch, String)]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `localhost/debian:bookworm-ARCH` for each platform, made by debootstrap unless podman has it
-/// (a base from before, a plain `:bookworm-slim`, is the host's), then `localhost/debian:bookworm`
-/// and `:bookworm-slim` as the manifest list of them.
+/// Each platform's base ([`base`]), then `localhost/debian:bookworm` and `:bookworm-slim` as the
+/// manifest list of them.
 fn bases(archs: &[Arch]) -> anyhow::Result<()> {
     for &arch in archs {
-        let tag = arch.base_image();
-        if exists(&tag)? {
-            continue;
-        }
-        if arch == Arch::Amd64 && exists(BASE)? && !is_list(BASE)? {
-            util::run(tool("podman")?.args(["tag", BASE, &tag]))?;
-            continue;
-        }
-        base(arch, &tag)?;
+        base(arch)?;
     }
     let images: Vec<(Arch, String)> = archs.iter().map(|a| (*a, a.base_image())).collect();
     manifest("localhost/debian:bookworm", &images)?;
     manifest(BASE, &images)
 }
 
+/// `localhost/debian:bookworm-ARCH`, made by debootstrap unless podman has it (a base from
+/// before, a plain `:bookworm-slim`, is the host's): its name.
+pub(crate) fn base(arch: Arch) -> anyhow::Result<String> {
+    let tag = arch.base_image();
+    if exists(&tag)? {
+        return Ok(tag);
+    }
+    if arch == Arch::Amd64 && exists(BASE)? && !is_list(BASE)? {
+        util::run(tool("podman")?.args(["tag", BASE, &tag]))?;
+        return Ok(tag);
+    }
+    debootstrap(arch, &tag)?;
+    Ok(tag)
+}
+
 /// One platform's base, made by debootstrap and imported as `tag`.
-fn base(arch: Arch, tag: &str) -> anyhow::Result<()> {
+fn debootstrap(arch: Arch, tag: &str) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let rootfs = dir().join(format!("rootfs-{}", arch.name()));
     let _ = fs::remove_dir_all(&rootfs);

@@ -2,10 +2,26 @@
 //! the eBPF crate (for the BPF target, with Debian's toolchain, as memwatch/build.rs builds it).
 use std::process::Command;
 
-use crate::{setup, util};
+use crate::{layers, setup, util};
+
+/// The layer check alone: every upward `use crate::` of the memwatch crate, named.
+pub(crate) fn layers() -> anyhow::Result<()> {
+    let src = util::workspace().join("memwatch/src");
+    let files = layers::read_tree(&src)?;
+    let v = layers::check(&files).map_err(anyhow::Error::msg)?;
+    if !v.is_empty() {
+        for x in &v {
+            eprintln!("memwatch/src/{x}");
+        }
+        anyhow::bail!("{} import(s) point up the layers ({}); see CONTRIBUTING.md", v.len(), layers::describe());
+    }
+    eprintln!("layers: {} files, no upward import ({})", files.len(), layers::describe());
+    Ok(())
+}
 
 pub(crate) fn run() -> anyhow::Result<()> {
     setup::run()?;
+    layers()?;
     util::run(util::cargo().args(["fmt", "--all", "--check"]))?;
     util::run(util::cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     let root = util::workspace();

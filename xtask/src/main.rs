@@ -2,8 +2,10 @@
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod fresh;
 mod fuzz;
 mod image;
+mod layers;
 mod lint;
 mod run;
 mod setup;
@@ -57,6 +59,14 @@ enum Cmd {
         #[arg(long, value_delimiter = ',', default_values = ["linux/amd64", "linux/arm64"])]
         platform: Vec<image::Arch>,
     },
+    /// Does the set-up work on a fresh machine? scripts/setup.sh and the builds the tests need,
+    /// in a clean Debian bookworm container made from the project's debootstrap base, with
+    /// nothing from this machine but the checkout, the Rust toolchain and apt's package cache
+    Fresh {
+        /// Check this commit instead of the work tree's tracked files
+        #[arg(long)]
+        rev: Option<String>,
+    },
     /// Set up, build, and run every test; prints a total line `N passed, N failed`
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter)
@@ -70,6 +80,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Setup => setup::run(),
         Cmd::Run { args } => run::run(&args),
         Cmd::Test { args } => test::run(&args),
+        Cmd::Fresh { rev } => fresh::run(rev.as_deref()),
         Cmd::Bench => bench::run(),
         Cmd::Lint => lint::run(),
         Cmd::Soak { minutes } => soak::run(minutes),

@@ -124,18 +124,24 @@ fn run_binary(bin: &TestBinary, test_args: &[String]) -> anyhow::Result<(Totals,
 
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     setup::run()?;
-    // The integration tests run the real `memwatch` binary; cargo does not build another
-    // package's binary for them, so build it first.
-    util::run(util::cargo().args(["build", "--bins"]))?;
-    // The DaemonSet test runs the image: build it for both platforms (release binaries, amd64
-    // from the host's cargo, arm64 cross-compiled; bases by debootstrap, arm64's under qemu-user).
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
+    let root = unsafe { libc::geteuid() } == 0;
+    let full = args.is_empty();
+    // The integration tests run the real `memwatch` binary (cargo does not build another
+    // package's binary for them) and, in the arm64 VMs, memwatch and the workload built for
+    // arm64, cross-compiled as the image's arm64 binary is: the builds the fresh-machine check
+    // makes too.
+    util::run(&mut crate::fresh::host_build())?;
+    if root {
+        // The DaemonSet test runs the image: build it for both platforms (release binaries,
+        // amd64 from the host's cargo, arm64 cross-compiled; bases by debootstrap, arm64's
+        // under qemu-user).
         crate::image::build(false, &crate::image::Arch::ALL)?;
-        // The arm64 VM tests run memwatch and the workload built for arm64, cross-compiled as
-        // the image's arm64 binary is.
-        util::run(crate::image::Arch::Arm64.cargo_build().args(["--bins", "-p", "memwatch", "-p", "memwatch-tests"]))?;
+        util::run(&mut crate::fresh::arm64_build())?;
     }
+    // A full run first checks that the set-up works on a fresh machine (a clean container),
+    // and says so at the end whatever the tests do.
+    let fresh = (full && root).then(|| crate::fresh::run(None));
     // Arguments before `--` select what cargo builds, those after go to the test binaries.
     let (cargo_args, test_args) = match args.iter().position(|a| a == "--") {
         Some(i) => (&args[..i], &args[i + 1..]),
@@ -145,7 +151,6 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     // A full run keeps the churn test for last, alone: the kernel frees the 60,000 memory
     // cgroups it removes one by one in the background, holding their css ids for minutes, and
     // a test after it that waits for a css id to be handed over would wait in vain.
-    let full = args.is_empty();
     let mut totals = Totals::default();
     let mut ok = true;
     for bin in &bins {
@@ -165,6 +170,9 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         ok &= success;
     }
     println!("memwatch: {} passed, {} failed, {} skipped", totals.passed, totals.failed, totals.ignored + totals.skipped);
+    if let Some(Err(e)) = fresh {
+        return Err(e.context("the fresh-machine check (cargo xtask fresh) failed"));
+    }
     if !ok || totals.failed > 0 {
         bail!("tests failed");
     }

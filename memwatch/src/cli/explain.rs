@@ -8,10 +8,8 @@ use std::io::{self, Write};
 use clap::Args;
 use memwatch::{
     Roots,
-    explain::{
-        layout::ClassUse,
-        report::{self, ContainerReport, ProcessReport},
-    },
+    explain::report::{self, ContainerReport, ProcessReport},
+    runtime::layout::ClassUse,
     units::human,
 };
 

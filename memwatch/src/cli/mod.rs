@@ -1,4 +1,5 @@
 //! Subcommand handlers: the edge where errors become messages and exit codes.
+pub(crate) mod cgroup_args;
 pub(crate) mod check;
 pub(crate) mod client;
 pub(crate) mod events;

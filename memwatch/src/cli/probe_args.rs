@@ -17,15 +17,20 @@ pub(crate) struct ProbeArgs {
     /// takes 128 bytes per slot per CPU
     #[arg(long, default_value_t = DEFAULT_SLOTS, value_parser = clap::value_parser!(u32).range(16..=65536))]
     pub ebpf_cgroup_slots: u32,
-    /// When to sample user stacks at page faults (which code faulted memory in): `at-risk`
-    /// attaches the sampler only while some container is at risk (headroom under 20% of its
-    /// limit, a time to OOM under 10 minutes, or an OOM kill in the last 10 minutes) and
-    /// counts only those; `always` counts every container; `off` loads nothing of it
-    #[arg(long, value_enum, default_value_t = memwatch::stacks::Mode::AtRisk)]
-    pub stacks: memwatch::stacks::Mode,
+    #[arg(long, value_enum, default_value_t = memwatch::probes::stacks::Mode::AtRisk, help = stacks_help())]
+    pub stacks: memwatch::probes::stacks::Mode,
     /// The sampler takes one user page fault in this many (rounded up to a power of two)
     #[arg(long, default_value_t = memwatch::probes::DEFAULT_STACK_PERIOD, value_parser = clap::value_parser!(u32).range(1..=1048576))]
     pub stack_period: u32,
+}
+
+/// `--stacks`' help, with the definition of at risk read from `memwatch::risk`.
+fn stacks_help() -> String {
+    format!(
+        "When to sample user stacks at page faults (which code faulted memory in): `at-risk` attaches the sampler only while some \
+         container is at risk ({}) and counts only those; `always` counts every container; `off` loads nothing of it",
+        memwatch::risk::describe()
+    )
 }
 
 impl ProbeArgs {

@@ -5,11 +5,11 @@ use anyhow::Context as _;
 use clap::Args;
 use memwatch::{
     Roots,
-    expose::selfmetrics::SelfMetrics,
     http::{self, AppState},
-    model::{CgroupFilter, Options},
+    model::Options,
     pipeline::{self, Pipeline},
     probes::ProbeState,
+    selfmetrics::SelfMetrics,
 };
 use tokio::io::unix::AsyncFd;
 
@@ -25,9 +25,8 @@ pub(crate) struct ServeArgs {
     /// /proc/<pid>/stat) may get; cgroups near their limit are read every interval anyway
     #[arg(long, default_value = "10s", value_parser = parse_interval)]
     slow_interval: Duration,
-    /// Which cgroups to export
-    #[arg(long, value_enum, default_value = "default")]
-    cgroups: CgroupFilter,
+    #[command(flatten)]
+    cgroups: super::cgroup_args::CgroupArgs,
     /// At most this many container series; the rest are dropped and counted
     #[arg(long, default_value_t = 200_000)]
     max_series: usize,
@@ -104,7 +103,7 @@ async fn serve(roots: Roots, args: ServeArgs) -> anyhow::Result<()> {
     let opts = pipeline::Options {
         probes: (!args.no_ebpf).then(|| args.probes.options()),
         slow_interval: args.slow_interval.max(args.interval),
-        model: Options { filter: args.cgroups, max_series: args.max_series },
+        model: Options { max_series: args.max_series, ..args.cgroups.options() },
         state_dir: Some(args.state_dir.clone()),
         max_events: args.max_events as usize,
         bpf_stats: args.bpf_stats,

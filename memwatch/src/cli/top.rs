@@ -16,7 +16,6 @@ use crossterm::{
 use futures_util::StreamExt as _;
 use memwatch::{
     Roots,
-    model::{CgroupFilter, Options},
     pipeline::{self, Pipeline},
     sampler::Shared,
     top::{App, Frame, input, plain, view},
@@ -40,9 +39,8 @@ pub(crate) struct TopArgs {
     /// Print the table's data as JSON and exit
     #[arg(long)]
     json: bool,
-    /// Which cgroups to show when sampling here
-    #[arg(long, value_enum, default_value = "default")]
-    cgroups: CgroupFilter,
+    #[command(flatten)]
+    cgroups: super::cgroup_args::CgroupArgs,
     #[command(flatten)]
     probes: super::probe_args::ProbeArgs,
 }
@@ -79,7 +77,7 @@ fn local(roots: Roots, args: &TopArgs) -> Pipeline {
         probes: Some(args.probes.options()),
         per_process: true,
         slow_interval: args.slow_interval.max(args.interval),
-        model: Options { filter: args.cgroups, ..Options::default() },
+        model: args.cgroups.options(),
         max_events: 100,
         history: Duration::from_secs(60),
         ..pipeline::Options::default()

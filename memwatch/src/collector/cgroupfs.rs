@@ -33,9 +33,8 @@ use crate::{
     Roots,
     host::{
         self,
-        cgroups::{child_path, parent_path},
+        cgroups::{LimitWalk, child_path, parent_path, tightest},
     },
-    model::limits::tightest,
     parse::cgroup as parse,
 };
 
@@ -323,7 +322,7 @@ impl Tree {
         let v2 = self.v2;
         let mut index: HashMap<&str, usize> = HashMap::with_capacity(self.nodes.len());
         // Effective limits as known from the last slow reads, parents first.
-        let mut limits: HashMap<&str, Option<u64>> = HashMap::with_capacity(self.nodes.len());
+        let mut limits = LimitWalk::with_capacity(self.nodes.len());
         let mut vanished = Vec::new();
         for (rel, node) in self.nodes.iter_mut() {
             let parent = parent_path(rel);
@@ -339,10 +338,7 @@ impl Tree {
                     continue;
                 }
             };
-            let inherited = parent.and_then(|p| limits.get(p).copied().flatten());
-            let own = node.slow.as_ref().and_then(|(_, _, r)| r.own_limit);
-            let limit = tightest(own, inherited);
-            limits.insert(rel.as_str(), limit);
+            let limit = limits.visit(rel.as_str(), parent.as_ref(), node.slow.as_ref().and_then(|(_, _, r)| r.own_limit));
             let young = node.born.is_some_and(|b| now.duration_since(b) < slow);
             let last = node.slow.as_ref().map(|(at, u, _)| (*at, *u));
             // Near its limit, or its own memory.high where it is throttled (v2).

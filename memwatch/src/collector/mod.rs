@@ -107,7 +107,7 @@ pub struct SampleInput {
     /// samples can leave usage where it was (a process that grew and died within one
     /// interval), so usage alone would not say the counter moved.
     pub oom_cgroups: HashSet<u64>,
-    /// The memory cgroups at risk after the last sample (see [`crate::stacks::risk`]), for the
+    /// The memory cgroups at risk after the last sample (see [`crate::risk::risk`]), for the
     /// fault-stack sampler in at-risk mode.
     pub at_risk: HashSet<u64>,
 }

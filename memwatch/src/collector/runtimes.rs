@@ -14,8 +14,8 @@ use std::{
 use super::{CollectError, Collector, CollectorId, SampleInput, SnapshotBuilder};
 use crate::{
     Roots,
-    explain::layout::{Breakdown, Facts as LayoutFacts},
-    host::procs,
+    host::{cgroups::LimitWalk, procs},
+    runtime::layout::{Breakdown, Facts as LayoutFacts},
     runtime::{self, Facts, MallocFacts, ProcessFacts, Reader, RuntimeId},
 };
 
@@ -68,15 +68,13 @@ impl Collector for Runtimes {
             _ => self.reader.insert(Reader::new(roots.procfs.clone())),
         };
         // Effective limits, parents first (the cgroups come in walk order).
-        let mut limits: Vec<Option<u64>> = Vec::with_capacity(out.cgroups.len());
+        let mut limits = LimitWalk::with_capacity(out.cgroups.len());
         let mut smaps_left = SMAPS_PER_SAMPLE;
         let mut live_pids: HashSet<u32> = HashSet::new();
         let mut live_cgroups: HashSet<u64> = HashSet::with_capacity(out.cgroups.len());
         for i in 0..out.cgroups.len() {
             let cg = out.cgroups[i].clone();
-            let inherited = cg.parent.and_then(|p| limits.get(p).copied().flatten());
-            let limit = crate::model::limits::tightest(cg.own_limit, inherited);
-            limits.push(limit);
+            let limit = limits.visit(i, cg.parent.as_ref(), cg.own_limit);
             live_cgroups.insert(cg.id);
             let near = limit.is_some_and(|l| cg.usage as f64 >= NEAR_LIMIT * l as f64);
             let cached = self.cgroups.get(&cg.id);

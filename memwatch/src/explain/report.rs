@@ -12,7 +12,7 @@ use std::{
 use serde::Serialize;
 use thiserror::Error;
 
-use super::layout::{Breakdown, ClassUse, Facts};
+use crate::runtime::layout::{Breakdown, ClassUse, Facts};
 use crate::{
     Roots,
     model::{self, CgroupFilter},

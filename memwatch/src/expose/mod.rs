@@ -1,4 +1,5 @@
 //! The exposition readers see: the Prometheus text and OpenMetrics rendering of a snapshot
-//! ([`render`], pure) and memwatch's own instrumentation ([`selfmetrics`]).
+//! ([`render`], pure), memwatch's own instrumentation written in either format (from
+//! [`crate::selfmetrics`]), and the history as a Perfetto trace ([`trace`]).
 pub mod render;
-pub mod selfmetrics;
+pub mod trace;

@@ -1,7 +1,7 @@
 //! Rendering as Prometheus text exposition (0.0.4) or OpenMetrics 1.0. Pure: data in, string
 //! out. The container series are written straight from the [`Snapshot`] in one pass (as
 //! kube-state-metrics does, for speed at thousands of series); memwatch's own instrumentation
-//! comes from a `prometheus` crate registry ([`super::selfmetrics`]), whose families are
+//! comes from a `prometheus` crate registry ([`crate::selfmetrics`]), whose families are
 //! written here in either format (the crate itself writes only the text format).
 
 use std::fmt::Write as _;

@@ -12,8 +12,6 @@
 //! The crate `prometheus` has no history and a TSDB is far more than this needs; the encoding
 //! is 60 lines here.
 
-pub mod trace;
-
 use std::{
     collections::{HashMap, VecDeque},
     sync::Arc,

@@ -2,9 +2,40 @@
 //! OOM stage, `memwatch explain`), not on the sampling cadence: the cgroupfs collector keeps
 //! its own open files for that. Roots are parameters.
 
-use std::{os::unix::fs::MetadataExt, path::Path};
+use std::{collections::HashMap, hash::Hash, os::unix::fs::MetadataExt, path::Path};
 
 use crate::parse::cgroup as parse;
+
+/// The tighter of two limits, either of which may be absent.
+pub fn tightest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Effective memory limits along a walk of the hierarchy that visits parents before children:
+/// a cgroup's is the tightest of its own limit and its parent's effective one. The one walk the
+/// collectors (keyed by path or by their list's index) and the model share.
+#[derive(Debug)]
+pub struct LimitWalk<K> {
+    limits: HashMap<K, Option<u64>>,
+}
+
+impl<K: Eq + Hash> LimitWalk<K> {
+    pub fn with_capacity(n: usize) -> Self {
+        LimitWalk { limits: HashMap::with_capacity(n) }
+    }
+
+    /// The effective limit of `key`, a child of `parent` (None: the root, or a cgroup whose
+    /// parent was not visited) limited to `own`; remembered for its children.
+    pub fn visit(&mut self, key: K, parent: Option<&K>, own: Option<u64>) -> Option<u64> {
+        let inherited = parent.and_then(|p| self.limits.get(p).copied().flatten());
+        let limit = tightest(own, inherited);
+        self.limits.insert(key, limit);
+        limit
+    }
+}
 
 /// The most directories `find_by_id` looks at before giving up.
 const FIND_BY_ID_LIMIT: usize = 200_000;
@@ -94,6 +125,18 @@ pub fn memory_parts(dir: &Path, v2: bool) -> Option<parse::MemoryStat> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tightest_limit_on_the_path_wins() {
+        assert_eq!((tightest(Some(1), Some(2)), tightest(None, Some(2)), tightest(None, None)), (Some(1), Some(2), None));
+        // root -> a (100) -> b (500); root -> c.
+        let mut w = LimitWalk::with_capacity(4);
+        assert_eq!(w.visit("/", None, None), None);
+        assert_eq!(w.visit("/a", Some(&"/"), Some(100)), Some(100));
+        assert_eq!(w.visit("/a/b", Some(&"/a"), Some(500)), Some(100), "the parent's is tighter");
+        assert_eq!(w.visit("/c", Some(&"/"), None), None);
+        assert_eq!(w.visit("/c/d", Some(&"/c"), Some(50)), Some(50));
+    }
 
     #[test]
     fn ancestry_by_path() {

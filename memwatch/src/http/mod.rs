@@ -24,12 +24,10 @@ use axum::{
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::{
-    expose::{
-        render::{self, Format},
-        selfmetrics::SelfMetrics,
-    },
+    expose::render::{self, Format},
     oom::OomView,
     sampler::Shared,
+    selfmetrics::SelfMetrics,
     snapshot::Snapshot,
 };
 
@@ -174,11 +172,6 @@ pub fn parse_since(s: &str, now: f64) -> Result<f64, String> {
     humantime::parse_duration(s).map(|d| now - d.as_secs_f64()).map_err(|e| format!("since={s:?}: {e} (a Unix time, or e.g. 15m)"))
 }
 
-/// Whether a container (by name and cgroup path) is the one `want` names.
-pub fn container_matches(want: &str, name: &str, cgroup: &str) -> bool {
-    name == want || cgroup == want || name.strip_prefix(want).is_some_and(|rest| rest.starts_with('/'))
-}
-
 async fn trace(State(st): State<AppState>, Query(q): Query<TraceQuery>) -> Response {
     if st.shared.snapshot.load().is_none() {
         return not_ready();
@@ -193,12 +186,12 @@ async fn trace(State(st): State<AppState>, Query(q): Query<TraceQuery>) -> Respo
     let built = tokio::task::spawn_blocking(move || {
         let containers = {
             let history = shared.history.read().unwrap_or_else(|e| e.into_inner());
-            history.range(since, |_, name, cgroup| q.container.as_deref().is_none_or(|w| container_matches(w, name, cgroup)))
+            history.range(since, |_, name, cgroup| q.container.as_deref().is_none_or(|w| crate::snapshot::names(w, name, cgroup)))
         };
         let oom = shared.oom.load_full();
         let ids: std::collections::HashSet<u64> = containers.iter().map(|c| c.id).collect();
         let events: Vec<&crate::oom::Event> = oom.events.iter().filter(|e| q.container.is_none() || ids.contains(&e.cgroup_id)).collect();
-        serde_json::to_vec(&crate::history::trace::chrome_trace(&containers, &events, since))
+        serde_json::to_vec(&crate::expose::trace::chrome_trace(&containers, &events, since))
     })
     .await;
     match built {
@@ -358,10 +351,10 @@ mod tests {
         assert_eq!(parse_since("1700000000.5", 0.0), Ok(1700000000.5));
         assert_eq!(parse_since("15m", 2000.0), Ok(1100.0));
         assert!(parse_since("soon", 0.0).is_err());
-        assert!(container_matches("ns/pod/app", "ns/pod/app", "/x"));
-        assert!(container_matches("ns/pod", "ns/pod/app", "/x"), "a pod's containers");
-        assert!(!container_matches("ns/po", "ns/pod/app", "/x"));
-        assert!(container_matches("/x", "ns/pod/app", "/x"));
+        assert!(crate::snapshot::names("ns/pod/app", "ns/pod/app", "/x"));
+        assert!(crate::snapshot::names("ns/pod", "ns/pod/app", "/x"), "a pod's containers");
+        assert!(!crate::snapshot::names("ns/po", "ns/pod/app", "/x"));
+        assert!(crate::snapshot::names("/x", "ns/pod/app", "/x"));
     }
 
     #[tokio::test]

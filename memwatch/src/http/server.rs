@@ -22,7 +22,7 @@ use tokio::{
     task::JoinSet,
 };
 
-use crate::expose::selfmetrics::SelfMetrics;
+use crate::selfmetrics::SelfMetrics;
 
 /// Largest request head accepted, in bytes.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;

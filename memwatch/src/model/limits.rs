@@ -1,23 +1,12 @@
 //! Pass: each cgroup's effective memory limit, the tightest of its own and its ancestors'.
 
 use super::tree::Tree;
+use crate::host::cgroups::LimitWalk;
 
 /// Per cgroup (tree order): the tightest limit on its path from the root, if any.
 pub fn effective(tree: &Tree, own: &[Option<u64>]) -> Vec<Option<u64>> {
-    let mut limit: Vec<Option<u64>> = vec![None; tree.len()];
-    for i in 0..tree.len() {
-        let inherited = tree.parents[i].and_then(|p| limit[p]);
-        limit[i] = tightest(own[i], inherited);
-    }
-    limit
-}
-
-/// The tighter of two limits, either of which may be absent.
-pub fn tightest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
+    let mut walk = LimitWalk::with_capacity(tree.len());
+    (0..tree.len()).map(|i| walk.visit(i, tree.parents[i].as_ref(), own[i])).collect()
 }
 
 /// The limit a container answers to: the effective one when it is below the machine's memory,

@@ -20,7 +20,7 @@ use std::{
 
 use memwatch_common::Counters;
 
-pub use filter::CgroupFilter;
+pub use filter::{CgroupFilter, PathFilter};
 pub use guard::SERIES_PER_CONTAINER;
 use tree::Tree;
 
@@ -35,13 +35,15 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct Options {
     pub filter: CgroupFilter,
+    /// Which paths may be exported at all (`--cgroups.include`, `--cgroups.exclude`).
+    pub paths: PathFilter,
     /// At most this many series for containers; the rest are dropped and counted.
     pub max_series: usize,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { filter: CgroupFilter::Default, max_series: DEFAULT_MAX_SERIES }
+        Options { filter: CgroupFilter::Default, paths: PathFilter::default(), max_series: DEFAULT_MAX_SERIES }
     }
 }
 
@@ -254,7 +256,7 @@ pub fn build(mut b: SnapshotBuilder, st: &mut ModelState, opts: &Options, t: Tim
             continue; // the root: node-level numbers are node_exporter's job
         }
         let (ident, container_id) = st.identity(c);
-        if filter::exported(opts.filter, ident.kind, &c.path, c.own_limit) {
+        if filter::exported(opts.filter, ident.kind, &c.path, c.own_limit) && opts.paths.allows(&c.path) {
             containers.push(container(i, c, ident, container_id, &b, st, &passes));
         }
     }

@@ -12,7 +12,7 @@ use super::{
 use crate::{
     history::{Field, History},
     parse::identity,
-    runtime::{Facts, ProcessFacts, go},
+    runtime::{Facts, ProcessFacts},
     snapshot::{Container, Snapshot},
 };
 
@@ -186,7 +186,7 @@ pub fn explain(k: &Kill<'_>, cx: &Context<'_>, world: &dyn World) -> Event {
 /// The event of a warning for container `c` of sample `snap`, raised at `time` for `risks`:
 /// what a kill's event carries where it is known before one (the container's state, who grew
 /// and which code, its runtimes' facts as last sampled), and the warning's own facts.
-pub fn warning(c: &Container, snap: &Snapshot, cx: &Context<'_>, risks: Vec<crate::stacks::Risk>, hits: u64, time: f64) -> Event {
+pub fn warning(c: &Container, snap: &Snapshot, cx: &Context<'_>, risks: Vec<crate::risk::Risk>, hits: u64, time: f64) -> Event {
     let top: Vec<ProcessInfo> = c
         .top_processes
         .iter()
@@ -220,7 +220,7 @@ pub fn cleared(c: &Container, snap: &Snapshot, seq: u64, since: f64, hits: u64, 
 
 /// A warning's (or cleared's) facts of container `c`: its state, growth and time to the limit
 /// (the working set's trend: the time to OOM), and its limit hits of the last minute.
-fn warning_facts(c: &Container, risks: Vec<crate::stacks::Risk>, hits: u64) -> super::event::Warning {
+fn warning_facts(c: &Container, risks: Vec<crate::risk::Risk>, hits: u64) -> super::event::Warning {
     super::event::Warning {
         risks,
         state: mem_state(c),
@@ -310,7 +310,7 @@ fn runtimes(
 fn go_programs(all: &[ProcessFacts]) -> Vec<GoProcess> {
     all.iter()
         .filter_map(|p| match &p.runtime {
-            Some(Facts::Go(s)) => Some(go::process(p.pid, &p.comm, s.clone())),
+            Some(Facts::Go(s)) => Some(super::reasons::runtimes::go::process(p.pid, &p.comm, s.clone())),
             _ => None,
         })
         .collect()

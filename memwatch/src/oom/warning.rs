@@ -1,7 +1,6 @@
-//! Warnings before a kill: when a container becomes at risk ([`crate::stacks::risks`], the
-//! definition the fault-stack sampler shares: headroom under 20% of its limit, a time to OOM
-//! under 10 minutes, or limit hits rising while its working set stays near the limit), a
-//! `warning`; when it has left risk for a while, a `cleared`.
+//! Warnings before a kill: when a container becomes at risk ([`crate::risk`], the one
+//! definition the fault-stack sampler and `top` share), a `warning`; when it has left risk for a
+//! while, a `cleared`.
 //!
 //! [`Warner`] decides when, from each sample alone (no I/O: it reads the counters the sample
 //! already has, on the sample's cadence); the OOM stage builds the events (what grew, which
@@ -17,8 +16,8 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::{
+    risk::{Risk, risks},
     snapshot::{Container, Snapshot},
-    stacks::{Risk, risks},
 };
 
 /// Calm this long (seconds) before a warning clears.

@@ -10,6 +10,7 @@
 pub mod error;
 pub mod maps;
 pub mod spec;
+pub mod stacks;
 pub mod tracefs;
 
 use std::{fs, os::fd::OwnedFd, path::Path, sync::Arc, time::Duration};
@@ -55,7 +56,7 @@ pub struct ProbeOptions {
     /// Memory css ids below this are counted (`--ebpf-cgroup-slots`).
     pub slots: u32,
     /// When the fault-stack sampler runs (`--stacks`).
-    pub stacks: crate::stacks::Mode,
+    pub stacks: stacks::Mode,
     /// It samples one user page fault in this many (`--stack-period`, a power of two).
     pub stack_period: u32,
 }
@@ -72,7 +73,7 @@ impl Default for ProbeOptions {
             page_faults: false,
             syscall_tracepoints: false,
             slots: DEFAULT_SLOTS,
-            stacks: crate::stacks::Mode::AtRisk,
+            stacks: stacks::Mode::AtRisk,
             stack_period: DEFAULT_STACK_PERIOD,
         }
     }
@@ -81,14 +82,14 @@ impl Default for ProbeOptions {
 impl ProbeOptions {
     /// Everything on: what tests of exact counts want on any kernel.
     pub fn all() -> Self {
-        ProbeOptions { page_faults: true, syscall_tracepoints: true, stacks: crate::stacks::Mode::Always, ..ProbeOptions::default() }
+        ProbeOptions { page_faults: true, syscall_tracepoints: true, stacks: stacks::Mode::Always, ..ProbeOptions::default() }
     }
 
     fn wants(&self, opt_in: OptIn) -> bool {
         match opt_in {
             OptIn::Default => true,
             OptIn::PageFaults => self.page_faults,
-            OptIn::Stacks => self.stacks != crate::stacks::Mode::Off,
+            OptIn::Stacks => self.stacks != stacks::Mode::Off,
         }
     }
 }
@@ -193,9 +194,6 @@ pub struct Probes {
     stacks_wanted_at: Option<std::time::Instant>,
 }
 
-/// How long the at-risk sampler stays attached after the last container left risk.
-pub const STACKS_LINGER: std::time::Duration = std::time::Duration::from_secs(60);
-
 impl Probes {
     pub fn load(opts: &LoadOptions<'_>) -> Result<Probes, ProbeError> {
         let mut warnings = Vec::new();
@@ -229,7 +227,7 @@ impl Probes {
         let slots = opts.probes.slots.max(16);
         cfg.stack_period = opts.probes.stack_period.max(1).next_power_of_two();
         // The stack maps take memory only when stacks are on (the map of stacks: 1 KiB each).
-        let stacks_on = opts.probes.stacks != crate::stacks::Mode::Off;
+        let stacks_on = opts.probes.stacks != stacks::Mode::Off;
         let (stack_entries, stack_counts) =
             if stacks_on { (memwatch_common::STACK_ENTRIES, memwatch_common::STACK_COUNTS) } else { (1, 1) };
         let mut ebpf = match EbpfLoader::new()
@@ -258,13 +256,13 @@ impl Probes {
                 Ok(plan) if spec.id == ProbeId::FaultStacks => {
                     stack_plan = Some(plan.clone());
                     match (opts.probes.stacks, attach_first(&mut ebpf, btf.as_ref(), spec, plan, &opts.probes)) {
-                        (crate::stacks::Mode::Always, state) => state,
+                        (stacks::Mode::Always, state) => state,
                         // At risk: attached once to prove it can be, then unloaded until needed.
                         (_, ProbeState::Attached { method }) => {
                             for m in spec.methods {
                                 unload(&mut ebpf, m.program());
                             }
-                            ProbeState::Standby(format!("{STANDBY} (attaches as {method} when needed)"))
+                            ProbeState::Standby(format!("{} (attaches as {method} when needed)", stacks::STANDBY))
                         }
                         (_, state) => state,
                     }
@@ -273,7 +271,7 @@ impl Probes {
             };
             status.push(ProbeStatus { id: spec.id, state });
         }
-        if opts.probes.stacks == crate::stacks::Mode::Always {
+        if opts.probes.stacks == stacks::Mode::Always {
             set_switch(&mut ebpf, memwatch_common::switch::STACKS_ALL, true);
         }
         // CAP_BPF alone loads the object but not tracing programs: say which capability a
@@ -425,102 +423,6 @@ impl Probes {
     }
 }
 
-impl Probes {
-    /// The fault-stack sampler's maps; can be taken once (the sample step drains them).
-    pub fn take_stack_maps(&mut self) -> Option<crate::stacks::maps::StackMaps> {
-        self.stack_plan.as_ref()?;
-        let counts = self.ebpf.take_map("STACK_COUNTS").and_then(|m| aya::maps::HashMap::try_from(m).ok())?;
-        let stacks = self.ebpf.take_map("STACKS").and_then(|m| aya::maps::StackTraceMap::try_from(m).ok())?;
-        Some(crate::stacks::maps::StackMaps { counts, stacks })
-    }
-
-    fn stack_status(&mut self) -> Option<&mut ProbeStatus> {
-        self.status.iter_mut().find(|s| s.id == ProbeId::FaultStacks)
-    }
-
-    /// Attaches the fault-stack sampler (loading its program) or detaches it (unloading it, so
-    /// nothing of it stays in the kernel): `--stacks at-risk` turns it on while a container is
-    /// at risk. Its state says which, and why.
-    pub fn set_fault_stacks(&mut self, on: bool) {
-        let Some(mut plan) = self.stack_plan.clone() else { return };
-        let attached = self.stack_status().is_some_and(|s| s.is_attached());
-        if on == attached {
-            return;
-        }
-        let spec = PROBES.iter().find(|s| s.id == ProbeId::FaultStacks).expect("the fault-stack probe is registered");
-        let state = if on {
-            let btf = Btf::parse_file(&self.btf_path, Endianness::default()).ok();
-            let opts = self.stack_options;
-            let state = attach_first(&mut self.ebpf, btf.as_ref(), spec, &mut plan, &opts);
-            drop(btf);
-            crate::allocator::give_back();
-            match &state {
-                ProbeState::Attached { method } => {
-                    tracing::info!(
-                        probe = "fault_stacks",
-                        method = method.as_str(),
-                        containers = self.stack_cgroups.len(),
-                        "fault-stack sampler attached: containers at risk"
-                    )
-                }
-                ProbeState::Disabled(why) => tracing::warn!(probe = "fault_stacks", "fault-stack sampler could not attach: {why}"),
-                _ => {}
-            }
-            state
-        } else {
-            let method = match self.stack_status().map(|s| &s.state) {
-                Some(ProbeState::Attached { method }) => method.clone(),
-                _ => String::new(),
-            };
-            for m in spec.methods {
-                unload(&mut self.ebpf, m.program());
-            }
-            tracing::info!(probe = "fault_stacks", "fault-stack sampler detached: no container at risk for {} s", STACKS_LINGER.as_secs());
-            ProbeState::Standby(format!("{STANDBY} (attaches as {method} when needed)"))
-        };
-        if let Some(s) = self.stack_status() {
-            s.state = state;
-        }
-    }
-
-    /// `--stacks at-risk`: counts the containers at risk, attaching the sampler while there
-    /// are any and detaching it once none has been for [`STACKS_LINGER`] (a container hovering
-    /// at the threshold does not load and unload it every sample).
-    pub fn apply_at_risk(&mut self, ids: &std::collections::HashSet<u64>, now: std::time::Instant) {
-        if self.stack_options.stacks != crate::stacks::Mode::AtRisk || self.stack_plan.is_none() {
-            return;
-        }
-        if !ids.is_empty() {
-            self.stacks_wanted_at = Some(now);
-            self.set_stack_cgroups(ids);
-            self.set_fault_stacks(true);
-        } else if self.stacks_wanted_at.is_none_or(|t| now.duration_since(t) >= STACKS_LINGER) {
-            self.set_fault_stacks(false);
-            self.set_stack_cgroups(ids);
-        }
-    }
-
-    /// The memory cgroups (kernfs ids) the at-risk sampler counts: those added, those gone
-    /// removed.
-    pub fn set_stack_cgroups(&mut self, ids: &std::collections::HashSet<u64>) {
-        if *ids == self.stack_cgroups {
-            return;
-        }
-        let Some(map) = self.ebpf.map_mut("STACK_CGROUPS") else { return };
-        let Ok(mut m) = aya::maps::HashMap::<_, u64, u8>::try_from(map) else { return };
-        for gone in self.stack_cgroups.difference(ids) {
-            let _ = m.remove(gone);
-        }
-        let mut kept = std::collections::HashSet::new();
-        for id in ids {
-            if m.insert(id, 1, 0).is_ok() {
-                kept.insert(*id);
-            }
-        }
-        self.stack_cgroups = kept;
-    }
-}
-
 /// How often a probe's programs ran and their total run time, from the kernel's statistics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProbeRuns {
@@ -536,10 +438,6 @@ impl ProbeRuns {
         (runs > 0).then(|| self.run_time.saturating_sub(earlier.run_time).as_nanos() as f64 / runs as f64)
     }
 }
-
-/// What the fault-stack sampler's state says while it waits.
-const STANDBY: &str = "--stacks at-risk: attached only while a container is at risk (headroom under 20% of its limit, a time to OOM \
-                       under 10 minutes, or an OOM kill in the last 10 minutes), for those containers; none is now";
 
 /// The methods a probe may try here, and why the others were dropped.
 #[derive(Clone)]

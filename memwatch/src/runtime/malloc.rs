@@ -5,14 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Facts, ProcessFacts};
-use crate::{
-    explain::layout::{Breakdown, Class},
-    oom::{
-        event::{Event, Reason},
-        reasons::{ReasonKind, h, reason},
-    },
-};
+use crate::runtime::layout::{Breakdown, Class};
 
 /// glibc's arena size on 64-bit.
 const ARENA: u64 = 64 << 20;
@@ -59,33 +52,9 @@ impl MallocFacts {
     }
 }
 
-/// The arena advice for the processes of an event whose arenas held a notable share.
-pub fn advise(e: &Event) -> Vec<Reason> {
-    e.runtimes.iter().filter(|p| p.malloc.as_ref().is_some_and(MallocFacts::notable)).map(advice).take(1).collect()
-}
-
-fn advice(p: &ProcessFacts) -> Reason {
-    let m = p.malloc.as_ref().expect("filtered");
-    let python = matches!(p.runtime, Some(Facts::Python(_)));
-    reason(
-        ReasonKind::GlibcArenas,
-        format!(
-            "glibc's per-thread malloc arenas held {} of the {} resident in {} ({} arenas, 64 MiB reserved each): glibc gives threads \
-             that malloc at once arenas of their own, and memory freed in one is not reused by another; set MALLOC_ARENA_MAX=2 (all \
-             threads then share two arenas, at a small cost in lock contention).{}",
-            h(m.arena_rss_bytes),
-            h(m.rss_bytes),
-            p.who(),
-            m.arenas,
-            if python { " Python has no heap limit of its own: nothing in the interpreter stops this growth." } else { "" }
-        ),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::oom::event::tests::event;
 
     const MIB: u64 = 1 << 20;
 
@@ -102,16 +71,5 @@ mod tests {
         assert!(facts(200 * MIB, 300 * MIB, Some("8")).notable());
         assert!(!facts(10 * MIB, 12 * MIB, None).notable(), "too little to matter");
         assert!(!facts(40 * MIB, 400 * MIB, None).notable(), "a small share");
-        let mut e = event(1, 10);
-        e.runtimes = vec![ProcessFacts {
-            pid: 5,
-            comm: "python3".into(),
-            runtime: Some(Facts::Python(super::super::python::PythonFacts { version: Some("3.11".into()) })),
-            malloc: Some(facts(200 * MIB, 300 * MIB, None)),
-        }];
-        let r = advise(&e);
-        assert_eq!(r.len(), 1);
-        assert!(r[0].text.contains("MALLOC_ARENA_MAX=2") && r[0].text.contains("python3 (pid 5)"), "{}", r[0].text);
-        assert!(r[0].text.contains("Python has no heap limit"), "{}", r[0].text);
     }
 }

@@ -13,6 +13,7 @@ pub mod dotnet;
 pub mod env;
 pub mod go;
 pub mod jvm;
+pub mod layout;
 pub mod malloc;
 pub mod node;
 pub mod python;
@@ -27,10 +28,9 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    explain::layout::Class,
     host::procs::{self, ExeId, Section},
-    oom::event::{Event, Reason},
     parse::smaps::Mapping,
+    runtime::layout::Class,
 };
 pub use malloc::MallocFacts;
 
@@ -226,9 +226,6 @@ pub trait Runtime: Sync {
     fn refresh(&self, p: &Process<'_>, _old: &Facts) -> Option<Facts> {
         self.read(p)
     }
-    /// What this runtime's processes in an event say about the kill, in plain words with the
-    /// number to set (pure: from the event's facts alone). `limit` is the limit that was hit.
-    fn advise(&self, e: &Event, limit: Option<u64>) -> Vec<Reason>;
     /// The class of a mapping this runtime owns, for `memwatch explain`, tried before the
     /// shapes every program has (thread stacks, glibc arenas).
     fn classify(&self, facts: Option<&Facts>, m: &Mapping) -> Option<Class>;

@@ -2,18 +2,17 @@
 //! named frames, kept per container for OOM events, profiles and `memwatch top`.
 //!
 //! Apart, as in a profiler: the kernel side samples (`memwatch-ebpf/src/stacks.rs`);
-//! [`Sampled`] is a raw record drained from its maps ([`maps`]); [`resolve`] turns its addresses
+//! [`Sampled`] is a raw record drained from its maps ([`crate::probes::stacks`]); [`resolve`] turns its addresses
 //! into (object, file offset) frames while the process lives (a victim's maps are gone by the
 //! time its event is built); [`symbolize`] names them on a thread of its own, cached per object;
 //! [`Store`] keeps each container's recent stacks, bounded; [`profile`] writes them out (pprof,
 //! folded stacks, an SVG flame graph, the JSON that events and `top` carry).
 //!
-//! When the sampler runs ([`Mode`]): `at-risk` (the default) attaches it only while some
-//! container is at risk ([`at_risk`]: headroom under 20% of its limit, a time to OOM under 10
-//! minutes, or an OOM kill in the last 10 minutes) and counts only those; `always`; `off`.
+//! When the sampler runs ([`crate::probes::stacks::Mode`]): `at-risk` (the default) attaches it
+//! only while some container is at risk ([`crate::risk::at_risk`]) and counts only those;
+//! `always`; `off`.
 
 pub mod gopclntab;
-pub mod maps;
 pub mod profile;
 pub mod resolve;
 pub mod symbolize;
@@ -23,117 +22,8 @@ use std::{
     sync::Arc,
 };
 
-use serde::{Deserialize, Serialize};
-
 use crate::snapshot::Snapshot;
 pub use resolve::{Frame, ObjectId};
-
-/// When the fault-stack sampler runs (`--stacks`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    /// Only while some container is at risk, and only for those containers.
-    #[default]
-    AtRisk,
-    /// For every container, all the time.
-    Always,
-    Off,
-}
-
-/// Headroom under this share of the limit puts a container at risk.
-pub const AT_RISK_HEADROOM: f64 = 0.2;
-/// A time to OOM under this puts a container at risk.
-pub const AT_RISK_TIME_TO_OOM: f64 = 600.0;
-/// An OOM kill this recent (seconds) puts a container at risk.
-pub const AT_RISK_RECENT_KILL: f64 = 600.0;
-
-/// Limit hits rising (reclaim forced at the limit, throttling at `memory.high`) while the
-/// working set stays above this share of the limit put a container at risk: it is reclaiming
-/// its own page cache to stay alive.
-pub const AT_RISK_LIMIT_HITS_WORKING_SET: f64 = 0.6;
-
-/// The conditions under which a container is at risk of an OOM kill that hold for it, most
-/// pressing first: the one definition the sampler, the warnings and `memwatch top` share
-/// (`hits_rising`: its limit-hit counters rose since the sample before).
-pub fn risks(c: &crate::snapshot::Container, hits_rising: bool) -> Vec<Risk> {
-    let mut out = Vec::new();
-    if c.limit_is_machine || c.limit_bytes == 0 {
-        return out;
-    }
-    if c.headroom_ratio < AT_RISK_HEADROOM {
-        out.push(Risk::Headroom);
-    }
-    if c.time_to_oom_seconds.is_some_and(|t| t < AT_RISK_TIME_TO_OOM) {
-        out.push(Risk::TimeToOom);
-    }
-    if hits_rising && c.working_set_bytes as f64 >= AT_RISK_LIMIT_HITS_WORKING_SET * c.limit_bytes as f64 {
-        out.push(Risk::LimitHits);
-    }
-    out
-}
-
-/// Why a container is at risk, if it is: [`risks`], or an OOM kill in the last 10 minutes.
-pub fn risk(c: &crate::snapshot::Container, last_kill: Option<f64>, now: f64) -> Option<Risk> {
-    if let Some(r) = risks(c, false).first() {
-        return Some(*r);
-    }
-    if last_kill.is_some_and(|t| now - t < AT_RISK_RECENT_KILL) && !c.limit_is_machine && c.limit_bytes > 0 {
-        return Some(Risk::RecentKill);
-    }
-    None
-}
-
-/// Why a container is at risk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Risk {
-    /// Headroom under 20% of the limit.
-    Headroom,
-    /// A time to OOM under 10 minutes.
-    TimeToOom,
-    /// An OOM kill in the last 10 minutes.
-    RecentKill,
-    /// Limit hits rising while the working set stays near the limit.
-    LimitHits,
-}
-
-/// The memory cgroups (ids) at risk in a snapshot, with the containers below them (a pod at
-/// its limit faults in its containers' cgroups, where the kernel side counts), at most
-/// [`memwatch_common::STACK_CGROUPS`], the most pressed first. Containers under a warning
-/// (`warned`) are at risk until it clears.
-pub fn at_risk(snap: &Snapshot, last_kill: &HashMap<u64, f64>, warned: &HashMap<u64, crate::oom::ActiveWarning>) -> HashSet<u64> {
-    let now = crate::unix_seconds(snap.taken_at);
-    let mut risky: Vec<&crate::snapshot::Container> =
-        snap.containers.iter().filter(|c| warned.contains_key(&c.id) || risk(c, last_kill.get(&c.id).copied(), now).is_some()).collect();
-    if risky.is_empty() {
-        return HashSet::new();
-    }
-    risky.sort_by(|a, b| a.headroom_ratio.total_cmp(&b.headroom_ratio));
-    let max = memwatch_common::STACK_CGROUPS as usize;
-    let mut ids = HashSet::new();
-    for r in risky {
-        let prefix = format!("{}/", r.cgroup.trim_end_matches('/'));
-        for c in std::iter::once(r).chain(snap.containers.iter().filter(|c| c.cgroup.starts_with(&prefix))) {
-            if ids.len() < max {
-                ids.insert(c.id);
-            }
-        }
-    }
-    ids
-}
-
-/// One drained count: a stack sampled `samples` times in a process of a memory cgroup.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sampled {
-    pub cgroup_id: u64,
-    pub tgid: u32,
-    /// User addresses, leaf first (empty: no stack could be taken).
-    pub stack: Vec<u64>,
-    /// The word at the stack pointer, when the kernel side found it pointing into the
-    /// executable's text: perhaps the return address a frameless leaf did not push.
-    pub caller: u64,
-    pub samples: u64,
-}
 
 /// A resolved stack, interned: frames leaf first.
 pub type Stack = Arc<[Frame]>;
@@ -286,8 +176,7 @@ pub fn select<'a>(store: &'a Store, snap: &Snapshot, subject: &Subject, since: f
     match subject {
         Subject::Pid(pid) => Ok(store.by_cgroup.values().flat_map(|q| q.iter()).filter(|e| e.time >= since && e.tgid == *pid).collect()),
         Subject::Container(want) => {
-            let matched: Vec<&crate::snapshot::Container> =
-                snap.containers.iter().filter(|c| crate::http::container_matches(want, &c.display_name(), &c.cgroup)).collect();
+            let matched: Vec<&crate::snapshot::Container> = snap.containers.iter().filter(|c| c.is_named(want)).collect();
             if matched.is_empty() {
                 return Err(NoContainer(want.clone()));
             }
@@ -319,7 +208,7 @@ pub fn top_per_container(store: &Store, names: &symbolize::Names, since: f64, n:
 /// The stage of the sample step that drains the sampler's maps, resolves what it drained while
 /// the processes live, asks for names, and keeps the result.
 pub struct Stage {
-    maps: Option<maps::StackMaps>,
+    maps: Option<crate::probes::stacks::StackMaps>,
     resolver: resolve::Resolver,
     symbolizer: Option<symbolize::Symbolizer>,
     pub store: Arc<std::sync::RwLock<Store>>,
@@ -331,7 +220,7 @@ pub struct Stage {
 impl Stage {
     /// With no maps (stacks off, or no eBPF) the stage does nothing and starts no thread.
     pub fn new(
-        maps: Option<maps::StackMaps>,
+        maps: Option<crate::probes::stacks::StackMaps>,
         procfs: std::path::PathBuf,
         slow: std::time::Duration,
         period: u64,

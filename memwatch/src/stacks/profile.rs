@@ -5,9 +5,60 @@
 
 use std::{collections::HashMap, io::Write};
 
+use serde::{Deserialize, Serialize};
+
 use super::{Entry, Frame, Stack, symbolize::Names};
-pub use crate::oom::event::{EventStacks, StackUse};
 use crate::parse::perfmap;
+
+/// One stack and what it faulted in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StackUse {
+    /// Bytes it faulted in: samples × the sampling period × the page size.
+    pub bytes: u64,
+    pub samples: u64,
+    /// Frames, leaf first.
+    pub frames: Vec<String>,
+    /// The top frame in the program's own code (its executable, not its runtime's or a
+    /// library's functions), where there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub own: Option<String>,
+    /// The program's own frame and the named frames leafward of it that are not a runtime's,
+    /// at most three: `main.handleExport → encoding/json.Marshal`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub path: Vec<String>,
+}
+
+impl StackUse {
+    /// For people, on one line: what it faulted in, its own frame and callee (else its top
+    /// frames, leaf first).
+    pub fn line(&self) -> String {
+        let path = if self.path.is_empty() {
+            self.frames.iter().take(3).cloned().collect::<Vec<_>>().join(" ← ")
+        } else {
+            self.path.join(" → ")
+        };
+        format!("{:>10}  {path}", crate::units::human(self.bytes as f64))
+    }
+}
+
+/// The container's sampled fault stacks over the window before a kill.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventStacks {
+    /// The sampling period: one user page fault in this many was sampled.
+    pub period: u64,
+    pub window_seconds: f64,
+    pub samples: u64,
+    /// Bytes the samples stand for.
+    pub bytes: u64,
+    /// The share of samples whose stack had at most two frames (code built without frame
+    /// pointers: most distributions' C and C++, JIT-compiled code).
+    pub short_share: f64,
+    /// The stacks that faulted in most, most first.
+    pub top: Vec<StackUse>,
+    /// The victim's own top stack.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub victim: Option<StackUse>,
+}
 
 /// Stacks an OOM event lists.
 pub const EVENT_STACKS: usize = 5;

@@ -13,7 +13,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use super::Sampled;
+use crate::probes::stacks::Sampled;
 use crate::{
     host::procs,
     parse::maps::{self, MapEntry},

@@ -33,6 +33,8 @@ pub struct Row {
     pub recent_oom: bool,
     /// Under a memory warning: its latest warning has not been cleared.
     pub warned: bool,
+    /// At risk of an OOM kill in this frame, by the one definition (`crate::risk`).
+    pub at_risk: bool,
     pub procs: Vec<ProcRow>,
 }
 
@@ -56,8 +58,8 @@ struct ProcPrev {
 
 /// Working-set samples kept per container (for the sparkline).
 const HISTORY: usize = 40;
-/// An OOM kill this recent (seconds) marks its container.
-const RECENT_OOM_SECS: f64 = 600.0;
+/// An OOM kill this recent (seconds) marks its container: the risk definition's.
+const RECENT_OOM_SECS: f64 = crate::risk::RECENT_KILL_SECONDS;
 
 /// Per second, between a counter's reading now and `dt` seconds before; None when either is
 /// unknown or no time passed. The one rate helper of `top`.
@@ -172,6 +174,7 @@ impl Data {
                 history: hist.iter().copied().collect(),
                 recent_oom,
                 warned,
+                at_risk: !crate::risk::risks(c, false).is_empty(),
                 procs,
             });
             seen.insert(c.id, now);

@@ -3,7 +3,7 @@
 
 use super::{Finding, ReasonKind, h, reason};
 use crate::{
-    oom::event::{Event, EventKind, Reason, Risk},
+    oom::event::{Event, EventKind, Reason},
     units::human_secs,
 };
 
@@ -29,16 +29,7 @@ impl Finding for AtRisk {
         if w.limit_hits_last_minute > 0 {
             text += &format!("; {} limit hits in the last minute (reclaim forced at the limit)", w.limit_hits_last_minute);
         }
-        let why: Vec<&str> = w
-            .risks
-            .iter()
-            .map(|r| match r {
-                Risk::Headroom => "headroom under 20% of the limit",
-                Risk::TimeToOom => "the limit under 10 minutes away at this rate",
-                Risk::LimitHits => "limit hits rising with the working set near the limit",
-                Risk::RecentKill => "a kill in the last 10 minutes",
-            })
-            .collect();
+        let why: Vec<String> = w.risks.iter().map(|r| r.describe()).collect();
         if !why.is_empty() {
             text += &format!(" ({})", why.join("; "));
         }
@@ -59,7 +50,10 @@ impl Finding for AtRisk {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::oom::event::{MemState, ProcessGrowth, Recent, Warning, tests::event};
+    use crate::{
+        oom::event::{MemState, ProcessGrowth, Recent, Warning, tests::event},
+        risk::Risk,
+    };
 
     const MIB: u64 = 1 << 20;
 

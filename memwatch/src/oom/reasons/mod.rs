@@ -6,7 +6,7 @@
 //! them in the order an explanation gives them (most telling first): which limit
 //! ([`limit`]), whether the whole container was killed at once ([`group`]), what filled the
 //! memory ([`composition`], one table row per part), whether the process killed was the one
-//! that grew ([`grower`]), which code faulted the memory in ([`stacks`]), what each runtime's settings meant ([`crate::runtime`]), and how much
+//! that grew ([`grower`]), which code faulted the memory in ([`stacks`]), what each runtime's settings meant ([`runtimes`]), and how much
 //! the samples can say ([`young`]). A kill only the kernel counted has one reason of its own
 //! ([`missed`]).
 
@@ -17,6 +17,7 @@ pub mod grower;
 pub mod kind;
 pub mod limit;
 pub mod missed;
+pub mod runtimes;
 pub mod stacks;
 pub mod young;
 
@@ -30,18 +31,6 @@ pub trait Finding: Sync {
     fn find(&self, e: &Event, limit: Option<u64>) -> Vec<Reason>;
 }
 
-/// The runtimes' advice, as one finding: each registered runtime looks at its processes, and
-/// glibc's malloc at every process whose arenas were read.
-struct Runtimes;
-
-impl Finding for Runtimes {
-    fn find(&self, e: &Event, limit: Option<u64>) -> Vec<Reason> {
-        let mut out: Vec<Reason> = crate::runtime::RUNTIMES.iter().flat_map(|r| r.advise(e, limit)).collect();
-        out.extend(crate::runtime::malloc::advise(e));
-        out
-    }
-}
-
 /// Every finding for a kill the probe saw, in the order their reasons are given.
 pub static FINDINGS: &[&dyn Finding] = &[
     &limit::WhichLimit,
@@ -49,13 +38,13 @@ pub static FINDINGS: &[&dyn Finding] = &[
     &composition::Composition,
     &grower::GrowerNotVictim,
     &stacks::GrowthStack,
-    &Runtimes,
+    &runtimes::Runtimes,
     &young::Young,
 ];
 
 /// Every finding for a warning (or its clearing), in order: why it is at risk, which code grew,
 /// what its runtimes' settings mean.
-pub static WARNING_FINDINGS: &[&dyn Finding] = &[&at_risk::AtRisk, &stacks::GrowthStack, &Runtimes];
+pub static WARNING_FINDINGS: &[&dyn Finding] = &[&at_risk::AtRisk, &stacks::GrowthStack, &runtimes::Runtimes];
 
 /// The findings for a warning or a cleared event.
 pub fn warning_reasons(e: &Event) -> Vec<Reason> {
@@ -185,7 +174,7 @@ pub(crate) mod tests {
     fn the_summary_is_what_filled_it_and_the_advice() {
         let mut e = event(1, 10);
         e.at_kill = Some(at(64 * MIB, 64 * MIB, 60 * MIB, MIB, 0, MIB));
-        e.go = vec![crate::runtime::go::tests::process(e.victim.as_ref().unwrap().pid, None)];
+        e.go = vec![runtimes::go::tests::process(e.victim.as_ref().unwrap().pid, None)];
         let s = summary(&reasons(&e));
         assert!(s.starts_with("Anonymous memory"), "{s}");
         assert!(s.contains("set GOMEMLIMIT≈58MiB"), "{s}");

@@ -7,14 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Executable, Facts, Process, Runtime, RuntimeId};
-use crate::{
-    explain::layout::Class,
-    oom::{
-        event::{Event, Reason},
-        reasons::{ReasonKind, h, reason},
-    },
-    parse::smaps::Mapping,
-};
+use crate::{parse::smaps::Mapping, runtime::layout::Class};
 
 /// What memwatch reads of a .NET process: the two settings, as given.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -74,17 +67,6 @@ impl Runtime for Dotnet {
         }))
     }
 
-    fn advise(&self, e: &Event, limit: Option<u64>) -> Vec<Reason> {
-        let Some(limit) = limit else { return vec![] };
-        e.runtimes
-            .iter()
-            .filter_map(|p| match &p.runtime {
-                Some(Facts::Dotnet(d)) => advise(&p.who(), d, limit),
-                _ => None,
-            })
-            .collect()
-    }
-
     fn classify(&self, _: Option<&Facts>, _: &Mapping) -> Option<Class> {
         None
     }
@@ -97,37 +79,6 @@ impl Runtime for Dotnet {
             d.gc_heap_hard_limit_percent.as_deref().unwrap_or("unset")
         )
     }
-}
-
-/// The advice for one .NET process in a container limited to `limit`.
-pub fn advise(who: &str, d: &DotnetFacts, limit: u64) -> Option<Reason> {
-    let (hard, set) = d.hard_limit(Some(limit))?;
-    let advice = (limit as f64 * DEFAULT_SHARE) as u64;
-    if hard > limit {
-        return Some(reason(
-            ReasonKind::DotnetHeapHardLimitAboveLimit,
-            format!(
-                "{who} is .NET and its GC heap's hard limit is {} (DOTNET_GCHeapHardLimit{}), above the container's {} limit: the GC \
-                 lets its heap grow past what the container may use; remove the setting (the default is 75% of the limit) or set \
-                 DOTNET_GCHeapHardLimit={advice:#x} ({}, 75% of the limit; the value is hexadecimal).",
-                h(hard),
-                if d.gc_heap_hard_limit.is_some() { "" } else { "Percent" },
-                h(limit),
-                h(advice)
-            ),
-        ));
-    }
-    Some(reason(
-        ReasonKind::DotnetNativeGrowth,
-        format!(
-            "{who} is .NET and its GC heap cannot pass {} ({}): the rest of the container's {} limit went to memory outside the GC \
-             heap (native allocations, thread stacks, the runtime and JIT-compiled code), which the GC does not manage; look for \
-             native or unmanaged growth, or raise the limit.",
-            h(hard),
-            if set { "as set" } else { ".NET's default, 75% of the limit" },
-            h(limit)
-        ),
-    ))
 }
 
 #[cfg(test)]
@@ -154,13 +105,5 @@ mod tests {
         assert_eq!(d(None, None).hard_limit(Some(512 * MIB)), Some((384 * MIB, false)));
         assert_eq!(d(None, Some("32")).hard_limit(Some(512 * MIB)), Some((512 * MIB / 100 * 50, true)), "0x32 = 50%");
         assert_eq!(d(Some("0x40000000"), Some("32")).hard_limit(Some(512 * MIB)), Some((1024 * MIB, true)), "bytes win");
-        // A recorded case: 1 GiB set by hand in a 512 MiB container.
-        let r = advise("app (pid 7)", &d(Some("0x40000000"), None), 512 * MIB).unwrap();
-        assert_eq!(r.kind, ReasonKind::DotnetHeapHardLimitAboveLimit);
-        assert!(r.text.contains("1.0 GiB") && r.text.contains("DOTNET_GCHeapHardLimit=0x18000000"), "{}", r.text);
-        // The default: the GC stays under 75%, so the rest was native.
-        let r = advise("app (pid 7)", &d(None, None), 512 * MIB).unwrap();
-        assert_eq!(r.kind, ReasonKind::DotnetNativeGrowth);
-        assert!(r.text.contains("384.0 MiB") && r.text.contains("75% of the limit"), "{}", r.text);
     }
 }

@@ -6,8 +6,8 @@
 //! counts and time, live threads. Its memory flags come from its option variables and command
 //! line ([`flags`]); where the file is absent (`-XX:-UsePerfData`), they are all there is.
 
-pub mod advice;
 pub mod flags;
+pub mod layout;
 pub mod perfdata;
 
 use std::{io::Read, path::Path};
@@ -15,11 +15,7 @@ use std::{io::Read, path::Path};
 use serde::{Deserialize, Serialize};
 
 use super::{Executable, Facts, Process, Runtime, RuntimeId};
-use crate::{
-    explain::layout::Class,
-    oom::event::{Event, Reason},
-    parse::smaps::Mapping,
-};
+use crate::{parse::smaps::Mapping, runtime::layout::Class};
 pub use flags::Flags;
 use perfdata::PerfData;
 
@@ -272,22 +268,18 @@ impl Runtime for Jvm {
         }
     }
 
-    fn advise(&self, e: &Event, limit: Option<u64>) -> Vec<Reason> {
-        advice::advise(e, limit)
-    }
-
     fn classify(&self, _: Option<&Facts>, m: &Mapping) -> Option<Class> {
         // JIT-compiled code: the code cache is anonymous and executable.
         (m.is_anonymous() && m.perms.contains('x') && m.path.is_empty()).then_some(Class::JvmCodeCache)
     }
 
     fn refine(&self, facts: Option<&Facts>, maps: &[Mapping], classes: &mut [Option<Class>]) {
-        advice::refine_layout(facts, maps, classes);
+        layout::refine_layout(facts, maps, classes);
     }
 
     fn describe(&self, facts: &Facts) -> String {
         let Facts::Jvm(j) = facts else { return String::new() };
-        advice::describe(j)
+        layout::describe(j)
     }
 }
 

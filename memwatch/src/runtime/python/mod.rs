@@ -5,11 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Executable, Facts, Process, Runtime, RuntimeId};
-use crate::{
-    explain::layout::Class,
-    oom::event::{Event, Reason},
-    parse::smaps::Mapping,
-};
+use crate::{parse::smaps::Mapping, runtime::layout::Class};
 
 /// What memwatch reads of a Python process: its version, from the executable's name.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -45,11 +41,6 @@ impl Runtime for Python {
 
     fn read(&self, p: &Process<'_>) -> Option<Facts> {
         Some(Facts::Python(PythonFacts { version: p.exe_name.and_then(version_of_name).flatten() }))
-    }
-
-    fn advise(&self, _: &Event, _: Option<u64>) -> Vec<Reason> {
-        // Said with the glibc arenas' advice, where it matters (see `super::malloc`).
-        vec![]
     }
 
     fn classify(&self, _: Option<&Facts>, _: &Mapping) -> Option<Class> {

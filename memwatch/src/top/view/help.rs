@@ -23,7 +23,7 @@ pub fn draw(f: &mut Frame, area: Rect) {
     let r = Rect { x: area.x + (area.width - w) / 2, y: area.y + (area.height - h) / 2, width: w, height: h };
     let mut text: Vec<String> = KEYS.iter().map(|(k, what)| format!("{k:<16} {what}")).collect();
     text.push(String::new());
-    text.push("red: headroom under 10%   magenta, !: recent OOM kill".into());
+    text.push(format!("red: at risk (headroom under {:.0}%, …)   magenta, !: recent OOM kill", crate::risk::HEADROOM * 100.0));
     text.push("red, ⚠: under a memory warning (memwatch events)".into());
     f.render_widget(Clear, r);
     f.render_widget(Paragraph::new(text.join("\n")).block(Block::default().borders(Borders::ALL).title("keys")), r);

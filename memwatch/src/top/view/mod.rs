@@ -86,6 +86,3 @@ pub fn rate(v: Option<f64>) -> String {
 pub fn mb_rate(v: Option<f64>) -> String {
     v.map(|b| format!("{:.1}", b / 1e6)).unwrap_or_else(|| "-".into())
 }
-
-/// Headroom under this fraction is shown in red.
-pub const DANGER_PCT: f64 = 10.0;

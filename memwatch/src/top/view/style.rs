@@ -11,7 +11,7 @@ pub fn sorted_header() -> Style {
     bold().add_modifier(Modifier::UNDERLINED)
 }
 
-/// A container with little headroom (under [`super::DANGER_PCT`]).
+/// A container at risk of an OOM kill ([`crate::risk`]) or under a warning.
 pub fn danger() -> Style {
     bold().fg(Color::Red)
 }

@@ -6,7 +6,7 @@ use ratatui::{
     widgets::{Cell, Row, Table, TableState},
 };
 
-use super::{DANGER_PCT, mb_rate, rate, sparkline, style};
+use super::{mb_rate, rate, sparkline, style};
 use crate::top::{
     App,
     data::Row as DataRow,
@@ -50,7 +50,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     let rows = app.rows().map(|r| {
         let look = if r.recent_oom {
             style::oomed()
-        } else if r.headroom_pct < DANGER_PCT || r.warned {
+        } else if r.at_risk || r.warned {
             style::danger()
         } else {
             Style::default()
