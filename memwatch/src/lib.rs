@@ -1,34 +1,36 @@
 //! memwatch: explains memory on Linux hosts and Kubernetes nodes from the kernel.
 //!
-//! Data flows one way, and each stage is a module (a folder where it has parts):
+//! Data flows one way, and each stage is a module (a folder where it has parts), in layers
+//! that only ever import downward (`cargo xtask lint` checks it; the list is
+//! `xtask/src/layers.rs`, and CONTRIBUTING.md explains it), bottom to top:
 //!
-//! 1. **kernel hooks** (the `memwatch-ebpf` crate) count into per-cgroup slots and send OOM
-//!    kills and execs on ring buffers; [`probes`] loads and attaches them ([`probes::PROBES`]
-//!    lists them; [`probes::tracefs`] finds the tracepoint formats) and reads their maps;
-//! 2. **the host**: [`host`] says what this machine offers (cgroup mode, kernel, page size) and
-//!    reads the cgroupfs and `/proc` facts that more than one stage needs (a cgroup's ancestry,
-//!    a process's facts), below every stage that reads the machine; [`parse`] holds the pure
-//!    parsers for every file read, and [`runtime`] recognises language runtimes from outside
-//!    and owns which environment variables may ever be read;
-//! 3. **collectors**, one per source ([`collector`]: cgroupfs, procfs, the kubelet's logs,
-//!    eBPF with its [`collector::ebpf::ledger`]), fill a [`collector::SnapshotBuilder`]
-//!    (roots as parameters: [`Roots`]);
-//! 4. **the model** ([`model`]) turns that into the per-container [`snapshot::Snapshot`], in
-//!    named passes;
-//! 5. **sampling**: [`sampler`] runs one sample step (collectors, model, the OOM stage) on a
-//!    thread of its own and publishes each snapshot; [`oom`] turns the ring buffer's records
-//!    into explained, journaled events, published beside it as an [`oom::OomView`], and tells
-//!    the next sample which cgroups had kills (an input of the collectors, never a shared
-//!    lock); [`history`] keeps each container's recent past; [`pipeline`] wires probes,
-//!    sampler and OOM stage, the same for `serve` and `top`; [`stacks`] drains the
-//!    fault-stack sampler on the slow cadence, resolves its addresses while the processes live
-//!    and names them on a thread of its own, for OOM events, profiles and `top`;
-//! 6. **readers**: [`expose`] (the exposition and memwatch's own instrumentation), [`http`]
-//!    (routes, and the server with its connection limits), [`expose::trace`] (Perfetto),
-//!    [`top`] (the terminal view), [`explain`] (where a process's memory is), and the journal
-//!    in [`oom::journal`].
+//! 1. [`parse`]: pure parsers for every file read; [`host`]: what this machine offers
+//!    (cgroup mode, kernel, page size) and the cgroupfs and `/proc` lookups more than one stage
+//!    makes (a cgroup's ancestry and effective limit, a process's facts);
+//! 2. [`runtime`]: language runtimes recognised from outside, their facts, and the classes of
+//!    a process's mappings ([`runtime::layout`]); it owns which environment variables may be
+//!    read;
+//! 3. [`probes`]: the kernel programs (the `memwatch-ebpf` crate) loaded and attached, their
+//!    maps read ([`probes::PROBES`] lists them; [`probes::stacks`] is the fault-stack sampler's
+//!    kernel side);
+//! 4. [`collector`]: one collector per source (cgroupfs, procfs, the kubelet's logs, eBPF with
+//!    its [`collector::ebpf::ledger`]) filling a [`collector::SnapshotBuilder`] (roots as
+//!    parameters: [`Roots`]);
+//! 5. [`snapshot`]: what readers see; [`model`] builds it in named passes;
+//! 6. [`risk`]: the one definition of "at risk of an OOM kill";
+//! 7. [`stacks`]: the fault stacks drained, resolved while processes live, named on a thread
+//!    of their own, kept per container; [`history`]: each container's recent past;
+//!    [`selfmetrics`]: memwatch's own instrumentation;
+//! 8. [`oom`]: the kernel's kill records turned into explained, journaled events, and the
+//!    warnings before them; it tells the next sample which cgroups had kills as an explicit
+//!    input of the collectors, never a shared lock;
+//! 9. [`sampler`] runs one sample step on a thread of its own and publishes each snapshot;
+//!    [`pipeline`] wires probes, sampler and OOM stage, the same for `serve` and `top`;
+//! 10. readers: [`expose`] (the exposition, the Perfetto trace) and [`explain`] (where a
+//!     process's memory is); [`http`] (routes, and the server with its connection limits) and
+//!     [`top`] (the terminal view). The binary's `cli` sits on top.
 //!
-//! Beside the pipeline: [`allocator`] (glibc's settings for a long-running daemon) and
+//! Beside every layer: [`allocator`] (glibc's settings for a long-running daemon) and
 //! [`units`] (quantities for people).
 pub mod allocator;
 pub mod collector;
@@ -87,11 +89,5 @@ impl Default for Roots {
             tracefs: None,
             kubelet_logs: "/var/log".into(),
         }
-    }
-}
-
-impl Roots {
-    pub fn load_options(&self, probes: probes::ProbeOptions) -> probes::LoadOptions<'_> {
-        probes::LoadOptions { sysfs: &self.sysfs, procfs: &self.procfs, tracefs: self.tracefs.as_deref(), probes }
     }
 }

@@ -88,7 +88,7 @@ impl Pipeline {
         let mut stack_maps = None;
         let probes = match opts.probes {
             None => None,
-            Some(p) => match Probes::load(&roots.load_options(p)) {
+            Some(p) => match Probes::load(&crate::probes::LoadOptions::new(&roots, p)) {
                 Ok(mut probes) => {
                     report.warnings.extend(probes.warnings().iter().cloned());
                     report.probes = probes.status().to_vec();

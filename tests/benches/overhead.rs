@@ -93,7 +93,7 @@ fn start(setup: &Setup) -> Running {
     match setup {
         Setup::Nothing => Running::None,
         Setup::EmptyFault => {
-            let mut p = Probes::load(&Roots::default().load_options(ProbeOptions::default())).expect("load probes");
+            let mut p = Probes::load(&memwatch::probes::LoadOptions::new(&Roots::default(), ProbeOptions::default())).expect("load probes");
             p.attach_empty_fault_program().expect("attach the empty program");
             Running::Probes(Box::new(p))
         }

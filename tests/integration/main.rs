@@ -1,6 +1,7 @@
 //! memwatch's integration tests, in one binary: the real eBPF programs in the real kernel,
 //! real workloads in real cgroups. They need root; see `util::require_root`.
 mod deploy;
+mod docs;
 mod explain;
 mod golden;
 mod hostile;

@@ -26,7 +26,7 @@ use crate::{
 
 /// Every probe on, with the fallbacks allowed: exact counts on any kernel this runs on.
 fn load() -> Probes {
-    let probes = Probes::load(&Roots::default().load_options(ProbeOptions::all())).expect("load probes");
+    let probes = Probes::load(&memwatch::probes::LoadOptions::new(&Roots::default(), ProbeOptions::all())).expect("load probes");
     for s in probes.status() {
         assert!(s.is_attached(), "probe {} on this host: {:?}", s.id, s.state);
     }
@@ -105,7 +105,7 @@ fn counters_match_a_known_workload_exactly() {
 #[test]
 fn defaults_never_tax_unwatched_syscalls() {
     util::require_root!();
-    let probes = Probes::load(&Roots::default().load_options(ProbeOptions::default())).expect("load");
+    let probes = Probes::load(&memwatch::probes::LoadOptions::new(&Roots::default(), ProbeOptions::default())).expect("load");
     for st in probes.status() {
         let spec = PROBES.iter().find(|p| p.id == st.id).unwrap();
         match &st.state {
@@ -346,7 +346,7 @@ fn bad_tracefs_input_disables_only_that_probe() {
     fs::write(ev.join("syscalls/sys_exit_mremap/format"), without).unwrap();
 
     let roots = Roots { tracefs: Some(dir.path().to_path_buf()), ..Roots::default() };
-    let probes = Probes::load(&roots.load_options(ProbeOptions::all())).expect("the daemon still loads");
+    let probes = Probes::load(&memwatch::probes::LoadOptions::new(&roots, ProbeOptions::all())).expect("the daemon still loads");
     // A syscall probe still runs where fexit works (it needs no format); where it does not,
     // the broken format of its fallback disables it, and the reason says which.
     let broken = |name: ProbeId, needle: &str| match state(&probes, name) {
@@ -383,7 +383,7 @@ fn bad_tracefs_input_disables_only_that_probe() {
 
     // No tracefs at all: the tracepoint probes are disabled with the reason, nothing panics.
     let nowhere = Roots { tracefs: Some(dir.path().join("nonexistent")), ..Roots::default() };
-    let probes = Probes::load(&nowhere.load_options(ProbeOptions::all())).expect("still loads");
+    let probes = Probes::load(&memwatch::probes::LoadOptions::new(&nowhere, ProbeOptions::all())).expect("still loads");
     for name in [ProbeId::OomMarkVictim, ProbeId::ProcessExit] {
         assert!(matches!(state(&probes, name), ProbeState::Disabled(w) if w.to_string().contains("not found")), "{name}");
     }
@@ -400,7 +400,7 @@ fn pid_only_mark_victim_format_still_reports_kills() {
     let old = "name: mark_victim\nID: 402\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:int pid;\toffset:8;\tsize:4;\tsigned:1;\n";
     fs::write(dir.path().join("events/oom/mark_victim/format"), old).unwrap();
     let roots = Roots { tracefs: Some(dir.path().to_path_buf()), ..Roots::default() };
-    let mut probes = Probes::load(&roots.load_options(ProbeOptions::default())).unwrap();
+    let mut probes = Probes::load(&memwatch::probes::LoadOptions::new(&roots, ProbeOptions::default())).unwrap();
     assert!(probes.is_attached(ProbeId::OomMarkVictim), "{:?}", state(&probes, ProbeId::OomMarkVictim));
     let mut ring = probes.take_oom_events().unwrap();
     let cg = TestCgroup::new("oldfmt", 32 << 20);

@@ -163,7 +163,11 @@ fn bpf_stats_report_each_probes_cost() {
     assert_eq!(sysctl(), "0", "no sysctl was written");
     drop(d);
     // Gone with the daemon: a fresh probe's programs run uncounted.
-    let probes = memwatch::probes::Probes::load(&memwatch::Roots::default().load_options(memwatch::probes::ProbeOptions::all())).unwrap();
+    let probes = memwatch::probes::Probes::load(&memwatch::probes::LoadOptions::new(
+        &memwatch::Roots::default(),
+        memwatch::probes::ProbeOptions::all(),
+    ))
+    .unwrap();
     let mut w = Workload::start(&["fill", "8"], Some(&cg));
     w.expect_line("ready");
     let runs: u64 = probes.run_stats().iter().map(|r| r.runs).sum();

@@ -16,7 +16,6 @@ pub(crate) const LAYERS: &[&[&str]] = &[
     &["parse"],
     &["host"],
     &["runtime"],
-    &["apps"],
     &["probes"],
     &["collector"],
     &["snapshot"],
@@ -25,14 +24,11 @@ pub(crate) const LAYERS: &[&[&str]] = &[
     &["stacks"],
     &["history"],
     &["selfmetrics"],
-    &["recommend"],
     &["oom"],
     &["sampler"],
     &["pipeline"],
     &["expose", "explain"],
-    &["tls"],
     &["http", "top"],
-    &["web"],
 ];
 
 /// One import that points up (or sideways within a layer).

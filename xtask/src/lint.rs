@@ -22,6 +22,7 @@ pub(crate) fn layers() -> anyhow::Result<()> {
 pub(crate) fn run() -> anyhow::Result<()> {
     setup::run()?;
     layers()?;
+    crate::docs::check()?;
     util::run(util::cargo().args(["fmt", "--all", "--check"]))?;
     util::run(util::cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     let root = util::workspace();

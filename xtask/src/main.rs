@@ -2,6 +2,7 @@
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod docs;
 mod fresh;
 mod fuzz;
 mod image;

@@ -38,7 +38,8 @@ pub(crate) fn run(roots: &Roots, args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let kernel = host::kernel_release(&roots.procfs).unwrap_or_else(|| "unknown".into());
     let btf = host::btf_available(&roots.sysfs);
     let psi = host::psi_available(&roots.procfs);
-    let mut probes = Probes::load(&roots.load_options(args.probes.options())).context("cannot load memwatch's eBPF programs")?;
+    let mut probes =
+        Probes::load(&memwatch::probes::LoadOptions::new(roots, args.probes.options())).context("cannot load memwatch's eBPF programs")?;
     // Probes not asked for are fine; any asked-for probe that did not attach is not.
     let all_attached = probes.status().iter().all(|s| !matches!(s.state, ProbeState::Disabled(_)));
     let memcg = match probes.memcg_ids() {
@@ -87,7 +88,10 @@ pub(crate) fn run(roots: &Roots, args: &CheckArgs) -> anyhow::Result<ExitCode> {
                 ProbeState::Attached { method } => println!("  {:<18} attached: {method}", s.id),
                 ProbeState::Off(why) => println!("  {:<18} off: {why}", s.id),
                 ProbeState::Disabled(why) => println!("  {:<18} disabled: {why}", s.id),
-                ProbeState::Standby(why) => println!("  {:<18} standby: {why}", s.id),
+                ProbeState::Standby(why) => {
+                    println!("  {:<18} standby: {why}", s.id);
+                    println!("  {:<18} at risk: {}", "", memwatch::risk::describe());
+                }
             }
         }
         if let Some(costs) = &costs {

@@ -135,7 +135,9 @@ fn log_report(r: &pipeline::Report) {
             ProbeState::Attached { method } => tracing::info!(probe = s.id.name(), "probe attached: {method}"),
             ProbeState::Off(why) => tracing::info!(probe = s.id.name(), "probe off: {why}"),
             ProbeState::Disabled(why) => tracing::warn!(probe = s.id.name(), "probe disabled: {why}"),
-            ProbeState::Standby(why) => tracing::info!(probe = s.id.name(), "probe on standby: {why}"),
+            ProbeState::Standby(why) => {
+                tracing::info!(probe = s.id.name(), "probe on standby: {why} (at risk: {})", memwatch::risk::describe())
+            }
         }
     }
     match &r.bpf_stats {

@@ -339,21 +339,27 @@ impl Tree {
                 }
             };
             let limit = limits.visit(rel.as_str(), parent.as_ref(), node.slow.as_ref().and_then(|(_, _, r)| r.own_limit));
-            let young = node.born.is_some_and(|b| now.duration_since(b) < slow);
             let last = node.slow.as_ref().map(|(at, u, _)| (*at, *u));
-            // Near its limit, or its own memory.high where it is throttled (v2).
-            let high = node.slow.as_ref().and_then(|(_, _, r)| r.high);
-            let pressed_at = tightest(limit, high);
-            let near = near_limit(usage, pressed_at);
-            let killed = hinted.contains(&node.id);
-            // Usage settled (same as the previous sample) away from where a read in motion saw it.
-            let settled = node.read_in_motion && usage == node.last_usage && last.is_some_and(|(_, u)| u != usage);
+            let young = node.born.is_some_and(|b| now.duration_since(b) < slow);
+            let plan = read_plan(
+                &Known {
+                    last,
+                    last_usage: node.last_usage,
+                    read_in_motion: node.read_in_motion,
+                    young,
+                    rare_at: node.rare_at,
+                    // Near its limit, or its own memory.high where it is throttled (v2).
+                    pressed_at: tightest(limit, node.slow.as_ref().and_then(|(_, _, r)| r.high)),
+                    killed: hinted.contains(&node.id),
+                },
+                usage,
+                now,
+                slow,
+            );
             let moving = usage != node.last_usage;
             node.last_usage = usage;
-            if killed || settled || slow_due(last, usage, pressed_at, now, slow) || young && last.is_some_and(|(_, u)| u != usage) {
-                // A big fall in usage is what an OOM kill leaves: its counter is news then.
-                let fell = last.is_some_and(|(_, u)| u.saturating_sub(usage) >= BIG_MOVE_BYTES.max(u / BIG_MOVE_FRACTION));
-                let rare = killed || near || fell || node.rare_at.is_none_or(|at| now.duration_since(at) >= slow * IDLE_PERIODS);
+            if plan.slow {
+                let rare = plan.rare;
                 let mut raw = node.slow.take().map(|(_, _, r)| r).unwrap_or_default();
                 read_slow(node, v2, rare, buf, out, &mut raw);
                 raw.pids_fresh = true;
@@ -385,6 +391,51 @@ impl Tree {
             self.forget(&rel);
         }
     }
+}
+
+/// What is known of a cgroup before this sample reads more than its usage.
+#[derive(Debug, Clone, Copy, Default)]
+struct Known {
+    /// When its slow files were last read, and its usage then.
+    last: Option<(Instant, u64)>,
+    /// Its usage in the sample before.
+    last_usage: u64,
+    /// The last slow read caught its usage moving.
+    read_in_motion: bool,
+    /// It appeared less than a slow period ago.
+    young: bool,
+    /// When its rare files were last read.
+    rare_at: Option<Instant>,
+    /// Where the kernel presses on it: its effective limit or its own memory.high.
+    pressed_at: Option<u64>,
+    /// The OOM stage saw a kill in it.
+    killed: bool,
+}
+
+/// What one sample reads of a cgroup beyond its usage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ReadPlan {
+    /// memory.stat and the process list.
+    slow: bool,
+    /// With them, the files that rarely change (limits, events, swap, pressure).
+    rare: bool,
+}
+
+/// The read plan for a cgroup whose usage is `usage` now (pure): the slow files when they are
+/// due ([`slow_due`]), after a kill, when its usage settled away from where a read in motion saw
+/// it, or when it is young and its usage moved; the rare ones with them after a kill, near the
+/// limit, after a big fall (what an OOM kill leaves), or every [`IDLE_PERIODS`] slow periods.
+fn read_plan(k: &Known, usage: u64, now: Instant, slow: Duration) -> ReadPlan {
+    let moved_since_read = k.last.is_some_and(|(_, u)| u != usage);
+    let settled = k.read_in_motion && usage == k.last_usage && moved_since_read;
+    let due = k.killed || settled || slow_due(k.last, usage, k.pressed_at, now, slow) || k.young && moved_since_read;
+    if !due {
+        return ReadPlan { slow: false, rare: false };
+    }
+    let fell = k.last.is_some_and(|(_, u)| u.saturating_sub(usage) >= BIG_MOVE_BYTES.max(u / BIG_MOVE_FRACTION));
+    let rare =
+        k.killed || near_limit(usage, k.pressed_at) || fell || k.rare_at.is_none_or(|at| now.duration_since(at) >= slow * IDLE_PERIODS);
+    ReadPlan { slow: true, rare }
 }
 
 enum Unusable {
@@ -541,6 +592,39 @@ fn read_slow(node: &Node, v2: bool, rare: bool, buf: &mut [u8], out: &mut Snapsh
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_read_plan_of_a_cgroup() {
+        let t0 = Instant::now();
+        let slow = Duration::from_secs(10);
+        let now = t0 + Duration::from_secs(1);
+        let mib = 1 << 20;
+        let idle = Known {
+            last: Some((t0, 100 * mib)),
+            last_usage: 100 * mib,
+            rare_at: Some(t0),
+            pressed_at: Some(1024 * mib),
+            ..Known::default()
+        };
+        let nothing = ReadPlan { slow: false, rare: false };
+        assert_eq!(read_plan(&idle, 100 * mib, now, slow), nothing, "idle, read a second ago");
+        assert_eq!(
+            read_plan(&Known { last: None, rare_at: None, ..idle }, 100 * mib, now, slow),
+            ReadPlan { slow: true, rare: true },
+            "never read"
+        );
+        assert_eq!(read_plan(&Known { killed: true, ..idle }, 100 * mib, now, slow), ReadPlan { slow: true, rare: true }, "a kill in it");
+        assert_eq!(read_plan(&idle, 1000 * mib, now, slow), ReadPlan { slow: true, rare: true }, "near its limit");
+        assert_eq!(read_plan(&idle, 10 * mib, now, slow), ReadPlan { slow: true, rare: true }, "a big fall, as a kill leaves");
+        assert_eq!(read_plan(&idle, 101 * mib, now, slow), nothing, "a small move within the slow period");
+        assert_eq!(
+            read_plan(&Known { young: true, ..idle }, 101 * mib, now, slow),
+            ReadPlan { slow: true, rare: false },
+            "young and moving"
+        );
+        let settled = Known { read_in_motion: true, last_usage: 101 * mib, ..idle };
+        assert_eq!(read_plan(&settled, 101 * mib, now, slow), ReadPlan { slow: true, rare: false }, "settled away from the read");
+    }
 
     #[test]
     fn slow_files_are_due_when_old_near_the_limit_or_moved() {

@@ -35,11 +35,31 @@ impl Format {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Type {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Type {
     Gauge,
     Counter,
     Histogram,
+}
+
+impl Type {
+    pub fn name(self) -> &'static str {
+        match self {
+            Type::Gauge => "gauge",
+            Type::Counter => "counter",
+            Type::Histogram => "histogram",
+        }
+    }
+}
+
+/// A family as its header says it and the reference page lists it: its sample name, type,
+/// help, and its labels beyond the container's (comma-separated; empty for none).
+#[derive(Debug, Clone, Copy)]
+pub struct Meta {
+    pub name: &'static str,
+    pub ty: Type,
+    pub help: &'static str,
+    pub labels: &'static str,
 }
 
 /// Escapes a label value: backslash, double quote and newline.
@@ -67,13 +87,12 @@ impl Writer {
             (Format::OpenMetrics, Type::Counter) => name.strip_suffix("_total").unwrap_or(name),
             _ => name,
         };
-        let ty = match ty {
-            Type::Gauge => "gauge",
-            Type::Counter => "counter",
-            Type::Histogram => "histogram",
-        };
         let _ = writeln!(self.out, "# HELP {family} {}", help.replace('\\', "\\\\").replace('\n', "\\n"));
-        let _ = writeln!(self.out, "# TYPE {family} {ty}");
+        let _ = writeln!(self.out, "# TYPE {family} {}", ty.name());
+    }
+
+    fn meta(&mut self, m: &Meta) {
+        self.header(m.name, m.ty, m.help);
     }
 
     /// One sample; `labels` is already escaped, without braces (may be empty).
@@ -364,11 +383,7 @@ fn render_runtime_heaps(snap: &Snapshot, labels: &[String], w: &mut Writer) {
         return;
     }
     let with_runtime = |l: &str, r: &RuntimeHeap| format!("{l},runtime=\"{}\"", r.runtime.name());
-    w.header(
-        "memwatch_container_runtime_heap_bytes",
-        Type::Gauge,
-        "A language runtime's heap in the container, where the runtime publishes it (the JVM's performance data): used, committed, max.",
-    );
+    w.meta(&RUNTIME_HEAP);
     for (c, l) in snap.containers.iter().zip(labels) {
         for r in &c.runtime_heaps {
             let l = with_runtime(l, r);
@@ -379,11 +394,7 @@ fn render_runtime_heaps(snap: &Snapshot, labels: &[String], w: &mut Writer) {
             }
         }
     }
-    w.header(
-        "memwatch_container_runtime_heap_limit_bytes",
-        Type::Gauge,
-        "The limit a language runtime sets its heap in the container (GOMEMLIMIT, the JVM's maximum heap, V8's heap limit, .NET's GC hard limit).",
-    );
+    w.meta(&RUNTIME_HEAP_LIMIT);
     for (c, l) in snap.containers.iter().zip(labels) {
         for r in c.runtime_heaps.iter().filter(|r| r.limit_bytes.is_some()) {
             w.sample("memwatch_container_runtime_heap_limit_bytes", &with_runtime(l, r), None, Value::Int(r.limit_bytes.unwrap_or(0)));
@@ -432,15 +443,27 @@ pub fn end(format: Format) -> &'static str {
 
 /// The snapshot's and the OOM view's series, without the closing line: the HTTP layer sends
 /// this (rendered once per snapshot and format), then the self-instrumentation, then [`end`].
+/// One writer per source: the containers' series, the OOM view's, the probes', the sampling's.
 pub fn render_body(snap: &Snapshot, oom: &OomView, format: Format) -> String {
     let labels: Vec<String> = snap.containers.iter().map(container_labels).collect();
     let mut w = Writer { out: String::with_capacity(256 + snap.containers.len() * 3500), format };
+    render_containers(snap, &labels, &mut w);
+    render_runtime_heaps(snap, &labels, &mut w);
+    render_oom(snap, &labels, oom, &mut w);
+    render_probes(snap, &mut w);
+    render_sampling(snap, &mut w);
+    render_kernel_costs(snap, &mut w);
+    w.out
+}
+
+/// Every per-container family of [`FAMILIES`] whose probe (if any) is attached.
+fn render_containers(snap: &Snapshot, labels: &[String], w: &mut Writer) {
     for f in FAMILIES {
         if f.needs_probe.is_some_and(|p| !snap.probe_attached(p)) {
             continue;
         }
         w.header(f.name, f.ty, f.help);
-        for (c, l) in snap.containers.iter().zip(&labels) {
+        for (c, l) in snap.containers.iter().zip(labels) {
             for (kind, get) in f.kinds {
                 if let Some(v) = get(c) {
                     let extra = (!f.kind_label.is_empty()).then_some((f.kind_label, *kind));
@@ -449,56 +472,71 @@ pub fn render_body(snap: &Snapshot, oom: &OomView, format: Format) -> String {
             }
         }
     }
-    render_runtime_heaps(snap, &labels, &mut w);
-    w.header(
-        "memwatch_container_last_oom_kill_timestamp_seconds",
-        Type::Gauge,
-        "Unix time of the last OOM kill in the container or its descendants.",
-    );
-    for (c, l) in snap.containers.iter().zip(&labels) {
+}
+
+const LAST_OOM_KILL: Meta = Meta {
+    name: "memwatch_container_last_oom_kill_timestamp_seconds",
+    ty: Type::Gauge,
+    help: "Unix time of the last OOM kill in the container or its descendants.",
+    labels: "",
+};
+const WARNING_RAISED: Meta = Meta {
+    name: "memwatch_container_memory_warning_timestamp_seconds",
+    ty: Type::Gauge,
+    help: "Unix time the container's memory warning in force was raised (at risk of an OOM kill: see /api/v1/events); absent when none is.",
+    labels: "",
+};
+const OOM_KILLS: Meta = Meta {
+    name: "memwatch_oom_kills_total",
+    ty: Type::Counter,
+    help: "OOM kills recorded, by constraint (cgroup limit, whole machine, unknown for kills only the kernel counted).",
+    labels: "constraint",
+};
+const MISSED: Meta = Meta {
+    name: "memwatch_oom_kills_missed_by_probe_total",
+    ty: Type::Counter,
+    help: "OOM kills the kernel's cgroup counters show but the eBPF probe did not see (daemon down, buffer full).",
+    labels: "",
+};
+const JOURNAL_ERRORS: Meta = Meta {
+    name: "memwatch_journal_write_errors_total",
+    ty: Type::Counter,
+    help: "OOM events that could not be written to the journal (full or read-only disk): kept in memory only.",
+    labels: "",
+};
+const WARNINGS_SUPPRESSED: Meta = Meta {
+    name: "memwatch_memory_warnings_suppressed_total",
+    ty: Type::Counter,
+    help: "Memory warnings not said because the node gave 60 in the last minute (the containers are still at risk).",
+    labels: "",
+};
+
+/// The OOM view's series: per container, its last kill and its warning in force; the node's
+/// kill counts.
+fn render_oom(snap: &Snapshot, labels: &[String], oom: &OomView, w: &mut Writer) {
+    w.meta(&LAST_OOM_KILL);
+    for (c, l) in snap.containers.iter().zip(labels) {
         if let Some(t) = oom.last_kill.get(&c.id) {
-            w.sample("memwatch_container_last_oom_kill_timestamp_seconds", l, None, Value::Float(*t));
+            w.sample(LAST_OOM_KILL.name, l, None, Value::Float(*t));
         }
     }
-    w.header(
-        "memwatch_container_memory_warning_timestamp_seconds",
-        Type::Gauge,
-        "Unix time the container's memory warning in force was raised (at risk of an OOM kill: see /api/v1/events); absent when none is.",
-    );
-    for (c, l) in snap.containers.iter().zip(&labels) {
-        if let Some(w_) = oom.warned.get(&c.id) {
-            w.sample("memwatch_container_memory_warning_timestamp_seconds", l, None, Value::Float(w_.time));
+    w.meta(&WARNING_RAISED);
+    for (c, l) in snap.containers.iter().zip(labels) {
+        if let Some(warned) = oom.warned.get(&c.id) {
+            w.sample(WARNING_RAISED.name, l, None, Value::Float(warned.time));
         }
     }
-    w.header(
-        "memwatch_oom_kills_total",
-        Type::Counter,
-        "OOM kills recorded, by constraint (cgroup limit, whole machine, unknown for kills only the kernel counted).",
-    );
+    w.meta(&OOM_KILLS);
     for constraint in Constraint::ALL {
         let n = oom.by_constraint.get(&constraint).copied().unwrap_or(0);
-        w.sample("memwatch_oom_kills_total", "", Some(("constraint", constraint.label())), Value::Int(n));
+        w.sample(OOM_KILLS.name, "", Some(("constraint", constraint.label())), Value::Int(n));
     }
-    w.header(
-        "memwatch_oom_kills_missed_by_probe_total",
-        Type::Counter,
-        "OOM kills the kernel's cgroup counters show but the eBPF probe did not see (daemon down, buffer full).",
-    );
-    w.sample("memwatch_oom_kills_missed_by_probe_total", "", None, Value::Int(oom.missed_total));
-    w.header(
-        "memwatch_journal_write_errors_total",
-        Type::Counter,
-        "OOM events that could not be written to the journal (full or read-only disk): kept in memory only.",
-    );
-    w.sample("memwatch_journal_write_errors_total", "", None, Value::Int(oom.journal_write_errors));
-    w.header(
-        "memwatch_memory_warnings_suppressed_total",
-        Type::Counter,
-        "Memory warnings not said because the node gave 60 in the last minute (the containers are still at risk).",
-    );
-    w.sample("memwatch_memory_warnings_suppressed_total", "", None, Value::Int(oom.warnings_suppressed));
-    render_self(snap, &mut w);
-    w.out
+    w.meta(&MISSED);
+    w.sample(MISSED.name, "", None, Value::Int(oom.missed_total));
+    w.meta(&JOURNAL_ERRORS);
+    w.sample(JOURNAL_ERRORS.name, "", None, Value::Int(oom.journal_write_errors));
+    w.meta(&WARNINGS_SUPPRESSED);
+    w.sample(WARNINGS_SUPPRESSED.name, "", None, Value::Int(oom.warnings_suppressed));
 }
 
 /// Families gathered from a `prometheus` registry (counters, gauges, histograms), in `format`.
@@ -550,67 +588,153 @@ fn le(v: f64) -> String {
     if v.fract() == 0.0 { format!("{v:.1}") } else { format!("{v}") }
 }
 
-fn render_self(snap: &Snapshot, w: &mut Writer) {
-    let s = &snap.self_stats;
-    w.header("memwatch_build_info", Type::Gauge, "memwatch's version; always 1.");
-    w.sample("memwatch_build_info", "", Some(("version", env!("CARGO_PKG_VERSION"))), Value::Int(1));
-    w.header("memwatch_probe_attached", Type::Gauge, "1 when the kernel probe is attached (method says how), 0 when it was asked for but is unavailable or on standby (method=\"standby\": the fault-stack sampler while no container is at risk); probes not asked for are absent.");
+const BUILD_INFO: Meta = Meta { name: "memwatch_build_info", ty: Type::Gauge, help: "memwatch's version; always 1.", labels: "version" };
+const PROBE_ATTACHED: Meta = Meta {
+    name: "memwatch_probe_attached",
+    ty: Type::Gauge,
+    help: "1 when the kernel probe is attached (method says how), 0 when it was asked for but is unavailable or on standby (method=\"standby\": the fault-stack sampler while no container is at risk); probes not asked for are absent.",
+    labels: "probe, method",
+};
+const PROBE_RUNS: Meta = Meta {
+    name: "memwatch_probe_runs_total",
+    ty: Type::Counter,
+    help: "Times the probe's kernel programs ran while BPF statistics were on (memwatch serve --bpf-stats, or the kernel.bpf_stats_enabled sysctl).",
+    labels: "probe",
+};
+const PROBE_RUN_SECONDS: Meta = Meta {
+    name: "memwatch_probe_run_seconds_total",
+    ty: Type::Counter,
+    help: "Time the probe's kernel programs ran while BPF statistics were on: divided by runs, its cost per event.",
+    labels: "probe",
+};
+const EBPF_SLOTS: Meta = Meta {
+    name: "memwatch_ebpf_cgroup_slots",
+    ty: Type::Gauge,
+    help: "Per-cgroup counter slots in the kernel: in use (highest memory css id seen plus one) and capacity (--ebpf-cgroup-slots).",
+    labels: "state",
+};
+const EBPF_DROPS: Meta = Meta {
+    name: "memwatch_ebpf_drops_total",
+    ty: Type::Counter,
+    help: "Events the kernel side could not record, by kind.",
+    labels: "kind",
+};
+const LAST_SAMPLE: Meta = Meta {
+    name: "memwatch_last_sample_timestamp_seconds",
+    ty: Type::Gauge,
+    help: "When the last sample was taken (Unix time).",
+    labels: "",
+};
+const SAMPLE_ERRORS: Meta = Meta {
+    name: "memwatch_sample_errors_total",
+    ty: Type::Counter,
+    help: "Items skipped while sampling, by collector and reason.",
+    labels: "collector, reason",
+};
+const SERIES_DROPPED: Meta = Meta {
+    name: "memwatch_series_dropped_total",
+    ty: Type::Counter,
+    help: "Container series not exported because of --max-series.",
+    labels: "",
+};
+
+/// The probes' series: memwatch's build, and which probes are attached and how.
+fn render_probes(snap: &Snapshot, w: &mut Writer) {
+    w.meta(&BUILD_INFO);
+    w.sample(BUILD_INFO.name, "", Some(("version", env!("CARGO_PKG_VERSION"))), Value::Int(1));
+    w.meta(&PROBE_ATTACHED);
     for p in &snap.probes {
+        let mut probe = String::from("probe=\"");
+        escape_label(p.id.name(), &mut probe);
+        probe.push('"');
         match &p.state {
-            ProbeState::Attached { method } => {
-                let mut l = String::from("probe=\"");
-                escape_label(p.id.name(), &mut l);
-                l.push('"');
-                w.sample("memwatch_probe_attached", &l, Some(("method", method)), Value::Int(1));
-            }
-            ProbeState::Disabled(_) => w.sample("memwatch_probe_attached", "", Some(("probe", p.id.name())), Value::Int(0)),
+            ProbeState::Attached { method } => w.sample(PROBE_ATTACHED.name, &probe, Some(("method", method)), Value::Int(1)),
+            ProbeState::Disabled(_) => w.sample(PROBE_ATTACHED.name, "", Some(("probe", p.id.name())), Value::Int(0)),
             // Loaded only when needed (the fault-stack sampler until a container is at risk).
-            ProbeState::Standby(_) => {
-                let mut l = String::from("probe=\"");
-                escape_label(p.id.name(), &mut l);
-                l.push('"');
-                w.sample("memwatch_probe_attached", &l, Some(("method", "standby")), Value::Int(0));
-            }
+            ProbeState::Standby(_) => w.sample(PROBE_ATTACHED.name, &probe, Some(("method", "standby")), Value::Int(0)),
             ProbeState::Off(_) => {}
         }
     }
-    w.header("memwatch_last_sample_timestamp_seconds", Type::Gauge, "When the last sample was taken (Unix time).");
-    let ts = crate::unix_seconds(snap.taken_at);
-    w.sample("memwatch_last_sample_timestamp_seconds", "", None, Value::Float(ts));
-    w.header("memwatch_sample_errors_total", Type::Counter, "Items skipped while sampling, by collector and reason.");
+}
+
+/// The sampling's own series: when it last ran, what it skipped, the kernel's slots it found
+/// in use, the series it dropped.
+fn render_sampling(snap: &Snapshot, w: &mut Writer) {
+    let s = &snap.self_stats;
+    w.meta(&LAST_SAMPLE);
+    w.sample(LAST_SAMPLE.name, "", None, Value::Float(crate::unix_seconds(snap.taken_at)));
+    w.meta(&SAMPLE_ERRORS);
     for ((collector, reason), n) in &s.sample_errors {
         let mut l = String::from("collector=\"");
         escape_label(collector.name(), &mut l);
         l.push('"');
-        w.sample("memwatch_sample_errors_total", &l, Some(("reason", reason.label())), Value::Int(*n));
+        w.sample(SAMPLE_ERRORS.name, &l, Some(("reason", reason.label())), Value::Int(*n));
     }
-    w.header(
-        "memwatch_ebpf_cgroup_slots",
-        Type::Gauge,
-        "Per-cgroup counter slots in the kernel: in use (highest memory css id seen plus one) and capacity (--ebpf-cgroup-slots).",
-    );
-    w.sample("memwatch_ebpf_cgroup_slots", "", Some(("state", "used")), Value::Int(s.ebpf_slots_used.into()));
-    w.sample("memwatch_ebpf_cgroup_slots", "", Some(("state", "capacity")), Value::Int(s.ebpf_slots_capacity.into()));
-    w.header("memwatch_series_dropped_total", Type::Counter, "Container series not exported because of --max-series.");
-    w.sample("memwatch_series_dropped_total", "", None, Value::Int(s.series_dropped_total));
+    w.meta(&EBPF_SLOTS);
+    w.sample(EBPF_SLOTS.name, "", Some(("state", "used")), Value::Int(s.ebpf_slots_used.into()));
+    w.sample(EBPF_SLOTS.name, "", Some(("state", "capacity")), Value::Int(s.ebpf_slots_capacity.into()));
+    w.meta(&SERIES_DROPPED);
+    w.sample(SERIES_DROPPED.name, "", None, Value::Int(s.series_dropped_total));
+}
+
+/// What the kernel side costs and could not record: its programs' runs (with BPF statistics
+/// on) and its drops.
+fn render_kernel_costs(snap: &Snapshot, w: &mut Writer) {
+    let s = &snap.self_stats;
     if let Some(runs) = &s.probe_runs {
-        w.header("memwatch_probe_runs_total", Type::Counter, "Times the probe's kernel programs ran while BPF statistics were on (memwatch serve --bpf-stats, or the kernel.bpf_stats_enabled sysctl).");
+        w.meta(&PROBE_RUNS);
         for (probe, n, _) in runs {
-            w.sample("memwatch_probe_runs_total", "", Some(("probe", probe)), Value::Int(*n));
+            w.sample(PROBE_RUNS.name, "", Some(("probe", probe)), Value::Int(*n));
         }
-        w.header(
-            "memwatch_probe_run_seconds_total",
-            Type::Counter,
-            "Time the probe's kernel programs ran while BPF statistics were on: divided by runs, its cost per event.",
-        );
+        w.meta(&PROBE_RUN_SECONDS);
         for (probe, _, secs) in runs {
-            w.sample("memwatch_probe_run_seconds_total", "", Some(("probe", probe)), Value::Float(*secs));
+            w.sample(PROBE_RUN_SECONDS.name, "", Some(("probe", probe)), Value::Float(*secs));
         }
     }
-    w.header("memwatch_ebpf_drops_total", Type::Counter, "Events the kernel side could not record, by kind.");
+    w.meta(&EBPF_DROPS);
     for kind in DropKind::ALL {
-        w.sample("memwatch_ebpf_drops_total", "", Some(("kind", kind.label())), Value::Int(s.ebpf_drops[kind]));
+        w.sample(EBPF_DROPS.name, "", Some(("kind", kind.label())), Value::Int(s.ebpf_drops[kind]));
     }
+}
+
+const RUNTIME_HEAP: Meta = Meta {
+    name: "memwatch_container_runtime_heap_bytes",
+    ty: Type::Gauge,
+    help: "A language runtime's heap in the container, where the runtime publishes it (the JVM's performance data): used, committed, max.",
+    labels: "runtime, kind",
+};
+const RUNTIME_HEAP_LIMIT: Meta = Meta {
+    name: "memwatch_container_runtime_heap_limit_bytes",
+    ty: Type::Gauge,
+    help: "The limit a language runtime sets its heap in the container (GOMEMLIMIT, the JVM's maximum heap, V8's heap limit, .NET's GC hard limit).",
+    labels: "runtime",
+};
+
+/// Every family this module writes, in the order it writes them, for the reference page:
+/// (meta, whether it carries the container labels).
+pub fn families() -> Vec<(Meta, bool)> {
+    let per_container = FAMILIES.iter().map(|f| (Meta { name: f.name, ty: f.ty, help: f.help, labels: f.kind_label }, true));
+    per_container
+        .chain([RUNTIME_HEAP, RUNTIME_HEAP_LIMIT, LAST_OOM_KILL, WARNING_RAISED].map(|m| (m, true)))
+        .chain(
+            [
+                OOM_KILLS,
+                MISSED,
+                JOURNAL_ERRORS,
+                WARNINGS_SUPPRESSED,
+                BUILD_INFO,
+                PROBE_ATTACHED,
+                EBPF_SLOTS,
+                PROBE_RUNS,
+                PROBE_RUN_SECONDS,
+                EBPF_DROPS,
+                LAST_SAMPLE,
+                SAMPLE_ERRORS,
+                SERIES_DROPPED,
+            ]
+            .map(|m| (m, false)),
+        )
+        .collect()
 }
 
 #[cfg(test)]

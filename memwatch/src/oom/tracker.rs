@@ -188,28 +188,48 @@ impl Tracker {
         }
     }
 
-    /// A record from the kernel; returns the kills it completed.
+    /// A record from the kernel; returns the kills it completed. Three kinds: the victim task's
+    /// memory cgroup (6.8+), the victim's exit (which completes its kill), and the mark itself.
     pub fn on_record(&mut self, k: OomKill, now: Instant, world: &dyn World) -> Vec<Event> {
-        let pid = k.victim_pid;
         if k.victim_task {
-            let Some(id) = k.victim_memcg_id.filter(|id| *id != 0) else { return vec![] };
-            match self.pending.iter_mut().find(|p| p.mark.victim_pid == pid) {
-                Some(p) => p.task_memcg = Some(id),
-                None => {
-                    self.early_memcg.insert(pid, (id, now));
-                }
-            }
+            self.on_victim_task(&k, now);
             return vec![];
         }
         if k.victim_exit {
-            match self.pending.iter_mut().find(|p| p.mark.victim_pid == pid && p.exit.is_none()) {
-                Some(p) => p.exit = Some(k),
-                None => {
-                    self.early_exit.insert(pid, (k, now));
-                }
-            }
-            return self.finish_ready(now, world);
+            self.on_victim_exit(k, now);
+        } else {
+            self.on_mark(k, now, world);
         }
+        self.finish_ready(now, world)
+    }
+
+    /// The victim task's own memory cgroup, told apart from the trigger's (kernels 6.8+); it may
+    /// come before its mark.
+    fn on_victim_task(&mut self, k: &OomKill, now: Instant) {
+        let Some(id) = k.victim_memcg_id.filter(|id| *id != 0) else { return };
+        match self.pending.iter_mut().find(|p| p.mark.victim_pid == k.victim_pid) {
+            Some(p) => p.task_memcg = Some(id),
+            None => {
+                self.early_memcg.insert(k.victim_pid, (id, now));
+            }
+        }
+    }
+
+    /// The victim exited: its kill can be explained (it may come before its mark).
+    fn on_victim_exit(&mut self, k: OomKill, now: Instant) {
+        let pid = k.victim_pid;
+        match self.pending.iter_mut().find(|p| p.mark.victim_pid == pid && p.exit.is_none()) {
+            Some(p) => p.exit = Some(k),
+            None => {
+                self.early_exit.insert(pid, (k, now));
+            }
+        }
+    }
+
+    /// A kill's mark: what is known of the victim is read now, while it may still live, and the
+    /// kill waits for its exit.
+    fn on_mark(&mut self, k: OomKill, now: Instant, world: &dyn World) {
+        let pid = k.victim_pid;
         self.early_exit.retain(|_, (_, at)| now.duration_since(*at) < EARLY_KEEP);
         self.early_memcg.retain(|_, (_, at)| now.duration_since(*at) < EARLY_KEEP);
         self.recent_victims.retain(|(_, at)| now.duration_since(*at) < VICTIM_KEEP);
@@ -220,7 +240,7 @@ impl Tracker {
         if let Some(t) = tgid {
             let again = self.recent_victims.iter().any(|(v, _)| *v == t) || self.pending.iter().any(|p| p.tgid == Some(t));
             if again && k.victim_pid == k.trigger_pid {
-                return vec![];
+                return;
             }
             self.recent_victims.push((t, now));
         }
@@ -238,7 +258,6 @@ impl Tracker {
             parts,
             tgid,
         });
-        self.finish_ready(now, world)
     }
 
     /// A new sample: completes kills whose time is up and reconciles with the kernel's counters.
@@ -262,6 +281,11 @@ impl Tracker {
         }
         let mut ready = ready_now;
         let mut out = Vec::new();
+        if !ready.is_empty() {
+            // Frames first seen just before the kills are being named: wait for that once,
+            // briefly, before any lock an explanation takes.
+            self.settle_names();
+        }
         while !ready.is_empty() {
             let first = ready.remove(0);
             let (mates, rest): (Vec<Pending>, Vec<Pending>) = ready.into_iter().partition(|q| same_incident(&first, q));
@@ -304,8 +328,6 @@ impl Tracker {
             parts: p.parts.as_ref(),
             tgid: p.tgid,
         };
-        // Frames first seen just before the kill are being named: wait for that, briefly.
-        self.settle_names();
         self.with_context(self.before(p.time), |cx| explain::explain(&kill, cx, world))
     }
 
@@ -338,22 +360,34 @@ impl Tracker {
     }
 
     /// Kills the kernel counted in a container beyond what events explained, once the
-    /// difference has lasted [`MISSED_GRACE`] with no kill in flight.
+    /// difference has lasted [`MISSED_GRACE`] with no kill in flight; on a first run, the
+    /// counters as they are become the baseline instead.
     fn reconcile(&mut self, now: Instant, world: &dyn World) -> Vec<Event> {
         let Some(snap) = self.newer.clone() else { return vec![] };
         if std::mem::take(&mut self.first_run) {
-            let mut baseline = HashMap::new();
-            for c in snap.containers.iter() {
-                let kernel = c.oom_kills.unwrap_or(0);
-                let explained = self.explained.entry(c.id).or_default();
-                if kernel > *explained {
-                    baseline.insert(c.id, kernel - *explained);
-                    *explained = kernel;
-                }
-            }
-            self.baseline = Some(baseline);
+            self.baseline = Some(self.take_counters_as_baseline(&snap));
             return vec![];
         }
+        self.missed_kills(&snap, now, world)
+    }
+
+    /// Kills already on the counters when memwatch first ran: explained by the baseline.
+    fn take_counters_as_baseline(&mut self, snap: &Snapshot) -> HashMap<u64, u64> {
+        let mut baseline = HashMap::new();
+        for c in snap.containers.iter() {
+            let kernel = c.oom_kills.unwrap_or(0);
+            let explained = self.explained.entry(c.id).or_default();
+            if kernel > *explained {
+                baseline.insert(c.id, kernel - *explained);
+                *explained = kernel;
+            }
+        }
+        baseline
+    }
+
+    /// The containers whose counters show more kills than events explained, for long enough:
+    /// one `kernel_counter` event each, with the count.
+    fn missed_kills(&mut self, snap: &Snapshot, now: Instant, world: &dyn World) -> Vec<Event> {
         let mut containers: Vec<_> = snap.containers.iter().filter(|c| c.oom_kills.is_some()).collect();
         // Deepest first: a child's missed kill also explains its ancestors' counters.
         containers.sort_by_cached_key(|c| std::cmp::Reverse(c.cgroup.matches('/').count()));
@@ -378,7 +412,7 @@ impl Tracker {
             self.discrepancy_since.remove(&c.id);
             let mut e = Event {
                 count: kernel - explained,
-                ..explain::of_container(c, &snap, super::event::EventKind::OomKill, Source::KernelCounter, world.wall_now())
+                ..explain::of_container(c, snap, super::event::EventKind::OomKill, Source::KernelCounter, world.wall_now())
             };
             e.explanation = super::reasons::reasons(&e);
             self.account(&e);

@@ -168,6 +168,13 @@ pub struct LoadOptions<'a> {
     pub probes: ProbeOptions,
 }
 
+impl<'a> LoadOptions<'a> {
+    /// The kernel's interfaces under `roots`, and the probes asked for.
+    pub fn new(roots: &'a crate::Roots, probes: ProbeOptions) -> Self {
+        LoadOptions { sysfs: &roots.sysfs, procfs: &roots.procfs, tracefs: roots.tracefs.as_deref(), probes }
+    }
+}
+
 /// The loaded programs and their maps. Dropping it detaches everything.
 pub struct Probes {
     ebpf: Ebpf,
@@ -195,41 +202,16 @@ pub struct Probes {
 }
 
 impl Probes {
+    /// Loads the object and attaches every probe asked for: [`configure`] (what this kernel
+    /// offers, the plans and the object's settings), load, [`attach_all`], [`diagnose`].
     pub fn load(opts: &LoadOptions<'_>) -> Result<Probes, ProbeError> {
         let mut warnings = Vec::new();
         if let Err(e) = raise_memlock() {
             // Kernels >= 5.11 account BPF memory to the cgroup and ignore this limit.
             warnings.push(format!("could not raise RLIMIT_MEMLOCK ({e}); fine on Linux >= 5.11"));
         }
-        let page_size = crate::host::page_size();
-        let mut cfg = Config { page_size, ..Config::empty() };
-        let btf_path = opts.sysfs.join("kernel/btf/vmlinux");
-        let kernel = crate::host::kernel_version(opts.procfs);
-        let memcg = match kernel_offsets(&btf_path, &mut cfg) {
-            Ok(()) if kernel.is_some_and(|v| v < (5, 11)) => {
-                cfg.walk = walk::PROBE_READ;
-                MemcgIds::BtfProbeRead
-            }
-            Ok(()) => {
-                cfg.walk = walk::BTF;
-                MemcgIds::Btf
-            }
-            Err(why) => MemcgIds::Unavailable(why),
-        };
-        let btf = Btf::parse_file(&btf_path, Endianness::default()).ok();
-        let tracefs = Tracefs::open(opts.sysfs, opts.tracefs).map_err(Arc::new);
-        let mut units = Units { oom_size: page_size };
-
-        // Per probe, the methods worth trying, each configured from its format where it has one.
-        let mut plans: Vec<Result<Plan, ProbeState>> =
-            PROBES.iter().map(|spec| plan(spec, &opts.probes, &memcg, tracefs.as_ref(), &mut cfg, &mut units)).collect();
-
-        let slots = opts.probes.slots.max(16);
-        cfg.stack_period = opts.probes.stack_period.max(1).next_power_of_two();
-        // The stack maps take memory only when stacks are on (the map of stacks: 1 KiB each).
-        let stacks_on = opts.probes.stacks != stacks::Mode::Off;
-        let (stack_entries, stack_counts) =
-            if stacks_on { (memwatch_common::STACK_ENTRIES, memwatch_common::STACK_COUNTS) } else { (1, 1) };
+        let Configured { cfg, memcg, btf, btf_path, tracefs, units, mut plans, slots, stack_maps: (stack_entries, stack_counts) } =
+            configure(opts);
         let mut ebpf = match EbpfLoader::new()
             .override_global("CONFIG", &cfg, true)
             .map_max_entries("SLOTS", slots)
@@ -247,45 +229,8 @@ impl Probes {
                 None
             }
         };
-
-        let mut status = Vec::with_capacity(PROBES.len());
-        let mut stack_plan = None;
-        for (spec, plan) in PROBES.iter().zip(plans.iter_mut()) {
-            let state = match plan {
-                Err(state) => state.clone(),
-                Ok(plan) if spec.id == ProbeId::FaultStacks => {
-                    stack_plan = Some(plan.clone());
-                    match (opts.probes.stacks, attach_first(&mut ebpf, btf.as_ref(), spec, plan, &opts.probes)) {
-                        (stacks::Mode::Always, state) => state,
-                        // At risk: attached once to prove it can be, then unloaded until needed.
-                        (_, ProbeState::Attached { method }) => {
-                            for m in spec.methods {
-                                unload(&mut ebpf, m.program());
-                            }
-                            ProbeState::Standby(format!("{} (attaches as {method} when needed)", stacks::STANDBY))
-                        }
-                        (_, state) => state,
-                    }
-                }
-                Ok(plan) => attach_first(&mut ebpf, btf.as_ref(), spec, plan, &opts.probes),
-            };
-            status.push(ProbeStatus { id: spec.id, state });
-        }
-        if opts.probes.stacks == stacks::Mode::Always {
-            set_switch(&mut ebpf, memwatch_common::switch::STACKS_ALL, true);
-        }
-        // CAP_BPF alone loads the object but not tracing programs: say which capability a
-        // refusal comes from rather than only the kernel's EPERM.
-        let missing = missing_caps(opts.procfs);
-        if !missing.is_empty() {
-            for s in &mut status {
-                if let ProbeState::Disabled(why) = &mut s.state
-                    && why.is_eperm()
-                {
-                    why.missing_caps = Some(missing.clone());
-                }
-            }
-        }
+        let (mut status, stack_plan) = attach_all(&mut ebpf, btf.as_ref(), &mut plans, &opts.probes);
+        diagnose(&mut status, opts.procfs);
         let retired = ebpf.take_map("RETIRED").and_then(|m| RingBuf::try_from(m).ok());
         drop(btf);
         // Loading parsed the kernel's BTF (several MiB): give that back at once.
@@ -297,7 +242,7 @@ impl Probes {
             tracefs,
             logger,
             warnings,
-            page_size,
+            page_size: cfg.page_size,
             units,
             slots,
             retired,
@@ -420,6 +365,105 @@ impl Probes {
     pub fn empty_fault_runs(&self) -> Option<ProbeRuns> {
         let info = self.ebpf.program(spec::EMPTY_FAULT_PROGRAM)?.info().ok()?;
         Some(ProbeRuns { probe: "page_fault_user (empty)", runs: info.run_count(), run_time: info.run_time() })
+    }
+}
+
+/// What loading needs to know before the object is loaded: the object's settings, how tasks'
+/// memory cgroups are found, the kernel's BTF and tracefs, and each probe's plan.
+struct Configured {
+    cfg: Config,
+    memcg: MemcgIds,
+    btf: Option<Btf>,
+    btf_path: std::path::PathBuf,
+    tracefs: Result<Tracefs, Arc<TracefsError>>,
+    units: Units,
+    plans: Vec<Result<Plan, ProbeState>>,
+    slots: u32,
+    /// The stack map's and the stack-count map's sizes: memory only when stacks are on (the
+    /// map of stacks takes 1 KiB an entry).
+    stack_maps: (u32, u32),
+}
+
+/// Reads what this kernel offers (BTF offsets, its version, tracepoint formats) and plans
+/// every probe from it (pure but for those reads).
+fn configure(opts: &LoadOptions<'_>) -> Configured {
+    let page_size = crate::host::page_size();
+    let mut cfg = Config { page_size, ..Config::empty() };
+    let btf_path = opts.sysfs.join("kernel/btf/vmlinux");
+    let kernel = crate::host::kernel_version(opts.procfs);
+    let memcg = match kernel_offsets(&btf_path, &mut cfg) {
+        Ok(()) if kernel.is_some_and(|v| v < (5, 11)) => {
+            cfg.walk = walk::PROBE_READ;
+            MemcgIds::BtfProbeRead
+        }
+        Ok(()) => {
+            cfg.walk = walk::BTF;
+            MemcgIds::Btf
+        }
+        Err(why) => MemcgIds::Unavailable(why),
+    };
+    let btf = Btf::parse_file(&btf_path, Endianness::default()).ok();
+    let tracefs = Tracefs::open(opts.sysfs, opts.tracefs).map_err(Arc::new);
+    let mut units = Units { oom_size: page_size };
+    // Per probe, the methods worth trying, each configured from its format where it has one.
+    let plans = PROBES.iter().map(|spec| plan(spec, &opts.probes, &memcg, tracefs.as_ref(), &mut cfg, &mut units)).collect();
+    cfg.stack_period = opts.probes.stack_period.max(1).next_power_of_two();
+    let stack_maps =
+        if opts.probes.stacks != stacks::Mode::Off { (memwatch_common::STACK_ENTRIES, memwatch_common::STACK_COUNTS) } else { (1, 1) };
+    Configured { cfg, memcg, btf, btf_path, tracefs, units, plans, slots: opts.probes.slots.max(16), stack_maps }
+}
+
+/// Attaches each planned probe by its first method the kernel accepts; the fault-stack sampler
+/// only to prove it can be, then unloaded until a container is at risk (unless `--stacks
+/// always`). Returns every probe's state and the sampler's plan.
+fn attach_all(
+    ebpf: &mut Ebpf,
+    btf: Option<&Btf>,
+    plans: &mut [Result<Plan, ProbeState>],
+    opts: &ProbeOptions,
+) -> (Vec<ProbeStatus>, Option<Plan>) {
+    let mut status = Vec::with_capacity(PROBES.len());
+    let mut stack_plan = None;
+    for (spec, plan) in PROBES.iter().zip(plans.iter_mut()) {
+        let state = match plan {
+            Err(state) => state.clone(),
+            Ok(plan) if spec.id == ProbeId::FaultStacks => {
+                stack_plan = Some(plan.clone());
+                match (opts.stacks, attach_first(ebpf, btf, spec, plan, opts)) {
+                    (stacks::Mode::Always, state) => state,
+                    // At risk: attached once to prove it can be, then unloaded until needed.
+                    (_, ProbeState::Attached { method }) => {
+                        for m in spec.methods {
+                            unload(ebpf, m.program());
+                        }
+                        ProbeState::Standby(format!("{} (attaches as {method} when needed)", stacks::STANDBY))
+                    }
+                    (_, state) => state,
+                }
+            }
+            Ok(plan) => attach_first(ebpf, btf, spec, plan, opts),
+        };
+        status.push(ProbeStatus { id: spec.id, state });
+    }
+    if opts.stacks == stacks::Mode::Always {
+        set_switch(ebpf, memwatch_common::switch::STACKS_ALL, true);
+    }
+    (status, stack_plan)
+}
+
+/// CAP_BPF alone loads the object but not tracing programs: a refusal (EPERM) says which
+/// capability it comes from rather than only the kernel's errno.
+fn diagnose(status: &mut [ProbeStatus], procfs: &Path) {
+    let missing = missing_caps(procfs);
+    if missing.is_empty() {
+        return;
+    }
+    for s in status {
+        if let ProbeState::Disabled(why) = &mut s.state
+            && why.is_eperm()
+        {
+            why.missing_caps = Some(missing.clone());
+        }
     }
 }
 
