@@ -11,7 +11,9 @@ fuzz_target!(|data: &[u8]| {
     }
     let Ok(text) = std::str::from_utf8(data) else { return };
     let tokens: Vec<&str> = text.split_whitespace().collect();
-    let _ = jvm::Flags::from_sources(Some(text), Some(text), &tokens, Some(text));
+    for launcher in [jvm::flags::Launcher::Java, jvm::flags::Launcher::Tool] {
+        let _ = jvm::Flags::from_sources(launcher, Some(text), Some(text), &tokens, Some(text), |_| Some(text.to_string()));
+    }
     let _ = node::max_old_space_mib(tokens.iter().copied());
     let _ = node::version_in(data);
     let _ = dotnet::hex(text);

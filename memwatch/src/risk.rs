@@ -6,12 +6,17 @@
 //! A container is at risk when one of these holds (and it has a limit of its own, not the
 //! machine's):
 //! - its headroom is under [`HEADROOM`] of its limit;
-//! - at its working set's growth over the last minute it reaches its limit within
-//!   [`TIME_TO_OOM_SECONDS`];
+//! - its working set has grown steadily (after its start-up, through the last 30 s: see
+//!   `crate::model::trend`), at that rate it reaches its limit within [`TIME_TO_OOM_SECONDS`],
+//!   and its headroom is already under [`TIME_TO_OOM_HEADROOM`]: a start-up, a burst or a
+//!   garbage collector's sawtooth is no trend, and a prediction made with most of the limit
+//!   free is an extrapolation of more than the container has ever grown;
 //! - its limit-hit counters rise (reclaim forced at the limit, throttling at `memory.high`)
 //!   while its working set stays above [`LIMIT_HITS_WORKING_SET`] of its limit: it is
 //!   reclaiming its own page cache to stay alive;
-//! - for the sampler: it had an OOM kill in the last [`RECENT_KILL_SECONDS`].
+//! - for the sampler: it had an OOM kill in the last [`RECENT_KILL_SECONDS`], or its working
+//!   set grows so steeply (start-up included) that it would reach its limit within
+//!   [`STEEP_SECONDS`]: sampled early, the growth is sampled while it happens, not after.
 
 use std::collections::{HashMap, HashSet};
 
@@ -21,8 +26,13 @@ use crate::snapshot::{Container, Snapshot};
 
 /// Headroom under this share of the limit puts a container at risk.
 pub const HEADROOM: f64 = 0.2;
-/// A time to OOM under this (seconds) puts a container at risk.
+/// A time to OOM under this (seconds) puts a container at risk...
 pub const TIME_TO_OOM_SECONDS: f64 = 600.0;
+/// ...once its headroom is under this share of its limit.
+pub const TIME_TO_OOM_HEADROOM: f64 = 0.5;
+/// The sampler also counts a container whose raw growth would reach its limit within this
+/// (seconds).
+pub const STEEP_SECONDS: f64 = 120.0;
 /// An OOM kill this recent (seconds) puts a container at risk (for the sampler).
 pub const RECENT_KILL_SECONDS: f64 = 600.0;
 /// Limit hits rising while the working set stays above this share of the limit put a
@@ -42,6 +52,8 @@ pub enum Risk {
     /// Limit hits rising while the working set stays above [`LIMIT_HITS_WORKING_SET`] of the
     /// limit.
     LimitHits,
+    /// Growing so steeply that the limit is under [`STEEP_SECONDS`] away (the sampler's only).
+    Steep,
 }
 
 /// A share as a whole percentage: 0.2 → "20%".
@@ -62,6 +74,7 @@ impl Risk {
         match self {
             Risk::Headroom => format!("headroom under {} of the limit", percent(HEADROOM)),
             Risk::TimeToOom => format!("the limit under {} away at this rate", minutes(TIME_TO_OOM_SECONDS)),
+            Risk::Steep => format!("growing steeply: the limit under {} away", minutes(STEEP_SECONDS)),
             Risk::RecentKill => format!("a kill in the last {}", minutes(RECENT_KILL_SECONDS)),
             Risk::LimitHits => format!("limit hits rising with the working set above {} of the limit", percent(LIMIT_HITS_WORKING_SET)),
         }
@@ -71,12 +84,15 @@ impl Risk {
 /// The whole definition in one sentence's worth of words, for help texts and docs.
 pub fn describe() -> String {
     format!(
-        "headroom under {} of its limit, a time to OOM under {}, limit hits rising while its working set stays above {} of its \
-         limit, or an OOM kill in the last {}",
+        "headroom under {} of its limit; a steady growth (after its start-up, through the last 30 s) that reaches the limit within \
+         {} once headroom is under {}; or limit hits rising while its working set stays above {} of its limit. The fault-stack \
+         sampler also counts a container with an OOM kill in the last {}, or one growing so steeply that its limit is under {} away",
         percent(HEADROOM),
         minutes(TIME_TO_OOM_SECONDS),
+        percent(TIME_TO_OOM_HEADROOM),
         percent(LIMIT_HITS_WORKING_SET),
-        minutes(RECENT_KILL_SECONDS)
+        minutes(RECENT_KILL_SECONDS),
+        minutes(STEEP_SECONDS)
     )
 }
 
@@ -90,7 +106,7 @@ pub fn risks(c: &Container, hits_rising: bool) -> Vec<Risk> {
     if c.headroom_ratio < HEADROOM {
         out.push(Risk::Headroom);
     }
-    if c.time_to_oom_seconds.is_some_and(|t| t < TIME_TO_OOM_SECONDS) {
+    if c.time_to_oom_seconds.is_some_and(|t| t < TIME_TO_OOM_SECONDS) && c.headroom_ratio < TIME_TO_OOM_HEADROOM {
         out.push(Risk::TimeToOom);
     }
     if hits_rising && c.working_set_bytes as f64 >= LIMIT_HITS_WORKING_SET * c.limit_bytes as f64 {
@@ -99,14 +115,20 @@ pub fn risks(c: &Container, hits_rising: bool) -> Vec<Risk> {
     out
 }
 
-/// Why a container is at risk, if it is: [`risks`], or an OOM kill in the last
-/// [`RECENT_KILL_SECONDS`].
+/// Why the fault-stack sampler counts a container, if it does: [`risks`], an OOM kill in the
+/// last [`RECENT_KILL_SECONDS`], or a steep growth.
 pub fn risk(c: &Container, last_kill: Option<f64>, now: f64) -> Option<Risk> {
     if let Some(r) = risks(c, false).first() {
         return Some(*r);
     }
-    if last_kill.is_some_and(|t| now - t < RECENT_KILL_SECONDS) && !c.limit_is_machine && c.limit_bytes > 0 {
+    if c.limit_is_machine || c.limit_bytes == 0 {
+        return None;
+    }
+    if last_kill.is_some_and(|t| now - t < RECENT_KILL_SECONDS) {
         return Some(Risk::RecentKill);
+    }
+    if c.growth_bytes_per_second.is_some_and(|r| r > 0.0 && c.headroom_bytes as f64 / r < STEEP_SECONDS) {
+        return Some(Risk::Steep);
     }
     None
 }
@@ -145,6 +167,28 @@ mod tests {
         assert_eq!(Risk::Headroom.describe(), "headroom under 20% of the limit");
         assert_eq!(Risk::TimeToOom.describe(), "the limit under 10 minutes away at this rate");
         assert_eq!(Risk::LimitHits.describe(), "limit hits rising with the working set above 60% of the limit");
-        assert!(describe().starts_with("headroom under 20% of its limit, a time to OOM under 10 minutes"), "{}", describe());
+        assert!(describe().starts_with("headroom under 20% of its limit; a steady growth"), "{}", describe());
+    }
+
+    fn container(limit: u64, ws: u64) -> Container {
+        let mut c = crate::snapshot::fixture::container(1, "/c");
+        (c.limit_bytes, c.working_set_bytes, c.headroom_bytes) = (limit, ws, limit - ws);
+        c.headroom_ratio = (limit - ws) as f64 / limit as f64;
+        c
+    }
+
+    #[test]
+    fn a_time_to_oom_counts_only_below_the_floor_and_steep_growth_only_for_the_sampler() {
+        const MIB: u64 = 1 << 20;
+        let mut roomy = container(512 * MIB, 13 * MIB);
+        roomy.time_to_oom_seconds = Some(136.0);
+        assert!(risks(&roomy, false).is_empty(), "a prediction with 98% of the limit free is no risk");
+        let mut half = container(512 * MIB, 300 * MIB);
+        half.time_to_oom_seconds = Some(136.0);
+        assert_eq!(risks(&half, false), [Risk::TimeToOom]);
+        let mut steep = container(512 * MIB, 13 * MIB);
+        steep.growth_bytes_per_second = Some(8.0 * MIB as f64);
+        assert!(risks(&steep, false).is_empty(), "no warning for a steep start");
+        assert_eq!(risk(&steep, None, 0.0), Some(Risk::Steep), "but the sampler starts");
     }
 }

@@ -169,8 +169,12 @@ impl Sampler {
                 }
             }
         }
-        let timing =
-            Timing { wall: SystemTime::now(), mono: self.epoch.elapsed().as_secs_f64(), duration: started.elapsed().as_secs_f64() };
+        let timing = Timing {
+            wall: SystemTime::now(),
+            mono: self.epoch.elapsed().as_secs_f64(),
+            duration: started.elapsed().as_secs_f64(),
+            boot: crate::host::boot_seconds(),
+        };
         if let Some(m) = &self.self_metrics {
             m.sample_seconds.observe(timing.duration);
         }

@@ -129,7 +129,12 @@ pub struct Container {
     #[serde(default)]
     pub limit_hits_high: Option<u64>,
     pub processes: u64,
+    /// Seconds until the limit at the working set's sustained growth (see
+    /// `crate::model::trend`); None unless it grows so.
     pub time_to_oom_seconds: Option<f64>,
+    /// The working set's growth over the last seconds, start-up included (bytes a second).
+    #[serde(default)]
+    pub growth_bytes_per_second: Option<f64>,
     /// Its own processes (not its children's), largest RSS first.
     pub top_processes: Vec<Process>,
     /// Its own processes of a known runtime, with their facts (shared with the collector's

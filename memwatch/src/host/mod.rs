@@ -113,6 +113,21 @@ pub fn btf_available(sysfs: &Path) -> bool {
 }
 
 /// The size of a memory page on this machine (4096 where sysconf cannot say).
+/// Clock ticks a second, the unit of a process's start time in `/proc/<pid>/stat`.
+pub fn clock_ticks() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if n > 0 { n as u64 } else { 100 }
+}
+
+/// Seconds since boot (CLOCK_BOOTTIME: the clock processes' start times count on).
+pub fn boot_seconds() -> Option<f64> {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec we own.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    (rc == 0).then(|| ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9)
+}
+
 pub fn page_size() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };

@@ -31,7 +31,17 @@ pub fn dir(procfs: &Path, pid: u32) -> PathBuf {
 /// would follow a container's `/tmp/x -> /etc/shadow` to the host's file). Non-blocking, so a
 /// FIFO planted there cannot stall the daemon; anything but a regular file is refused.
 pub fn open_in_root(procfs: &Path, pid: u32, rel: &Path) -> io::Result<File> {
-    let root = File::open(dir(procfs, pid).join("root"))?;
+    open_in(&root(procfs, pid)?, rel)
+}
+
+/// `pid`'s root directory, held open: a container's files stay reachable through it after the
+/// process is gone (a JVM's performance-data file left behind by its kill).
+pub fn root(procfs: &Path, pid: u32) -> io::Result<File> {
+    File::open(dir(procfs, pid).join("root"))
+}
+
+/// [`open_in_root`] with the root directory already open.
+pub fn open_in(root: &File, rel: &Path) -> io::Result<File> {
     let rel = CString::new(rel.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     let how = OpenHow {
         flags: (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK) as u64,

@@ -75,6 +75,8 @@ pub struct Timing {
     /// Monotonic seconds, for rates.
     pub mono: f64,
     pub duration: f64,
+    /// Seconds since boot, for processes' ages (None: unknown, as in fixture trees).
+    pub boot: Option<f64>,
 }
 
 /// Per cgroup (tree order) over its subtree: processes, their VSZ and their RSS.
@@ -137,6 +139,8 @@ struct Passes<'a> {
     procs: &'a [(u64, u64, u64)],
     limit: &'a [Option<u64>],
     t: Timing,
+    /// Clock ticks a second (processes' start times).
+    ticks: u64,
 }
 
 /// The kernel side's counts: each cgroup's own, kept across samples, then over its subtree.
@@ -179,6 +183,12 @@ fn container(
     let headroom = limit_bytes.saturating_sub(working_set);
     // Page faults counted per event when that probe runs, else the kernel's own counter.
     let faults = if p.fault_probe { p.subtree_ebpf.map(|s| s[i].page_faults) } else { c.page_faults };
+    // Its main process: its oldest own one.
+    let main = c.procs.iter().min_by_key(|p| p.start_ticks).and_then(|m| {
+        let boot = p.t.boot?;
+        Some(trend::MainProcess { start_ticks: m.start_ticks, age_seconds: boot - m.start_ticks as f64 / p.ticks as f64 })
+    });
+    let trend = st.trends.observe(c.id, p.t.mono, working_set, headroom, main);
     Container {
         cgroup: c.path.clone(),
         id: c.id,
@@ -210,7 +220,8 @@ fn container(
         limit_hits_max: st.monotonic.apply(c.id, "limit_hits_max", c.limit_hits_max),
         limit_hits_high: st.monotonic.apply(c.id, "limit_hits_high", c.limit_hits_high),
         processes: p.procs[i].0,
-        time_to_oom_seconds: st.trends.observe(c.id, p.t.mono, working_set, headroom),
+        time_to_oom_seconds: trend.time_to_oom,
+        growth_bytes_per_second: trend.raw_rate,
         top_processes: top_processes(c, p.page, &b.proc_counters),
         runtime_heaps: runtime_heaps(&c.runtimes, Some(limit_bytes).filter(|_| !limit_is_machine), p.machine),
         runtimes: c.runtimes.clone(),
@@ -249,6 +260,7 @@ pub fn build(mut b: SnapshotBuilder, st: &mut ModelState, opts: &Options, t: Tim
         procs: &procs,
         limit: &limit,
         t,
+        ticks: crate::host::clock_ticks(),
     };
     let mut containers = Vec::new();
     for (i, c) in b.cgroups.iter().enumerate() {
@@ -332,7 +344,7 @@ mod tests {
             b,
             st,
             &Options { filter: CgroupFilter::All, ..Options::default() },
-            Timing { wall: SystemTime::UNIX_EPOCH, mono, duration: 0.0 },
+            Timing { wall: SystemTime::UNIX_EPOCH, mono, duration: 0.0, boot: None },
         )
     }
 

@@ -57,6 +57,23 @@ pub struct Warning {
     pub warning_seq: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warned_for_seconds: Option<f64>,
+    /// Seconds since an OOM kill in the container, when it is still at risk after one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_kill_seconds: Option<f64>,
+    /// What its memory was, by part, in that sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<Parts>,
+}
+
+/// A container's memory by part, as a sample read it (`memory.stat`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Parts {
+    pub anon_bytes: u64,
+    /// Page cache, shmem not included.
+    pub file_bytes: u64,
+    /// shmem and tmpfs files.
+    pub shmem_bytes: u64,
+    pub kernel_bytes: Option<u64>,
 }
 
 /// On a kill: the warning memwatch gave before it.
@@ -194,7 +211,7 @@ pub struct Growth {
 }
 
 /// A process's resident memory before and at the kill.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProcessGrowth {
     pub pid: u32,
     pub comm: String,
@@ -202,6 +219,20 @@ pub struct ProcessGrowth {
     pub from_rss_bytes: Option<u64>,
     pub to_rss_bytes: u64,
     pub delta_bytes: i64,
+    /// Its growth since the last look at the container's processes a few seconds before the
+    /// event (absent then: all of it), and how many seconds that look was before. A process that
+    /// reached its size earlier and held it has none: it is not the one growing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recent_delta_bytes: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recent_seconds: Option<f64>,
+}
+
+impl ProcessGrowth {
+    /// How much it is growing now: its growth since the last look, else over the window.
+    pub fn growing(&self) -> i64 {
+        self.recent_delta_bytes.unwrap_or(self.delta_bytes)
+    }
 }
 
 /// What the container's recent history says about the kill.

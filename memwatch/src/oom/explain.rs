@@ -183,10 +183,19 @@ pub fn explain(k: &Kill<'_>, cx: &Context<'_>, world: &dyn World) -> Event {
     event
 }
 
-/// The event of a warning for container `c` of sample `snap`, raised at `time` for `risks`:
-/// what a kill's event carries where it is known before one (the container's state, who grew
-/// and which code, its runtimes' facts as last sampled), and the warning's own facts.
-pub fn warning(c: &Container, snap: &Snapshot, cx: &Context<'_>, risks: Vec<crate::risk::Risk>, hits: u64, time: f64) -> Event {
+/// Why a warning is raised: the risks that hold, the limit hits of the last minute, and the
+/// seconds since an OOM kill in the container when it is still at risk after one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WarningCause {
+    pub risks: Vec<crate::risk::Risk>,
+    pub hits: u64,
+    pub after_kill: Option<f64>,
+}
+
+/// The event of a warning for container `c` of sample `snap`, raised at `time`: what a kill's
+/// event carries where it is known before one (the container's state, who grew and which code,
+/// its runtimes' facts as last sampled), and the warning's own facts.
+pub fn warning(c: &Container, snap: &Snapshot, cx: &Context<'_>, cause: WarningCause, time: f64) -> Event {
     let top: Vec<ProcessInfo> = c
         .top_processes
         .iter()
@@ -204,7 +213,7 @@ pub fn warning(c: &Container, snap: &Snapshot, cx: &Context<'_>, risks: Vec<crat
         let ids = descendants(c.id, Some(&c.cgroup), &[snap]);
         crate::stacks::event_stacks(store, names, &ids, time, None)
     });
-    e.warning = Some(warning_facts(c, risks, hits));
+    e.warning = Some(super::event::Warning { after_kill_seconds: cause.after_kill, ..warning_facts(c, cause.risks, cause.hits) });
     e.explanation = reasons::warning_reasons(&e);
     e
 }
@@ -229,6 +238,13 @@ fn warning_facts(c: &Container, risks: Vec<crate::risk::Risk>, hits: u64) -> sup
         limit_hits_last_minute: hits,
         warning_seq: None,
         warned_for_seconds: None,
+        after_kill_seconds: None,
+        parts: Some(super::event::Parts {
+            anon_bytes: c.rss_bytes,
+            file_bytes: c.cache_bytes.saturating_sub(c.shmem_bytes),
+            shmem_bytes: c.shmem_bytes,
+            kernel_bytes: c.kernel_bytes,
+        }),
     }
 }
 
@@ -350,6 +366,12 @@ fn at_kill(level: &Level, cgroup: String, k: &Kill<'_>, v1: bool) -> AtKill {
 }
 
 /// What grew in the container in the [`RECENT_WINDOW`] before the kill, and who grew.
+/// The last look at a container's processes that counts for "growing now": at least this many
+/// seconds before the event (the history looks every 5 s)...
+const LOOK_AT_LEAST: f64 = 2.0;
+/// ...and at most this many.
+const LOOK_AT_MOST: f64 = 15.0;
+
 fn recent(h: &History, id: u64, time: f64, interval: f64, at: Option<&AtKill>, victim: Option<&Victim>, now: &[ProcessInfo]) -> Recent {
     let first_seen = h.first_seen(id).filter(|f| *f <= time);
     let from_t = first_seen.map_or(time, |f| f.max(time - RECENT_WINDOW));
@@ -373,6 +395,8 @@ fn recent(h: &History, id: u64, time: f64, interval: f64, at: Option<&AtKill>, v
         }
     }
     let then = first_seen.and_then(|_| h.processes_at(id, from_t)).map(|(_, p)| p);
+    // The last look at its processes a few seconds before: who grew since, not since birth.
+    let look = first_seen.and_then(|_| h.processes_at(id, time - LOOK_AT_LEAST)).filter(|(t, _)| time - t <= LOOK_AT_MOST);
     let mut procs: Vec<ProcessGrowth> = Vec::new();
     let victim_rss = victim.and_then(|v| v.rss_bytes.map(|r| (v.pid, v.comm.clone(), r)));
     let current = victim_rss.into_iter().chain(now.iter().map(|p| (p.pid, p.comm.clone(), p.rss_bytes)));
@@ -382,11 +406,30 @@ fn recent(h: &History, id: u64, time: f64, interval: f64, at: Option<&AtKill>, v
         }
         let from = then.as_ref().and_then(|t| t.iter().find(|p| p.pid == pid)).map(|p| p.rss_bytes);
         let delta = to as i64 - from.unwrap_or(0) as i64;
+        let recent = look.as_ref().map(|(t, ps)| {
+            let base = ps.iter().find(|p| p.pid == pid).map_or(0, |p| p.rss_bytes);
+            (to as i64 - base as i64, time - t)
+        });
         if delta > 0 {
-            procs.push(ProcessGrowth { pid, comm, from_rss_bytes: from, to_rss_bytes: to, delta_bytes: delta });
+            procs.push(ProcessGrowth {
+                pid,
+                comm,
+                from_rss_bytes: from,
+                to_rss_bytes: to,
+                delta_bytes: delta,
+                recent_delta_bytes: recent.map(|r| r.0),
+                recent_seconds: recent.map(|r| r.1),
+            });
         }
     }
-    procs.sort_by(|a, b| b.delta_bytes.cmp(&a.delta_bytes).then(a.pid.cmp(&b.pid)));
+    // The one growing now first: by its growth since the last look, then over the window.
+    procs.sort_by(|a, b| {
+        b.recent_delta_bytes
+            .unwrap_or(b.delta_bytes)
+            .cmp(&a.recent_delta_bytes.unwrap_or(a.delta_bytes))
+            .then(b.delta_bytes.cmp(&a.delta_bytes))
+            .then(a.pid.cmp(&b.pid))
+    });
     procs.truncate(5);
     Recent {
         window_seconds: time - from_t,

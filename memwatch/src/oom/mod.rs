@@ -160,9 +160,10 @@ impl Oom {
         let mut events = Vec::with_capacity(transitions.len());
         for t in transitions {
             match t {
-                warning::Transition::Warn { id, risks, hits_last_minute } => {
+                warning::Transition::Warn { id, risks, hits_last_minute, after_kill } => {
                     let Some(c) = snap.container(id) else { continue };
-                    events.push(self.tracker.with_context(Some(snap), |cx| explain::warning(c, snap, cx, risks, hits_last_minute, now)));
+                    let facts = explain::WarningCause { risks, hits: hits_last_minute, after_kill };
+                    events.push(self.tracker.with_context(Some(snap), |cx| explain::warning(c, snap, cx, facts, now)));
                 }
                 warning::Transition::Clear { id, seq, since, hits_last_minute } => {
                     let Some(c) = snap.container(id) else { continue };

@@ -36,8 +36,9 @@ pub const HITS_WINDOW: f64 = 60.0;
 /// What the OOM stage is to do after a sample.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Transition {
-    /// Raise a warning for container `id`.
-    Warn { id: u64, risks: Vec<Risk>, hits_last_minute: u64 },
+    /// Raise a warning for container `id` (`after_kill`: seconds since an OOM kill in it, when
+    /// it is still at risk after one).
+    Warn { id: u64, risks: Vec<Risk>, hits_last_minute: u64, after_kill: Option<f64> },
     /// Clear warning `seq` (raised at `since`, Unix seconds) of container `id`.
     Clear { id: u64, seq: u64, since: f64, hits_last_minute: u64 },
 }
@@ -62,6 +63,9 @@ struct Track {
     /// The last warning raised (said or kept quiet), and whether its `cleared` was said.
     last: Option<(ActiveWarning, bool)>,
     calm_since: Option<f64>,
+    /// The kernel's OOM kill counter in the sample before, and when it last rose.
+    kills: Option<u64>,
+    killed_at: Option<f64>,
 }
 
 /// When containers become at risk and when they leave it.
@@ -103,6 +107,8 @@ impl Warner {
     pub fn observe(&mut self, snap: &Snapshot, now: f64) -> Vec<Transition> {
         let mut live = HashSet::with_capacity(snap.containers.len());
         let mut found: Vec<(u64, Vec<Risk>, u64)> = Vec::new();
+        // Kills this recent (seconds) are said with a warning that follows them.
+        const AFTER_KILL: f64 = 600.0;
         let mut out = Vec::new();
         for c in snap.containers.iter() {
             live.insert(c.id);
@@ -115,6 +121,12 @@ impl Warner {
                 (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
             };
             let (rising, hits) = t.hits(now, total);
+            // A kill in this sample: its own event says what happened; no warning now.
+            let killed_now = c.oom_kills.zip(t.kills).is_some_and(|(now_, before)| now_ > before);
+            t.kills = c.oom_kills.or(t.kills);
+            if killed_now {
+                t.killed_at = Some(now);
+            }
             let r = risks(c, rising);
             match &t.active {
                 Some(_) => {
@@ -135,7 +147,7 @@ impl Warner {
                         t.calm_since = None;
                     }
                 }
-                None if !r.is_empty() => {
+                None if !r.is_empty() && !killed_now => {
                     // At risk again soon after a warning: under that one again, silently.
                     if let Some((last, _)) = t.last.as_ref().filter(|(l, _)| now - l.time < REWARN_AFTER) {
                         t.active = Some(last.clone());
@@ -176,7 +188,8 @@ impl Warner {
             let pending = ActiveWarning { seq: 0, time: now, text: String::new() };
             t.last = Some((pending.clone(), false));
             t.active = Some(pending);
-            out.push(Transition::Warn { id, risks: r, hits_last_minute: hits });
+            let after_kill = t.killed_at.map(|k| now - k).filter(|s| *s < AFTER_KILL);
+            out.push(Transition::Warn { id, risks: r, hits_last_minute: hits, after_kill });
         }
         out
     }
@@ -251,9 +264,29 @@ mod tests {
             .chain((0..40).map(|_| snap_with(40, None, None)));
         let t = run(&mut w, samples);
         assert_eq!(t.len(), 2, "{t:?}");
-        assert_eq!(t[0], (3.0, Transition::Warn { id: 10, risks: vec![Risk::Headroom], hits_last_minute: 0 }), "within the sample");
+        assert_eq!(
+            t[0],
+            (3.0, Transition::Warn { id: 10, risks: vec![Risk::Headroom], hits_last_minute: 0, after_kill: None }),
+            "within the sample"
+        );
         assert!(matches!(t[1], (38.0, Transition::Clear { id: 10, seq: 103, since: 3.0, .. })), "{t:?}");
         assert!(w.active().is_empty());
+    }
+
+    #[test]
+    fn no_warning_in_the_sample_of_a_kill_and_one_after_it_says_so() {
+        let mut w = Warner::default();
+        let at = |ws: u64, kills: u64| {
+            let mut s = snap_with(ws, None, None);
+            std::sync::Arc::make_mut(&mut s.containers)[0].oom_kills = Some(kills);
+            s
+        };
+        // At risk in the very sample that carries a kill: no warning then.
+        let t = run(&mut w, [at(50, 0), at(95, 1)]);
+        assert!(t.is_empty(), "{t:?}");
+        // Still at risk a sample later (what the kill did not free): warned, saying so.
+        let t = w.observe(&at(95, 1), 2.0);
+        assert_eq!(t, [Transition::Warn { id: 10, risks: vec![Risk::Headroom], hits_last_minute: 0, after_kill: Some(1.0) }]);
     }
 
     #[test]
@@ -274,10 +307,12 @@ mod tests {
     #[test]
     fn a_short_time_to_oom_warns_and_a_long_one_is_not_calm() {
         let mut w = Warner::default();
-        let t = run(&mut w, [snap_with(30, Some(120.0), None)]);
-        assert_eq!(t[0].1, Transition::Warn { id: 10, risks: vec![Risk::TimeToOom], hits_last_minute: 0 });
+        // With most of its limit free a prediction is no risk (crate::risk's floor).
+        assert!(run(&mut w, [snap_with(30, Some(120.0), None)]).is_empty());
+        let t = run(&mut w, [snap_with(60, Some(120.0), None)]);
+        assert_eq!(t[0].1, Transition::Warn { id: 10, risks: vec![Risk::TimeToOom], hits_last_minute: 0, after_kill: None });
         // 20 minutes to OOM: no longer at risk, but not calm either.
-        let t = run(&mut w, (0..60).map(|_| snap_with(30, Some(1200.0), None)));
+        let t = run(&mut w, (0..60).map(|_| snap_with(60, Some(1200.0), None)));
         assert!(t.is_empty(), "{t:?}");
     }
 
@@ -286,7 +321,7 @@ mod tests {
         let mut w = Warner::default();
         // Working set at 70% (headroom 30%: not at risk by headroom), hits rising.
         let t = run(&mut w, [snap_with(70, None, Some(5)), snap_with(70, None, Some(5)), snap_with(70, None, Some(9))]);
-        assert_eq!(t, [(2.0, Transition::Warn { id: 10, risks: vec![Risk::LimitHits], hits_last_minute: 4 })]);
+        assert_eq!(t, [(2.0, Transition::Warn { id: 10, risks: vec![Risk::LimitHits], hits_last_minute: 4, after_kill: None })]);
         // Hits rising with a small working set (page cache reclaimed at the limit) are not risk.
         let mut w = Warner::default();
         assert!(run(&mut w, [snap_with(20, None, Some(5)), snap_with(20, None, Some(50))]).is_empty());

@@ -194,6 +194,21 @@ impl Process<'_> {
     pub fn ids(&self) -> Option<(u32, u32)> {
         procs::ids(self.procfs, self.pid)
     }
+
+    /// Its root directory, held open.
+    pub fn root_dir(&self) -> std::io::Result<File> {
+        procs::root(self.procfs, self.pid)
+    }
+}
+
+/// What is kept of a process whose facts are not all there yet, to read what it leaves behind
+/// if it dies first: its root directory (held open: the container's files stay reachable), its
+/// effective uid and its pid in its own namespace.
+#[derive(Debug)]
+pub struct Kept {
+    pub root: File,
+    pub uid: u32,
+    pub nspid: u32,
 }
 
 /// The contract every runtime implements.
@@ -225,6 +240,11 @@ pub trait Runtime: Sync {
     /// reads everything.
     fn refresh(&self, p: &Process<'_>, _old: &Facts) -> Option<Facts> {
         self.read(p)
+    }
+    /// After the process died with its facts unsettled: what it left behind (a JVM's
+    /// performance-data file), read through what was kept of it; None: nothing more.
+    fn read_left_behind(&self, _old: &Facts, _kept: &Kept) -> Option<Facts> {
+        None
     }
     /// The class of a mapping this runtime owns, for `memwatch explain`, tried before the
     /// shapes every program has (thread stacks, glibc arenas).
@@ -361,23 +381,43 @@ impl Reader {
 
 /// Processes at most remembered by a [`Watcher`], oldest forgotten first.
 const WATCHED_PROCESSES: usize = 16384;
+/// Processes at most whose root directory is held open (one descriptor each) because their
+/// facts were not all there when they started.
+const KEPT_PROCESSES: usize = 256;
 
 /// Reads programs' runtime facts when they start (the exec hook), before any sample may see
 /// them, and keeps them (bounded) for their OOM event: a victim's `/proc` entry is gone by the
-/// time its event is built.
+/// time its event is built. Of a program whose facts are not all there yet (a JVM that has not
+/// written its performance-data file), it keeps what lets it read what the program leaves
+/// behind if it is killed first.
 pub struct Watcher {
     reader: Reader,
     watched: Mutex<(HashMap<u32, Read>, VecDeque<u32>)>,
+    kept: Mutex<(HashMap<u32, Kept>, VecDeque<u32>)>,
 }
 
 impl Watcher {
     pub fn new(procfs: PathBuf) -> Self {
-        Watcher { reader: Reader::new(procfs), watched: Mutex::default() }
+        Watcher { reader: Reader::new(procfs), watched: Mutex::default(), kept: Mutex::default() }
     }
 
     /// A program just started: read what its kill would need.
     pub fn exec(&self, pid: u32) {
         let Some(read) = self.reader.read(pid, true) else { return };
+        if read.facts.as_ref().is_some_and(|f| !get(f.runtime()).settled(f))
+            && let (Ok(root), Some((uid, nspid))) = (procs::root(self.reader.procfs(), pid), procs::ids(self.reader.procfs(), pid))
+        {
+            let mut k = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+            let (by, order) = &mut *k;
+            if by.insert(pid, Kept { root, uid, nspid }).is_none() {
+                order.push_back(pid);
+            }
+            while order.len() > KEPT_PROCESSES {
+                if let Some(old) = order.pop_front() {
+                    by.remove(&old);
+                }
+            }
+        }
         let mut w = self.watched.lock().unwrap_or_else(|e| e.into_inner());
         let (pids, order) = &mut *w;
         if pids.insert(pid, read).is_none() {
@@ -391,11 +431,19 @@ impl Watcher {
     }
 
     /// `pid`'s facts for an event: read now while it lives (fresh live figures), else what was
-    /// read when it started.
+    /// read when it started, completed by what it left behind where that was all there was.
     pub fn facts(&self, pid: u32) -> Option<Facts> {
         let known = self.watched.lock().unwrap_or_else(|e| e.into_inner()).0.get(&pid).cloned();
         match (known, procs::exe(self.reader.procfs(), pid)) {
-            (Some(r), None) => r.facts,
+            (Some(r), None) => {
+                let facts = r.facts?;
+                let rt = get(facts.runtime());
+                if rt.settled(&facts) {
+                    return Some(facts);
+                }
+                let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+                Some(kept.0.get(&pid).and_then(|k| rt.read_left_behind(&facts, k)).unwrap_or(facts))
+            }
             (Some(r), Some((_, id))) if r.exe != id => self.reader.read(pid, false).and_then(|r| r.facts),
             (_, Some(_)) => self.reader.read(pid, false).and_then(|r| r.facts),
             (None, None) => None,

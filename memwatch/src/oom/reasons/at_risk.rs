@@ -43,15 +43,51 @@ impl Finding for AtRisk {
                 None => format!(" {} (pid {}) appeared in the last {secs:.0} s and reached {}.", g.comm, g.pid, h(g.to_rss_bytes)),
             };
         }
+        if let Some(after) = w.after_kill_seconds {
+            text += &format!(" {}", still_held(e, after));
+        }
         vec![reason(ReasonKind::AtRisk, text)]
     }
+}
+
+/// After a kill, what still holds the container's memory: the kill freed its victim's
+/// anonymous memory, and what is left is what no kill frees.
+fn still_held(e: &Event, after: f64) -> String {
+    let w = e.warning.as_ref().expect("a warning's");
+    let ws = w.state.working_set_bytes.max(1);
+    let killed = format!("It was OOM-killed {} ago and is still at risk:", human_secs(after));
+    let Some(p) = &w.parts else { return format!("{killed} the kill did not free enough.") };
+    let share = |b: u64| 100.0 * b as f64 / ws as f64;
+    if p.shmem_bytes as f64 >= 0.25 * ws as f64 {
+        return format!(
+            "{killed} tmpfs and shared memory hold {} ({:.0}% of its working set). Files in a tmpfs (/dev/shm, an emptyDir with \
+             medium Memory) outlive the processes that wrote them and stay charged to the container until they are deleted: no kill \
+             frees them, so the next process to allocate is killed too; delete the files, or size the tmpfs below the limit.",
+            h(p.shmem_bytes),
+            share(p.shmem_bytes)
+        );
+    }
+    let grower = e.top_processes.first().map(|t| format!(", {} (pid {}) holding {}", t.comm, t.pid, h(t.rss_bytes))).unwrap_or_default();
+    if p.anon_bytes >= p.file_bytes {
+        return format!(
+            "{killed} anonymous memory, {} ({:.0}% of its working set), is held by processes still running{grower}.",
+            h(p.anon_bytes),
+            share(p.anon_bytes)
+        );
+    }
+    format!(
+        "{killed} page cache holds {} ({:.0}% of its working set): the kernel reclaims it as the container needs memory, unless it is \
+         in active use.",
+        h(p.file_bytes),
+        share(p.file_bytes)
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{
-        oom::event::{MemState, ProcessGrowth, Recent, Warning, tests::event},
+        oom::event::{MemState, Parts, ProcessGrowth, Recent, Warning, tests::event},
         risk::Risk,
     };
 
@@ -69,6 +105,8 @@ mod tests {
             limit_hits_last_minute: 3,
             warning_seq: (kind == EventKind::Cleared).then_some(4),
             warned_for_seconds: (kind == EventKind::Cleared).then_some(150.0),
+            after_kill_seconds: None,
+            parts: Some(Parts { anon_bytes: 100 * MIB, file_bytes: 6 * MIB, shmem_bytes: 2 * MIB, kernel_bytes: None }),
         });
         e.recent = Some(Recent {
             window_seconds: 30.0,
@@ -81,6 +119,8 @@ mod tests {
                 from_rss_bytes: Some(10 * MIB),
                 to_rss_bytes: 100 * MIB,
                 delta_bytes: 90 * MIB as i64,
+                recent_delta_bytes: None,
+                recent_seconds: None,
             }],
         });
         e
@@ -95,6 +135,17 @@ mod tests {
         assert!(t.contains("growing 4.0 MiB/s: at the limit in about 5s"), "{t}");
         assert!(t.contains("3 limit hits in the last minute"), "{t}");
         assert!(t.contains("grower (pid 42) grew from 10.0 MiB to 100.0 MiB in the last 30 s."), "{t}");
+    }
+
+    #[test]
+    fn a_warning_after_a_kill_says_what_still_holds_the_memory() {
+        let mut e = warning(EventKind::Warning);
+        let w = e.warning.as_mut().unwrap();
+        w.after_kill_seconds = Some(12.0);
+        w.parts = Some(Parts { anon_bytes: 2 * MIB, file_bytes: MIB, shmem_bytes: 104 * MIB, kernel_bytes: None });
+        let t = &AtRisk.find(&e, None)[0].text;
+        assert!(t.contains("It was OOM-killed 12s ago and is still at risk: tmpfs and shared memory hold 104.0 MiB (96%"), "{t}");
+        assert!(t.contains("no kill frees them"), "{t}");
     }
 
     #[test]

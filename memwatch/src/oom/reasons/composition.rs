@@ -95,7 +95,7 @@ fn anon_text(e: &Event, anon: u64) -> String {
     // Growth over the window, where there was one (a container never sampled has none).
     if let Some(r) = e.recent.as_ref().filter(|r| r.window_seconds >= 1.0) {
         let secs = r.window_seconds;
-        if let Some(p) = r.processes.first().filter(|p| p.delta_bytes > 0) {
+        if let Some(p) = r.processes.first().filter(|p| p.growing() > 0) {
             s += &match p.from_rss_bytes {
                 Some(from) => {
                     format!("; {} (pid {}) grew from {} to {} in the last {secs:.0} s", p.comm, p.pid, h(from), h(p.to_rss_bytes))

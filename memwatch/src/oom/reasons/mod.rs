@@ -134,6 +134,8 @@ pub(crate) mod tests {
                 from_rss_bytes: None,
                 to_rss_bytes: 31 * MIB,
                 delta_bytes: 31 * MIB as i64,
+                recent_delta_bytes: None,
+                recent_seconds: None,
             }],
         });
         let r = reasons(&e);

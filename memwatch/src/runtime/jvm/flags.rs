@@ -1,7 +1,12 @@
-//! The JVM's memory flags from its options, as the JVM reads them: from `JAVA_TOOL_OPTIONS`,
-//! `JDK_JAVA_OPTIONS`, the command line and `_JAVA_OPTIONS`, later ones winning. Pure. Only the
-//! memory flags are kept: an option string may carry secrets (`-Dpassword=…`), and every other
-//! token is dropped as it is read.
+//! The JVM's memory flags from its options, as the JVM and the JDK's launchers read them: from
+//! `JAVA_TOOL_OPTIONS`, the launcher's own options and `_JAVA_OPTIONS`, later ones winning. Pure.
+//! Only the memory flags are kept: an option string may carry secrets (`-Dpassword=…`), and
+//! every other token is dropped as it is read.
+//!
+//! The JDK's launchers (its `libjli`) read the command line two ways ([`Launcher`]): `java`
+//! takes `JDK_JAVA_OPTIONS` and the options before the main class (or `-jar`), with `@argfile`s
+//! expanded; every other JDK tool (`javac`, `jshell`, `jar`, `keytool`, …) passes to the JVM only
+//! its `-J` options (`javac -J-Xmx1g`), wherever they are, and ignores `JDK_JAVA_OPTIONS`.
 
 use serde::{Deserialize, Serialize};
 
@@ -28,7 +33,22 @@ pub struct Flags {
     pub use_container_support: Option<bool>,
     /// `-XX:-UsePerfData`: no performance-data file.
     pub use_perf_data: Option<bool>,
+    /// `-XX:+AlwaysPreTouch`: the whole initial heap is touched (made resident) at start.
+    #[serde(default)]
+    pub always_pre_touch: Option<bool>,
 }
+
+/// How a JDK launcher reads its command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Launcher {
+    /// `java`: `JDK_JAVA_OPTIONS`, then the options before the main class, `@argfile`s expanded.
+    Java,
+    /// Any other JDK tool (`javac`, `jshell`, …): only its `-J` options go to the JVM.
+    Tool,
+}
+
+/// The most of an `@argfile` read.
+pub const ARGFILE_LIMIT: usize = 64 << 10;
 
 /// The `java` launcher's options whose value is the next token.
 const LAUNCHER_OPTIONS_WITH_VALUE: &[&str] = &[
@@ -95,6 +115,8 @@ impl Flags {
             self.use_container_support = Some(b);
         } else if let Some(b) = boolean("UsePerfData") {
             self.use_perf_data = Some(b);
+        } else if let Some(b) = boolean("AlwaysPreTouch") {
+            self.always_pre_touch = Some(b);
         }
     }
 
@@ -107,25 +129,52 @@ impl Flags {
     }
 
     /// The flags from the option variables and the command line, in the JVM's order:
-    /// `JAVA_TOOL_OPTIONS`, then `JDK_JAVA_OPTIONS` (the `java` launcher's), then the command
-    /// line up to the main class or `-jar`, then `_JAVA_OPTIONS`.
-    pub fn from_sources(tool: Option<&str>, jdk: Option<&str>, cmdline: &[&str], underscore: Option<&str>) -> Flags {
+    /// `JAVA_TOOL_OPTIONS`, then the launcher's (for `java`: `JDK_JAVA_OPTIONS` and the command
+    /// line up to the main class or `-jar`, `@argfile`s read by `argfile`; for another tool: its
+    /// `-J` options), then `_JAVA_OPTIONS`.
+    pub fn from_sources(
+        launcher: Launcher,
+        tool: Option<&str>,
+        jdk: Option<&str>,
+        cmdline: &[&str],
+        underscore: Option<&str>,
+        argfile: impl Fn(&str) -> Option<String>,
+    ) -> Flags {
         let mut f = Flags::default();
         f.apply_all(tool.unwrap_or("").split_whitespace());
-        f.apply_all(jdk.unwrap_or("").split_whitespace());
-        // The JVM's own options end where the program's begin: at the main class, `-jar FILE`
-        // or `--module`; the launcher's path comes first, and some launcher options take the
-        // next token as their value.
-        let mut it = cmdline.iter().skip(1);
-        while let Some(t) = it.next() {
-            if !t.starts_with('-') || matches!(*t, "-jar" | "-m" | "--module") {
-                break;
+        match launcher {
+            Launcher::Java => {
+                f.apply_all(jdk.unwrap_or("").split_whitespace());
+                // The JVM's own options end where the program's begin: at the main class, `-jar
+                // FILE` or `--module`; the launcher's path comes first, and some launcher
+                // options take the next token as their value.
+                let mut it = cmdline.iter().skip(1);
+                while let Some(t) = it.next() {
+                    if let Some(path) = t.strip_prefix('@').filter(|p| !p.is_empty() && !p.starts_with('@')) {
+                        // An argument file: its options as if on the command line (quotes around
+                        // a memory flag are dropped; none has a space).
+                        if let Some(text) = argfile(path) {
+                            f.apply_all(text.split_whitespace().map(|t| t.trim_matches(|c| c == '"' || c == '\'')));
+                        }
+                        continue;
+                    }
+                    if !t.starts_with('-') || matches!(*t, "-jar" | "-m" | "--module") {
+                        break;
+                    }
+                    if LAUNCHER_OPTIONS_WITH_VALUE.contains(t) {
+                        it.next();
+                        continue;
+                    }
+                    f.apply(t);
+                }
             }
-            if LAUNCHER_OPTIONS_WITH_VALUE.contains(t) {
-                it.next();
-                continue;
+            Launcher::Tool => {
+                for t in cmdline.iter().skip(1) {
+                    if let Some(o) = t.strip_prefix("-J") {
+                        f.apply(o);
+                    }
+                }
             }
-            f.apply(t);
         }
         f.apply_all(underscore.unwrap_or("").split_whitespace());
         f
@@ -150,15 +199,49 @@ mod tests {
     #[test]
     fn later_sources_win_and_nothing_else_is_kept() {
         let cmd = ["/usr/bin/java", "-Xmx256m", "-Dpassword=hunter2", "-XX:MaxRAMPercentage=60.0", "-jar", "app.jar", "-Xmx1g"];
-        let f = Flags::from_sources(Some("-Xmx1g -Xss512k -Dtoken=abc"), None, &cmd, Some("-XX:MaxDirectMemorySize=64m"));
+        let f =
+            Flags::from_sources(Launcher::Java, Some("-Xmx1g -Xss512k -Dtoken=abc"), None, &cmd, Some("-XX:MaxDirectMemorySize=64m"), none);
         assert_eq!(f.max_heap_bytes, Some(256 << 20), "the command line over JAVA_TOOL_OPTIONS; the program's -Xmx is not the JVM's");
         assert_eq!(f.thread_stack_bytes, Some(512 << 10));
         assert_eq!(f.max_ram_percentage, Some(60.0));
         assert_eq!(f.max_direct_memory_bytes, Some(64 << 20));
         let json = serde_json::to_string(&f).unwrap();
         assert!(!json.contains("hunter2") && !json.contains("abc"), "{json}");
-        let f =
-            Flags::from_sources(None, None, &["java", "-cp", "/app", "-XX:-UseContainerSupport", "-XX:ThreadStackSize=2048", "Main"], None);
+        let cmd = ["java", "-cp", "/app", "-XX:-UseContainerSupport", "-XX:ThreadStackSize=2048", "Main"];
+        let f = Flags::from_sources(Launcher::Java, None, None, &cmd, None, none);
         assert_eq!((f.use_container_support, f.thread_stack_bytes), (Some(false), Some(2 << 20)));
+    }
+
+    fn none(_: &str) -> Option<String> {
+        None
+    }
+
+    /// `javac -J-Xmx1g -J-Xms512m -J-XX:+AlwaysPreTouch`, as a JDK tool passes them to its JVM;
+    /// it ignores JDK_JAVA_OPTIONS, and its own arguments are not the JVM's.
+    #[test]
+    fn a_jdk_tool_passes_its_dash_j_options() {
+        let cmd = [
+            "/usr/lib/jvm/java-17-openjdk-amd64/bin/javac",
+            "-J-Xmx1g",
+            "-d",
+            "out",
+            "-J-Xms512m",
+            "-J-XX:+AlwaysPreTouch",
+            "-Xlint",
+            "A.java",
+        ];
+        let f = Flags::from_sources(Launcher::Tool, None, Some("-Xmx64m"), &cmd, None, none);
+        assert_eq!((f.max_heap_bytes, f.initial_heap_bytes, f.always_pre_touch), (Some(1 << 30), Some(512 << 20), Some(true)));
+        // The same options given to `java` without -J are not the JVM's.
+        let f = Flags::from_sources(Launcher::Java, None, None, &["java", "-J-Xmx1g", "Main"], None, none);
+        assert_eq!(f.max_heap_bytes, None);
+    }
+
+    #[test]
+    fn an_argfile_is_read_where_java_names_it() {
+        let cmd = ["java", "@/app/jvm.opts", "-Xss1m", "Main", "@/not/the/jvms"];
+        let read = |p: &str| (p == "/app/jvm.opts").then(|| "-Xmx300m\n\"-XX:MaxDirectMemorySize=32m\"\n-Dsecret=x".to_string());
+        let f = Flags::from_sources(Launcher::Java, None, None, &cmd, None, read);
+        assert_eq!((f.max_heap_bytes, f.max_direct_memory_bytes, f.thread_stack_bytes), (Some(300 << 20), Some(32 << 20), Some(1 << 20)));
     }
 }

@@ -15,8 +15,8 @@ use std::{io::Read, path::Path};
 use serde::{Deserialize, Serialize};
 
 use super::{Executable, Facts, Process, Runtime, RuntimeId};
-use crate::{parse::smaps::Mapping, runtime::layout::Class};
-pub use flags::Flags;
+use crate::{host::procs, parse::smaps::Mapping, runtime::layout::Class};
+pub use flags::{Flags, Launcher};
 use perfdata::PerfData;
 
 /// The most bytes of a performance-data file read (HotSpot's default is 64 KiB; a file larger
@@ -54,6 +54,9 @@ pub struct JvmFacts {
     /// Where its performance-data file was found, inside the process's root, to read it again.
     #[serde(skip)]
     pub perfdata_path: Option<std::path::PathBuf>,
+    /// The figures were read after the JVM was killed, from the file HotSpot left behind.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub perfdata_left_behind: bool,
 }
 
 /// HotSpot's default `MaxRAMPercentage`, and the larger share (`MinRAMPercentage`) it takes on
@@ -155,6 +158,7 @@ pub fn figures(p: &PerfData, flags: Flags) -> JvmFacts {
         threads: p.unsigned("java.threads.live"),
         version: p.string("java.property.java.vm.version").map(String::from),
         perfdata_path: None,
+        perfdata_left_behind: false,
     }
 }
 
@@ -167,20 +171,23 @@ pub fn user_of(passwd: &str, uid: u32) -> Option<&str> {
     })
 }
 
-/// Finds the performance-data file of the JVM `pid` (`uid` and `nspid` from its status): its
-/// path inside the process's root, opened there (never following a link out of it).
-fn find_perfdata(p: &Process<'_>, uid: u32, nspid: u32) -> Result<(std::path::PathBuf, std::fs::File), String> {
-    let open = |rel: std::path::PathBuf| p.open_in_root(&rel).ok().map(|f| (rel, f));
-    let passwd = p.open_in_root(Path::new("etc/passwd")).ok().and_then(|f| {
+/// Finds the performance-data file of the JVM whose root directory is `root` (`uid` and
+/// `nspid` from its status): its path inside that root, opened there (never following a link out
+/// of it). The root may outlive the process: HotSpot cannot remove its file when it is killed.
+fn find_perfdata(root: &std::fs::File, uid: u32, nspid: u32) -> Result<(std::path::PathBuf, std::fs::File), String> {
+    use std::os::fd::AsRawFd as _;
+    let open = |rel: std::path::PathBuf| procs::open_in(root, &rel).ok().map(|f| (rel, f));
+    let passwd = procs::open_in(root, Path::new("etc/passwd")).ok().and_then(|f| {
         let mut text = String::new();
         f.take(PASSWD_LIMIT).read_to_string(&mut text).ok().map(|_| text)
     });
     let by_user = passwd.and_then(|pw| user_of(&pw, uid).map(|u| Path::new("tmp").join(format!("hsperfdata_{u}")).join(nspid.to_string())));
-    // Without a passwd entry (distroless images), the file is in some hsperfdata_* directory.
+    // Without a passwd entry (distroless images), the file is in some hsperfdata_* directory
+    // (only the names are listed through the root; each file is opened inside it).
     by_user
         .and_then(open)
         .or_else(|| {
-            std::fs::read_dir(p.root().join("tmp"))
+            std::fs::read_dir(format!("/proc/self/fd/{}/tmp", root.as_raw_fd()))
                 .ok()?
                 .filter_map(Result::ok)
                 .filter(|e| e.file_name().to_string_lossy().starts_with("hsperfdata_"))
@@ -228,8 +235,10 @@ impl Runtime for Jvm {
         RuntimeId::Jvm
     }
 
+    /// `java`, and every JDK tool (`javac`, `jshell`, …): the JDK's launchers all link its
+    /// launcher library, so they are known at exec, before they map `libjvm.so`.
     fn detect(&self, exe: &Executable<'_>) -> bool {
-        exe.file_name() == Some("java")
+        exe.file_name() == Some("java") || exe.find(".dynstr", b"\0libjli.so\0", 0).is_some()
     }
 
     fn detect_mapped(&self, libraries: &[String]) -> bool {
@@ -248,14 +257,42 @@ impl Runtime for Jvm {
         let cmdline = p.cmdline()?;
         let args: Vec<&str> = cmdline.iter().map(String::as_str).collect();
         let env = p.env().unwrap_or_default();
-        let flags = Flags::from_sources(env.get("JAVA_TOOL_OPTIONS"), env.get("JDK_JAVA_OPTIONS"), &args, env.get("_JAVA_OPTIONS"));
+        let launcher = if p.exe_name.is_none_or(|n| n == "java") { Launcher::Java } else { Launcher::Tool };
+        // An @argfile by its absolute path, inside the container's root; bounded.
+        let argfile = |path: &str| {
+            let rel = path.strip_prefix('/')?;
+            let mut text = String::new();
+            p.open_in_root(Path::new(rel)).ok()?.take(flags::ARGFILE_LIMIT as u64).read_to_string(&mut text).ok()?;
+            Some(text)
+        };
+        let flags = Flags::from_sources(
+            launcher,
+            env.get("JAVA_TOOL_OPTIONS"),
+            env.get("JDK_JAVA_OPTIONS"),
+            &args,
+            env.get("_JAVA_OPTIONS"),
+            argfile,
+        );
         drop(env);
         let (uid, nspid) = p.ids()?;
-        let found = find_perfdata(p, uid, nspid).and_then(|(rel, f)| read_perfdata(f, &rel).map(|d| (rel, d)));
+        let found = p
+            .root_dir()
+            .map_err(|e| e.to_string())
+            .and_then(|root| find_perfdata(&root, uid, nspid))
+            .and_then(|(rel, f)| read_perfdata(f, &rel).map(|d| (rel, d)));
         Some(Facts::Jvm(Box::new(match found {
             Ok((rel, data)) => JvmFacts { perfdata_path: Some(rel), ..figures(&data, flags) },
             Err(why) => JvmFacts { flags, perfdata_error: Some(why), ..JvmFacts::default() },
         })))
+    }
+
+    /// A JVM killed before its performance-data file was read: HotSpot could not remove the
+    /// file, so its last figures are still in the container (the file is left where it is).
+    fn read_left_behind(&self, old: &Facts, kept: &super::Kept) -> Option<Facts> {
+        let Facts::Jvm(j) = old else { return None };
+        let (rel, f) = find_perfdata(&kept.root, kept.uid, kept.nspid).ok()?;
+        let data = read_perfdata(f, &rel).ok()?;
+        Some(Facts::Jvm(Box::new(JvmFacts { perfdata_path: Some(rel), perfdata_left_behind: true, ..figures(&data, j.flags.clone()) })))
     }
 
     fn refresh(&self, p: &Process<'_>, old: &Facts) -> Option<Facts> {

@@ -37,9 +37,14 @@ fn xmx(bytes: u64) -> String {
     format!("-Xmx{}m", bytes / MIB)
 }
 
-fn source(j: &JvmFacts, s: HeapSource, seen: u64) -> String {
+/// How a JDK tool takes a JVM option: `-J-Xmx144m` (a `java` launcher takes it as is).
+fn as_given(p: &ProcessFacts, option: &str) -> String {
+    if p.comm == "java" { option.to_string() } else { format!("-J{option}") }
+}
+
+fn source(p: &ProcessFacts, j: &JvmFacts, s: HeapSource, seen: u64) -> String {
     match s {
-        HeapSource::Flag => format!("set by {}", xmx(j.flags.max_heap_bytes.unwrap_or(0))),
+        HeapSource::Flag => format!("set by {}", as_given(p, &xmx(j.flags.max_heap_bytes.unwrap_or(0)))),
         HeapSource::Percentage => format!("-XX:MaxRAMPercentage={} of {}", j.flags.max_ram_percentage.unwrap_or(0.0), h(seen)),
         HeapSource::Default => format!("HotSpot's default share of the {} it sees", h(seen)),
         HeapSource::Reported => "as the JVM reports it".to_string(),
@@ -58,20 +63,35 @@ pub fn advise(e: &Event, limit: Option<u64>) -> Vec<Reason> {
         let advice = (limit as f64 * HEAP_SHARE) as u64;
         let too_big = max.saturating_add(beside) > limit;
         if too_big {
+            // An initial heap above the advice must come down with it (the JVM refuses -Xms
+            // above -Xmx); touched whole at start, it is why a JVM dies at once.
+            let initial = j.flags.initial_heap_bytes.filter(|i| *i > advice).map_or_else(String::new, |i| {
+                format!(
+                    " Its initial heap, {}{}, must come down with it, to no more than the new maximum.",
+                    as_given(p, &format!("-Xms{}m", i / MIB)),
+                    if j.flags.always_pre_touch == Some(true) {
+                        " with -XX:+AlwaysPreTouch (the whole initial heap is touched, made resident, as the JVM starts: it is killed \
+                         before it runs any code)"
+                    } else {
+                        ""
+                    }
+                )
+            });
             out.push(reason(
                 ReasonKind::JvmHeapAboveLimit,
                 format!(
                     "{who} is a JVM whose maximum heap is {} ({}), {:.0}% of the container's {} limit: beside its heap a JVM needs \
                      metaspace ({}), the code cache, thread stacks, GC structures and direct buffers, so the heap cannot grow to its \
-                     maximum inside the limit, and the kernel kills the JVM before the JVM would throw OutOfMemoryError. Set \
-                     -XX:MaxRAMPercentage=75 (a heap of about {}) or {}: 75% of the limit, leaving a quarter for the rest.",
+                     maximum inside the limit, and the kernel kills the JVM before the JVM would throw OutOfMemoryError. Set {} (a \
+                     heap of about {}) or {}: 75% of the limit, leaving a quarter for the rest.{initial}",
                     h(max),
-                    source(j, src, limit.min(machine)),
+                    source(p, j, src, limit.min(machine)),
                     max as f64 * 100.0 / limit as f64,
                     h(limit),
                     h(j.metaspace_committed()),
+                    as_given(p, "-XX:MaxRAMPercentage=75"),
                     h(advice),
-                    xmx(advice)
+                    as_given(p, &xmx(advice))
                 ),
             ));
         }
@@ -148,4 +168,38 @@ fn native(j: &JvmFacts, who: &str, heap: u64, max: u64, anon: u64, limit: u64) -
             h(j.metaspace_committed())
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        oom::event::tests::event,
+        runtime::jvm::{Flags, Launcher},
+    };
+
+    /// `javac -J-Xmx1g -J-Xms512m -J-XX:+AlwaysPreTouch`, killed within a second in 192 MiB,
+    /// before it wrote its performance data: its options were all there is, and the advice is
+    /// about them, as the tool takes them.
+    #[test]
+    fn a_jdk_tool_killed_at_start_gets_advice_about_its_own_options() {
+        let cmd = ["javac", "-J-Xmx1g", "-J-Xms512m", "-J-XX:+AlwaysPreTouch", "A.java"];
+        let flags = Flags::from_sources(Launcher::Tool, None, None, &cmd, None, |_| None);
+        let mut e = event(1, 10);
+        let pid = e.victim.as_ref().unwrap().pid;
+        e.runtimes = vec![ProcessFacts {
+            pid,
+            comm: "javac".into(),
+            runtime: Some(Facts::Jvm(Box::new(JvmFacts { flags, ..JvmFacts::default() }))),
+            malloc: None,
+        }];
+        let r = advise(&e, Some(192 * MIB));
+        let kinds: Vec<ReasonKind> = r.iter().map(|r| r.kind.clone()).collect();
+        assert_eq!(kinds, [ReasonKind::JvmHeapAboveLimit], "{r:#?}");
+        let t = &r[0].text;
+        assert!(t.contains("maximum heap is 1.0 GiB (set by -J-Xmx1024m)"), "{t}");
+        assert!(t.contains("-J-Xmx144m"), "{t}");
+        assert!(t.contains("-J-Xms512m with -XX:+AlwaysPreTouch"), "{t}");
+        assert!(!t.contains("No heap size was given"), "{t}");
+    }
 }
