@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 
 use crate::{
-    oom::{Constraint, OomView},
+    oom::{Constraint, OomView, event::VictimRole},
     probes::{ProbeId, ProbeState, maps::DropKind},
     snapshot::{Container, RuntimeHeap, Snapshot},
 };
@@ -486,6 +486,12 @@ const WARNING_RAISED: Meta = Meta {
     help: "Unix time the container's memory warning in force was raised (at risk of an OOM kill: see /api/v1/events); absent when none is.",
     labels: "",
 };
+const VICTIMS: Meta = Meta {
+    name: "memwatch_container_oom_kill_victims_total",
+    ty: Type::Counter,
+    help: "OOM kills the probe saw in the container, by what the victim was to it: main (its main process: the container stops and restarts) or child (the container lives on). Page on main.",
+    labels: "victim",
+};
 const OOM_KILLS: Meta = Meta {
     name: "memwatch_oom_kills_total",
     ty: Type::Counter,
@@ -524,6 +530,14 @@ fn render_oom(snap: &Snapshot, labels: &[String], oom: &OomView, w: &mut Writer)
     for (c, l) in snap.containers.iter().zip(labels) {
         if let Some(warned) = oom.warned.get(&c.id) {
             w.sample(WARNING_RAISED.name, l, None, Value::Float(warned.time));
+        }
+    }
+    w.meta(&VICTIMS);
+    for (c, l) in snap.containers.iter().zip(labels) {
+        if let Some(by) = oom.victims.get(&c.id) {
+            for role in VictimRole::ALL {
+                w.sample(VICTIMS.name, l, Some(("victim", role.label())), Value::Int(by.get(&role).copied().unwrap_or(0)));
+            }
         }
     }
     w.meta(&OOM_KILLS);
@@ -715,7 +729,7 @@ const RUNTIME_HEAP_LIMIT: Meta = Meta {
 pub fn families() -> Vec<(Meta, bool)> {
     let per_container = FAMILIES.iter().map(|f| (Meta { name: f.name, ty: f.ty, help: f.help, labels: f.kind_label }, true));
     per_container
-        .chain([RUNTIME_HEAP, RUNTIME_HEAP_LIMIT, LAST_OOM_KILL, WARNING_RAISED].map(|m| (m, true)))
+        .chain([RUNTIME_HEAP, RUNTIME_HEAP_LIMIT, LAST_OOM_KILL, WARNING_RAISED, VICTIMS].map(|m| (m, true)))
         .chain(
             [
                 OOM_KILLS,

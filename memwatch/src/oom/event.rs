@@ -129,6 +129,34 @@ pub struct Victim {
     pub rss_bytes: Option<u64>,
     pub anon_rss_bytes: Option<u64>,
     pub oom_score_adj: Option<i16>,
+    /// Whether it was its container's main process (the container then stops and restarts)
+    /// or a child of it (the container lives on); None: not known (it was gone before it
+    /// could be looked at).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<VictimRole>,
+}
+
+/// What the victim was to its container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VictimRole {
+    /// Its main process: pid 1 in its pid namespace, the one the container runtime started, or
+    /// the one a runtime's init (tini, catatonit, dumb-init) started. The container stops.
+    Main,
+    /// A process the main one started. The container lives on.
+    Child,
+}
+
+impl VictimRole {
+    pub const ALL: [VictimRole; 2] = [VictimRole::Main, VictimRole::Child];
+
+    /// The `victim` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            VictimRole::Main => "main",
+            VictimRole::Child => "child",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -395,6 +423,7 @@ pub(crate) mod tests {
                 rss_bytes: Some(1),
                 anon_rss_bytes: None,
                 oom_score_adj: None,
+                role: None,
             }),
             ..Event::empty(1_700_000_000.0 + seq as f64, EventKind::OomKill, Source::Probe, cgroup_id, vec![cgroup_id, 1])
         }

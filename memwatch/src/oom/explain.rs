@@ -179,8 +179,21 @@ pub fn explain(k: &Kill<'_>, cx: &Context<'_>, world: &dyn World) -> Event {
         }),
         ..Event::empty(k.time, super::event::EventKind::OomKill, Source::Probe, who.id, who.cgroup_ids())
     };
+    with_growth(&mut event);
     event.explanation = reasons::reasons(&event);
     event
+}
+
+/// Tells the stacks what the container grew by over their window (its anonymous memory, else
+/// its working set), so that they say what share of the growth they stand for.
+fn with_growth(e: &mut Event) {
+    let grown = e.recent.as_ref().and_then(|r| {
+        let of = |f: GrowthField| r.growth.iter().find(|g| g.what == f).map(|g| g.delta_bytes.max(0) as u64);
+        of(GrowthField::Anon).or_else(|| of(GrowthField::WorkingSet))
+    });
+    if let Some(s) = e.stacks.as_mut() {
+        s.growth_bytes = grown;
+    }
 }
 
 /// Why a warning is raised: the risks that hold, the limit hits of the last minute, and the
@@ -213,6 +226,7 @@ pub fn warning(c: &Container, snap: &Snapshot, cx: &Context<'_>, cause: WarningC
         let ids = descendants(c.id, Some(&c.cgroup), &[snap]);
         crate::stacks::event_stacks(store, names, &ids, time, None)
     });
+    with_growth(&mut e);
     e.warning = Some(super::event::Warning { after_kill_seconds: cause.after_kill, ..warning_facts(c, cause.risks, cause.hits) });
     e.explanation = reasons::warning_reasons(&e);
     e
@@ -477,6 +491,7 @@ fn victim(k: &Kill<'_>) -> Victim {
         rss_bytes: rss,
         anon_rss_bytes: mark.anon_rss_bytes,
         oom_score_adj: mark.oom_score_adj,
+        role: k.proc_.and_then(|p| p.role),
     }
 }
 

@@ -54,6 +54,8 @@ pub struct OomView {
     pub warned: HashMap<u64, ActiveWarning>,
     /// Warnings kept quiet by the node-wide bound.
     pub warnings_suppressed: u64,
+    /// Kills the probe saw, by the victim's container id and what the victim was to it.
+    pub victims: HashMap<u64, BTreeMap<event::VictimRole, u64>>,
 }
 
 /// The tracker, the journal, and the events they produced.
@@ -262,6 +264,11 @@ fn add(view: &mut OomView, e: Event, max: usize) {
         *last = last.max(e.time);
     }
     *view.by_constraint.entry(e.constraint).or_default() += e.count;
+    // A group kill took the whole container, its main process with it.
+    let role = if e.group.is_some() { Some(event::VictimRole::Main) } else { e.victim.as_ref().and_then(|v| v.role) };
+    if let Some(role) = role.filter(|_| e.source == Source::Probe) {
+        *view.victims.entry(e.cgroup_id).or_default().entry(role).or_default() += e.count;
+    }
     if e.source == Source::KernelCounter {
         view.missed_total += e.count;
     }

@@ -556,7 +556,11 @@ mod tests {
         let mut world = Fixture::new();
         world.procs.insert(
             42,
-            ProcFacts { info: ProcessInfo { pid: 42, comm: "hog".into(), vsz_bytes: 5, rss_bytes: 6 }, cgroup: Some("/c11".into()) },
+            ProcFacts {
+                info: ProcessInfo { pid: 42, comm: "hog".into(), vsz_bytes: 5, rss_bytes: 6 },
+                cgroup: Some("/c11".into()),
+                role: None,
+            },
         );
         let (mut t, now) = with_sample(&world);
         assert!(t.on_record(mark(42), now, &world).is_empty());

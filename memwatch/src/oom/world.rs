@@ -25,6 +25,8 @@ pub struct ProcFacts {
     pub info: ProcessInfo,
     /// Its memory cgroup's path (relative to the memory hierarchy's root).
     pub cgroup: Option<String>,
+    /// Whether it is its container's main process or a child of it.
+    pub role: Option<super::event::VictimRole>,
 }
 
 pub trait World {
@@ -62,6 +64,29 @@ pub trait World {
     fn boot_to_wall(&self, boot_ns: u64) -> f64;
 }
 
+/// The programs container runtimes run as pid 1 to reap and forward signals; the process they
+/// start is the container's main one.
+const INITS: &[&str] = &["tini", "tini-static", "catatonit", "dumb-init", "docker-init"];
+
+/// Whether the process `pid` (parent `ppid`, memory cgroup `cgroup`) is its container's main
+/// process: pid 1 in its own pid namespace; or started from outside its container (the runtime's
+/// shim, systemd: a container without a pid namespace of its own); or started by a runtime's
+/// init that is itself the container's first. Else a child: the container lives on without it.
+pub fn role(procfs: &std::path::Path, pid: u32, ppid: u32, cgroup: Option<&str>) -> Option<super::event::VictimRole> {
+    use super::event::VictimRole;
+    let (_, nspid) = procs::ids(procfs, pid)?;
+    if nspid == 1 {
+        return Some(VictimRole::Main);
+    }
+    let outside = |p: u32| p == 0 || procs::memory_cgroup(procfs, p).as_deref() != cgroup;
+    if outside(ppid) {
+        return Some(VictimRole::Main);
+    }
+    let parent = procs::stat(procfs, ppid)?;
+    let parent_first = procs::ids(procfs, ppid).is_some_and(|(_, n)| n == 1) || outside(parent.ppid);
+    Some(if INITS.contains(&&*parent.comm) && parent_first { VictimRole::Main } else { VictimRole::Child })
+}
+
 /// The real host, through its filesystem roots.
 pub struct Host {
     roots: Roots,
@@ -91,9 +116,12 @@ impl Host {
 
 impl World for Host {
     fn process(&self, pid: u32) -> Option<ProcFacts> {
-        let tgid = procs::tgid(&self.roots.procfs, pid).unwrap_or(pid);
-        let info = self.info(procs::stat(&self.roots.procfs, tgid).or_else(|| procs::stat(&self.roots.procfs, pid))?);
-        Some(ProcFacts { info, cgroup: procs::memory_cgroup(&self.roots.procfs, pid) })
+        let procfs = &self.roots.procfs;
+        let tgid = procs::tgid(procfs, pid).unwrap_or(pid);
+        let stat = procs::stat(procfs, tgid).or_else(|| procs::stat(procfs, pid))?;
+        let cgroup = procs::memory_cgroup(procfs, pid);
+        let role = role(procfs, stat.pid, stat.ppid, cgroup.as_deref());
+        Some(ProcFacts { info: self.info(stat), cgroup, role })
     }
 
     fn runtime(&self, pid: u32) -> Option<Facts> {

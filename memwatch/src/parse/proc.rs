@@ -11,6 +11,8 @@ pub struct ProcStat {
     pub faults: u64,
     /// When it started, in clock ticks after boot: with the pid, who it is (pids are reused).
     pub start_ticks: u64,
+    /// Its parent's pid (0 for the kernel's own).
+    pub ppid: u32,
 }
 
 /// `/proc/<pid>/stat`. The comm is between the first `(` and the *last* `)`: it may itself
@@ -30,6 +32,7 @@ pub fn stat(text: &str) -> Option<ProcStat> {
         rss_pages: field(24)?,
         faults: field(10)?.saturating_add(field(12)?),
         start_ticks: field(22).unwrap_or(0),
+        ppid: field(4).and_then(|p| u32::try_from(p).ok()).unwrap_or(0),
     })
 }
 

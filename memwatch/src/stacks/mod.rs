@@ -145,7 +145,7 @@ pub const EVENT_WINDOW: f64 = 30.0;
 pub fn event_stacks(store: &Store, names: &symbolize::Names, ids: &[u64], time: f64, victim: Option<u32>) -> Option<profile::EventStacks> {
     let entries: Vec<&Entry> =
         store.entries(ids, time - EVENT_WINDOW, None).into_iter().filter(|e| e.time <= time + EVENT_WINDOW / 3.0).collect();
-    profile::Profile::for_event(&entries, store.period, store.page_size, EVENT_WINDOW, victim, names)
+    profile::Profile::for_event(&entries, store.period, store.page_size, EVENT_WINDOW, victim, time, names)
 }
 
 /// Which stacks a profile is of: a container (and the containers below it), or a process.

@@ -58,6 +58,22 @@ pub struct EventStacks {
     /// The victim's own top stack.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub victim: Option<StackUse>,
+    /// How long before the event the first of these samples was drained: the sampler counted
+    /// the container since about then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_sampled_seconds_before: Option<f64>,
+    /// What the container grew by over the window (anonymous memory, else its working set),
+    /// to say what share of the growth the samples stand for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub growth_bytes: Option<u64>,
+}
+
+impl EventStacks {
+    /// The share of the container's growth over the window that the samples stand for, where
+    /// the growth is known and notable.
+    pub fn share_of_growth(&self) -> Option<f64> {
+        self.growth_bytes.filter(|g| *g >= 4 << 20).map(|g| self.bytes as f64 / g as f64)
+    }
 }
 
 /// Stacks an OOM event lists.
@@ -167,6 +183,7 @@ impl Profile {
         page_size: u64,
         window_seconds: f64,
         victim: Option<u32>,
+        time: f64,
         names: &Names,
     ) -> Option<EventStacks> {
         let p = Profile::of(entries.iter().copied(), period, page_size);
@@ -185,6 +202,8 @@ impl Profile {
             short_share: p.short_share(),
             top: p.top(EVENT_STACKS, names),
             victim,
+            first_sampled_seconds_before: entries.iter().map(|e| e.time).min_by(f64::total_cmp).map(|t| (time - t).max(0.0)),
+            growth_bytes: None,
         })
     }
 

@@ -54,6 +54,10 @@ pub enum ReasonKind {
     OomGroup,
     /// Kills the kernel counted that the probe did not see.
     Missed,
+    /// The victim was its container's main process: the container restarts.
+    MainProcessKilled,
+    /// The victim was a child of its container's main process: the container lives on.
+    ChildKilled,
     /// A warning's: why the container is at risk of a kill, how soon, who grows.
     AtRisk,
     /// A warning's end: the container is no longer at risk.
@@ -96,7 +100,7 @@ impl ReasonKind {
             | DotnetHeapHardLimitAboveLimit
             | DotnetNativeGrowth
             | GlibcArenas => Role::Advice,
-            Young | JvmDefaultHeap | GrowthStack => Role::Context,
+            Young | JvmDefaultHeap | GrowthStack | MainProcessKilled | ChildKilled => Role::Context,
             Other(_) => Role::Unknown,
         }
     }

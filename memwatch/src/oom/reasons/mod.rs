@@ -6,7 +6,7 @@
 //! them in the order an explanation gives them (most telling first): which limit
 //! ([`limit`]), whether the whole container was killed at once ([`group`]), what filled the
 //! memory ([`composition`], one table row per part), whether the process killed was the one
-//! that grew ([`grower`]), which code faulted the memory in ([`stacks`]), what each runtime's settings meant ([`runtimes`]), and how much
+//! that grew ([`grower`]), which code faulted the memory in ([`stacks`]), what each runtime's settings meant ([`runtimes`]), who survived ([`survivor`]), and how much
 //! the samples can say ([`young`]). A kill only the kernel counted has one reason of its own
 //! ([`missed`]).
 
@@ -19,6 +19,7 @@ pub mod limit;
 pub mod missed;
 pub mod runtimes;
 pub mod stacks;
+pub mod survivor;
 pub mod young;
 
 pub use kind::{ReasonKind, Role};
@@ -39,6 +40,7 @@ pub static FINDINGS: &[&dyn Finding] = &[
     &grower::GrowerNotVictim,
     &stacks::GrowthStack,
     &runtimes::Runtimes,
+    &survivor::Survivor,
     &young::Young,
 ];
 
@@ -196,6 +198,7 @@ pub(crate) mod tests {
             rss_bytes: Some(3 * MIB),
             anon_rss_bytes: Some(3 * MIB),
             oom_score_adj: None,
+            role: None,
         });
         let r = reasons(&e);
         assert_eq!(kinds(&r), [K::Limit, K::AnonGrowth]);
