@@ -123,7 +123,9 @@ impl Pipeline {
             sampler.observe_into(m.clone());
         }
         let period = opts.probes.map_or(1, |p| p.stack_period.max(1).next_power_of_two() as u64);
-        let stacks = crate::stacks::Stage::new(stack_maps, procfs, opts.slow_interval, period, crate::host::page_size(), opts.history);
+        let always = opts.probes.is_some_and(|p| p.stacks == crate::probes::stacks::Mode::Always);
+        let stacks =
+            crate::stacks::Stage::new(stack_maps, procfs, opts.slow_interval, period, crate::host::page_size(), opts.history, always);
         oom.set_stacks(stacks.store.clone(), stacks.names.clone());
         Pipeline { stages: Stages::new(sampler, history, oom, events, stacks), logger, report }
     }
@@ -149,6 +151,7 @@ impl Pipeline {
             history: stages.history.clone(),
             stacks: stages.stacks.store.clone(),
             names: stages.stacks.names.clone(),
+            record: stages.stacks.is_sampling().then(|| stages.record_sender()),
             ..Default::default()
         });
         let handle = stages.spawn(interval, shared.clone(), logger);

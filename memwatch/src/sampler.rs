@@ -6,7 +6,7 @@
 //! side by side.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     os::fd::AsRawFd,
     sync::{Arc, RwLock},
     thread,
@@ -37,6 +37,18 @@ pub struct Published {
     /// Each container's recent fault stacks, and their names.
     pub stacks: Arc<RwLock<crate::stacks::Store>>,
     pub names: Arc<crate::stacks::symbolize::Names>,
+    /// Where readers ask the sampler to count containers' fault stacks for a while (`memwatch
+    /// profile --record`); None where there is no sampler to ask.
+    pub record: Option<std::sync::mpsc::Sender<Record>>,
+}
+
+/// A request to count some containers' fault stacks until `until` (`memwatch profile
+/// --record`): sent by a reader down to the sampler thread, which counts them as it counts the
+/// containers at risk. An explicit input of the sample step, not shared state.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub ids: Vec<u64>,
+    pub until: Instant,
 }
 
 /// Shared with every reader.
@@ -191,13 +203,34 @@ pub struct Stages {
     pub stacks: crate::stacks::Stage,
     /// Cgroups where the OOM probe saw kills since the last sample: the next sample's input.
     kills: HashSet<u64>,
-    /// Cgroups at risk after the last sample: the next sample's input.
+    /// Cgroups at risk after the last sample, or asked for: the next sample's input.
     at_risk: HashSet<u64>,
+    /// Containers asked for (`--record`), until when.
+    recording: HashMap<u64, Instant>,
+    records: std::sync::mpsc::Receiver<Record>,
+    record_tx: std::sync::mpsc::Sender<Record>,
 }
 
 impl Stages {
     pub fn new(sampler: Sampler, history: Arc<RwLock<History>>, oom: Oom, events: KernelEvents, stacks: crate::stacks::Stage) -> Self {
-        Stages { sampler, history, oom, events, stacks, kills: HashSet::new(), at_risk: HashSet::new() }
+        let (record_tx, records) = std::sync::mpsc::channel();
+        Stages {
+            sampler,
+            history,
+            oom,
+            events,
+            stacks,
+            kills: HashSet::new(),
+            at_risk: HashSet::new(),
+            recording: HashMap::new(),
+            records,
+            record_tx,
+        }
+    }
+
+    /// Where readers ask for containers to be counted (see [`Record`]).
+    pub fn record_sender(&self) -> std::sync::mpsc::Sender<Record> {
+        self.record_tx.clone()
     }
 
     /// One sample step: the collectors (told where kills were and which containers are at
@@ -217,6 +250,16 @@ impl Stages {
         changed |= self.oom.on_snapshot(snap.clone(), now);
         let view = self.oom.view();
         self.at_risk = crate::risk::at_risk(&snap, &view.last_kill, |id| view.warned.contains_key(&id));
+        // Containers asked for are counted as those at risk are, until their time is up.
+        while let Ok(r) = self.records.try_recv() {
+            for id in r.ids {
+                let until = self.recording.entry(id).or_insert(r.until);
+                *until = (*until).max(r.until);
+            }
+        }
+        self.recording.retain(|_, until| *until > now);
+        self.at_risk.extend(self.recording.keys().copied());
+        self.stacks.counting(&self.at_risk, crate::unix_seconds(snap.taken_at));
         (snap, changed)
     }
 

@@ -43,18 +43,31 @@ pub(crate) fn trace(base: &str, since: Duration, container: Option<&str>) -> any
     Ok(body)
 }
 
-/// A profile of a container's or a process's fault stacks, as the daemon wrote it; the
-/// daemon's own message when it refuses.
+/// A profile as the daemon wrote it, with what it says the profile holds.
+pub(crate) struct Profile {
+    pub body: Vec<u8>,
+    pub samples: Option<u64>,
+    /// Where the profile holds less than asked: why.
+    pub note: Option<String>,
+}
+
+/// A profile of a container's or a process's fault stacks over the last `since`, or recorded
+/// for `record` from now; the daemon's own message when it refuses.
 pub(crate) fn profile(
     base: &str,
     subject: &memwatch::stacks::Subject,
     since: Duration,
+    record: Option<Duration>,
     format: memwatch::http::ProfileFormat,
-) -> anyhow::Result<Vec<u8>> {
+) -> anyhow::Result<Profile> {
+    let wait = record.unwrap_or_default() + Duration::from_secs(60);
     let mut req = get(base, "/api/v1/profile")
-        .timeout(Duration::from_secs(60))
+        .timeout(wait)
         .query("seconds", &since.as_secs_f64().to_string())
         .query("format", &format!("{format:?}").to_lowercase());
+    if let Some(r) = record {
+        req = req.query("record", &r.as_secs_f64().to_string());
+    }
     req = match subject {
         memwatch::stacks::Subject::Pid(p) => req.query("pid", &p.to_string()),
         memwatch::stacks::Subject::Container(c) => req.query("container", c),
@@ -64,9 +77,11 @@ pub(crate) fn profile(
         Err(ureq::Error::Status(code, r)) => anyhow::bail!("{code}: {}", r.into_string().unwrap_or_default().trim()),
         Err(e) => return Err(e.into()),
     };
+    let samples = reply.header("x-memwatch-samples").and_then(|v| v.parse().ok());
+    let note = reply.header("x-memwatch-note").map(String::from);
     let mut body = Vec::new();
     std::io::Read::read_to_end(&mut reply.into_reader(), &mut body)?;
-    Ok(body)
+    Ok(Profile { body, samples, note })
 }
 
 /// Each container's top stacks of the last minute, by cgroup id.

@@ -29,8 +29,9 @@ pub(crate) struct ExplainArgs {
 
 /// The daemon's top stacks of the last five minutes for `subject`, where it has sampled any.
 fn stacks(remote: &str, subject: memwatch::stacks::Subject) -> Option<serde_json::Value> {
-    let body = super::client::profile(remote, &subject, std::time::Duration::from_secs(300), memwatch::http::ProfileFormat::Json).ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    let p =
+        super::client::profile(remote, &subject, std::time::Duration::from_secs(300), None, memwatch::http::ProfileFormat::Json).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&p.body).ok()?;
     (v["samples"].as_u64().unwrap_or(0) > 0).then_some(v)
 }
 

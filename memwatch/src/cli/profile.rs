@@ -16,8 +16,12 @@ pub(crate) struct ProfileArgs {
     /// A container (namespace/pod/container, a pod's namespace/pod, or a cgroup path) or a pid
     subject: String,
     /// How far back: seconds, or a duration such as 2m (the daemon keeps --history)
-    #[arg(long, default_value = "30", value_parser = seconds)]
+    #[arg(long, default_value = "30", value_parser = seconds, conflicts_with = "record")]
     seconds: Duration,
+    /// Record for this long from now instead of looking back, as `go tool pprof -seconds`
+    /// does: the daemon's sampler counts the container meanwhile, at risk or not (at most 10m)
+    #[arg(long, value_parser = seconds)]
+    record: Option<Duration>,
     #[arg(long, value_enum, default_value = "pprof")]
     format: ProfileFormat,
     /// Where to write it; `-` for stdout (pprof and svg only when stdout is not a terminal)
@@ -42,8 +46,16 @@ pub(crate) fn run(args: &ProfileArgs) -> anyhow::Result<()> {
     if to_stdout && binary && std::io::stdout().is_terminal() {
         anyhow::bail!("a {:?} profile is not for a terminal: give -o FILE, or --format folded", args.format);
     }
-    let body = super::client::profile(&args.remote, &Subject::parse(&args.subject), args.seconds, args.format)
+    if let Some(r) = args.record {
+        eprintln!("memwatch profile: recording {} from now", humantime::format_duration(r));
+    }
+    let p = super::client::profile(&args.remote, &Subject::parse(&args.subject), args.seconds, args.record, args.format)
         .with_context(|| format!("cannot read the profile from {}", args.remote))?;
+    // What the profile holds, where it is less than asked (empty, or only part of the time).
+    if let Some(note) = &p.note {
+        eprintln!("memwatch profile: {note}");
+    }
+    let body = p.body;
     if to_stdout {
         std::io::stdout().lock().write_all(&body)?;
     } else {
@@ -53,7 +65,8 @@ pub(crate) fn run(args: &ProfileArgs) -> anyhow::Result<()> {
             ProfileFormat::Svg => "open it in a browser".into(),
             _ => String::new(),
         };
-        eprintln!("memwatch profile: {} bytes written to {}; {how}", body.len(), args.output.display());
+        let samples = p.samples.map(|n| format!("{n} samples, ")).unwrap_or_default();
+        eprintln!("memwatch profile: {samples}{} bytes written to {}; {how}", body.len(), args.output.display());
     }
     Ok(())
 }

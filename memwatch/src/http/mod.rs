@@ -210,7 +210,13 @@ pub struct ProfileQuery {
     seconds: Option<f64>,
     /// `pprof` (the default), `folded`, `svg` or `json`.
     format: Option<String>,
+    /// Record for this many seconds from now instead of looking back (the sampler counts the
+    /// subject meanwhile, at risk or not), as `go tool pprof -seconds` does.
+    record: Option<f64>,
 }
+
+/// The longest recording asked for, in seconds.
+pub const MAX_RECORD_SECONDS: f64 = 600.0;
 
 /// A profile's formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -233,7 +239,7 @@ impl std::str::FromStr for ProfileFormat {
 }
 
 async fn profile(State(st): State<AppState>, Query(q): Query<ProfileQuery>) -> Response {
-    let Some(snap) = st.shared.snapshot.load_full() else { return not_ready() };
+    let Some(mut snap) = st.shared.snapshot.load_full() else { return not_ready() };
     let bad = |m: String| (StatusCode::BAD_REQUEST, format!("{m}\n")).into_response();
     let format = match q.format.as_deref().unwrap_or("pprof").parse::<ProfileFormat>() {
         Ok(f) => f,
@@ -244,23 +250,56 @@ async fn profile(State(st): State<AppState>, Query(q): Query<ProfileQuery>) -> R
         (None, Some(p)) => crate::stacks::Subject::Pid(p),
         _ => return bad("give one of container= or pid=".into()),
     };
-    let seconds = q.seconds.unwrap_or(30.0);
+    let mut seconds = q.seconds.unwrap_or(30.0);
     if !(seconds > 0.0 && seconds.is_finite()) {
         return bad(format!("seconds={seconds}: a positive number"));
+    }
+    if let Some(record) = q.record {
+        if !(record > 0.0 && record <= MAX_RECORD_SECONDS) {
+            return bad(format!("record={record}: a number of seconds, at most {MAX_RECORD_SECONDS:.0}"));
+        }
+        let Some(tx) = st.shared.record.clone() else {
+            return (StatusCode::CONFLICT, "no fault-stack sampler runs here (--stacks off, or no eBPF): nothing can be recorded\n")
+                .into_response();
+        };
+        let ids = match crate::stacks::subject_ids(&snap, &subject) {
+            Ok(ids) if !ids.is_empty() => ids,
+            Ok(_) => return (StatusCode::NOT_FOUND, "no container holds that process now\n").into_response(),
+            Err(e) => return (StatusCode::NOT_FOUND, format!("{e}\n")).into_response(),
+        };
+        let until = Instant::now() + Duration::from_secs_f64(record);
+        let _ = tx.send(crate::sampler::Record { ids, until });
+        // The sampler attaches at its next sample and drains every sample while it counts: the
+        // last seconds' samples are in once the time is up and one more sample is taken.
+        let asked = snap.taken_at;
+        tokio::time::sleep(Duration::from_secs_f64(record)).await;
+        for _ in 0..50 {
+            match st.shared.snapshot.load_full() {
+                Some(s) if s.taken_at.duration_since(asked).is_ok_and(|d| d.as_secs_f64() > record) => {
+                    snap = s;
+                    break;
+                }
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        seconds = record;
     }
     let shared = st.shared.clone();
     let built = tokio::task::spawn_blocking(move || {
         let store = shared.stacks.read().unwrap_or_else(|e| e.into_inner());
-        let since = crate::unix_seconds(snap.taken_at) - seconds;
+        let now = crate::unix_seconds(snap.taken_at);
+        let since = now - seconds;
         let entries = crate::stacks::select(&store, &snap, &subject, since).map_err(|e| (StatusCode::NOT_FOUND, e.to_string()))?;
         let p = crate::stacks::profile::Profile::of(entries, store.period, store.page_size);
+        let covered = crate::stacks::subject_ids(&snap, &subject).ok().and_then(|ids| store.covered_since(&ids));
+        let note = crate::stacks::coverage_note(p.samples, covered, since, now);
         let names = &shared.names;
         let title = match &subject {
             crate::stacks::Subject::Container(c) => format!("memory faulted in: {c}, last {seconds:.0} s"),
             crate::stacks::Subject::Pid(pid) => format!("memory faulted in: pid {pid}, last {seconds:.0} s"),
         };
         let failed = |e: String| (StatusCode::INTERNAL_SERVER_ERROR, e);
-        Ok::<_, (StatusCode, String)>(match format {
+        let body = match format {
             ProfileFormat::Pprof => ("application/octet-stream", p.pprof(names, seconds)),
             ProfileFormat::Folded => ("text/plain; charset=utf-8", p.folded(names).into_bytes()),
             ProfileFormat::Svg => ("image/svg+xml", p.svg(names, &title).map_err(failed)?),
@@ -272,14 +311,26 @@ async fn profile(State(st): State<AppState>, Query(q): Query<ProfileQuery>) -> R
                     "bytes": p.samples.saturating_mul(p.unit),
                     "short_share": p.short_share(),
                     "top": p.top(20, names),
+                    "covered_since": covered,
+                    "note": note,
                 }))
                 .map_err(|e| failed(e.to_string()))?,
             ),
-        })
+        };
+        Ok::<_, (StatusCode, String)>((body, p.samples, note))
     })
     .await;
     match built {
-        Ok(Ok((ct, body))) => ([(header::CONTENT_TYPE, ct)], body).into_response(),
+        Ok(Ok(((ct, body), samples, note))) => {
+            let mut r = ([(header::CONTENT_TYPE, ct)], body).into_response();
+            let h = r.headers_mut();
+            h.insert("x-memwatch-samples", samples.into());
+            // What the profile holds, where it is less than asked (ASCII, for a header).
+            if let Some(v) = note.and_then(|n| header::HeaderValue::from_str(&n.replace(|c: char| !c.is_ascii(), "-")).ok()) {
+                h.insert("x-memwatch-note", v);
+            }
+            r
+        }
         Ok(Err((status, e))) => (status, format!("{e}\n")).into_response(),
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "cannot build the profile\n").into_response(),
     }

@@ -59,6 +59,11 @@ pub struct Store {
     pub page_size: u64,
     /// How long entries are kept (`--history`).
     pub keep_seconds: f64,
+    /// Since when (Unix seconds) the sampler has counted each container without a break: those
+    /// at risk, or asked for (`--record`), under `--stacks at-risk`.
+    pub counted_since: HashMap<u64, f64>,
+    /// Since when it has counted every container (`--stacks always`).
+    pub all_since: Option<f64>,
 }
 
 impl Store {
@@ -148,6 +153,51 @@ pub fn event_stacks(store: &Store, names: &symbolize::Names, ids: &[u64], time: 
     profile::Profile::for_event(&entries, store.period, store.page_size, EVENT_WINDOW, victim, time, names)
 }
 
+impl Store {
+    /// The sampler counts `ids` from `now` on (and no others): each keeps its start while it
+    /// stays counted.
+    pub fn counting(&mut self, ids: &HashSet<u64>, now: f64) {
+        self.counted_since.retain(|id, _| ids.contains(id));
+        for id in ids {
+            self.counted_since.entry(*id).or_insert(now);
+        }
+    }
+
+    /// Since when the sampler has counted all of `ids` (the latest start among them); None when
+    /// it does not count some of them now.
+    pub fn covered_since(&self, ids: &[u64]) -> Option<f64> {
+        if let Some(t) = self.all_since {
+            return Some(t);
+        }
+        ids.iter().map(|id| self.counted_since.get(id).copied()).try_fold(f64::MIN, |acc, t| t.map(|t| acc.max(t)))
+    }
+}
+
+/// What a profile holds, said where it holds less than it was asked for: empty, or covering
+/// only part of the time asked (`since`..`now`), and why.
+pub fn coverage_note(samples: u64, covered_since: Option<f64>, since: f64, now: f64) -> Option<String> {
+    let asked = now - since;
+    match covered_since {
+        None if samples == 0 => Some(format!(
+            "no samples: the fault-stack sampler does not count this container now (under --stacks at-risk it counts only \
+             containers at risk); record {asked:.0} s from now with --record {asked:.0}"
+        )),
+        None => Some(format!(
+            "partial: the fault-stack sampler counted this container only part of the last {asked:.0} s (under --stacks at-risk it \
+             counts only containers at risk); record from now with --record {asked:.0}"
+        )),
+        Some(t) if t > since + 1.0 => Some(format!(
+            "partial: the fault-stack sampler has counted this container only for the last {:.0} s of the {asked:.0} s asked \
+             (since {}){}",
+            (now - t).max(0.0),
+            crate::rfc3339(t),
+            if samples == 0 { ", and saw no fault there yet" } else { "" }
+        )),
+        Some(_) if samples == 0 => Some(format!("no samples: the container faulted in no new memory in the last {asked:.0} s")),
+        Some(_) => None,
+    }
+}
+
 /// Which stacks a profile is of: a container (and the containers below it), or a process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Subject {
@@ -175,6 +225,18 @@ pub struct NoContainer(pub String);
 pub fn select<'a>(store: &'a Store, snap: &Snapshot, subject: &Subject, since: f64) -> Result<Vec<&'a Entry>, NoContainer> {
     match subject {
         Subject::Pid(pid) => Ok(store.by_cgroup.values().flat_map(|q| q.iter()).filter(|e| e.time >= since && e.tgid == *pid).collect()),
+        Subject::Container(_) => Ok(store.entries(&subject_ids(snap, subject)?, since, None)),
+    }
+}
+
+/// The memory cgroups a subject's stacks are counted in: a container's and those below it; a
+/// process's own.
+pub fn subject_ids(snap: &Snapshot, subject: &Subject) -> Result<Vec<u64>, NoContainer> {
+    match subject {
+        Subject::Pid(pid) => {
+            let ids: Vec<u64> = snap.containers.iter().filter(|c| c.top_processes.iter().any(|p| p.pid == *pid)).map(|c| c.id).collect();
+            Ok(ids)
+        }
         Subject::Container(want) => {
             let matched: Vec<&crate::snapshot::Container> = snap.containers.iter().filter(|c| c.is_named(want)).collect();
             if matched.is_empty() {
@@ -188,7 +250,7 @@ pub fn select<'a>(store: &'a Store, snap: &Snapshot, subject: &Subject, since: f
             }
             ids.sort_unstable();
             ids.dedup();
-            Ok(store.entries(&ids, since, None))
+            Ok(ids)
         }
     }
 }
@@ -218,6 +280,19 @@ pub struct Stage {
 }
 
 impl Stage {
+    /// Whether there is a sampler (its maps): with stacks off or no eBPF there is none.
+    pub fn is_sampling(&self) -> bool {
+        self.maps.is_some()
+    }
+
+    /// The sampler counts `ids` from `now` on (under `--stacks at-risk`): recorded for what
+    /// profiles say they cover.
+    pub fn counting(&self, ids: &HashSet<u64>, now: f64) {
+        if self.maps.is_some() {
+            self.store.write().unwrap_or_else(|e| e.into_inner()).counting(ids, now);
+        }
+    }
+
     /// With no maps (stacks off, or no eBPF) the stage does nothing and starts no thread.
     pub fn new(
         maps: Option<crate::probes::stacks::StackMaps>,
@@ -226,14 +301,19 @@ impl Stage {
         period: u64,
         page_size: u64,
         keep: std::time::Duration,
+        always: bool,
     ) -> Stage {
         let symbolizer = maps.as_ref().map(|_| symbolize::Symbolizer::spawn());
         let names = symbolizer.as_ref().map(|s| s.names()).unwrap_or_default();
+        let mut store = Store::new(period, page_size, keep.as_secs_f64());
+        if always && maps.is_some() {
+            store.all_since = Some(crate::unix_seconds(std::time::SystemTime::now()));
+        }
         Stage {
             maps,
             resolver: resolve::Resolver::new(procfs),
             symbolizer,
-            store: Arc::new(std::sync::RwLock::new(Store::new(period, page_size, keep.as_secs_f64()))),
+            store: Arc::new(std::sync::RwLock::new(store)),
             names,
             slow,
             last: None,
@@ -278,6 +358,26 @@ impl Stage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_a_profile_holds_is_said_where_it_is_less_than_asked() {
+        let mut store = Store::new(64, 4096, 900.0);
+        store.counting(&HashSet::from([1, 2]), 100.0);
+        store.counting(&HashSet::from([1, 2, 3]), 110.0);
+        assert_eq!(store.covered_since(&[1, 2]), Some(100.0), "counted without a break");
+        assert_eq!(store.covered_since(&[1, 3]), Some(110.0), "the latest start of them");
+        store.counting(&HashSet::from([3]), 120.0);
+        assert_eq!(store.covered_since(&[1]), None, "no longer counted");
+        // Not counted at all: it says so and how to record.
+        let n = coverage_note(0, None, 90.0, 100.0).unwrap();
+        assert!(n.starts_with("no samples: the fault-stack sampler does not count this container now") && n.ends_with("--record 10"), "{n}");
+        // Counted for the last 3 s of the 10 asked.
+        let n = coverage_note(5, Some(97.0), 90.0, 100.0).unwrap();
+        assert!(n.starts_with("partial: the fault-stack sampler has counted this container only for the last 3 s of the 10 s asked"), "{n}");
+        assert_eq!(coverage_note(5, Some(80.0), 90.0, 100.0), None, "all of it");
+        store.all_since = Some(50.0);
+        assert_eq!(store.covered_since(&[9]), Some(50.0), "--stacks always");
+    }
     use resolve::ObjectId;
 
     fn frames(n: u64) -> Vec<Frame> {
