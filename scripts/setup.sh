@@ -29,6 +29,7 @@ pkgs=(
   qemu-system-x86 busybox-static cpio                             # the pure cgroup v2 VM test
   bpftrace                                                        # the peer in the overhead benchmark
   openjdk-17-jdk-headless nodejs python3                          # real runtimes for the runtime explanations
+  postgresql redis-server memcached mariadb-server                # real data stores for the corpus and their advice
   podman buildah skopeo runc debootstrap python3-yaml             # the image, and the DaemonSet run as a container
   libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu qemu-system-arm # arm64: cross-compiled, run in a VM
   libc6-dev-arm64-cross                                           # arm64: the C library it links against (only a Recommends of gcc-aarch64-linux-gnu)
@@ -63,10 +64,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
   # Recommends are not installed, so every package the build needs is named above: what a
   # package only recommends (libc6-dev-arm64-cross for the arm64 linker) must be listed.
   apt-get install -y -qq --no-install-recommends "${apt_cache[@]}" "${missing[@]}" >/dev/null
-  # The packaged prometheus service must not squat on :9090 during tests: stop the one this
-  # install started (and only it), if it did.
-  if command -v systemctl >/dev/null 2>&1 && [[ " ${missing[*]} " == *" prometheus "* ]]; then
-    systemctl disable --now prometheus >/dev/null 2>&1 || true
+  # The packaged services must not squat on their ports during tests (the tests run their own,
+  # in cgroups of their own): stop the ones this install started (and only those), if it did.
+  if command -v systemctl >/dev/null 2>&1; then
+    for svc in prometheus:prometheus redis-server:redis-server memcached:memcached mariadb-server:mariadb postgresql:postgresql; do
+      if [[ " ${missing[*]} " == *" ${svc%%:*} "* ]]; then
+        systemctl disable --now "${svc#*:}" >/dev/null 2>&1 || true
+      fi
+    done
   fi
 fi
 

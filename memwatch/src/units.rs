@@ -22,6 +22,12 @@ pub fn human_secs(s: f64) -> String {
     }
 }
 
+/// A share as a percentage for people: whole above 10%, one decimal below ("0.5%").
+pub fn percent(share: f64) -> String {
+    let p = 100.0 * share;
+    if p < 10.0 { format!("{p:.1}%") } else { format!("{p:.0}%") }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -36,10 +42,4 @@ mod tests {
         assert_eq!(human_secs(200.0), "3m20s");
         assert_eq!(human_secs(7500.0), "2h05m");
     }
-}
-
-/// A share as a percentage for people: whole above 10%, one decimal below ("0.5%").
-pub fn percent(share: f64) -> String {
-    let p = 100.0 * share;
-    if p < 10.0 { format!("{p:.1}%") } else { format!("{p:.0}%") }
 }

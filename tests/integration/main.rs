@@ -9,6 +9,7 @@ mod image;
 mod oom;
 mod privilege;
 mod probes;
+mod realworld;
 mod runtimes;
 mod serve;
 mod stacks;

@@ -11,5 +11,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
     // What the containers' history costs in memory at 1,000 containers.
     util::run(util::cargo().args(["bench", "--package", "memwatch-tests", "--bench", "history"]))?;
     // What 10,000 distinct fault stacks cost the daemon in memory.
-    util::run(util::cargo().args(["bench", "--package", "memwatch-tests", "--bench", "stacks"]))
+    util::run(util::cargo().args(["bench", "--package", "memwatch-tests", "--bench", "stacks"]))?;
+    // The warnings' precision and recall over the corpus of real software.
+    util::run(util::cargo().args(["bench", "--package", "memwatch-tests", "--bench", "warnings"]))
 }

@@ -55,8 +55,12 @@ fn script() -> String {
             "t=$SECONDS; echo 'fresh: {what}' >&2; {line} || {{ echo \"fresh: {what} failed on a fresh machine\" >&2; exit 1; }}; echo \"fresh: {what} took $((SECONDS - t)) s\" >&2\n"
         )
     };
-    // Debian's toolchain under rustup's name is setup's to make.
-    let mut s = String::from("set -u\nrm -f /root/.rustup/toolchains/debian-web\n");
+    // Debian's toolchain under rustup's name is setup's to make. Packages' services are not
+    // started by their installation, as on this kind of machine (Debian's container images ship
+    // this policy too).
+    let mut s = String::from(
+        "set -u\nrm -f /root/.rustup/toolchains/debian-web\nprintf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d\n",
+    );
     s += &step("scripts/setup.sh", "bash scripts/setup.sh".into());
     s += &step("the host build", shell_line(&host_build(), Some("cargo")));
     s += &step("the arm64 cross build", shell_line(&arm64_build(), None));

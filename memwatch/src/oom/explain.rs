@@ -149,7 +149,10 @@ pub fn explain(k: &Kill<'_>, cx: &Context<'_>, world: &dyn World) -> Event {
     // The cgroup the state at the kill is of: the one at its limit, else the victim's.
     let level = hit.or_else(|| mark.levels.iter().find(|l| l.cgroup_id == who.id)).or(mark.levels.first());
     let at_kill = level.map(|l| at_kill(l, who.path_of(l.cgroup_id, cx.snaps, world).unwrap_or_default(), k, cx.v1));
-    let victim = victim(k);
+    let mut victim = victim(k);
+    // What it was to its container: by its lineage, against the container the kernel says it
+    // was in (its own cgroup may be unreadable by now).
+    victim.role = k.proc_.zip(who.path.as_deref()).and_then(|(p, path)| p.lineage.role(path));
     let top = processes(who.path.as_deref(), who.container.map(|c| c.top_processes.as_slice()).unwrap_or_default(), world);
     let sampled = who.container.map(|c| &*c.runtimes).unwrap_or_default();
     let (go, runtimes) = runtimes(k, &victim, &top, sampled, world);
@@ -491,7 +494,7 @@ fn victim(k: &Kill<'_>) -> Victim {
         rss_bytes: rss,
         anon_rss_bytes: mark.anon_rss_bytes,
         oom_score_adj: mark.oom_score_adj,
-        role: k.proc_.and_then(|p| p.role),
+        role: None,
     }
 }
 

@@ -154,7 +154,7 @@ impl Oom {
     /// Raises and clears warnings on a new sample; true when the view changed.
     fn warn(&mut self, snap: &Snapshot) -> bool {
         let now = crate::unix_seconds(snap.taken_at);
-        let transitions = self.warner.observe(snap, now);
+        let transitions = self.warner.observe(snap, now, &self.view.last_kill);
         // Frames first seen just now are being named: wait for that once, briefly.
         if transitions.iter().any(|t| matches!(t, warning::Transition::Warn { .. })) {
             self.tracker.settle_names();

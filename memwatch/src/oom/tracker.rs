@@ -559,7 +559,7 @@ mod tests {
             ProcFacts {
                 info: ProcessInfo { pid: 42, comm: "hog".into(), vsz_bytes: 5, rss_bytes: 6 },
                 cgroup: Some("/c11".into()),
-                role: None,
+                lineage: Default::default(),
             },
         );
         let (mut t, now) = with_sample(&world);

@@ -32,6 +32,8 @@ pub const REWARN_AFTER: f64 = 600.0;
 pub const MAX_PER_MINUTE: usize = 60;
 /// The window limit hits are reported over (seconds).
 pub const HITS_WINDOW: f64 = 60.0;
+/// A warning this soon (seconds) after a kill in its container says what the kill left.
+pub const AFTER_KILL: f64 = 600.0;
 
 /// What the OOM stage is to do after a sample.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,6 +68,8 @@ struct Track {
     /// The kernel's OOM kill counter in the sample before, and when it last rose.
     kills: Option<u64>,
     killed_at: Option<f64>,
+    /// When the sample before was taken.
+    seen_at: Option<f64>,
 }
 
 /// When containers become at risk and when they leave it.
@@ -103,12 +107,11 @@ fn calm(c: &Container, now_risks: &[Risk]) -> bool {
 }
 
 impl Warner {
-    /// One sample at `now` (Unix seconds): the warnings to raise and clear.
-    pub fn observe(&mut self, snap: &Snapshot, now: f64) -> Vec<Transition> {
+    /// One sample at `now` (Unix seconds): the warnings to raise and clear. `last_kill`: the
+    /// time of the last kill the probe saw per cgroup id.
+    pub fn observe(&mut self, snap: &Snapshot, now: f64, last_kill: &HashMap<u64, f64>) -> Vec<Transition> {
         let mut live = HashSet::with_capacity(snap.containers.len());
         let mut found: Vec<(u64, Vec<Risk>, u64)> = Vec::new();
-        // Kills this recent (seconds) are said with a warning that follows them.
-        const AFTER_KILL: f64 = 600.0;
         let mut out = Vec::new();
         for c in snap.containers.iter() {
             live.insert(c.id);
@@ -121,12 +124,18 @@ impl Warner {
                 (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
             };
             let (rising, hits) = t.hits(now, total);
-            // A kill in this sample: its own event says what happened; no warning now.
-            let killed_now = c.oom_kills.zip(t.kills).is_some_and(|(now_, before)| now_ > before);
-            t.kills = c.oom_kills.or(t.kills);
-            if killed_now {
-                t.killed_at = Some(now);
+            // A kill in this sample (the kernel's counter rose, or is seen for the first time with
+            // kills on it, or the probe saw one since the sample before): its own event says
+            // what happened; no warning now.
+            let rose = matches!((t.kills, c.oom_kills), (Some(before), Some(after)) if after > before);
+            let first_with_kills = t.kills.is_none() && c.oom_kills.is_some_and(|k| k > 0);
+            let probe = last_kill.get(&c.id).copied().filter(|k| t.seen_at.is_none_or(|s| *k > s) && now - k < AFTER_KILL);
+            let killed_now = rose || first_with_kills || probe.is_some();
+            if rose || probe.is_some() {
+                t.killed_at = Some(probe.unwrap_or(now));
             }
+            t.kills = c.oom_kills.or(t.kills);
+            t.seen_at = Some(now);
             let r = risks(c, rising);
             match &t.active {
                 Some(_) => {
@@ -188,7 +197,7 @@ impl Warner {
             let pending = ActiveWarning { seq: 0, time: now, text: String::new() };
             t.last = Some((pending.clone(), false));
             t.active = Some(pending);
-            let after_kill = t.killed_at.map(|k| now - k).filter(|s| *s < AFTER_KILL);
+            let after_kill = last_kill.get(&id).copied().or(t.killed_at).map(|k| now - k).filter(|s| *s < AFTER_KILL);
             out.push(Transition::Warn { id, risks: r, hits_last_minute: hits, after_kill });
         }
         out
@@ -245,7 +254,7 @@ mod tests {
     fn run(w: &mut Warner, samples: impl IntoIterator<Item = Snapshot>) -> Vec<(f64, Transition)> {
         let mut out = vec![];
         for (i, s) in samples.into_iter().enumerate() {
-            for t in w.observe(&s, i as f64) {
+            for t in w.observe(&s, i as f64, &HashMap::new()) {
                 if let Transition::Warn { id, .. } = &t {
                     w.recorded(*id, 100 + i as u64, format!("warning at {i}"));
                 }
@@ -285,7 +294,7 @@ mod tests {
         let t = run(&mut w, [at(50, 0), at(95, 1)]);
         assert!(t.is_empty(), "{t:?}");
         // Still at risk a sample later (what the kill did not free): warned, saying so.
-        let t = w.observe(&at(95, 1), 2.0);
+        let t = w.observe(&at(95, 1), 2.0, &HashMap::new());
         assert_eq!(t, [Transition::Warn { id: 10, risks: vec![Risk::Headroom], hits_last_minute: 0, after_kill: Some(1.0) }]);
     }
 
@@ -338,9 +347,9 @@ mod tests {
             c.limit_is_machine = false;
             cs.push(c);
         }
-        let t = w.observe(&snapshot(0.0, cs.clone()), 0.0);
+        let t = w.observe(&snapshot(0.0, cs.clone()), 0.0, &HashMap::new());
         assert_eq!((t.len(), w.suppressed), (MAX_PER_MINUTE, 25));
-        assert!(w.observe(&snapshot(1.0, cs), 1.0).is_empty(), "none again the next sample");
+        assert!(w.observe(&snapshot(1.0, cs), 1.0, &HashMap::new()).is_empty(), "none again the next sample");
     }
 
     #[test]
@@ -355,7 +364,7 @@ mod tests {
         }
         let mut s = snapshot(0.0, vec![pod, ctr]);
         std::sync::Arc::make_mut(&mut s.cgroups).get_mut(&21).unwrap().parent = Some(20);
-        let t = w.observe(&s, 0.0);
+        let t = w.observe(&s, 0.0, &HashMap::new());
         assert_eq!(t.len(), 1, "{t:?}");
         assert!(matches!(t[0], Transition::Warn { id: 21, .. }));
     }
@@ -365,7 +374,7 @@ mod tests {
         let mut w = Warner::default();
         run(&mut w, [snap_with(90, None, None)]);
         assert_eq!(w.active().len(), 1);
-        w.observe(&snapshot(5.0, vec![]), 5.0);
+        w.observe(&snapshot(5.0, vec![]), 5.0, &HashMap::new());
         assert!(w.active().is_empty() && w.tracks.is_empty());
     }
 }

@@ -25,8 +25,8 @@ pub struct ProcFacts {
     pub info: ProcessInfo,
     /// Its memory cgroup's path (relative to the memory hierarchy's root).
     pub cgroup: Option<String>,
-    /// Whether it is its container's main process or a child of it.
-    pub role: Option<super::event::VictimRole>,
+    /// Who its parent is (what tells its container's main process from a child).
+    pub lineage: Lineage,
 }
 
 pub trait World {
@@ -68,23 +68,50 @@ pub trait World {
 /// start is the container's main one.
 const INITS: &[&str] = &["tini", "tini-static", "catatonit", "dumb-init", "docker-init"];
 
-/// Whether the process `pid` (parent `ppid`, memory cgroup `cgroup`) is its container's main
-/// process: pid 1 in its own pid namespace; or started from outside its container (the runtime's
-/// shim, systemd: a container without a pid namespace of its own); or started by a runtime's
-/// init that is itself the container's first. Else a child: the container lives on without it.
-pub fn role(procfs: &std::path::Path, pid: u32, ppid: u32, cgroup: Option<&str>) -> Option<super::event::VictimRole> {
-    use super::event::VictimRole;
-    let (_, nspid) = procs::ids(procfs, pid)?;
-    if nspid == 1 {
-        return Some(VictimRole::Main);
+/// Who a process's parent is, read while both live: what tells a container's main process
+/// from its children.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Lineage {
+    /// Its pid in its own pid namespace.
+    pub nspid: Option<u32>,
+    /// Its parent's memory cgroup, comm and pid in its namespace; its grandparent's cgroup.
+    pub parent_cgroup: Option<String>,
+    pub parent_comm: Option<String>,
+    pub parent_nspid: Option<u32>,
+    pub grandparent_cgroup: Option<String>,
+}
+
+impl Lineage {
+    /// `pid`'s (parent `ppid`), read now.
+    pub fn read(procfs: &std::path::Path, pid: u32, ppid: u32) -> Lineage {
+        let parent = (ppid != 0).then(|| procs::stat(procfs, ppid)).flatten();
+        Lineage {
+            nspid: procs::ids(procfs, pid).map(|(_, n)| n),
+            parent_cgroup: (ppid != 0).then(|| procs::memory_cgroup(procfs, ppid)).flatten(),
+            parent_comm: parent.as_ref().map(|p| p.comm.to_string()),
+            parent_nspid: (ppid != 0).then(|| procs::ids(procfs, ppid).map(|(_, n)| n)).flatten(),
+            grandparent_cgroup: parent.filter(|p| p.ppid != 0).and_then(|p| procs::memory_cgroup(procfs, p.ppid)),
+        }
     }
-    let outside = |p: u32| p == 0 || procs::memory_cgroup(procfs, p).as_deref() != cgroup;
-    if outside(ppid) {
-        return Some(VictimRole::Main);
+
+    /// What the process was to its container at `cgroup` (pure): its main process when it is
+    /// pid 1 in its own pid namespace, was started from outside the container (the runtime's
+    /// shim, systemd: a container without a pid namespace of its own), or by a runtime's init
+    /// that is itself the container's first; else a child of it. None when its parent was not
+    /// read.
+    pub fn role(&self, cgroup: &str) -> Option<super::event::VictimRole> {
+        use super::event::VictimRole;
+        if self.nspid == Some(1) {
+            return Some(VictimRole::Main);
+        }
+        let parent = self.parent_cgroup.as_deref()?;
+        if parent != cgroup {
+            return Some(VictimRole::Main);
+        }
+        let init = self.parent_comm.as_deref().is_some_and(|c| INITS.contains(&c));
+        let first = self.parent_nspid == Some(1) || self.grandparent_cgroup.as_deref().is_some_and(|g| g != cgroup);
+        Some(if init && first { VictimRole::Main } else { VictimRole::Child })
     }
-    let parent = procs::stat(procfs, ppid)?;
-    let parent_first = procs::ids(procfs, ppid).is_some_and(|(_, n)| n == 1) || outside(parent.ppid);
-    Some(if INITS.contains(&&*parent.comm) && parent_first { VictimRole::Main } else { VictimRole::Child })
 }
 
 /// The real host, through its filesystem roots.
@@ -117,11 +144,11 @@ impl Host {
 impl World for Host {
     fn process(&self, pid: u32) -> Option<ProcFacts> {
         let procfs = &self.roots.procfs;
+        let cgroup = procs::memory_cgroup(procfs, pid);
         let tgid = procs::tgid(procfs, pid).unwrap_or(pid);
         let stat = procs::stat(procfs, tgid).or_else(|| procs::stat(procfs, pid))?;
-        let cgroup = procs::memory_cgroup(procfs, pid);
-        let role = role(procfs, stat.pid, stat.ppid, cgroup.as_deref());
-        Some(ProcFacts { info: self.info(stat), cgroup, role })
+        let lineage = Lineage::read(procfs, stat.pid, stat.ppid);
+        Some(ProcFacts { info: self.info(stat), cgroup, lineage })
     }
 
     fn runtime(&self, pid: u32) -> Option<Facts> {
@@ -177,5 +204,33 @@ impl World for Host {
         unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
         let boot_now = ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9;
         self.wall_now() - (boot_now - boot_ns as f64 / 1e9).max(0.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oom::event::VictimRole;
+
+    #[test]
+    fn main_or_child_by_lineage() {
+        let c = "/kubepods/pod1/app";
+        let l = |nspid, parent: &str, comm: &str, pn, gp: &str| Lineage {
+            nspid,
+            parent_cgroup: Some(parent.into()),
+            parent_comm: Some(comm.into()),
+            parent_nspid: pn,
+            grandparent_cgroup: Some(gp.into()),
+        };
+        assert_eq!(l(Some(1), c, "x", None, "/").role(c), Some(VictimRole::Main), "pid 1 in its namespace");
+        assert_eq!(
+            l(Some(7), "/system.slice/containerd.service", "containerd-shim", None, "/").role(c),
+            Some(VictimRole::Main),
+            "started from outside"
+        );
+        assert_eq!(l(Some(7), c, "tini", Some(1), "/").role(c), Some(VictimRole::Main), "started by the runtime's init");
+        assert_eq!(l(Some(9), c, "postgres", Some(1), "/").role(c), Some(VictimRole::Child), "a backend of the postmaster");
+        assert_eq!(l(None, c, "postgres", None, c).role(c), Some(VictimRole::Child), "no pid namespace: its parent inside");
+        assert_eq!(Lineage::default().role(c), None, "nothing read");
     }
 }

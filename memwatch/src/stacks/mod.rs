@@ -370,10 +370,16 @@ mod tests {
         assert_eq!(store.covered_since(&[1]), None, "no longer counted");
         // Not counted at all: it says so and how to record.
         let n = coverage_note(0, None, 90.0, 100.0).unwrap();
-        assert!(n.starts_with("no samples: the fault-stack sampler does not count this container now") && n.ends_with("--record 10"), "{n}");
+        assert!(
+            n.starts_with("no samples: the fault-stack sampler does not count this container now") && n.ends_with("--record 10"),
+            "{n}"
+        );
         // Counted for the last 3 s of the 10 asked.
         let n = coverage_note(5, Some(97.0), 90.0, 100.0).unwrap();
-        assert!(n.starts_with("partial: the fault-stack sampler has counted this container only for the last 3 s of the 10 s asked"), "{n}");
+        assert!(
+            n.starts_with("partial: the fault-stack sampler has counted this container only for the last 3 s of the 10 s asked"),
+            "{n}"
+        );
         assert_eq!(coverage_note(5, Some(80.0), 90.0, 100.0), None, "all of it");
         store.all_since = Some(50.0);
         assert_eq!(store.covered_since(&[9]), Some(50.0), "--stacks always");
