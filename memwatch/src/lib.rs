@@ -33,6 +33,7 @@
 //! Beside every layer: [`allocator`] (glibc's settings for a long-running daemon) and
 //! [`units`] (quantities for people).
 pub mod allocator;
+pub mod apps;
 pub mod collector;
 pub mod explain;
 pub mod expose;

@@ -109,11 +109,12 @@ impl Pipeline {
                 }
             },
         };
-        let (mut oom, warnings) = Oom::new(Box::new(Host::new(roots.clone())), opts.state_dir.as_deref(), opts.max_events);
+        let watcher = Arc::new(crate::runtime::Watcher::new(roots.procfs.clone()));
+        let (mut oom, warnings) = Oom::new(Box::new(Host::watching(roots.clone(), watcher.clone())), opts.state_dir.as_deref(), opts.max_events);
         report.warnings.extend(warnings);
         let history = Arc::new(RwLock::new(History::new(opts.history)));
         oom.set_history(history.clone());
-        let mut collectors = Sampler::default_collectors(probes, opts.per_process, opts.slow_interval);
+        let mut collectors = Sampler::collectors(probes, opts.per_process, opts.slow_interval, Some(watcher));
         if report.ebpf_error.is_some() {
             collectors.push(Box::new(crate::collector::ebpf::Unavailable(report.probes.clone())));
         }

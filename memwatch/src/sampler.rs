@@ -150,11 +150,22 @@ impl Sampler {
     /// `per_process` also reads each process's kernel counters (for `memwatch top`); `slow` is
     /// how old the files that are costly to read may get.
     pub fn default_collectors(probes: Option<crate::probes::Probes>, per_process: bool, slow: Duration) -> Vec<Box<dyn Collector>> {
+        Self::collectors(probes, per_process, slow, None)
+    }
+
+    /// [`Sampler::default_collectors`], with the runtimes' exec-time reads shared with the OOM
+    /// stage (`watcher`; see `runtime::Watcher::started`).
+    pub fn collectors(
+        probes: Option<crate::probes::Probes>,
+        per_process: bool,
+        slow: Duration,
+        watcher: Option<Arc<crate::runtime::Watcher>>,
+    ) -> Vec<Box<dyn Collector>> {
         use crate::collector::*;
         let mut v: Vec<Box<dyn Collector>> = vec![
             Box::new(cgroupfs::Cgroupfs::new(slow)),
             Box::new(procfs::Procfs::default()),
-            Box::new(runtimes::Runtimes::new(slow)),
+            Box::new(runtimes::Runtimes::new(slow, watcher)),
             Box::new(kubelet::Kubelet::default()),
         ];
         if let Some(p) = probes {

@@ -15,6 +15,7 @@ pub(crate) const LAYERS: &[&[&str]] = &[
     &["lib", "units", "allocator"],
     &["parse"],
     &["host"],
+    &["apps"],
     &["runtime"],
     &["probes"],
     &["collector"],

@@ -3,7 +3,8 @@
 //! cadence) for processes not seen before, and again every slow period for runtimes whose facts
 //! include live figures (the JVM's heap). The largest process of a container near its limit also
 //! has its malloc arenas read from `smaps` once a slow period. Nothing is read every sample: a
-//! cgroup with nothing due keeps its last result.
+//! cgroup with nothing due keeps its last result. Data stores' settings (`crate::apps`) are read
+//! once per process, from what the exec hook read where it saw the start.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -16,7 +17,8 @@ use crate::{
     Roots,
     host::{cgroups::LimitWalk, procs},
     runtime::layout::{Breakdown, Facts as LayoutFacts},
-    runtime::{self, Facts, MallocFacts, ProcessFacts, Reader, RuntimeId},
+    apps::AppFacts,
+    runtime::{self, Facts, MallocFacts, ProcessFacts, Reader, RuntimeId, Watcher},
 };
 
 /// A container at or above this share of its limit has its largest process's arenas read.
@@ -34,6 +36,8 @@ struct Known {
     read_at: Instant,
     malloc: Option<(MallocFacts, Instant)>,
     retries: u8,
+    /// Its application's settings (read once: they are the start's).
+    app: Option<AppFacts>,
 }
 
 impl Known {
@@ -45,14 +49,17 @@ impl Known {
 pub struct Runtimes {
     slow: Duration,
     reader: Option<Reader>,
+    /// The exec hook's reads, shared with the OOM stage: what a program was started with,
+    /// where it rewrites its command line once it runs.
+    watcher: Option<Arc<Watcher>>,
     known: HashMap<u32, Known>,
     /// Per cgroup id: its last result, and when a live refresh is next due (None: never).
     cgroups: HashMap<u64, (Arc<[ProcessFacts]>, Option<Instant>)>,
 }
 
 impl Runtimes {
-    pub fn new(slow: Duration) -> Self {
-        Runtimes { slow, reader: None, known: HashMap::new(), cgroups: HashMap::new() }
+    pub fn new(slow: Duration, watcher: Option<Arc<Watcher>>) -> Self {
+        Runtimes { slow, reader: None, watcher, known: HashMap::new(), cgroups: HashMap::new() }
     }
 }
 
@@ -112,6 +119,11 @@ impl Collector for Runtimes {
                     }
                     None => {
                         let r = reader.read(p.pid, false);
+                        let started = match (&self.watcher, &r) {
+                            (Some(w), Some(r)) if r.app.is_some() => w.started(p.pid, r.exe),
+                            _ => None,
+                        };
+                        let app = started.and_then(|s| s.app).or_else(|| r.as_ref().and_then(|r| r.app.clone()));
                         self.known
                             .entry(p.pid)
                             .insert_entry(Known {
@@ -121,6 +133,7 @@ impl Collector for Runtimes {
                                 read_at: now,
                                 malloc: None,
                                 retries: 0,
+                                app,
                             })
                             .into_mut()
                     }
@@ -137,12 +150,13 @@ impl Collector for Runtimes {
                     let due = if k.unsettled() { now } else { k.read_at + self.slow };
                     next_due = Some(next_due.map_or(due, |d| d.min(due)));
                 }
-                if k.facts.is_some() || k.malloc.is_some() {
+                if k.facts.is_some() || k.malloc.is_some() || k.app.is_some() {
                     facts.push(ProcessFacts {
                         pid: p.pid,
                         comm: p.comm.to_string(),
                         runtime: k.facts.clone(),
                         malloc: k.malloc.as_ref().map(|(m, _)| m.clone()),
+                        app: k.app.clone(),
                     });
                 }
             }

@@ -63,6 +63,9 @@ pub struct ProcessReport {
     /// Its runtime's facts, for every runtime memwatch knows (Go's too).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime: Option<runtime::Facts>,
+    /// The data store it is and its memory settings, read from outside (`crate::apps`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<crate::apps::AppFacts>,
     pub summary: String,
 }
 
@@ -151,6 +154,11 @@ pub fn process(procfs: &Path, pid: u32) -> Result<ProcessReport, ExplainError> {
         summary += " ";
         summary += &runtime::get(id).describe(f);
     }
+    let app = runtime::inspect_app(procfs, pid);
+    if let Some(a) = &app {
+        summary += " ";
+        summary += &a.describe();
+    }
     Ok(ProcessReport {
         pid,
         comm,
@@ -165,6 +173,7 @@ pub fn process(procfs: &Path, pid: u32) -> Result<ProcessReport, ExplainError> {
             _ => None,
         },
         runtime: facts.runtime_facts,
+        app,
         summary,
     })
 }

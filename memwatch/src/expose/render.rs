@@ -402,6 +402,26 @@ fn render_runtime_heaps(snap: &Snapshot, labels: &[String], w: &mut Writer) {
     }
 }
 
+/// The data stores' memory settings, per container, application and setting (one series each,
+/// the first process's where several run one: a Redis and the child its save forked).
+fn render_app_settings(snap: &Snapshot, labels: &[String], w: &mut Writer) {
+    if snap.containers.iter().all(|c| c.runtimes.iter().all(|p| p.app.is_none())) {
+        return;
+    }
+    w.meta(&APP_SETTING);
+    for (c, l) in snap.containers.iter().zip(labels) {
+        let mut seen: std::collections::BTreeMap<(&str, &str), u64> = std::collections::BTreeMap::new();
+        for a in c.runtimes.iter().filter_map(|p| p.app.as_ref()) {
+            for (setting, v) in a.settings() {
+                seen.entry((a.id().name(), setting)).or_insert(v);
+            }
+        }
+        for ((app, setting), v) in seen {
+            w.sample("memwatch_container_app_setting_bytes", &format!("{l},app=\"{app}\""), Some(("setting", setting)), Value::Int(v));
+        }
+    }
+}
+
 fn container_labels(c: &Container) -> String {
     let mut s = String::with_capacity(96 + c.cgroup.len());
     for (i, (k, v)) in [
@@ -449,6 +469,7 @@ pub fn render_body(snap: &Snapshot, oom: &OomView, format: Format) -> String {
     let mut w = Writer { out: String::with_capacity(256 + snap.containers.len() * 3500), format };
     render_containers(snap, &labels, &mut w);
     render_runtime_heaps(snap, &labels, &mut w);
+    render_app_settings(snap, &labels, &mut w);
     render_oom(snap, &labels, oom, &mut w);
     render_probes(snap, &mut w);
     render_sampling(snap, &mut w);
@@ -723,13 +744,19 @@ const RUNTIME_HEAP_LIMIT: Meta = Meta {
     help: "The limit a language runtime sets its heap in the container (GOMEMLIMIT, the JVM's maximum heap, V8's heap limit, .NET's GC hard limit).",
     labels: "runtime",
 };
+const APP_SETTING: Meta = Meta {
+    name: "memwatch_container_app_setting_bytes",
+    ty: Type::Gauge,
+    help: "A data store's memory setting in the container, as configured (Redis's maxmemory, PostgreSQL's shared_buffers and work_mem, MySQL's buffer pool, memcached's -m).",
+    labels: "app, setting",
+};
 
 /// Every family this module writes, in the order it writes them, for the reference page:
 /// (meta, whether it carries the container labels).
 pub fn families() -> Vec<(Meta, bool)> {
     let per_container = FAMILIES.iter().map(|f| (Meta { name: f.name, ty: f.ty, help: f.help, labels: f.kind_label }, true));
     per_container
-        .chain([RUNTIME_HEAP, RUNTIME_HEAP_LIMIT, LAST_OOM_KILL, WARNING_RAISED, VICTIMS].map(|m| (m, true)))
+        .chain([RUNTIME_HEAP, RUNTIME_HEAP_LIMIT, APP_SETTING, LAST_OOM_KILL, WARNING_RAISED, VICTIMS].map(|m| (m, true)))
         .chain(
             [
                 OOM_KILLS,

@@ -63,6 +63,35 @@ pub fn open_in(root: &File, rel: &Path) -> io::Result<File> {
     Ok(file)
 }
 
+/// The names of the entries of directory `rel` inside `pid`'s root, resolved as
+/// [`open_in_root`] resolves (never into the host's tree), sorted; at most `max` of them.
+pub fn list_in_root(procfs: &Path, pid: u32, rel: &Path, max: usize) -> io::Result<Vec<String>> {
+    let root = root(procfs, pid)?;
+    let rel = CString::new(rel.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let how = OpenHow {
+        flags: (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_DIRECTORY) as u64,
+        mode: 0,
+        resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: as in open_in: openat2 reads `how` and the NUL-terminated path, both live for
+    // the call; it returns a new descriptor or -1.
+    let fd =
+        unsafe { libc::syscall(libc::SYS_openat2, root.as_raw_fd(), rel.as_ptr(), &how as *const OpenHow, std::mem::size_of::<OpenHow>()) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor openat2 just returned, owned by nothing else (closed on drop).
+    let dir = unsafe { File::from_raw_fd(fd as i32) };
+    // The directory is already resolved: listing it through its descriptor follows nothing.
+    let mut names: Vec<String> = std::fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd()))?
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().into_string().ok())
+        .take(max)
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 /// `struct open_how` of `linux/openat2.h` (libc's is non-exhaustive, so not constructible).
 #[repr(C)]
 struct OpenHow {

@@ -319,11 +319,14 @@ fn runtimes(
     world: &dyn World,
 ) -> (Vec<GoProcess>, Vec<ProcessFacts>) {
     let last = |pid: u32| sampled.iter().find(|p| p.pid == pid);
+    // A data store's settings: as sampled (the exec hook's read where it saw the start), else
+    // as the exec hook read them, else read now.
     let facts = |pid: u32, comm: &str, runtime: Option<Facts>| ProcessFacts {
         pid,
         comm: comm.to_string(),
         runtime: runtime.or_else(|| last(pid).and_then(|p| p.runtime.clone())),
         malloc: last(pid).and_then(|p| p.malloc.clone()),
+        app: last(pid).and_then(|p| p.app.clone()).or_else(|| world.app(pid)),
     };
     // Read as the record came in, the victim may already be past reading (a dying task's root
     // is gone): then its last sampled facts say more.
@@ -335,7 +338,7 @@ fn runtimes(
     }
     let seen: Vec<u32> = all.iter().map(|a| a.pid).collect();
     all.extend(sampled.iter().filter(|s| !seen.contains(&s.pid)).cloned());
-    all.retain(|p| p.runtime.is_some() || p.malloc.is_some());
+    all.retain(|p| p.runtime.is_some() || p.malloc.is_some() || p.app.is_some());
     (go_programs(&all), all)
 }
 

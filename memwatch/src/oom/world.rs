@@ -5,6 +5,7 @@
 
 use std::{
     path::{Path, PathBuf},
+    sync::Arc,
     time::SystemTime,
 };
 
@@ -12,6 +13,7 @@ use super::event::ProcessInfo;
 pub use crate::parse::cgroup::MemoryStat;
 use crate::{
     Roots,
+    apps::AppFacts,
     host::{self, cgroups, procs},
     parse::proc::ProcStat,
     runtime::{Facts, Watcher},
@@ -35,6 +37,10 @@ pub trait World {
     /// `pid`'s runtime facts, read now while it lives (fresh live figures), else as read when
     /// it started; None when no known runtime runs it.
     fn runtime(&self, pid: u32) -> Option<Facts>;
+    /// `pid`'s application settings (a data store's), as read when it started, else now.
+    fn app(&self, _pid: u32) -> Option<AppFacts> {
+        None
+    }
     /// A program just started: read now, while it lives, what its kill would need later (its
     /// runtime facts), for a kill that comes before any sample sees it.
     fn exec(&self, _pid: u32) {}
@@ -117,13 +123,20 @@ impl Lineage {
 /// The real host, through its filesystem roots.
 pub struct Host {
     roots: Roots,
-    runtimes: Watcher,
+    runtimes: Arc<Watcher>,
     page_size: u64,
 }
 
 impl Host {
     pub fn new(roots: Roots) -> Self {
-        Host { runtimes: Watcher::new(roots.procfs.clone()), roots, page_size: host::page_size() }
+        let w = Arc::new(Watcher::new(roots.procfs.clone()));
+        Self::watching(roots, w)
+    }
+
+    /// A host whose programs' starts are read by `watcher`, shared with the sampler's runtimes
+    /// collector.
+    pub fn watching(roots: Roots, watcher: Arc<Watcher>) -> Self {
+        Host { runtimes: watcher, roots, page_size: host::page_size() }
     }
 
     fn memory_root(&self) -> Option<(PathBuf, bool)> {
@@ -153,6 +166,10 @@ impl World for Host {
 
     fn runtime(&self, pid: u32) -> Option<Facts> {
         self.runtimes.facts(pid)
+    }
+
+    fn app(&self, pid: u32) -> Option<AppFacts> {
+        self.runtimes.app(pid)
     }
 
     fn exec(&self, pid: u32) {

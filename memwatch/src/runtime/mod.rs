@@ -28,6 +28,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    apps::{self, AppFacts, AppId},
     host::procs::{self, ExeId, Section},
     parse::smaps::Mapping,
     runtime::layout::Class,
@@ -93,6 +94,10 @@ pub struct ProcessFacts {
     /// glibc malloc's arenas, when they were read (near the limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub malloc: Option<MallocFacts>,
+    /// The application it is (a data store: `crate::apps`) and the settings that size its
+    /// memory, when memwatch knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<AppFacts>,
 }
 
 impl ProcessFacts {
@@ -303,12 +308,20 @@ struct ExeInfo {
     runtime: Option<RuntimeId>,
     version: Option<String>,
     name: Option<String>,
+    app: Option<AppId>,
 }
 
 fn exe_info(file: &File, path: Option<PathBuf>) -> ExeInfo {
     let exe = Executable::new(file, path);
     let runtime = detect(&exe);
-    ExeInfo { version: runtime.and_then(|id| get(id).version(&exe)), name: exe.file_name().map(String::from), runtime }
+    let app = exe.file_name().and_then(apps::detect);
+    ExeInfo { version: runtime.and_then(|id| get(id).version(&exe)), name: exe.file_name().map(String::from), runtime, app }
+}
+
+/// `pid`'s application and its settings now (for one-shot use: `memwatch explain`).
+pub fn inspect_app(procfs: &Path, pid: u32) -> Option<AppFacts> {
+    let name = procs::exe_path(procfs, pid)?.file_name()?.to_str()?.to_string();
+    apps::read(procfs, pid, apps::detect(&name)?)
 }
 
 /// `pid`'s runtime and its facts now (for one-shot use: `memwatch explain`).
@@ -336,6 +349,8 @@ pub struct Read {
     pub exe: ExeId,
     pub runtime: Option<RuntimeId>,
     pub facts: Option<Facts>,
+    /// Its application's settings, when it is one memwatch knows.
+    pub app: Option<AppFacts>,
 }
 
 impl Reader {
@@ -375,7 +390,8 @@ impl Reader {
         let info = self.exe_info(pid, &file, exe);
         let runtime = info.runtime.or_else(|| if exec { None } else { detect_mapped(&self.procfs, pid) });
         let p = Process { procfs: &self.procfs, pid, exe_name: info.name.as_deref(), version: info.version.as_deref() };
-        Some(Read { exe, runtime, facts: runtime.and_then(|id| get(id).read(&p)) })
+        let app = info.app.and_then(|id| apps::read(&self.procfs, pid, id));
+        Some(Read { exe, runtime, facts: runtime.and_then(|id| get(id).read(&p)), app })
     }
 }
 
@@ -428,6 +444,24 @@ impl Watcher {
                 pids.remove(&old);
             }
         }
+    }
+
+    /// What was read of `pid` when it started (the exec hook), if that was this executable:
+    /// the samplers' reading of a program that rewrites its command line once it runs (Redis's
+    /// title), which only the exec-time read saw whole.
+    pub fn started(&self, pid: u32, exe: ExeId) -> Option<Read> {
+        self.watched.lock().unwrap_or_else(|e| e.into_inner()).0.get(&pid).filter(|r| r.exe == exe).cloned()
+    }
+
+    /// `pid`'s application settings for an event: as read when it started, else read now.
+    pub fn app(&self, pid: u32) -> Option<AppFacts> {
+        let known = self.watched.lock().unwrap_or_else(|e| e.into_inner()).0.get(&pid).and_then(|r| r.app.clone());
+        known.or_else(|| self.reader.read(pid, false).and_then(|r| r.app))
+    }
+
+    /// The reader this watcher reads with.
+    pub fn reader(&self) -> &Reader {
+        &self.reader
     }
 
     /// `pid`'s facts for an event: read now while it lives (fresh live figures), else what was

@@ -62,6 +62,26 @@ pub enum ReasonKind {
     AtRisk,
     /// A warning's end: the container is no longer at risk.
     Cleared,
+    /// A data store's (`crate::apps`): Redis's maxmemory against the limit.
+    RedisMaxmemory,
+    /// The child Redis forked to save was the one killed.
+    RedisForkOnSave,
+    /// A PostgreSQL backend was killed (the postmaster resets every session).
+    PostgresBackendKilled,
+    /// PostgreSQL's postmaster was killed (the server is down).
+    PostgresPostmasterKilled,
+    /// PostgreSQL's work_mem, by connections and the hash multiplier, against the limit.
+    PostgresWorkMem,
+    /// PostgreSQL's shared_buffers against the limit.
+    PostgresSharedBuffers,
+    /// PostgreSQL's maintenance_work_mem, by autovacuum workers, against the limit.
+    PostgresMaintenanceWorkMem,
+    /// MySQL's or MariaDB's InnoDB buffer pool against the limit.
+    MysqlBufferPool,
+    /// MySQL's or MariaDB's connections' buffers together against the limit.
+    MysqlConnections,
+    /// memcached's item memory (-m) against the limit.
+    MemcachedMemoryLimit,
     /// A kind this release does not know (written by a newer one).
     #[serde(untagged)]
     Other(String),
@@ -100,6 +120,14 @@ impl ReasonKind {
             | DotnetHeapHardLimitAboveLimit
             | DotnetNativeGrowth
             | GlibcArenas => Role::Advice,
+            RedisMaxmemory
+            | PostgresWorkMem
+            | PostgresSharedBuffers
+            | PostgresMaintenanceWorkMem
+            | MysqlBufferPool
+            | MysqlConnections
+            | MemcachedMemoryLimit => Role::Advice,
+            RedisForkOnSave | PostgresBackendKilled | PostgresPostmasterKilled => Role::Context,
             Young | JvmDefaultHeap | GrowthStack | MainProcessKilled | ChildKilled => Role::Context,
             Other(_) => Role::Unknown,
         }

@@ -6,10 +6,11 @@
 //! them in the order an explanation gives them (most telling first): which limit
 //! ([`limit`]), whether the whole container was killed at once ([`group`]), what filled the
 //! memory ([`composition`], one table row per part), whether the process killed was the one
-//! that grew ([`grower`]), which code faulted the memory in ([`stacks`]), what each runtime's settings meant ([`runtimes`]), who survived ([`survivor`]), and how much
+//! that grew ([`grower`]), which code faulted the memory in ([`stacks`]), what each runtime's settings meant ([`runtimes`]) and each data store's ([`apps`]), who survived ([`survivor`]), and how much
 //! the samples can say ([`young`]). A kill only the kernel counted has one reason of its own
 //! ([`missed`]).
 
+pub mod apps;
 pub mod at_risk;
 pub mod composition;
 pub mod group;
@@ -40,13 +41,14 @@ pub static FINDINGS: &[&dyn Finding] = &[
     &grower::GrowerNotVictim,
     &stacks::GrowthStack,
     &runtimes::Runtimes,
+    &apps::Apps,
     &survivor::Survivor,
     &young::Young,
 ];
 
 /// Every finding for a warning (or its clearing), in order: why it is at risk, which code grew,
-/// what its runtimes' settings mean.
-pub static WARNING_FINDINGS: &[&dyn Finding] = &[&at_risk::AtRisk, &stacks::GrowthStack, &runtimes::Runtimes];
+/// what its runtimes' and data stores' settings mean.
+pub static WARNING_FINDINGS: &[&dyn Finding] = &[&at_risk::AtRisk, &stacks::GrowthStack, &runtimes::Runtimes, &apps::Apps];
 
 /// The findings for a warning or a cleared event.
 pub fn warning_reasons(e: &Event) -> Vec<Reason> {

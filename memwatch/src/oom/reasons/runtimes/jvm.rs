@@ -192,6 +192,7 @@ mod tests {
             comm: "javac".into(),
             runtime: Some(Facts::Jvm(Box::new(JvmFacts { flags, ..JvmFacts::default() }))),
             malloc: None,
+            app: None,
         }];
         let r = advise(&e, Some(192 * MIB));
         let kinds: Vec<ReasonKind> = r.iter().map(|r| r.kind.clone()).collect();

@@ -53,6 +53,7 @@ mod tests {
             comm: "python3".into(),
             runtime: Some(Facts::Python(PythonFacts { version: Some("3.11".into()) })),
             malloc: Some(facts(200 * MIB, 300 * MIB, None)),
+            app: None,
         }];
         let r = advise(&e);
         assert_eq!(r.len(), 1);
