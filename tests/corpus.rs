@@ -46,7 +46,7 @@ impl Drop for Running {
     }
 }
 
-fn spawn(mut cmd: Command, cg: &TestCgroup) -> Child {
+pub(crate) fn spawn(mut cmd: Command, cg: &TestCgroup) -> Child {
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     cg.join_before_exec(&mut cmd);
     cmd.spawn().unwrap_or_else(|e| panic!("{:?}: {e}", cmd.get_program()))
@@ -54,14 +54,14 @@ fn spawn(mut cmd: Command, cg: &TestCgroup) -> Child {
 
 /// `cmd` run as `user` (its own uid and groups; setpriv execs, so the program stays the
 /// process the test started).
-fn as_user(user: &str, program: &str) -> Command {
+pub(crate) fn as_user(user: &str, program: &str) -> Command {
     let mut c = Command::new("setpriv");
     c.args(["--reuid", user, "--regid", user, "--init-groups", "--"]).arg(program);
     c
 }
 
 /// A directory `user` owns, inside `dir`.
-fn owned_dir(dir: &Path, name: &str, user: &str) -> PathBuf {
+pub(crate) fn owned_dir(dir: &Path, name: &str, user: &str) -> PathBuf {
     let d = dir.join(name);
     std::fs::create_dir_all(&d).unwrap();
     let st = Command::new("chown").arg(user).arg(&d).status().unwrap();
@@ -69,7 +69,7 @@ fn owned_dir(dir: &Path, name: &str, user: &str) -> PathBuf {
     d
 }
 
-fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+pub(crate) fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !cond() {
         assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
@@ -158,8 +158,8 @@ pub(crate) fn start_calm(name: &'static str) -> Running {
     Running { name, cgroup, children, dir }
 }
 
-const PG_INITDB: &str = "/usr/lib/postgresql/15/bin/initdb";
-const PG_POSTGRES: &str = "/usr/lib/postgresql/15/bin/postgres";
+pub(crate) const PG_INITDB: &str = "/usr/lib/postgresql/15/bin/initdb";
+pub(crate) const PG_POSTGRES: &str = "/usr/lib/postgresql/15/bin/postgres";
 
 /// The cases that run out of memory.
 pub(crate) const KILLS: &[&str] =
@@ -187,7 +187,7 @@ impl Drop for Killed {
 }
 
 /// Waits for `child` to end; true when it was killed (SIGKILL).
-fn killed(child: &mut Child, timeout: Duration) -> bool {
+pub(crate) fn killed(child: &mut Child, timeout: Duration) -> bool {
     use std::os::unix::process::ExitStatusExt;
     let deadline = Instant::now() + timeout;
     loop {

@@ -13,14 +13,14 @@ use memwatch::oom::{
     event::{ReasonKind, VictimRole},
 };
 
-use crate::util::{
-    self, cgroup,
-    daemon::Daemon,
-    oom::{reason, victim, warm},
+use crate::{
+    corpus,
+    util::{
+        self, cgroup,
+        daemon::Daemon,
+        oom::{reason, victim, warm},
+    },
 };
-
-#[path = "../corpus.rs"]
-mod corpus;
 
 /// A daemon watching this corpus's cgroups alone, sampling every 500 ms, journaling in `state`.
 fn daemon(state: &std::path::Path) -> Daemon {
@@ -122,6 +122,8 @@ fn each_real_program_run_out_of_memory_gets_its_finding() {
     assert!(!k.survivors.contains(&v.pid), "the postmaster was not the victim");
     assert!(k.survivors.iter().all(|p| util::is_alive(*p)), "the postmaster lives on");
     assert!(reason(&e, ReasonKind::ChildKilled).is_some_and(|t| t.contains("the container keeps running")), "{:#?}", e.explanation);
+    assert!(reason(&e, ReasonKind::PostgresBackendKilled).is_some_and(|t| t.contains("crash recovery")), "{:#?}", e.explanation);
+    assert!(reason(&e, ReasonKind::PostgresWorkMem).is_some_and(|t| t.contains("work_mem≈")), "{:#?}", e.explanation);
     drop(k);
 
     // Redis without maxmemory: its main process, holding the anonymous memory.
@@ -131,6 +133,8 @@ fn each_real_program_run_out_of_memory_gets_its_finding() {
     let t = reason(&e, ReasonKind::AnonGrowth).unwrap_or_else(|| panic!("{:#?}", e.explanation));
     assert!(t.contains("redis-server"), "{t}");
     assert!(reason(&e, ReasonKind::MainProcessKilled).is_some(), "{:#?}", e.explanation);
+    // Started with --save "" --appendonly no: no fork to leave room for.
+    assert!(reason(&e, ReasonKind::RedisMaxmemory).is_some_and(|t| t.contains("maxmemory≈67mb")), "{:#?}", e.explanation);
     drop(k);
 
     // dd into /dev/shm: the tmpfs is the finding; the container is still at risk after the

@@ -56,8 +56,8 @@ impl RedisFacts {
     pub fn describe(&self) -> String {
         if !self.settings_known {
             return format!(
-                "It is {}; it was started before memwatch and its command line is now its title, so its maxmemory is not known \
-                 from outside (CONFIG GET maxmemory tells).",
+                "It is {}; its command line is now its title, so its maxmemory is not known from outside (memwatch's daemon reads \
+                 it as Redis starts; CONFIG GET maxmemory tells).",
                 self.name()
             );
         }
@@ -83,12 +83,18 @@ impl App for Redis {
         AppId::Redis
     }
 
+    /// Debian's `redis-server` is a link to `redis-check-rdb` (one binary that acts by the name
+    /// it is run as), so the executable may bear either name.
     fn detect(&self, exe_name: &str) -> bool {
-        matches!(exe_name, "redis-server" | "valkey-server")
+        matches!(exe_name, "redis-server" | "valkey-server" | "redis-check-rdb" | "valkey-check-rdb")
     }
 
     fn read(&self, argv: &[String], files: &dyn Files) -> Option<AppFacts> {
-        let server = if argv.first().is_some_and(|a| a.contains("valkey")) { "valkey" } else { "redis" };
+        let run_as = argv.first().map(|a| a.rsplit('/').next().unwrap_or(a)).unwrap_or_default();
+        if run_as.contains("-check-") {
+            return None; // the checking tools, not a server
+        }
+        let server = if run_as.contains("valkey") { "valkey" } else { "redis" };
         Some(AppFacts::Redis(parse(server, argv, files)))
     }
 }
@@ -266,6 +272,13 @@ mod tests {
         let f = parse("redis", &argv(&["redis-server 127.0.0.1:6379"]), &none);
         assert!(!f.settings_known && f.maxmemory_bytes.is_none());
         assert!(f.describe().contains("not known"), "{}", f.describe());
+    }
+
+    #[test]
+    fn the_binary_run_as_a_checking_tool_is_no_server() {
+        assert!(REDIS.detect("redis-check-rdb"));
+        assert!(REDIS.read(&argv(&["redis-check-rdb", "dump.rdb"]), &MapFiles::default()).is_none());
+        assert!(REDIS.read(&argv(&["/usr/bin/redis-server", "--port", "1"]), &MapFiles::default()).is_some());
     }
 
     #[test]

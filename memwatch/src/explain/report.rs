@@ -297,5 +297,13 @@ fn container_summary(name: &str, procs: &[ProcessReport], total: &Breakdown, m: 
     if let Some(p) = procs.first() {
         s += &format!(" The largest process is {} (pid {}) with {} resident.", p.comm, p.pid, h(p.rss_bytes));
     }
+    // Its data stores' settings, once per application (a server's children repeat it).
+    let mut said = Vec::new();
+    for p in procs {
+        if let Some(a) = p.app.as_ref().filter(|a| !said.contains(&a.id())) {
+            said.push(a.id());
+            s += &format!(" {} (pid {}): {}", p.comm, p.pid, a.describe());
+        }
+    }
     s
 }
