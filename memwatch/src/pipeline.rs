@@ -110,7 +110,8 @@ impl Pipeline {
             },
         };
         let watcher = Arc::new(crate::runtime::Watcher::new(roots.procfs.clone()));
-        let (mut oom, warnings) = Oom::new(Box::new(Host::watching(roots.clone(), watcher.clone())), opts.state_dir.as_deref(), opts.max_events);
+        let (mut oom, warnings) =
+            Oom::new(Box::new(Host::watching(roots.clone(), watcher.clone())), opts.state_dir.as_deref(), opts.max_events);
         report.warnings.extend(warnings);
         let history = Arc::new(RwLock::new(History::new(opts.history)));
         oom.set_history(history.clone());

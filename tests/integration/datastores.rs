@@ -127,7 +127,8 @@ fn redis_without_maxmemory_gets_a_number_and_evicts_with_it() {
     let cg = TestCgroup::new("rw-ds-redis", 96 * MIB);
     let (mut child, port) = run(&cg, dir.path(), &[]);
     d.wait_until("the Redis setting's series", Duration::from_secs(15), || {
-        d.metrics().get_plain("memwatch_container_app_setting_bytes", &[("cgroup", &cg.label()), ("app", "redis"), ("setting", "maxmemory")])
+        d.metrics()
+            .get_plain("memwatch_container_app_setting_bytes", &[("cgroup", &cg.label()), ("app", "redis"), ("setting", "maxmemory")])
             == Some(0.0)
     });
     // A one-shot explain sees Redis's title only: it says what is not known.
@@ -182,9 +183,8 @@ fn postgres_with_a_huge_work_mem_gets_a_number_and_spills_with_it() {
         let mut c = corpus::as_user("postgres", corpus::PG_POSTGRES);
         c.arg("-D").arg(data.join("data")).arg("-k").arg(&data).args(["-p", &port, "-c", "listen_addresses="]).args(extra);
         let child = corpus::spawn(c, cg);
-        let psql = move |sql: &str| {
-            Command::new("psql").arg("-h").arg(&data).args(["-p", &port, "-U", "postgres", "-Atc", sql]).output().unwrap()
-        };
+        let psql =
+            move |sql: &str| Command::new("psql").arg("-h").arg(&data).args(["-p", &port, "-U", "postgres", "-Atc", sql]).output().unwrap();
         corpus::wait_for("postgres accepting connections", Duration::from_secs(60), || psql("select 1").status.success());
         (child, psql)
     };
@@ -261,7 +261,8 @@ fn mariadb_with_a_buffer_pool_above_the_limit_gets_a_number_and_fits_with_it() {
         let mut c = Command::new("mariadbd");
         c.arg(format!("--defaults-file={}", cnf.display()));
         let child = corpus::spawn(c, cg);
-        let sql = move |q: &str| Command::new("mariadb").arg(format!("--socket={}", sock.display())).args(["-uroot", "-e", q]).output().unwrap();
+        let sql =
+            move |q: &str| Command::new("mariadb").arg(format!("--socket={}", sock.display())).args(["-uroot", "-e", q]).output().unwrap();
         corpus::wait_for("mariadb accepting connections", Duration::from_secs(60), || sql("select 1").status.success());
         (child, sql)
     };
@@ -337,7 +338,8 @@ fn memcached_given_more_than_its_limit_gets_a_number_and_evicts_with_it() {
     let (mut child, port) = run(&cg, "1024");
     let label = cg.label();
     d.wait_until("the memcached setting's series", Duration::from_secs(15), || {
-        d.metrics().get_plain("memwatch_container_app_setting_bytes", &[("cgroup", &label), ("app", "memcached"), ("setting", "memory_limit")])
+        d.metrics()
+            .get_plain("memwatch_container_app_setting_bytes", &[("cgroup", &label), ("app", "memcached"), ("setting", "memory_limit")])
             == Some((1u64 << 30) as f64)
     });
     let _ = fill(port);

@@ -92,7 +92,10 @@ mod tests {
 
     #[test]
     fn short_long_and_default() {
-        assert_eq!(parse(&argv(&["memcached", "-m", "1024", "-c", "10"])), MemcachedFacts { memory_limit_bytes: 1 << 30, max_connections: 10 });
+        assert_eq!(
+            parse(&argv(&["memcached", "-m", "1024", "-c", "10"])),
+            MemcachedFacts { memory_limit_bytes: 1 << 30, max_connections: 10 }
+        );
         assert_eq!(parse(&argv(&["memcached", "--memory-limit=2g"])).memory_limit_bytes, 2 << 30);
         assert_eq!(parse(&argv(&["memcached", "-m256"])).memory_limit_bytes, 256 * MIB);
         assert_eq!(parse(&argv(&["memcached", "-u", "nobody"])).memory_limit_bytes, 64 * MIB);

@@ -223,7 +223,10 @@ mod tests {
     #[test]
     fn debian_s_option_files_groups_and_the_command_line() {
         let files = MapFiles::of(&[
-            ("/etc/mysql/my.cnf", "[client-server]\nsocket = /run/mysqld/mysqld.sock\n!includedir /etc/mysql/conf.d/\n!includedir /etc/mysql/mariadb.conf.d/\n"),
+            (
+                "/etc/mysql/my.cnf",
+                "[client-server]\nsocket = /run/mysqld/mysqld.sock\n!includedir /etc/mysql/conf.d/\n!includedir /etc/mysql/mariadb.conf.d/\n",
+            ),
             ("/etc/mysql/conf.d/mysql.cnf", "[mysql]\nsort_buffer_size = 1G\n"),
             (
                 "/etc/mysql/mariadb.conf.d/50-server.cnf",

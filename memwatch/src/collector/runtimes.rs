@@ -15,9 +15,9 @@ use std::{
 use super::{CollectError, Collector, CollectorId, SampleInput, SnapshotBuilder};
 use crate::{
     Roots,
+    apps::AppFacts,
     host::{cgroups::LimitWalk, procs},
     runtime::layout::{Breakdown, Facts as LayoutFacts},
-    apps::AppFacts,
     runtime::{self, Facts, MallocFacts, ProcessFacts, Reader, RuntimeId, Watcher},
 };
 

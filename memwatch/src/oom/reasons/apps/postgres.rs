@@ -91,7 +91,8 @@ fn settings(p: &PostgresFacts, limit: u64) -> Vec<Reason> {
         ));
     }
     let all_queries = p.per_node_bytes().saturating_mul(p.max_connections);
-    let room = ((limit as f64 * QUERY_SHARE) as u64).saturating_sub(p.shared_buffers_bytes.min((limit as f64 * SHARED_BUFFERS_SHARE) as u64));
+    let room =
+        ((limit as f64 * QUERY_SHARE) as u64).saturating_sub(p.shared_buffers_bytes.min((limit as f64 * SHARED_BUFFERS_SHARE) as u64));
     if all_queries > limit {
         let want = advised_work_mem(p, limit);
         let one = if p.per_node_bytes() > room {

@@ -62,7 +62,9 @@ pub fn advised(r: &RedisFacts, limit: u64) -> u64 {
 fn one(who: &str, r: &RedisFacts, limit: u64) -> Option<Reason> {
     let want = advised(r, limit);
     let why = match r.forks_to_save() {
-        Some(false) => format!("{:.0}% of the {} limit: room for its allocator's fragmentation and client buffers", SHARE * 100.0, h(limit)),
+        Some(false) => {
+            format!("{:.0}% of the {} limit: room for its allocator's fragmentation and client buffers", SHARE * 100.0, h(limit))
+        }
         _ => format!(
             "{:.0}% of the {} limit: it saves by forking, and the child's copies of the pages written meanwhile count against the same \
              limit",
@@ -97,7 +99,11 @@ fn one(who: &str, r: &RedisFacts, limit: u64) -> Option<Reason> {
         )),
         Some(m) if m as f64 > want as f64 * 1.15 => Some(reason(
             ReasonKind::RedisMaxmemory,
-            format!("{who} is {name} with maxmemory {}, more than the container's limit leaves it; set maxmemory≈{}mb ({why}){policy}.", h(m), mib(want)),
+            format!(
+                "{who} is {name} with maxmemory {}, more than the container's limit leaves it; set maxmemory≈{}mb ({why}){policy}.",
+                h(m),
+                mib(want)
+            ),
         )),
         Some(_) => None,
     }
