@@ -34,6 +34,7 @@ pkgs=(
   libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu qemu-system-arm # arm64: cross-compiled, run in a VM
   libc6-dev-arm64-cross                                           # arm64: the C library it links against (only a Recommends of gcc-aarch64-linux-gnu)
   qemu-user-static                                                # arm64: the image base's debootstrap
+  openssl apache2-utils                                           # TLS: deploy/tls/make-secrets.sh, htpasswd's bcrypt hashes
   curl ca-certificates
 )
 # The arm64 standard library is a foreign-architecture package (apt-get update below sees it).

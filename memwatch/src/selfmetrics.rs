@@ -15,6 +15,9 @@ pub struct SelfMetrics {
     pub scrape_seconds: HistogramVec,
     /// Connections closed at once because `--max-connections` were open.
     pub connections_refused: prometheus::IntCounter,
+    /// Re-reads of `--web.config.file` that changed something, by result (`success`, `failure`:
+    /// the last good configuration kept).
+    pub web_config_reloads: prometheus::IntCounterVec,
     /// Bytes the allocator has handed out and not had back (set at each gather).
     heap_in_use: prometheus::IntGauge,
 }
@@ -38,6 +41,14 @@ impl SelfMetrics {
             "Connections closed at once because --max-connections were already open.",
         )
         .expect("valid counter");
+        let web_config_reloads = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "memwatch_web_config_reloads_total",
+                "Re-reads of --web.config.file after it or a file it names changed, by result (failure: the last good configuration is kept).",
+            ),
+            &["result"],
+        )
+        .expect("valid counter");
         let heap_in_use = prometheus::IntGauge::new(
             "memwatch_heap_in_use_bytes",
             "Heap memory the daemon holds (glibc's mallinfo2): next to process_resident_memory_bytes, it tells live data from memory the allocator keeps.",
@@ -47,6 +58,7 @@ impl SelfMetrics {
             Box::new(sample_seconds.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(scrape_seconds.clone()),
             Box::new(connections_refused.clone()),
+            Box::new(web_config_reloads.clone()),
             Box::new(heap_in_use.clone()),
         ] {
             registry.register(c).expect("unique names");
@@ -56,7 +68,7 @@ impl SelfMetrics {
         if !process.desc().is_empty() {
             let _ = registry.register(Box::new(process));
         }
-        SelfMetrics { registry, sample_seconds, scrape_seconds, connections_refused, heap_in_use }
+        SelfMetrics { registry, sample_seconds, scrape_seconds, connections_refused, web_config_reloads, heap_in_use }
     }
 
     /// Every family, gathered now.

@@ -98,6 +98,7 @@ fn main() {
     let port = 19000 + (std::process::id() % 1000) as u16;
     let daemon = Command::new(&memwatch)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--state-dir", state.to_str().unwrap()])
+        .args(["--listen.api", &format!("127.0.0.1:{port}")])
         .args(["--stacks", "always", "--stack-period", "1", "--slow-interval", "1s"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

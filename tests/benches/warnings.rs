@@ -42,6 +42,10 @@ fn start(bin: &Path) -> Daemon {
     if scoped {
         c.args(["--cgroups.include", &corpus::include()]);
     }
+    // The API on the same port, for a binary that has two doors.
+    if String::from_utf8_lossy(&help.stdout).contains("--listen.api") {
+        c.args(["--listen.api", &format!("127.0.0.1:{port}")]);
+    }
     let child = c.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -206,3 +206,37 @@ fn dashboard_and_alert_queries_work_on_a_real_scrape() {
     grower.finish();
     held.finish();
 }
+
+/// An idle daemon, as every healthy node runs it (the default probes: the fault-stack sampler
+/// on standby, syscall probes whose only way here is a fallback left off), scraped by a real
+/// Prometheus: no alert expression returns anything. (`for:` is left out: an expression that
+/// returns nothing cannot fire after any wait.)
+#[test]
+fn an_idle_daemon_fires_no_alert() {
+    util::require_root!();
+    let _serial = util::serial();
+    let cg = TestCgroup::new("idle", 256 << 20);
+    let mut w = Workload::start(&["fill", "8"], Some(&cg));
+    w.expect_line("ready");
+    let include = format!("^{}$", cg.label());
+    let d = Daemon::start(&["--interval", "500ms", "--cgroups.include", &include]);
+    let prom = Prometheus::start(d.base.trim_start_matches("http://"));
+    d.wait_until("the sampler on standby", Duration::from_secs(30), || {
+        d.metrics().get_plain("memwatch_probe_attached", &[("probe", "fault_stacks"), ("method", "standby")]) == Some(0.0)
+    });
+    d.wait_until("Prometheus to have the idle container and the probes", Duration::from_secs(30), || {
+        prom.query(&format!("memwatch_container_memory_limit_bytes{{cgroup=\"{}\"}}", cg.label())).is_some()
+            && prom.query("count(memwatch_probe_attached)").is_some_and(|n| n >= 3.0)
+    });
+    // Every probe's state is there, at least one of them a chosen 0 (standby).
+    let states = prom.raw_query("memwatch_probe_attached == 0");
+    assert!(states["data"]["result"].as_array().is_some_and(|r| !r.is_empty()), "{states}");
+    let alerts: Vec<(String, String)> = expressions().into_iter().filter(|(w, _)| w.starts_with("alert: ")).collect();
+    assert!(alerts.len() >= 6, "{alerts:?}");
+    for (what, e) in &alerts {
+        let reply = prom.raw_query(e);
+        assert_eq!(reply["status"], "success", "{what}: {e}\n{reply}");
+        assert!(reply["data"]["result"].as_array().is_some_and(|r| r.is_empty()), "{what} would fire on an idle node: {e}\n{reply}");
+    }
+    w.finish();
+}

@@ -34,7 +34,7 @@ echo "RESULT stats_after_check $(cat /proc/sys/kernel/bpf_stats_enabled)"
 
 # Extra serve flags from the kernel command line (memwatch.serve=A,B: where fexit is refused).
 serve_extra=$(tr ' ' '\n' < /proc/cmdline | sed -n 's/^memwatch\.serve=//p' | tr ',' ' ')
-memwatch serve --listen 127.0.0.1:9753 --interval 500ms --state-dir /tmp/state $serve_extra > /tmp/serve.log 2>&1 &
+memwatch serve --listen 127.0.0.1:9753 --listen.api 127.0.0.1:9753 --interval 500ms --state-dir /tmp/state $serve_extra > /tmp/serve.log 2>&1 &
 i=0
 until wget -q -O /dev/null http://127.0.0.1:9753/readyz; do
   i=$((i + 1)); [ $i -gt 240 ] && break; sleep 0.5

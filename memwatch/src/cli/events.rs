@@ -11,9 +11,12 @@ use memwatch::oom::{Event, EventKind, Source};
 
 #[derive(Args)]
 pub(crate) struct EventsArgs {
-    /// The daemon's address (`--remote` as in `top` and `trace`)
-    #[arg(long, visible_alias = "remote", default_value = "http://127.0.0.1:9753")]
+    /// The daemon's API address (`--remote` as in `top` and `trace`): its --listen.api, http://
+    /// or https://
+    #[arg(long, visible_alias = "remote", default_value = super::client::DEFAULT_API)]
     url: String,
+    #[command(flatten)]
+    tls: super::client::RemoteTls,
     /// Show events from this long ago (e.g. 10m, 2h, 7d)
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     since: Duration,
@@ -30,8 +33,9 @@ pub(crate) fn run(args: &EventsArgs) -> anyhow::Result<()> {
     let mut after = 0;
     let mut down = false;
     let mut out = std::io::stdout().lock();
+    let client = args.tls.client(&args.url)?;
     loop {
-        match super::client::events(&args.url, Some(since), Some(after)) {
+        match client.events(Some(since), Some(after)) {
             Ok(events) => {
                 if down {
                     eprintln!("memwatch events: {} is back", args.url);

@@ -23,14 +23,16 @@ pub(crate) struct ExplainArgs {
     json: bool,
     /// A daemon whose sampled fault stacks to add, where it has any (the local one unless
     /// told; none reachable: no stacks)
-    #[arg(long, default_value = "http://127.0.0.1:9753")]
+    #[arg(long, default_value = super::client::DEFAULT_API)]
     remote: String,
+    #[command(flatten)]
+    tls: super::client::RemoteTls,
 }
 
 /// The daemon's top stacks of the last five minutes for `subject`, where it has sampled any.
-fn stacks(remote: &str, subject: memwatch::stacks::Subject) -> Option<serde_json::Value> {
-    let p =
-        super::client::profile(remote, &subject, std::time::Duration::from_secs(300), None, memwatch::http::ProfileFormat::Json).ok()?;
+fn stacks(args: &ExplainArgs, subject: memwatch::stacks::Subject) -> Option<serde_json::Value> {
+    let client = args.tls.client(&args.remote).ok()?;
+    let p = client.profile(&subject, std::time::Duration::from_secs(300), None, memwatch::http::ProfileFormat::Json).ok()?;
     let v: serde_json::Value = serde_json::from_slice(&p.body).ok()?;
     (v["samples"].as_u64().unwrap_or(0) > 0).then_some(v)
 }
@@ -66,19 +68,14 @@ pub(crate) fn run(roots: &Roots, args: &ExplainArgs) -> anyhow::Result<()> {
         if !args.json {
             print_process(&mut out, &p)?;
         }
-        return print_with_stacks(
-            &mut out,
-            serde_json::to_value(&p)?,
-            stacks(&args.remote, memwatch::stacks::Subject::Pid(pid)),
-            args.json,
-        );
+        return print_with_stacks(&mut out, serde_json::to_value(&p)?, stacks(args, memwatch::stacks::Subject::Pid(pid)), args.json);
     }
     let c = report::container(roots, &args.target)?;
     if !args.json {
         print_container(&mut out, &c)?;
     }
     let subject = memwatch::stacks::Subject::Container(c.cgroup.clone());
-    print_with_stacks(&mut out, serde_json::to_value(&c)?, stacks(&args.remote, subject), args.json)
+    print_with_stacks(&mut out, serde_json::to_value(&c)?, stacks(args, subject), args.json)
 }
 
 fn print_classes(out: &mut impl Write, classes: &[ClassUse]) -> io::Result<()> {

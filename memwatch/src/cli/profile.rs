@@ -28,8 +28,10 @@ pub(crate) struct ProfileArgs {
     #[arg(short, long, default_value = "-")]
     output: PathBuf,
     /// The daemon's address
-    #[arg(long, visible_alias = "url", default_value = "http://127.0.0.1:9753")]
+    #[arg(long, visible_alias = "url", default_value = super::client::DEFAULT_API)]
     remote: String,
+    #[command(flatten)]
+    tls: super::client::RemoteTls,
 }
 
 fn seconds(s: &str) -> Result<Duration, String> {
@@ -49,7 +51,10 @@ pub(crate) fn run(args: &ProfileArgs) -> anyhow::Result<()> {
     if let Some(r) = args.record {
         eprintln!("memwatch profile: recording {} from now", humantime::format_duration(r));
     }
-    let p = super::client::profile(&args.remote, &Subject::parse(&args.subject), args.seconds, args.record, args.format)
+    let p = args
+        .tls
+        .client(&args.remote)?
+        .profile(&Subject::parse(&args.subject), args.seconds, args.record, args.format)
         .with_context(|| format!("cannot read the profile from {}", args.remote))?;
     // What the profile holds, where it is less than asked (empty, or only part of the time).
     if let Some(note) = &p.note {

@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use clap::Args;
 use memwatch::{
     Roots,
-    http::{self, AppState},
+    http::{self, AppState, Door, tls::Web},
     model::Options,
     pipeline::{self, Pipeline},
     probes::ProbeState,
@@ -15,9 +15,20 @@ use tokio::io::unix::AsyncFd;
 
 #[derive(Args)]
 pub(crate) struct ServeArgs {
-    /// Address to listen on (loopback unless told otherwise)
+    /// Address to serve /metrics and the health probes on, for Prometheus (loopback unless told
+    /// otherwise)
     #[arg(long, default_value = "127.0.0.1:9753")]
     listen: SocketAddr,
+    /// Address to serve the API on (containers, events, traces, profiles, stacks: process names,
+    /// runtime flags and code paths), for people and memwatch's commands; loopback unless told
+    /// otherwise. The same address as --listen serves both on one port
+    #[arg(long = "listen.api", default_value = "127.0.0.1:9754")]
+    listen_api: SocketAddr,
+    /// TLS and basic authentication for both addresses, in the format of Prometheus's
+    /// exporter-toolkit (as node_exporter's --web.config.file); re-read when it or a file it names
+    /// changes
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    web_config_file: Option<PathBuf>,
     /// Sampling period, e.g. 1s, 500ms
     #[arg(long, default_value = "1s", value_parser = parse_interval)]
     interval: Duration,
@@ -98,7 +109,21 @@ pub(crate) fn run(roots: Roots, args: ServeArgs) -> anyhow::Result<()> {
 async fn serve(roots: Roots, args: ServeArgs) -> anyhow::Result<()> {
     let limits =
         memwatch::http::server::Limits { max_connections: args.max_connections as usize, header_timeout: args.http_header_timeout };
+    // A bad web configuration is an error before anything starts.
+    let web = match &args.web_config_file {
+        Some(p) => Some(Arc::new(Web::load(p).with_context(|| "--web.config.file")?)),
+        None => None,
+    };
     let listener = memwatch::http::server::bind(args.listen, &limits).with_context(|| format!("cannot listen on {}", args.listen))?;
+    let one_door = args.listen_api == args.listen;
+    let api_listener = if one_door {
+        None
+    } else {
+        Some(
+            memwatch::http::server::bind(args.listen_api, &limits)
+                .with_context(|| format!("cannot listen on {} (--listen.api)", args.listen_api))?,
+        )
+    };
     let self_metrics = Arc::new(SelfMetrics::new());
     let opts = pipeline::Options {
         probes: (!args.no_ebpf).then(|| args.probes.options()),
@@ -118,8 +143,80 @@ async fn serve(roots: Roots, args: ServeArgs) -> anyhow::Result<()> {
     }
     let (shared, _sampler) = pipeline.spawn(args.interval);
     let state = AppState::new(shared, (args.interval * STALE_INTERVALS).max(STALE_AT_LEAST), self_metrics.clone());
-    tracing::info!("listening on http://{}/metrics", args.listen);
-    memwatch::http::server::serve(listener, http::router(state), limits, Some(self_metrics), shutdown()).await.context("HTTP server")
+    let scheme = if web.as_ref().is_some_and(|w| w.current().tls.is_some()) { "https" } else { "http" };
+    if let Some(w) = &web {
+        for result in ["success", "failure"] {
+            self_metrics.web_config_reloads.with_label_values(&[result]);
+        }
+        tokio::spawn(reload_web_config(w.clone(), self_metrics.clone()));
+    }
+    let (stop, _) = tokio::sync::broadcast::channel::<()>(1);
+    let stopped = |mut rx: tokio::sync::broadcast::Receiver<()>| async move {
+        let _ = rx.recv().await;
+    };
+    let metrics_door = if one_door { Door::Both } else { Door::Metrics };
+    tracing::info!("listening on {scheme}://{}/metrics", args.listen);
+    let main = memwatch::http::server::serve(
+        listener,
+        http::door(state.clone(), metrics_door, web.clone()),
+        limits,
+        Some(self_metrics.clone()),
+        web.clone(),
+        stopped(stop.subscribe()),
+    );
+    let api = api_listener.map(|l| {
+        tracing::info!("the API on {scheme}://{}/api/v1/", args.listen_api);
+        memwatch::http::server::serve(
+            l,
+            http::door(state, Door::Api, web.clone()),
+            limits,
+            Some(self_metrics.clone()),
+            web.clone(),
+            stopped(stop.subscribe()),
+        )
+    });
+    let stopper = async {
+        shutdown().await;
+        let _ = stop.send(());
+    };
+    let (r1, r2, ()) = tokio::join!(
+        main,
+        async {
+            match api {
+                Some(a) => a.await,
+                None => Ok(()),
+            }
+        },
+        stopper
+    );
+    r1.context("HTTP server")?;
+    r2.context("HTTP server (--listen.api)")
+}
+
+/// How often `--web.config.file` and the files it names are looked at again.
+const WEB_CONFIG_POLL: Duration = Duration::from_secs(2);
+
+/// Re-reads the web configuration when it or a file it names changed (a rotated certificate):
+/// a good one takes over at once, a bad one is logged and counted and the last good one kept.
+async fn reload_web_config(web: Arc<Web>, m: Arc<SelfMetrics>) {
+    let mut tick = tokio::time::interval(WEB_CONFIG_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let w = web.clone();
+        match tokio::task::spawn_blocking(move || w.reload_if_changed()).await {
+            Ok(Ok(true)) => {
+                m.web_config_reloads.with_label_values(&["success"]).inc();
+                tracing::info!("--web.config.file {}: reloaded", web.path().display());
+            }
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => {
+                m.web_config_reloads.with_label_values(&["failure"]).inc();
+                tracing::warn!("--web.config.file: {e}; the last good configuration keeps serving");
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 /// Says once what loading found: each probe, and any problem.

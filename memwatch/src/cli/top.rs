@@ -24,9 +24,12 @@ use ratatui::{Terminal, backend::CrosstermBackend};
 
 #[derive(Args)]
 pub(crate) struct TopArgs {
-    /// Read a running daemon's JSON API (e.g. http://127.0.0.1:9753) instead of sampling here
+    /// Read a running daemon's JSON API (its --listen.api, e.g. http://127.0.0.1:9754 or an
+    /// https:// address) instead of sampling here
     #[arg(long)]
     remote: Option<String>,
+    #[command(flatten)]
+    tls: super::client::RemoteTls,
     /// Refresh period, e.g. 1s, 500ms
     #[arg(long, default_value = "1s", value_parser = super::serve::parse_interval)]
     interval: Duration,
@@ -50,7 +53,7 @@ pub(crate) fn run(roots: Roots, args: TopArgs) -> anyhow::Result<ExitCode> {
     let mut app = App::new(label);
     if args.once || args.json || !stdout().is_terminal() {
         // Two frames, so rates have something to compare with.
-        let mut frames = OneShot::new(&roots, &args);
+        let mut frames = OneShot::new(&roots, &args)?;
         if let Some(note) = frames.note() {
             eprintln!("memwatch top: {note}");
         }
@@ -64,7 +67,7 @@ pub(crate) fn run(roots: Roots, args: TopArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let source = Live::start(roots, &args, &mut app);
+    let source = Live::start(roots, &args, &mut app)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(interactive(app, source, args.interval))?;
     Ok(ExitCode::SUCCESS)
@@ -93,15 +96,15 @@ fn ebpf_note(p: &Pipeline) -> Option<String> {
 /// Frames for `--once` / `--json`: sampled here, or fetched.
 enum OneShot {
     Local(Box<Pipeline>),
-    Remote(String),
+    Remote(super::client::Client),
 }
 
 impl OneShot {
-    fn new(roots: &Roots, args: &TopArgs) -> OneShot {
-        match &args.remote {
-            Some(url) => OneShot::Remote(url.clone()),
+    fn new(roots: &Roots, args: &TopArgs) -> anyhow::Result<OneShot> {
+        Ok(match &args.remote {
+            Some(url) => OneShot::Remote(args.tls.client(url)?),
             None => OneShot::Local(Box::new(local(roots.clone(), args))),
-        }
+        })
     }
 
     fn note(&self) -> Option<String> {
@@ -117,7 +120,7 @@ impl OneShot {
                 let (snap, oom) = p.sample_once();
                 Ok(Frame::new(&snap, &oom))
             }
-            OneShot::Remote(url) => super::client::frame(url),
+            OneShot::Remote(client) => client.frame(),
         }
     }
 }
@@ -131,14 +134,16 @@ enum Live {
 }
 
 impl Live {
-    fn start(roots: Roots, args: &TopArgs, app: &mut App) -> Live {
-        match &args.remote {
+    fn start(roots: Roots, args: &TopArgs, app: &mut App) -> anyhow::Result<Live> {
+        Ok(match &args.remote {
             Some(url) => {
                 let (tx, rx) = mpsc::channel();
+                let client = args.tls.client(url)?;
                 let (url, every) = (url.clone(), args.interval);
                 std::thread::spawn(move || {
                     loop {
-                        let r = super::client::frame(&url)
+                        let r = client
+                            .frame()
                             .map_err(|e| format!("cannot reach {url}, retrying every {}: {e}", humantime::format_duration(every)));
                         if tx.send(r).is_err() {
                             return;
@@ -154,7 +159,7 @@ impl Live {
                 let (shared, _) = p.spawn(args.interval);
                 Live::Local(shared)
             }
-        }
+        })
     }
 
     /// The newest frame since the last call, or an error to show.

@@ -7,9 +7,11 @@ use clap::Args;
 
 #[derive(Args)]
 pub(crate) struct TraceArgs {
-    /// The daemon's address [default: the local daemon, http://127.0.0.1:9753]
-    #[arg(long, visible_alias = "url", default_value = "http://127.0.0.1:9753")]
+    /// The daemon's API address (its --listen.api), http:// or https://
+    #[arg(long, visible_alias = "url", default_value = super::client::DEFAULT_API)]
     remote: String,
+    #[command(flatten)]
+    tls: super::client::RemoteTls,
     /// How far back (e.g. 15m, 90s); the daemon keeps --history (15m by default)
     #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
     since: Duration,
@@ -22,7 +24,10 @@ pub(crate) struct TraceArgs {
 }
 
 pub(crate) fn run(args: &TraceArgs) -> anyhow::Result<()> {
-    let body = super::client::trace(&args.remote, args.since, args.container.as_deref())
+    let body = args
+        .tls
+        .client(&args.remote)?
+        .trace(args.since, args.container.as_deref())
         .with_context(|| format!("cannot read the trace from {}", args.remote))?;
     let events = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()

@@ -627,7 +627,7 @@ const BUILD_INFO: Meta = Meta { name: "memwatch_build_info", ty: Type::Gauge, he
 const PROBE_ATTACHED: Meta = Meta {
     name: "memwatch_probe_attached",
     ty: Type::Gauge,
-    help: "1 when the kernel probe is attached (method says how), 0 when it was asked for but is unavailable or on standby (method=\"standby\": the fault-stack sampler while no container is at risk); probes not asked for are absent.",
+    help: "1 when the kernel probe is attached (method says how), 0 when it was asked for but is not: method=\"unavailable\" (the kernel lacks what it needs), \"fallback_declined\" (only the syscall tracepoints' fallback would work, and it is off), \"standby\" (the fault-stack sampler while no container is at risk); probes not asked for are absent.",
     labels: "probe, method",
 };
 const PROBE_RUNS: Meta = Meta {
@@ -684,7 +684,12 @@ fn render_probes(snap: &Snapshot, w: &mut Writer) {
         probe.push('"');
         match &p.state {
             ProbeState::Attached { method } => w.sample(PROBE_ATTACHED.name, &probe, Some(("method", method)), Value::Int(1)),
-            ProbeState::Disabled(_) => w.sample(PROBE_ATTACHED.name, "", Some(("probe", p.id.name())), Value::Int(0)),
+            // Unavailable here; or available only by the fallback the user did not allow (a
+            // choice: the alert on this family leaves it out, as it leaves out standby).
+            ProbeState::Disabled(d) => {
+                let method = if d.fallback_declined() { "fallback_declined" } else { "unavailable" };
+                w.sample(PROBE_ATTACHED.name, &probe, Some(("method", method)), Value::Int(0))
+            }
             // Loaded only when needed (the fault-stack sampler until a container is at risk).
             ProbeState::Standby(_) => w.sample(PROBE_ATTACHED.name, &probe, Some(("method", "standby")), Value::Int(0)),
             ProbeState::Off(_) => {}

@@ -5,6 +5,7 @@
 //! concurrent scrapes share that body.
 
 pub mod server;
+pub mod tls;
 
 use std::{
     sync::Arc,
@@ -54,23 +55,67 @@ struct Rendered {
     body: Bytes,
 }
 
+/// Every route on one listener, without authentication (tests, and a daemon whose two doors
+/// are one address).
 pub fn router(state: AppState) -> Router {
-    harden(routes(), state)
+    door(state, Door::Both, None)
 }
 
-fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/api/v1/containers", get(containers))
-        .route("/api/v1/events", get(events))
-        .route("/api/v1/trace", get(trace))
-        .route("/api/v1/profile", get(profile))
-        .route("/api/v1/stacks", get(stacks))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .fallback(|| async {
-            (StatusCode::NOT_FOUND, "not found: try /metrics, /api/v1/containers, /api/v1/events, /api/v1/trace, /healthz, /readyz\n")
-        })
+/// Which routes a listener serves: `--listen` the metrics and the health probes (for
+/// Prometheus and the kubelet), `--listen.api` the API (containers, events, traces, profiles,
+/// stacks: process names, runtime flags and code paths, for people and `memwatch` commands)
+/// and the health probes; one address given both serves both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    Metrics,
+    Api,
+    Both,
+}
+
+/// The routes of `door`, behind `web`'s basic authentication and headers where configured
+/// (the health probes stay open: the kubelet has no password, and they say nothing).
+pub fn door(state: AppState, door: Door, web: Option<Arc<tls::Web>>) -> Router {
+    harden(routes(door, web), state)
+}
+
+fn routes(door: Door, web: Option<Arc<tls::Web>>) -> Router<AppState> {
+    let mut r = Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz));
+    if door != Door::Api {
+        r = r.route("/metrics", get(metrics));
+    }
+    if door != Door::Metrics {
+        r = r
+            .route("/api/v1/containers", get(containers))
+            .route("/api/v1/events", get(events))
+            .route("/api/v1/trace", get(trace))
+            .route("/api/v1/profile", get(profile))
+            .route("/api/v1/stacks", get(stacks));
+    }
+    let help: &'static str = match door {
+        Door::Metrics => "not found: try /metrics, /healthz, /readyz (the API is on --listen.api)\n",
+        Door::Api => "not found: try /api/v1/containers, /api/v1/events, /api/v1/trace, /healthz, /readyz (metrics are on --listen)\n",
+        Door::Both => "not found: try /metrics, /api/v1/containers, /api/v1/events, /api/v1/trace, /healthz, /readyz\n",
+    };
+    let r = r.fallback(move || async move { (StatusCode::NOT_FOUND, help) });
+    match web {
+        Some(w) => r.layer(axum::middleware::from_fn_with_state(w, guard)),
+        None => r,
+    }
+}
+
+/// Basic authentication where users are configured, and the configured response headers.
+async fn guard(State(web): State<Arc<tls::Web>>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let open = matches!(req.uri().path(), "/healthz" | "/readyz");
+    let auth = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(String::from);
+    let mut resp = if open || web.authorize(auth.as_deref()).await == tls::Auth::Allowed {
+        next.run(req).await
+    } else {
+        (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Basic realm=\"memwatch\"")], "unauthorized\n").into_response()
+    };
+    for (k, v) in &web.current().headers {
+        resp.headers_mut().insert(k.clone(), v.clone());
+    }
+    resp
 }
 
 /// A panic in a handler becomes a 500 for that request; the server and other requests go on.
@@ -390,11 +435,25 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_request_does_not_wedge_the_others() {
         // The real routes and layers, plus a route that panics.
-        let app = harden(routes().route("/boom", get(boom)), state());
+        let app = harden(routes(Door::Both, None).route("/boom", get(boom)), state());
         assert_eq!(status(&app, "/boom").await, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(status(&app, "/healthz").await, StatusCode::OK);
         assert_eq!(status(&app, "/boom").await, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(status(&app, "/healthz").await, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn each_door_serves_its_routes_and_the_health_probes() {
+        let metrics = door(state(), Door::Metrics, None);
+        let api = door(state(), Door::Api, None);
+        assert_eq!(status(&metrics, "/api/v1/events").await, StatusCode::NOT_FOUND);
+        assert_eq!(status(&metrics, "/api/v1/profile").await, StatusCode::NOT_FOUND);
+        assert_eq!(status(&api, "/metrics").await, StatusCode::NOT_FOUND);
+        for app in [&metrics, &api] {
+            assert_eq!(status(app, "/healthz").await, StatusCode::OK);
+        }
+        assert_ne!(status(&api, "/api/v1/events").await, StatusCode::NOT_FOUND);
+        assert_ne!(status(&metrics, "/metrics").await, StatusCode::NOT_FOUND);
     }
 
     #[test]

@@ -7,7 +7,12 @@
 //!   connection idle that long between requests (slowloris, forgotten keep-alives);
 //! - headers are limited in size ([`MAX_HEADER_BYTES`], else 431) and number
 //!   ([`MAX_HEADERS`], else 431); the routes take no request body;
-//! - the kernel's accept queue holds a burst of that many connections ([`bind`]).
+//! - the kernel's accept queue holds a burst of that many connections ([`bind`]);
+//! - with TLS (`--web.config.file`, [`super::tls`]), the handshake runs in the connection's own
+//!   task (a slow or flooding client holds one permit, never the accept loop) and must finish
+//!   within the header timeout; plain HTTP sent to the TLS port gets a short 400 and is closed
+//!   (Go's answer, so clients and people see what happened), not a hang; after the
+//!   configuration is reloaded, open TLS connections close after their request in flight.
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
 use axum::Router;
@@ -22,7 +27,14 @@ use tokio::{
     task::JoinSet,
 };
 
+use super::tls::Web;
 use crate::selfmetrics::SelfMetrics;
+
+/// What a plain-HTTP request to the TLS port gets.
+const PLAIN_TO_TLS: &[u8] =
+    b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
+/// The first byte of a TLS record carrying a handshake.
+const TLS_HANDSHAKE: u8 = 0x16;
 
 /// Largest request head accepted, in bytes.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -57,12 +69,14 @@ pub fn bind(addr: std::net::SocketAddr, limits: &Limits) -> std::io::Result<TcpL
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then lets open requests finish
-/// for a few seconds.
+/// for a few seconds; over TLS where `web`'s configuration has it (checked per connection, so
+/// a reload that adds or changes it applies to the next one).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: Limits,
     metrics: Option<Arc<SelfMetrics>>,
+    web: Option<Arc<Web>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
@@ -98,10 +112,31 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone());
-        let conn = http.serve_connection(TokioIo::new(stream), service);
+        let tls = web.as_ref().and_then(|w| w.current().tls.clone().map(|c| (c, w.subscribe())));
+        let http = http.clone();
+        let timeout = limits.header_timeout;
         conns.spawn(async move {
             // Errors are the client's (timeouts, resets, malformed requests): nothing to do.
-            let _ = conn.await;
+            match tls {
+                None => {
+                    let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                }
+                Some((config, mut reloaded)) => {
+                    let Ok(Some(stream)) = tokio::time::timeout(timeout, handshake(stream, config)).await else {
+                        drop(permit);
+                        return Ok::<(), Infallible>(());
+                    };
+                    let conn = http.serve_connection(TokioIo::new(stream), service);
+                    tokio::pin!(conn);
+                    tokio::select! {
+                        _ = conn.as_mut() => {}
+                        _ = reloaded.changed() => {
+                            conn.as_mut().graceful_shutdown();
+                            let _ = conn.await;
+                        }
+                    }
+                }
+            }
             drop(permit);
             Ok::<(), Infallible>(())
         });
@@ -109,6 +144,26 @@ pub async fn serve(
     drop(listener);
     let _ = tokio::time::timeout(DRAIN, async { while conns.join_next().await.is_some() {} }).await;
     Ok(())
+}
+
+/// The TLS handshake on `stream`; None when the client sent plain HTTP (answered with a 400)
+/// or the handshake failed.
+async fn handshake(
+    stream: tokio::net::TcpStream,
+    config: Arc<rustls::ServerConfig>,
+) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    let mut first = [0u8; 1];
+    if stream.peek(&mut first).await.ok()? == 0 {
+        return None;
+    }
+    if first[0] != TLS_HANDSHAKE {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = stream;
+        let _ = stream.write_all(PLAIN_TO_TLS).await;
+        let _ = stream.shutdown().await;
+        return None;
+    }
+    tokio_rustls::TlsAcceptor::from(config).accept(stream).await.ok()
 }
 
 #[cfg(test)]

@@ -11,3 +11,4 @@ pub mod perfmap;
 pub mod proc;
 pub mod smaps;
 pub mod tracefs_format;
+pub mod webconfig;

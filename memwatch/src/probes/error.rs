@@ -132,6 +132,12 @@ impl Disabled {
         Disabled::new(vec![e])
     }
 
+    /// Whether the probe could run here but by a method the user did not allow (the syscall
+    /// tracepoints' fallback, which taxes every syscall): a choice, not trouble.
+    pub fn fallback_declined(&self) -> bool {
+        self.errors.iter().any(|e| matches!(e, AttachError::FallbackOff { .. }))
+    }
+
     /// Whether any of its methods was refused with EPERM.
     pub fn is_eperm(&self) -> bool {
         self.errors.iter().any(AttachError::is_eperm)

@@ -41,14 +41,13 @@ impl Daemon {
             }
             None => Command::new(super::memwatch_bin()),
         };
-        let child = cmd
-            .arg("serve")
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start memwatch serve");
+        cmd.arg("serve").args(["--listen", &format!("127.0.0.1:{port}")]);
+        // Both doors on one port unless the test asks for two (`--listen.api`).
+        if !args.iter().any(|a| a.starts_with("--listen.api")) {
+            cmd.args(["--listen.api", &format!("127.0.0.1:{port}")]);
+        }
+        let child =
+            cmd.args(args).stdout(Stdio::null()).stderr(std::fs::File::create(&log).unwrap()).spawn().expect("start memwatch serve");
         let d = Daemon { child, base: format!("http://127.0.0.1:{port}"), log, _dir: dir };
         d.wait_until("ready", Duration::from_secs(20), || d.get("/readyz").map(|(s, _)| s == 200).unwrap_or(false));
         d
