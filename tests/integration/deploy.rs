@@ -49,21 +49,36 @@ fn manifests_render_with_kustomize_and_validate_against_kubernetes_schemas() {
     let tmp = tempfile::tempdir().unwrap();
     let base = tmp.path().join("base.yaml");
     let text = rendered("", &base);
-    assert_eq!(kinds(&text), ["Namespace", "ServiceAccount", "Service", "DaemonSet"], "{text}");
+    assert_eq!(kinds(&text), ["Namespace", "ServiceAccount", "Service", "DaemonSet", "NetworkPolicy"], "{text}");
     // Every manifest in kubernetes/ is in the base, and nothing else.
     let mut files: Vec<String> =
         std::fs::read_dir(deploy().join("kubernetes")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     files.sort();
-    assert_eq!(files, ["daemonset.yaml", "kustomization.yaml", "namespace.yaml", "service.yaml", "serviceaccount.yaml"]);
+    assert_eq!(
+        files,
+        [
+            "daemonset.yaml",
+            "kustomization.yaml",
+            "namespace.yaml",
+            "networkpolicy.yaml",
+            "params.yaml",
+            "service.yaml",
+            "serviceaccount.yaml"
+        ]
+    );
+    // The parameters are not applied (local-config) but fill the NetworkPolicy's selectors.
+    assert!(!text.contains("memwatch-params") && !text.contains("PROMETHEUS_"), "{text}");
+    // The API door stays on the pod's loopback; the metrics door on its address.
+    assert!(text.contains("- --listen.api=127.0.0.1:9754") && text.contains("- --listen=$(POD_IP):9753"), "{text}");
     assert!(text.contains("image: ghcr.io/memwatch/memwatch:"), "the image name is set: {text}");
-    assert_eq!(text.matches("app.kubernetes.io/part-of: memwatch").count(), 4, "every object labelled: {text}");
+    assert_eq!(text.matches("app.kubernetes.io/part-of: memwatch").count(), 5, "every object labelled: {text}");
     // The rendered objects validate, strictly, against the newest schemas and against 1.30, the
     // oldest Kubernetes that knows recursiveReadOnly; 1.29 rejects that field and nothing else.
     for version in [None, Some("1.30.0")] {
         let mut cmd = Command::new(tool("kubernetes-validate"));
         cmd.arg("--strict").args(version.iter().flat_map(|v| ["-k", v])).arg(&base);
         let out = run_ok(&mut cmd);
-        assert_eq!(out.matches(" passed for resource ").count(), 4, "{version:?}: {out}");
+        assert_eq!(out.matches(" passed for resource ").count(), 5, "{version:?}: {out}");
     }
     let old = Command::new(tool("kubernetes-validate")).args(["--strict", "-k", "1.29.0"]).arg(&base).output().unwrap();
     let old = String::from_utf8_lossy(&old.stdout).into_owned() + &String::from_utf8_lossy(&old.stderr);
@@ -71,8 +86,46 @@ fn manifests_render_with_kustomize_and_validate_against_kubernetes_schemas() {
     assert!(old.contains("'recursiveReadOnly' was unexpected"), "{old}");
     // The operator overlay: the base plus its two objects, labelled the same.
     let overlay = rendered("prometheus-operator", &tmp.path().join("operator.yaml"));
-    assert_eq!(kinds(&overlay), ["Namespace", "ServiceAccount", "Service", "DaemonSet", "PodMonitor", "PrometheusRule"], "{overlay}");
-    assert_eq!(overlay.matches("namespace: memwatch").count(), 5, "{overlay}");
+    assert_eq!(
+        kinds(&overlay),
+        ["Namespace", "ServiceAccount", "Service", "DaemonSet", "PodMonitor", "PrometheusRule", "NetworkPolicy"],
+        "{overlay}"
+    );
+    assert_eq!(overlay.matches("namespace: memwatch").count(), 6, "{overlay}");
+    // The TLS overlay: the base with the web configuration mounted and given, TCP probes, and
+    // it validates too.
+    let tls_path = tmp.path().join("tls.yaml");
+    let tls = rendered("tls", &tls_path);
+    assert_eq!(kinds(&tls), ["Namespace", "ServiceAccount", "Service", "DaemonSet", "NetworkPolicy"], "{tls}");
+    assert!(tls.contains("- --web.config.file=/etc/memwatch/web/web.yml") && tls.contains("secretName: memwatch-web"), "{tls}");
+    assert_eq!(tls.matches("tcpSocket:").count(), 2, "{tls}");
+    assert!(!tls.contains("httpGet"), "{tls}");
+    let out = run_ok(Command::new(tool("kubernetes-validate")).arg("--strict").arg(&tls_path));
+    assert_eq!(out.matches(" passed for resource ").count(), 5, "{out}");
+}
+
+/// The NetworkPolicy admits only the Prometheus that params.yaml names, to the metrics port:
+/// change the parameters and the rendered selectors follow.
+#[test]
+fn the_network_policy_takes_its_selectors_from_the_parameters() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = rendered("", &tmp.path().join("base.yaml"));
+    let np = &text[text.find("kind: NetworkPolicy").expect("a NetworkPolicy")..];
+    assert!(np.contains("kubernetes.io/metadata.name: monitoring") && np.contains("app.kubernetes.io/name: prometheus"), "{np}");
+    assert!(np.contains("port: metrics") && np.contains("policyTypes:\n  - Ingress"), "{np}");
+    // Parameters edited (in a copy of the base): the selectors follow.
+    let copy = tmp.path().join("kubernetes");
+    std::fs::create_dir(&copy).unwrap();
+    for e in std::fs::read_dir(deploy().join("kubernetes")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), copy.join(e.file_name())).unwrap();
+    }
+    let params = std::fs::read_to_string(copy.join("params.yaml")).unwrap();
+    let params = params.replace("prometheusNamespace: monitoring", "prometheusNamespace: observability");
+    std::fs::write(copy.join("params.yaml"), params.replace("prometheusPodName: prometheus", "prometheusPodName: prom-server")).unwrap();
+    let changed = run_ok(Command::new(tool("kubectl")).arg("kustomize").arg(&copy));
+    let np = &changed[changed.find("kind: NetworkPolicy").unwrap()..];
+    assert!(np.contains("kubernetes.io/metadata.name: observability") && np.contains("app.kubernetes.io/name: prom-server"), "{np}");
 }
 
 #[test]

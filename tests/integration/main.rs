@@ -19,6 +19,7 @@ mod trace;
 mod util;
 mod v2vm;
 mod warning;
+mod web;
 mod why;
 
 // The corpus of real software, shared with the warnings bench (it names `cgroup` from its parent).

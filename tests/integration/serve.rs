@@ -285,13 +285,14 @@ pub(crate) struct Prometheus {
 
 impl Prometheus {
     pub(crate) fn start(target: &str) -> Prometheus {
+        Prometheus::start_jobs(&format!("  - job_name: memwatch\n    static_configs:\n      - targets: ['{target}']\n"))
+    }
+
+    /// A Prometheus scraping every second with `jobs` (YAML list items under `scrape_configs:`).
+    pub(crate) fn start_jobs(jobs: &str) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: memwatch\n    static_configs:\n      - targets: ['{target}']\n"),
-        )
-        .unwrap();
+        std::fs::write(&config, format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n{jobs}")).unwrap();
         let port = free_port();
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))
@@ -311,6 +312,21 @@ impl Prometheus {
             Err(ureq::Error::Status(_, r)) => r.into_json().unwrap_or_default(),
             Err(e) => serde_json::json!({ "status": "unreachable", "error": e.to_string() }),
         }
+    }
+
+    /// Each active target's job, health and last error (`/api/v1/targets`).
+    pub(crate) fn targets(&self) -> Vec<(String, String, String)> {
+        let Ok(r) = ureq::get(&format!("{}/api/v1/targets", self.base)).timeout(Duration::from_secs(5)).call() else { return vec![] };
+        let v: serde_json::Value = r.into_json().unwrap_or_default();
+        v["data"]["activeTargets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| {
+                let s = |k: &str| t[k].as_str().unwrap_or_default().to_string();
+                (t["labels"]["job"].as_str().unwrap_or_default().to_string(), s("health"), s("lastError"))
+            })
+            .collect()
     }
 
     /// The first value of an instant query, if it returned any.

@@ -19,6 +19,10 @@ pub(crate) struct Daemon {
     pub base: String,
     log: PathBuf,
     _dir: tempfile::TempDir,
+    /// How this test speaks to it (TLS settings, when it serves TLS).
+    agent: ureq::Agent,
+    /// The Authorization header its requests carry, when it asks for a password.
+    auth: Option<String>,
 }
 
 impl Daemon {
@@ -30,6 +34,16 @@ impl Daemon {
     /// The same, run through `wrapper` (a command that execs the rest of its arguments, such as
     /// `setpriv ...`), so the daemon's pid is the child's.
     pub(crate) fn start_under(wrapper: &[String], args: &[&str]) -> Daemon {
+        Daemon::spawn(wrapper, args, "http", ureq::Agent::new(), None)
+    }
+
+    /// A daemon serving TLS (its `--web.config.file` among `args`), spoken to with `agent` (its
+    /// CA, a client certificate) and `auth` (a basic-auth header).
+    pub(crate) fn start_https(args: &[&str], agent: ureq::Agent, auth: Option<String>) -> Daemon {
+        Daemon::spawn(&[], args, "https", agent, auth)
+    }
+
+    fn spawn(wrapper: &[String], args: &[&str], scheme: &str, agent: ureq::Agent, auth: Option<String>) -> Daemon {
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("memwatch.log");
@@ -48,9 +62,15 @@ impl Daemon {
         }
         let child =
             cmd.args(args).stdout(Stdio::null()).stderr(std::fs::File::create(&log).unwrap()).spawn().expect("start memwatch serve");
-        let d = Daemon { child, base: format!("http://127.0.0.1:{port}"), log, _dir: dir };
+        let d = Daemon { child, base: format!("{scheme}://127.0.0.1:{port}"), log, _dir: dir, agent, auth };
         d.wait_until("ready", Duration::from_secs(20), || d.get("/readyz").map(|(s, _)| s == 200).unwrap_or(false));
         d
+    }
+
+    /// Speaks to it with `agent` from now on (a certificate it serves changed).
+    pub(crate) fn with_agent(mut self, agent: ureq::Agent) -> Daemon {
+        self.agent = agent;
+        self
     }
 
     /// The daemon's process id.
@@ -96,7 +116,10 @@ impl Daemon {
 
     /// (status, body) of a GET; Err when nothing answers.
     pub(crate) fn get_with(&self, path: &str, accept: Option<&str>) -> Result<(u16, String, String), String> {
-        let mut req = ureq::get(&format!("{}{path}", self.base)).timeout(Duration::from_secs(5));
+        let mut req = self.agent.get(&format!("{}{path}", self.base)).timeout(Duration::from_secs(5));
+        if let Some(a) = &self.auth {
+            req = req.set("Authorization", a);
+        }
         if let Some(a) = accept {
             req = req.set("Accept", a);
         }
