@@ -293,3 +293,31 @@ fn an_idle_daemon_fires_no_alert() {
     }
     w.finish();
 }
+
+/// deploy/prometheus/scrape-config-tls.yaml with the files of deploy/tls/make-secrets.sh, run by
+/// a real Prometheus against a daemon with the script's web configuration: the target is up.
+/// (Debian's Prometheus is built without Kubernetes discovery: the job's pod discovery and its
+/// relabelling are replaced by the daemon's address; its TLS and basic auth are as written.)
+#[test]
+fn the_tls_scrape_config_and_the_secrets_script_work_with_a_real_prometheus() {
+    util::require_root!();
+    let tmp = tempfile::tempdir().unwrap();
+    let s = crate::web::secrets(&tmp.path().join("s"), &[]);
+    let web = s.join("web.yml");
+    let d = Daemon::start_https(
+        &["--no-ebpf", "--web.config.file", web.to_str().unwrap(), "--state-dir", tmp.path().to_str().unwrap()],
+        crate::web::agent(&s, true),
+        Some(crate::web::basic("prometheus", &crate::web::password(&s))),
+    );
+    let target = d.base.trim_start_matches("https://").to_string();
+    let file = std::fs::read_to_string(deploy().join("prometheus/scrape-config-tls.yaml")).unwrap();
+    let job = &file[file.find("  - job_name: memwatch").unwrap()..file.find("    kubernetes_sd_configs:").unwrap()];
+    let job = job.replace("/etc/prometheus/memwatch/", &format!("{}/", s.display()));
+    let job = format!("{job}    static_configs:\n      - targets: ['{target}']\n");
+    let prom = Prometheus::start_jobs(&job);
+    d.wait_until("Prometheus's scrape over TLS", Duration::from_secs(30), || prom.query("up{job=\"memwatch\"}") == Some(1.0));
+    assert!(prom.query("memwatch_build_info").is_some());
+    // The Secrets the script writes are valid manifests.
+    let out = run_ok(Command::new(tool("kubernetes-validate")).arg("--strict").arg(s.join("secrets.yaml")));
+    assert_eq!(out.matches(" passed for resource ").count(), 2, "{out}");
+}

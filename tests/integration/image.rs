@@ -1,7 +1,8 @@
 //! The image run as the DaemonSet runs it: the settings are read from the DaemonSet that
-//! `kubectl kustomize deploy/` renders (capabilities, privilege, seccomp, read-only root, host
-//! PID, memory and CPU limits, host mounts, arguments and their `$(POD_IP)`) and translated to
-//! podman (runc), not written out by hand. The image is `localhost/memwatch:latest`, built by
+//! `kubectl kustomize deploy/tls` renders (the base with TLS, client certificates and basic auth
+//! on both doors: capabilities, privilege, seccomp, read-only root, host PID, memory and CPU
+//! limits, host mounts, the web configuration's Secret as `deploy/tls/make-secrets.sh` makes it,
+//! arguments and their `$(POD_IP)`) and translated to podman (runc), not written out by hand. The image is `localhost/memwatch:latest`, built by
 //! `cargo xtask image` (which `cargo xtask test` runs first). The node's kubelet log layout, which
 //! only names containers, is made by the test for the sibling container it starts; everything
 //! else (kernel, cgroups, probes, the OOM kill) is real.
@@ -20,6 +21,9 @@ const IMAGE: &str = "localhost/memwatch:latest";
 const BASE: &str = "localhost/debian:bookworm-slim";
 /// The pod's IP: a loopback address of its own, so its port cannot clash with other daemons.
 const POD_IP: &str = "127.0.0.2";
+/// The pod's own loopback, where the API door listens: podman runs it in the host's network
+/// here, so it gets an address of its own too (in a pod, 127.0.0.1 is the pod's alone).
+const POD_LOOPBACK: &str = "127.0.0.3";
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -37,10 +41,10 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// The DaemonSet as `kubectl apply -k deploy/` would create it, as JSON.
+/// The DaemonSet as `kubectl apply -k deploy/tls` would create it, as JSON.
 fn daemonset() -> Value {
     let kubectl = workspace().join(".tools/venv/bin/kubectl");
-    let yaml = run(Command::new(kubectl).arg("kustomize").arg(workspace().join("deploy")));
+    let yaml = run(Command::new(kubectl).arg("kustomize").arg(workspace().join("deploy/tls")));
     let mut py = Command::new("python3");
     py.args(["-c", "import json, sys, yaml; print(json.dumps(list(yaml.safe_load_all(sys.stdin))))"]);
     py.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
@@ -88,6 +92,39 @@ fn mounts_under(path: &str) -> Vec<String> {
 /// the test's, so that nothing of the host's is written.
 struct Node {
     dir: tempfile::TempDir,
+    /// The memwatch-web Secret's files (make-secrets.sh's, for the pod's two addresses).
+    secrets: PathBuf,
+}
+
+impl Node {
+    fn new() -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = crate::web::secrets(&dir.path().join("secrets"), &[POD_IP, POD_LOOPBACK]);
+        Node { dir, secrets }
+    }
+
+    /// How Prometheus and a person speak to the pod: its CA, the client certificate, the user.
+    fn client(&self) -> Client {
+        Client {
+            agent: crate::web::agent(&self.secrets, true),
+            auth: crate::web::basic("prometheus", &crate::web::password(&self.secrets)),
+        }
+    }
+}
+
+struct Client {
+    agent: ureq::Agent,
+    auth: String,
+}
+
+impl Client {
+    fn get(&self, base: &str, path: &str) -> Option<(u16, String)> {
+        match self.agent.get(&format!("{base}{path}")).set("Authorization", &self.auth).timeout(Duration::from_secs(5)).call() {
+            Ok(r) => Some((r.status(), r.into_string().unwrap_or_default())),
+            Err(ureq::Error::Status(code, r)) => Some((code, r.into_string().unwrap_or_default())),
+            Err(_) => None,
+        }
+    }
 }
 
 impl Node {
@@ -141,9 +178,13 @@ fn pod_args(ds: &Value, node: &Node, name: &str) -> Vec<String> {
     let volumes = spec["volumes"].as_array().unwrap();
     for m in c["volumeMounts"].as_array().unwrap() {
         let v = volumes.iter().find(|v| v["name"] == m["name"]).unwrap();
-        let src = v["hostPath"]["path"].as_str().expect("hostPath volumes only");
         let dst = m["mountPath"].as_str().unwrap();
         let ro = m["readOnly"] == true;
+        if v["secret"]["secretName"] == "memwatch-web" {
+            a.extend(["-v".into(), format!("{}:{dst}:ro", node.secrets.display())]);
+            continue;
+        }
+        let src = v["hostPath"]["path"].as_str().expect("hostPath and the web Secret volumes only");
         if ro && m["recursiveReadOnly"].is_string() {
             // Recursive read-only, as the kubelet does it: every submount read-only too.
             for sub in mounts_under(src) {
@@ -161,7 +202,7 @@ fn pod_args(ds: &Value, node: &Node, name: &str) -> Vec<String> {
     }
     a.push(IMAGE.into());
     for arg in c["args"].as_array().unwrap() {
-        a.push(arg.as_str().unwrap().replace("$(POD_IP)", POD_IP));
+        a.push(arg.as_str().unwrap().replace("$(POD_IP)", POD_IP).replace("127.0.0.1:", &format!("{POD_LOOPBACK}:")));
     }
     a
 }
@@ -170,14 +211,6 @@ fn port(ds: &Value) -> u64 {
     ds["spec"]["template"]["spec"]["containers"][0]["ports"].as_array().unwrap().iter().find(|p| p["name"] == "metrics").unwrap()["containerPort"]
         .as_u64()
         .unwrap()
-}
-
-fn get(base: &str, path: &str) -> Option<(u16, String)> {
-    match ureq::get(&format!("{base}{path}")).timeout(Duration::from_secs(5)).call() {
-        Ok(r) => Some((r.status(), r.into_string().unwrap_or_default())),
-        Err(ureq::Error::Status(code, r)) => Some((code, r.into_string().unwrap_or_default())),
-        Err(_) => None,
-    }
 }
 
 fn wait(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
@@ -237,7 +270,9 @@ fn the_image_runs_as_the_daemonset_and_records_a_sibling_containers_kill() {
         "{IMAGE} missing: `cargo xtask image` builds it (`cargo xtask test` does first)"
     );
     let ds = daemonset();
-    let node = Node { dir: tempfile::tempdir().unwrap() };
+    let node = Node::new();
+    let client = node.client();
+    let get = |base: &str, path: &str| client.get(base, path);
     let mut clean = Cleanup::new();
     let pod = format!("memwatch-ds-{}", std::process::id());
     clean.names.push(pod.clone());
@@ -246,12 +281,17 @@ fn the_image_runs_as_the_daemonset_and_records_a_sibling_containers_kill() {
         clean.ids.insert(id);
     };
     start(&mut clean);
-    let base = format!("http://{POD_IP}:{}", port(&ds));
+    let base = format!("https://{POD_IP}:{}", port(&ds));
+    let api = format!("https://{POD_LOOPBACK}:9754");
     let logs = || run(podman().args(["logs", &pod])) + &String::from_utf8_lossy(&podman().args(["logs", &pod]).output().unwrap().stderr);
     wait("the pod's /readyz", Duration::from_secs(60), || get(&base, "/readyz").is_some_and(|r| r.0 == 200));
     assert_eq!(get(&base, "/healthz").map(|r| r.0), Some(200));
     let (status, metrics) = get(&base, "/metrics").unwrap();
     assert_eq!(status, 200);
+    // Two doors, both over TLS with the user: the API not on the pod's address.
+    assert_eq!(get(&base, "/api/v1/events").map(|r| r.0), Some(404));
+    assert_eq!(get(&api, "/api/v1/events").map(|r| r.0), Some(200));
+    assert!(crate::web::agent(&node.secrets, false).get(&format!("{base}/healthz")).call().is_err(), "a client certificate is required");
     // Inside, with exactly the DaemonSet's capabilities, the probes it needs attached.
     for probe in ["oom_mark_victim", "process_exec", "process_exit"] {
         assert!(metrics.contains(&format!("memwatch_probe_attached{{probe=\"{probe}\",method=")), "{probe}: {metrics}\n{}", logs());
@@ -275,7 +315,7 @@ fn the_image_runs_as_the_daemonset_and_records_a_sibling_containers_kill() {
     assert_eq!(st.status.code(), Some(137), "the sibling was OOM-killed: {st:?}");
     let mut event = Value::Null;
     wait("the sibling's OOM event", Duration::from_secs(30), || {
-        let Some((_, body)) = get(&base, "/api/v1/events?kind=oom_kill") else { return false };
+        let Some((_, body)) = get(&api, "/api/v1/events?kind=oom_kill") else { return false };
         let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
         match v["events"].as_array().and_then(|es| es.iter().find(|e| e["container_id"] == sib_id.as_str())) {
             Some(e) => {
@@ -329,7 +369,7 @@ fn the_image_runs_as_the_daemonset_and_records_a_sibling_containers_kill() {
     assert!(std::fs::read_dir(node.host_path("/var/lib/memwatch")).unwrap().count() > 0, "the journal is on the host");
     start(&mut clean);
     wait("the new pod's /readyz", Duration::from_secs(60), || get(&base, "/readyz").is_some_and(|r| r.0 == 200));
-    let (_, body) = get(&base, "/api/v1/events").unwrap();
+    let (_, body) = get(&api, "/api/v1/events").unwrap();
     assert!(body.contains(&sib_id), "the event survived the pod's restart: {body}");
 }
 

@@ -27,23 +27,23 @@ use crate::{
 
 /// `deploy/tls/make-secrets.sh OUT`: a CA, memwatch's and Prometheus's certificates, a password
 /// and the web configuration.
-fn secrets(out: &Path) -> PathBuf {
+pub(crate) fn secrets(out: &Path, extra_sans: &[&str]) -> PathBuf {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/tls/make-secrets.sh");
-    let st = Command::new(script).arg(out).output().unwrap();
+    let st = Command::new(script).arg(out).args(extra_sans).output().unwrap();
     assert!(st.status.success(), "make-secrets.sh: {}", String::from_utf8_lossy(&st.stderr));
     out.to_path_buf()
 }
 
-fn password(s: &Path) -> String {
+pub(crate) fn password(s: &Path) -> String {
     std::fs::read_to_string(s.join("password")).unwrap().trim().to_string()
 }
 
-fn basic(user: &str, password: &str) -> String {
+pub(crate) fn basic(user: &str, password: &str) -> String {
     format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
 }
 
 /// A rustls client trusting `s`'s CA, with its client certificate when `cert`.
-fn client_config(s: &Path, cert: bool) -> Arc<rustls::ClientConfig> {
+pub(crate) fn client_config(s: &Path, cert: bool) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(s.join("ca.crt")).unwrap() {
         roots.add(c.unwrap()).unwrap();
@@ -60,7 +60,7 @@ fn client_config(s: &Path, cert: bool) -> Arc<rustls::ClientConfig> {
     })
 }
 
-fn agent(s: &Path, cert: bool) -> ureq::Agent {
+pub(crate) fn agent(s: &Path, cert: bool) -> ureq::Agent {
     ureq::AgentBuilder::new().tls_config(client_config(s, cert)).build()
 }
 
@@ -112,7 +112,7 @@ fn daemon(web: &Path, state: &Path, extra: &[&str], s: &Path, auth: Option<Strin
 fn prometheus_scrapes_over_tls_with_a_client_certificate_and_basic_auth() {
     util::require_root!();
     let tmp = tempfile::tempdir().unwrap();
-    let s = secrets(&tmp.path().join("secrets"));
+    let s = secrets(&tmp.path().join("secrets"), &[]);
     let pw = password(&s);
     let api_port = free_port();
     let api_arg = format!("127.0.0.1:{api_port}");
@@ -242,7 +242,7 @@ fn reloads(m: &Metrics, result: &str) -> f64 {
 fn a_replaced_certificate_serves_the_next_request_and_a_broken_one_keeps_the_last_good() {
     util::require_root!();
     let tmp = tempfile::tempdir().unwrap();
-    let (a, b) = (secrets(&tmp.path().join("a")), secrets(&tmp.path().join("b")));
+    let (a, b) = (secrets(&tmp.path().join("a"), &[]), secrets(&tmp.path().join("b"), &[]));
     let live = tmp.path().join("live");
     let web = tls_only(&live, &a);
     let d = daemon(&web, tmp.path(), &[], &a, None);
@@ -285,7 +285,7 @@ fn a_replaced_certificate_serves_the_next_request_and_a_broken_one_keeps_the_las
 fn connection_limits_hold_over_tls_and_a_handshake_flood_does_not_starve_a_scrape() {
     util::require_root!();
     let tmp = tempfile::tempdir().unwrap();
-    let s = secrets(&tmp.path().join("s"));
+    let s = secrets(&tmp.path().join("s"), &[]);
     let web = tls_only(&tmp.path().join("live"), &s);
     let d = daemon(&web, tmp.path(), &["--http-header-timeout", "3s", "--max-connections", "30"], &s, None);
     let port: u16 = d.base.rsplit(':').next().unwrap().parse().unwrap();
@@ -361,7 +361,7 @@ fn connection_limits_hold_over_tls_and_a_handshake_flood_does_not_starve_a_scrap
 fn a_bad_web_configuration_is_a_clear_error_at_start() {
     util::require_root!();
     let tmp = tempfile::tempdir().unwrap();
-    let s = secrets(&tmp.path().join("s"));
+    let s = secrets(&tmp.path().join("s"), &[]);
     let start = |web: &Path| {
         let out = Command::new(util::memwatch_bin())
             .args(["serve", "--no-ebpf", "--listen", &format!("127.0.0.1:{}", free_port())])
