@@ -13,7 +13,7 @@ use anyhow::{Context as _, bail};
 use crate::{setup, util};
 
 /// Every target (`fuzz/fuzz_targets/<name>.rs`).
-pub(crate) const TARGETS: [&str; 11] = [
+pub(crate) const TARGETS: [&str; 13] = [
     "cgroup_files",
     "proc_files",
     "smaps",
@@ -25,6 +25,8 @@ pub(crate) const TARGETS: [&str; 11] = [
     "oom_record",
     "runtime_facts",
     "stack_inputs",
+    "web_config",
+    "app_configs",
 ];
 
 /// libFuzzer's limits: a single input larger than the files memwatch reads is not interesting;
@@ -87,6 +89,38 @@ fn seed_files(root: &Path, target: &str) -> anyhow::Result<Vec<PathBuf>> {
     if target == "runtime_facts" {
         // A performance-data file recorded from a real JVM.
         return Ok(vec![root.join("tests/fixtures/hsperfdata/openjdk-17-g1.hsperfdata")]);
+    }
+    if target == "web_config" {
+        // exporter-toolkit's own examples, as the tests use them.
+        let dir = root.join("tests/fixtures/webconfig");
+        let mut out: Vec<PathBuf> = fs::read_dir(&dir)?.filter_map(|e| Some(e.ok()?.path())).collect();
+        out.sort();
+        return Ok(out);
+    }
+    if target == "app_configs" {
+        // A command line and files as the data stores' tests write them.
+        let p = root.join("target/fuzz-seeds/host/app_configs");
+        fs::create_dir_all(&p)?;
+        let seeds: [(&str, &str); 3] = [
+            (
+                "redis",
+                "redis-server\0/etc/app.conf\0--maxmemory\0100mb\0--files\0maxmemory 1gb\ninclude a.conf\nsave 900 1\n\0maxmemory-policy allkeys-lru\n",
+            ),
+            (
+                "postgres",
+                "postgres\0-D\0/d\0-c\0work_mem=2GB\0-B\04096\0--files\0\0\0\0\0shared_buffers = '32MB' # x\ninclude_dir 'conf.d'\n\0work_mem = 64MB\n",
+            ),
+            (
+                "mysql",
+                "mariadbd\0--innodb-buffer-pool-size=1G\0--files\0\0\0[mysqld]\nsort_buffer_size=4M\n!includedir /etc/mysql/conf.d/\n\0[mysqld]\ninnodb_buffer_pool_size = 2G\n",
+            ),
+        ];
+        let mut out = vec![];
+        for (name, text) in seeds {
+            fs::write(p.join(name), text)?;
+            out.push(p.join(name));
+        }
+        return Ok(out);
     }
     if target == "stack_inputs" {
         // A perf map as Node 18 writes it, and this host's own maps (below).
