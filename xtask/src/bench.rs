@@ -12,6 +12,8 @@ pub(crate) fn run() -> anyhow::Result<()> {
     util::run(util::cargo().args(["bench", "--package", "memwatch-tests", "--bench", "history"]))?;
     // What 10,000 distinct fault stacks cost the daemon in memory.
     util::run(util::cargo().args(["bench", "--package", "memwatch-tests", "--bench", "stacks"]))?;
+    // What TLS with client certificates and basic auth costs a scrape of 1,000 containers.
+    util::run(util::cargo().args(["bench", "--package", "memwatch-tests", "--bench", "tls"]))?;
     // The warnings' precision and recall over the corpus of real software.
     util::run(util::cargo().args(["bench", "--package", "memwatch-tests", "--bench", "warnings"]))
 }
