@@ -104,11 +104,11 @@ fn seed_files(root: &Path, target: &str) -> anyhow::Result<Vec<PathBuf>> {
         let seeds: [(&str, &str); 3] = [
             (
                 "redis",
-                "redis-server\0/etc/app.conf\0--maxmemory\0100mb\0--files\0maxmemory 1gb\ninclude a.conf\nsave 900 1\n\0maxmemory-policy allkeys-lru\n",
+                "redis-server\0/etc/app.conf\0--maxmemory\x00100mb\0--files\0maxmemory 1gb\ninclude a.conf\nsave 900 1\n\0maxmemory-policy allkeys-lru\n",
             ),
             (
                 "postgres",
-                "postgres\0-D\0/d\0-c\0work_mem=2GB\0-B\04096\0--files\0\0\0\0\0shared_buffers = '32MB' # x\ninclude_dir 'conf.d'\n\0work_mem = 64MB\n",
+                "postgres\0-D\0/d\0-c\0work_mem=2GB\0-B\x004096\0--files\0\0\0\0\0shared_buffers = '32MB' # x\ninclude_dir 'conf.d'\n\0work_mem = 64MB\n",
             ),
             (
                 "mysql",
