@@ -101,15 +101,7 @@ pub(crate) fn start_calm(name: &'static str) -> Running {
         }
         // PostgreSQL 15: a cluster of its own, on a socket of its own.
         "postgres" => {
-            let data = owned_dir(dir.path(), "pg", "postgres");
-            let st = as_user("postgres", PG_INITDB)
-                .arg("-D")
-                .arg(data.join("data"))
-                .args(["-A", "trust", "-U", "postgres"])
-                .stdout(Stdio::null())
-                .status()
-                .unwrap();
-            assert!(st.success(), "initdb");
+            let data = pg_cluster(dir.path());
             let mut c = as_user("postgres", PG_POSTGRES);
             c.arg("-D").arg(data.join("data")).arg("-k").arg(&data).args(["-p", &free_port().to_string(), "-c", "listen_addresses="]);
             (512 * MIB, vec![c])
@@ -156,6 +148,21 @@ pub(crate) fn start_calm(name: &'static str) -> Running {
         }
     }
     Running { name, cgroup, children, dir }
+}
+
+/// A new PostgreSQL cluster in `dir`/pg/data (the postgres user's), its socket directory
+/// `dir`/pg: that directory.
+pub(crate) fn pg_cluster(dir: &Path) -> PathBuf {
+    let data = owned_dir(dir, "pg", "postgres");
+    let st = as_user("postgres", PG_INITDB)
+        .arg("-D")
+        .arg(data.join("data"))
+        .args(["-A", "trust", "-U", "postgres"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "initdb");
+    data
 }
 
 pub(crate) const PG_INITDB: &str = "/usr/lib/postgresql/15/bin/initdb";
@@ -281,15 +288,7 @@ pub(crate) fn run_kill(name: &'static str) -> Killed {
         // backend is killed, the postmaster lives and resets every session.
         "postgres-sort" => {
             let cgroup = new(192 * MIB);
-            let data = owned_dir(dir.path(), "pg", "postgres");
-            let st = as_user("postgres", PG_INITDB)
-                .arg("-D")
-                .arg(data.join("data"))
-                .args(["-A", "trust", "-U", "postgres"])
-                .stdout(Stdio::null())
-                .status()
-                .unwrap();
-            assert!(st.success(), "initdb");
+            let data = pg_cluster(dir.path());
             let port = free_port().to_string();
             let mut c = as_user("postgres", PG_POSTGRES);
             c.arg("-D").arg(data.join("data")).arg("-k").arg(&data).args([

@@ -166,15 +166,7 @@ fn postgres_with_a_huge_work_mem_gets_a_number_and_spills_with_it() {
     let state = tempfile::tempdir().unwrap();
     let d = daemon(state.path());
     let run = |cg: &TestCgroup, dir: &Path, extra: &[&str]| {
-        let data = corpus::owned_dir(dir, "pg", "postgres");
-        let st = corpus::as_user("postgres", corpus::PG_INITDB)
-            .arg("-D")
-            .arg(data.join("data"))
-            .args(["-A", "trust", "-U", "postgres"])
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(st.success(), "initdb");
+        let data = corpus::pg_cluster(dir);
         // The settings in the configuration files, as a cluster has them; a password beside them.
         let mut conf = std::fs::OpenOptions::new().append(true).open(data.join("data/postgresql.conf")).unwrap();
         writeln!(conf, "shared_buffers = 32MB\nprimary_conninfo = 'host=db.invalid user=replica password={PLANTED}'").unwrap();

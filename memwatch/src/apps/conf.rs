@@ -116,6 +116,18 @@ impl Budget {
     }
 }
 
+/// A size: a whole number followed at once by one of `units` (compared without case; `""` is
+/// the bare number's unit), e.g. Redis's `100mb`, MySQL's `128M`, PostgreSQL's `64kB`. None for
+/// another unit, a missing number, or a product past `u64`.
+pub fn size(v: &str, units: &[(&str, u64)]) -> Option<u64> {
+    let v = v.trim();
+    let digits = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let n: u64 = v[..digits].parse().ok()?;
+    let unit = &v[digits..];
+    let (_, mult) = units.iter().find(|(u, _)| u.eq_ignore_ascii_case(unit))?;
+    n.checked_mul(*mult)
+}
+
 /// Splits a value off its quotes: `'x'` or `"x"` → `x`.
 pub fn unquote(v: &str) -> &str {
     let v = v.trim();
@@ -141,6 +153,12 @@ mod tests {
         assert_eq!(dir_of("/etc/a/b.conf"), "/etc/a");
         assert_eq!(dir_of("/b.conf"), "/");
         assert_eq!(unquote(" '2GB' "), "2GB");
+        let units = [("", 1), ("k", 1000), ("kb", 1024)];
+        assert_eq!(size("3KB", &units), Some(3072));
+        assert_eq!(size(" 7 ", &units), Some(7));
+        assert_eq!(size("k", &units), None);
+        assert_eq!(size("3 kb", &units), None, "no space before the unit");
+        assert_eq!(size("99999999999999999999kb", &units), None);
     }
 
     #[test]

@@ -70,16 +70,7 @@ pub fn parse(argv: &[String]) -> MemcachedFacts {
 
 /// `-m`'s value: MiB, or with a `k`, `m`, `g` unit.
 fn megabytes(v: &str) -> Option<u64> {
-    let v = v.trim().to_ascii_lowercase();
-    let digits = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
-    let n: u64 = v[..digits].parse().ok()?;
-    let mult = match &v[digits..] {
-        "" | "m" => MIB,
-        "k" => 1 << 10,
-        "g" => 1 << 30,
-        _ => return None,
-    };
-    n.checked_mul(mult)
+    super::conf::size(v, &[("", MIB), ("m", MIB), ("k", 1 << 10), ("g", 1 << 30)])
 }
 
 #[cfg(test)]

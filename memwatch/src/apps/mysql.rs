@@ -197,18 +197,7 @@ fn read_file(path: &str, files: &dyn Files, budget: &mut Budget, depth: usize, o
 /// A size as the server reads it: a number with an optional `K`, `M`, `G`, `T` (1024-based,
 /// any case).
 pub fn bytes(v: &str) -> Option<u64> {
-    let v = v.trim();
-    let digits = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
-    let n: u64 = v[..digits].parse().ok()?;
-    let mult: u64 = match v[digits..].to_ascii_lowercase().as_str() {
-        "" => 1,
-        "k" => KIB,
-        "m" => MIB,
-        "g" => 1 << 30,
-        "t" => 1 << 40,
-        _ => return None,
-    };
-    n.checked_mul(mult)
+    super::conf::size(v, &[("", 1), ("k", KIB), ("m", MIB), ("g", 1 << 30), ("t", 1 << 40)])
 }
 
 #[cfg(test)]

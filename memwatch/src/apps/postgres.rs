@@ -209,19 +209,9 @@ fn strip_comment(line: &str) -> &str {
 /// A memory setting: a number in `unit` bytes, or with PostgreSQL's units (`B`, `kB`, `MB`,
 /// `GB`, `TB`, 1024-based).
 pub fn memory(v: &str, unit: u64) -> Option<u64> {
-    let v = v.trim();
-    let digits = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
-    let n: u64 = v[..digits].parse().ok()?;
-    let mult = match v[digits..].trim().to_ascii_lowercase().as_str() {
-        "" => unit,
-        "b" => 1,
-        "kb" => KIB,
-        "mb" => MIB,
-        "gb" => 1 << 30,
-        "tb" => 1 << 40,
-        _ => return None,
-    };
-    n.checked_mul(mult)
+    // PostgreSQL allows spaces between the number and its unit.
+    let v: String = v.chars().filter(|c| !c.is_whitespace()).collect();
+    super::conf::size(&v, &[("", unit), ("b", 1), ("kb", KIB), ("mb", MIB), ("gb", 1 << 30), ("tb", 1 << 40)])
 }
 
 #[cfg(test)]

@@ -210,20 +210,9 @@ fn split(line: &str) -> Vec<String> {
 
 /// A Redis memory size: bytes, `1k` (1000), `1kb` (1024), `m`, `mb`, `g`, `gb`, any case.
 pub fn bytes(v: &str) -> Option<u64> {
-    let v = v.trim().to_ascii_lowercase();
-    let digits = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
-    let n: u64 = v[..digits].parse().ok()?;
-    let mult: u64 = match &v[digits..] {
-        "" | "b" => 1,
-        "k" => 1000,
-        "kb" => 1 << 10,
-        "m" => 1_000_000,
-        "mb" => 1 << 20,
-        "g" => 1_000_000_000,
-        "gb" => 1 << 30,
-        _ => return None,
-    };
-    n.checked_mul(mult)
+    const UNITS: &[(&str, u64)] =
+        &[("", 1), ("b", 1), ("k", 1000), ("kb", 1 << 10), ("m", 1_000_000), ("mb", 1 << 20), ("g", 1_000_000_000), ("gb", 1 << 30)];
+    super::conf::size(v, UNITS)
 }
 
 #[cfg(test)]

@@ -42,9 +42,19 @@ pub fn root(procfs: &Path, pid: u32) -> io::Result<File> {
 
 /// [`open_in_root`] with the root directory already open.
 pub fn open_in(root: &File, rel: &Path) -> io::Result<File> {
+    let file = openat2_in(root, rel, libc::O_NOCTTY | libc::O_NONBLOCK)?;
+    if !file.metadata()?.file_type().is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    Ok(file)
+}
+
+/// `rel` opened read-only under `root` with `flags` added, resolved inside that root
+/// (`RESOLVE_IN_ROOT`, no magic links).
+fn openat2_in(root: &File, rel: &Path, flags: i32) -> io::Result<File> {
     let rel = CString::new(rel.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     let how = OpenHow {
-        flags: (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK) as u64,
+        flags: (libc::O_RDONLY | libc::O_CLOEXEC | flags) as u64,
         mode: 0,
         resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
     };
@@ -56,32 +66,13 @@ pub fn open_in(root: &File, rel: &Path) -> io::Result<File> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: a descriptor openat2 just returned, owned by nothing else.
-    let file = unsafe { File::from_raw_fd(fd as i32) };
-    if !file.metadata()?.file_type().is_file() {
-        return Err(io::Error::other("not a regular file"));
-    }
-    Ok(file)
+    Ok(unsafe { File::from_raw_fd(fd as i32) })
 }
 
 /// The names of the entries of directory `rel` inside `pid`'s root, resolved as
 /// [`open_in_root`] resolves (never into the host's tree), sorted; at most `max` of them.
 pub fn list_in_root(procfs: &Path, pid: u32, rel: &Path, max: usize) -> io::Result<Vec<String>> {
-    let root = root(procfs, pid)?;
-    let rel = CString::new(rel.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let how = OpenHow {
-        flags: (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_DIRECTORY) as u64,
-        mode: 0,
-        resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
-    };
-    // SAFETY: as in open_in: openat2 reads `how` and the NUL-terminated path, both live for
-    // the call; it returns a new descriptor or -1.
-    let fd =
-        unsafe { libc::syscall(libc::SYS_openat2, root.as_raw_fd(), rel.as_ptr(), &how as *const OpenHow, std::mem::size_of::<OpenHow>()) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a descriptor openat2 just returned, owned by nothing else (closed on drop).
-    let dir = unsafe { File::from_raw_fd(fd as i32) };
+    let dir = openat2_in(&root(procfs, pid)?, rel, libc::O_DIRECTORY)?;
     // The directory is already resolved: listing it through its descriptor follows nothing.
     let mut names: Vec<String> = std::fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd()))?
         .filter_map(Result::ok)

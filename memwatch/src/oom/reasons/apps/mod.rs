@@ -39,3 +39,19 @@ pub(crate) fn of(e: &Event, id: AppId) -> Vec<(&ProcessFacts, &AppFacts)> {
 pub(crate) fn mib(b: u64) -> u64 {
     b >> 20
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::oom::event::Victim;
+
+    /// A process of an event running `app`.
+    pub(crate) fn process(pid: u32, comm: &str, app: AppFacts) -> ProcessFacts {
+        ProcessFacts { pid, comm: comm.into(), runtime: None, malloc: None, app: Some(app) }
+    }
+
+    /// An event's victim with only its pid and name known.
+    pub(crate) fn victim(pid: u32, comm: &str) -> Victim {
+        Victim { pid, comm: comm.into(), vsz_bytes: None, rss_bytes: None, anon_rss_bytes: None, oom_score_adj: None, role: None }
+    }
+}

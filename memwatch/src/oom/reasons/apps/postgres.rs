@@ -140,18 +140,18 @@ mod tests {
     use super::*;
     use crate::{
         oom::{
-            event::{Victim, tests::event},
-            reasons::tests::MIB,
+            event::tests::event,
+            reasons::{apps::tests::process, tests::MIB},
         },
         runtime::ProcessFacts,
     };
 
     fn pm(pid: u32, p: PostgresFacts) -> ProcessFacts {
-        ProcessFacts { pid, comm: "postgres".into(), runtime: None, malloc: None, app: Some(AppFacts::Postgres(p)) }
+        process(pid, "postgres", AppFacts::Postgres(p))
     }
 
-    fn victim(pid: u32) -> Victim {
-        Victim { pid, comm: "postgres".into(), vsz_bytes: None, rss_bytes: None, anon_rss_bytes: None, oom_score_adj: None, role: None }
+    fn victim(pid: u32) -> crate::oom::event::Victim {
+        super::super::tests::victim(pid, "postgres")
     }
 
     #[test]

@@ -114,14 +114,17 @@ mod tests {
     use super::*;
     use crate::{
         oom::{
-            event::{Victim, tests::event},
-            reasons::tests::MIB,
+            event::tests::event,
+            reasons::{
+                apps::tests::{process, victim},
+                tests::MIB,
+            },
         },
         runtime::ProcessFacts,
     };
 
     fn redis(pid: u32, r: RedisFacts) -> ProcessFacts {
-        ProcessFacts { pid, comm: "redis-server".into(), runtime: None, malloc: None, app: Some(AppFacts::Redis(r)) }
+        process(pid, "redis-server", AppFacts::Redis(r))
     }
 
     fn facts(max: u64, save: bool) -> RedisFacts {
@@ -155,15 +158,7 @@ mod tests {
     #[test]
     fn the_save_s_child_killed_is_named() {
         let mut e = event(1, 10);
-        e.victim = Some(Victim {
-            pid: 77,
-            comm: "redis-server".into(),
-            vsz_bytes: None,
-            rss_bytes: None,
-            anon_rss_bytes: None,
-            oom_score_adj: None,
-            role: None,
-        });
+        e.victim = Some(victim(77, "redis-server"));
         let child = RedisFacts { server: "redis".into(), ..RedisFacts::default() };
         e.runtimes = vec![redis(77, child), redis(5, facts(0, true))];
         let r = advise(&e, Some(256 * MIB));
