@@ -136,7 +136,7 @@ pub(crate) fn start_calm(name: &'static str) -> Running {
         }
         other => panic!("no calm case {other}"),
     };
-    let cgroup = TestCgroup::new(&format!("rw-{name}"), limit);
+    let cgroup = TestCgroup::new(&format!("rw-calm-{name}"), limit);
     let mut children = Vec::new();
     for mut c in cmds {
         if name == "jshell" {
@@ -211,7 +211,7 @@ pub(crate) fn killed(child: &mut Child, timeout: Duration) -> bool {
 /// Runs the killing case `name` until the kernel kills what it grows.
 pub(crate) fn run_kill(name: &'static str) -> Killed {
     let dir = tempfile::tempdir().unwrap();
-    let new = |limit| TestCgroup::new(&format!("rw-{name}"), limit);
+    let new = |limit| TestCgroup::new(&format!("rw-kill-{name}"), limit);
     match name {
         // Debian's promtool (Go) reading a 100 MB exposition: its parser keeps every family.
         "go-promtool" => {
