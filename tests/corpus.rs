@@ -208,6 +208,14 @@ pub(crate) fn killed(child: &mut Child, timeout: Duration) -> bool {
     }
 }
 
+/// Waits up to `timeout` for the kernel to kill `child`, the case's one process and so its
+/// victim.
+fn its_kill(name: &'static str, cgroup: TestCgroup, dir: tempfile::TempDir, mut child: Child, timeout: Duration) -> Killed {
+    let pid = child.id();
+    assert!(killed(&mut child, timeout), "{name}: pid {pid} was not OOM-killed");
+    Killed { run: Running { name, cgroup, children: vec![child], dir }, victim: Some(pid), survivors: vec![], grower: None, files: vec![] }
+}
+
 /// Runs the killing case `name` until the kernel kills what it grows.
 pub(crate) fn run_kill(name: &'static str) -> Killed {
     let dir = tempfile::tempdir().unwrap();
@@ -229,17 +237,10 @@ pub(crate) fn run_kill(name: &'static str) -> Killed {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .env_remove("GOMEMLIMIT");
+            // Its input on stdin: joined by hand, not by `spawn` (which gives it none).
             cgroup.join_before_exec(&mut c);
-            let mut child = c.spawn().unwrap();
-            let pid = child.id();
-            assert!(killed(&mut child, Duration::from_secs(60)), "promtool was not OOM-killed");
-            Killed {
-                run: Running { name, cgroup, children: vec![child], dir },
-                victim: Some(pid),
-                survivors: vec![],
-                grower: None,
-                files: vec![],
-            }
+            let child = c.spawn().unwrap();
+            its_kill(name, cgroup, dir, child, Duration::from_secs(60))
         }
         // OpenJDK's javac with its JVM's options given as a JDK tool takes them: a 1 GiB heap,
         // 512 MiB of it touched at start, in 192 MiB.
@@ -248,20 +249,18 @@ pub(crate) fn run_kill(name: &'static str) -> Killed {
             std::fs::write(dir.path().join("A.java"), "class A {}\n").unwrap();
             let mut c = Command::new("javac");
             c.args(["-J-Xmx1g", "-J-Xms512m", "-J-XX:+AlwaysPreTouch", "-d"]).arg(dir.path()).arg(dir.path().join("A.java"));
-            c.stdout(Stdio::null()).stderr(Stdio::null());
-            cgroup.join_before_exec(&mut c);
-            let mut child = c.spawn().unwrap();
+            let child = spawn(c, &cgroup);
             let pid = child.id();
-            assert!(killed(&mut child, Duration::from_secs(60)), "javac was not OOM-killed");
+            let mut k = its_kill(name, cgroup, dir, child, Duration::from_secs(60));
             // HotSpot's performance-data file, left behind by the kill (memwatch leaves it).
-            let files = std::fs::read_dir("/tmp")
+            k.files = std::fs::read_dir("/tmp")
                 .into_iter()
                 .flatten()
                 .flatten()
                 .map(|e| e.path().join(pid.to_string()))
                 .filter(|p| p.exists())
                 .collect();
-            Killed { run: Running { name, cgroup, children: vec![child], dir }, victim: Some(pid), survivors: vec![], grower: None, files }
+            k
         }
         // Debian's Node.js keeping objects until killed.
         "node" => {
@@ -271,18 +270,8 @@ pub(crate) fn run_kill(name: &'static str) -> Killed {
                 "-e",
                 "const a = []; setInterval(() => { for (let i = 0; i < 50000; i++) a.push({ i, s: 'x'.repeat(40) + i }); }, 20);",
             ]);
-            c.stdout(Stdio::null()).stderr(Stdio::null());
-            cgroup.join_before_exec(&mut c);
-            let mut child = c.spawn().unwrap();
-            let pid = child.id();
-            assert!(killed(&mut child, Duration::from_secs(120)), "node was not OOM-killed");
-            Killed {
-                run: Running { name, cgroup, children: vec![child], dir },
-                victim: Some(pid),
-                survivors: vec![],
-                grower: None,
-                files: vec![],
-            }
+            let child = spawn(c, &cgroup);
+            its_kill(name, cgroup, dir, child, Duration::from_secs(120))
         }
         // PostgreSQL with work_mem=2GB sorting 5 million rows in memory, in 192 MiB: the
         // backend is killed, the postmaster lives and resets every session.
@@ -322,20 +311,12 @@ pub(crate) fn run_kill(name: &'static str) -> Killed {
             let port = free_port().to_string();
             let mut c = Command::new("redis-server");
             c.args(["--port", &port, "--save", "", "--appendonly", "no", "--enable-debug-command", "local", "--dir"]).arg(dir.path());
-            let mut child = spawn(c, &cgroup);
-            let pid = child.id();
+            let child = spawn(c, &cgroup);
             wait_for("redis", Duration::from_secs(20), || {
                 Command::new("redis-cli").args(["-p", &port, "ping"]).output().is_ok_and(|o| o.stdout.starts_with(b"PONG"))
             });
             let _ = Command::new("redis-cli").args(["-p", &port, "DEBUG", "POPULATE", "3000000", "key", "32"]).output();
-            assert!(killed(&mut child, Duration::from_secs(30)), "redis was not OOM-killed");
-            Killed {
-                run: Running { name, cgroup, children: vec![child], dir },
-                victim: Some(pid),
-                survivors: vec![],
-                grower: None,
-                files: vec![],
-            }
+            its_kill(name, cgroup, dir, child, Duration::from_secs(30))
         }
         // dd filling a file in /dev/shm: tmpfs is charged to the writer's cgroup, and stays
         // charged after the writer is killed.
@@ -344,18 +325,10 @@ pub(crate) fn run_kill(name: &'static str) -> Killed {
             let file = PathBuf::from(format!("/dev/shm/memwatch-test-rw-{}", std::process::id()));
             let mut c = Command::new("dd");
             c.args(["if=/dev/zero", "bs=1M", "count=256"]).arg(format!("of={}", file.display()));
-            c.stdout(Stdio::null()).stderr(Stdio::null());
-            cgroup.join_before_exec(&mut c);
-            let mut child = c.spawn().unwrap();
-            let pid = child.id();
-            assert!(killed(&mut child, Duration::from_secs(30)), "dd was not OOM-killed");
-            Killed {
-                run: Running { name, cgroup, children: vec![child], dir },
-                victim: Some(pid),
-                survivors: vec![],
-                grower: None,
-                files: vec![file],
-            }
+            let child = spawn(c, &cgroup);
+            let mut k = its_kill(name, cgroup, dir, child, Duration::from_secs(30));
+            k.files = vec![file];
+            k
         }
         // A process that took 150 MiB at its start and held still, then another that grows
         // beside it: the kernel kills the larger, steady one.
@@ -386,16 +359,8 @@ pub(crate) fn run_kill(name: &'static str) -> Killed {
             let cgroup = new(256 * MIB);
             let mut c = Command::new("python3");
             c.args(["-c", "import time\nk = []\nwhile True:\n    b = bytearray(250 << 10)\n    for i in range(0, len(b), 4096): b[i] = 1\n    k.append(b)\n    time.sleep(0.1)"]);
-            let mut child = spawn(c, &cgroup);
-            let pid = child.id();
-            assert!(killed(&mut child, Duration::from_secs(240)), "the creeping leak was not OOM-killed");
-            Killed {
-                run: Running { name, cgroup, children: vec![child], dir },
-                victim: Some(pid),
-                survivors: vec![],
-                grower: None,
-                files: vec![],
-            }
+            let child = spawn(c, &cgroup);
+            its_kill(name, cgroup, dir, child, Duration::from_secs(240))
         }
         other => panic!("no killing case {other}"),
     }
