@@ -46,7 +46,7 @@ impl RemoteTls {
     /// A client of the daemon at `base`.
     pub(crate) fn client(&self, base: &str) -> anyhow::Result<Client> {
         let mut agent = ureq::AgentBuilder::new();
-        if self.ca_file.is_some() || self.cert_file.is_some() {
+        if base.starts_with("https://") {
             agent = agent.tls_config(Arc::new(self.tls_config()?));
         }
         let authorization = match &self.user {
@@ -77,7 +77,7 @@ impl RemoteTls {
                 }
                 anyhow::ensure!(!roots.is_empty(), "{}: no certificate in it", ca.display());
             }
-            None => roots.extend(webpki_roots()),
+            None => roots.extend(system_roots()),
         }
         #[allow(deprecated)] // ring: see memwatch::http::tls
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -95,8 +95,9 @@ impl RemoteTls {
     }
 }
 
-/// The system's usual roots, for a daemon whose certificate a public CA signed.
-fn webpki_roots() -> Vec<rustls::pki_types::TrustAnchor<'static>> {
+/// The system's roots (Debian's ca-certificates), for a daemon whose certificate a public CA
+/// signed.
+fn system_roots() -> Vec<rustls::pki_types::TrustAnchor<'static>> {
     let mut roots = rustls::RootCertStore::empty();
     let found = std::fs::read("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();
     for c in CertificateDer::pem_slice_iter(&found).flatten() {

@@ -145,7 +145,7 @@ fn consistent_smaps(procfs: &Path, pid: u32) -> Result<(Vec<smaps::Mapping>, (u6
 pub fn process(procfs: &Path, pid: u32) -> Result<ProcessReport, ExplainError> {
     let comm = fs::read_to_string(procfs.join(format!("{pid}/comm"))).map(|s| s.trim().to_string()).unwrap_or_default();
     let exe = fs::read_link(procfs.join(format!("{pid}/exe"))).ok().map(|p| p.to_string_lossy().into_owned());
-    let (runtime, runtime_facts) = runtime::inspect(procfs, pid).map_or((None, None), |(id, f)| (Some(id), f));
+    let (runtime, runtime_facts, app) = runtime::inspect(procfs, pid).map_or((None, None, None), |r| (r.runtime, r.facts, r.app));
     let facts = Facts { exe, runtime, runtime_facts };
     let (maps, status) = consistent_smaps(procfs, pid)?;
     let b = Breakdown::of(&maps, &facts);
@@ -154,7 +154,6 @@ pub fn process(procfs: &Path, pid: u32) -> Result<ProcessReport, ExplainError> {
         summary += " ";
         summary += &runtime::get(id).describe(f);
     }
-    let app = runtime::inspect_app(procfs, pid);
     if let Some(a) = &app {
         summary += " ";
         summary += &a.describe();

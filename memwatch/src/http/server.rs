@@ -122,8 +122,8 @@ pub async fn serve(
                     let _ = http.serve_connection(TokioIo::new(stream), service).await;
                 }
                 Some((config, mut reloaded)) => {
+                    // The permit goes with this task, whichever way it ends.
                     let Ok(Some(stream)) = tokio::time::timeout(timeout, handshake(stream, config)).await else {
-                        drop(permit);
                         return Ok::<(), Infallible>(());
                     };
                     let conn = http.serve_connection(TokioIo::new(stream), service);

@@ -318,19 +318,10 @@ fn exe_info(file: &File, path: Option<PathBuf>) -> ExeInfo {
     ExeInfo { version: runtime.and_then(|id| get(id).version(&exe)), name: exe.file_name().map(String::from), runtime, app }
 }
 
-/// `pid`'s application and its settings now (for one-shot use: `memwatch explain`).
-pub fn inspect_app(procfs: &Path, pid: u32) -> Option<AppFacts> {
-    let name = procs::exe_path(procfs, pid)?.file_name()?.to_str()?.to_string();
-    apps::read(procfs, pid, apps::detect(&name)?)
-}
-
-/// `pid`'s runtime and its facts now (for one-shot use: `memwatch explain`).
-pub fn inspect(procfs: &Path, pid: u32) -> Option<(RuntimeId, Option<Facts>)> {
-    let (file, _) = procs::exe(procfs, pid)?;
-    let info = exe_info(&file, procs::exe_path(procfs, pid));
-    let id = info.runtime.or_else(|| detect_mapped(procfs, pid))?;
-    let p = Process { procfs, pid, exe_name: info.name.as_deref(), version: info.version.as_deref() };
-    Some((id, get(id).read(&p)))
+/// `pid`'s runtime with its facts, and its application's settings, read now (for one-shot
+/// use: `memwatch explain`); None when it is gone.
+pub fn inspect(procfs: &Path, pid: u32) -> Option<Read> {
+    Reader::new(procfs.to_path_buf()).read(pid, false)
 }
 
 /// Executables at most remembered with their runtime (or none).
@@ -457,11 +448,6 @@ impl Watcher {
     pub fn app(&self, pid: u32) -> Option<AppFacts> {
         let known = self.watched.lock().unwrap_or_else(|e| e.into_inner()).0.get(&pid).and_then(|r| r.app.clone());
         known.or_else(|| self.reader.read(pid, false).and_then(|r| r.app))
-    }
-
-    /// The reader this watcher reads with.
-    pub fn reader(&self) -> &Reader {
-        &self.reader
     }
 
     /// `pid`'s facts for an event: read now while it lives (fresh live figures), else what was
