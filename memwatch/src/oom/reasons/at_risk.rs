@@ -43,10 +43,27 @@ impl Finding for AtRisk {
                 None => format!(" {} (pid {}) appeared in the last {secs:.0} s and reached {}.", g.comm, g.pid, h(g.to_rss_bytes)),
             };
         }
-        if let Some(after) = w.after_kill_seconds {
-            text += &format!(" {}", still_held(e, after));
+        match w.after_kill_seconds {
+            Some(after) => text += &format!(" {}", still_held(e, after)),
+            None => text += &tmpfs_held(e),
         }
         vec![reason(ReasonKind::AtRisk, text)]
+    }
+}
+
+/// Before any kill, when tmpfs holds most of the working set: no kill will free it, which the
+/// person reading the warning needs to know before the kernel picks a victim.
+fn tmpfs_held(e: &Event) -> String {
+    let w = e.warning.as_ref().expect("a warning's");
+    let ws = w.state.working_set_bytes.max(1);
+    match &w.parts {
+        Some(p) if p.shmem_bytes as f64 >= 0.5 * ws as f64 => format!(
+            " tmpfs and shared memory hold {} ({:.0}% of its working set): files in a tmpfs stay charged to the container until they \
+             are deleted, and killing a process does not free them.",
+            h(p.shmem_bytes),
+            100.0 * p.shmem_bytes as f64 / ws as f64
+        ),
+        _ => String::new(),
     }
 }
 
@@ -146,6 +163,17 @@ mod tests {
         let t = &AtRisk.find(&e, None)[0].text;
         assert!(t.contains("It was OOM-killed 12s ago and is still at risk: tmpfs and shared memory hold 104.0 MiB (96%"), "{t}");
         assert!(t.contains("no kill frees them"), "{t}");
+    }
+
+    #[test]
+    fn a_warning_where_tmpfs_holds_most_says_no_kill_frees_it() {
+        let mut e = warning(EventKind::Warning);
+        let t = &AtRisk.find(&e, None)[0].text;
+        assert!(!t.contains("tmpfs"), "anonymous memory holds this one: {t}");
+        e.warning.as_mut().unwrap().parts = Some(Parts { anon_bytes: 2 * MIB, file_bytes: MIB, shmem_bytes: 100 * MIB, kernel_bytes: None });
+        let t = &AtRisk.find(&e, None)[0].text;
+        assert!(t.contains("tmpfs and shared memory hold 100.0 MiB (93% of its working set)"), "{t}");
+        assert!(!t.contains("OOM-killed"), "{t}");
     }
 
     #[test]
