@@ -35,6 +35,7 @@ pkgs=(
   libc6-dev-arm64-cross                                           # arm64: the C library it links against (only a Recommends of gcc-aarch64-linux-gnu)
   qemu-user-static                                                # arm64: the image base's debootstrap
   openssl apache2-utils                                           # TLS: deploy/tls/make-secrets.sh, htpasswd's bcrypt hashes
+  chromium chromium-driver fonts-dejavu-core                      # the web view's tests: a real headless browser, and a font for its text
   curl ca-certificates
 )
 # The arm64 standard library is a foreign-architecture package (apt-get update below sees it).
@@ -248,6 +249,15 @@ if [ "$(id -u)" -eq 0 ]; then
   done
   [ -x /usr/bin/qemu-system-x86_64 ] || fail "no qemu-system-x86_64 (package qemu-system-x86)"
   [ -x /usr/bin/qemu-system-aarch64 ] || fail "no qemu-system-aarch64 (package qemu-system-arm)"
+fi
+# Headless Chromium renders a page whose script ran, and chromedriver answers (the web view's tests).
+if [ "$(id -u)" -eq 0 ]; then
+  page='data:text/html,<p id=x></p><script>document.getElementById("x").textContent="ran"+(6*7)</script>'
+  if ! out=$(timeout 60 chromium --headless --no-sandbox --disable-gpu --user-data-dir="$proof/chromium" --dump-dom "$page" 2>/dev/null) \
+     || ! grep -q 'ran42' <<<"$out"; then
+    fail "headless Chromium does not run a page's script (package chromium)"
+  fi
+  chromedriver --version 2>/dev/null | grep -q '^ChromeDriver' || fail "no chromedriver (package chromium-driver)"
 fi
 [ "$failed" -eq 0 ] || { log "setup is incomplete: see the errors above"; exit 1; }
 log "ok"

@@ -20,6 +20,7 @@ mod util;
 mod v2vm;
 mod warning;
 mod web;
+mod webview;
 mod why;
 
 // The corpus of real software, shared with the warnings bench (it names `cgroup` from its parent).

@@ -256,6 +256,8 @@ fn top_in_a_real_terminal() {
     t.keys(&[&format!("{} top --interval 300ms", util::memwatch_bin().display()), "Enter"]);
     let s = t.wait_for("the test cgroup with its limit", |s| s.lines().any(|l| l.starts_with(&label) && l.contains("64.0 MiB")));
     assert!(s.contains("sort HEADROOM"), "{s}");
+    // The footer says where the same data is as a page.
+    assert!(s.contains("web view: http://127.0.0.1:9754/ (memwatch serve)"), "{s}");
     // Headroom shrinks live while a second process grows by 2 MiB every 100 ms.
     let headroom = |s: &str| -> f64 {
         let line = s.lines().find(|l| l.starts_with(&label)).unwrap_or_else(|| panic!("no row for {label}:\n{s}"));

@@ -14,6 +14,8 @@ pub(crate) fn run() -> anyhow::Result<()> {
     util::run(util::cargo().args(["bench", "--package", "memwatch-tests", "--bench", "stacks"]))?;
     // What TLS with client certificates and basic auth costs a scrape of 1,000 containers.
     util::run(util::cargo().args(["bench", "--package", "memwatch-tests", "--bench", "tls"]))?;
+    // The web view at 1,000 containers: its size, first paint in Chromium, a polling browser's cost.
+    util::run(util::cargo().args(["bench", "--package", "memwatch-tests", "--bench", "webview"]))?;
     // The warnings' precision and recall over the corpus of real software.
     util::run(util::cargo().args(["bench", "--package", "memwatch-tests", "--bench", "warnings"]))
 }

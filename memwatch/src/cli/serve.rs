@@ -29,6 +29,11 @@ pub(crate) struct ServeArgs {
     /// changes
     #[arg(long = "web.config.file", value_name = "FILE")]
     web_config_file: Option<PathBuf>,
+    /// Path the web view and the API are served under on --listen.api (as Prometheus's
+    /// --web.route-prefix), for a proxy that forwards a path: /memwatch serves the view at
+    /// /memwatch/ and the API at /memwatch/api/v1/. /metrics and the health probes stay at the root
+    #[arg(long = "web.route-prefix", value_name = "PATH", default_value = "/")]
+    web_route_prefix: String,
     /// Sampling period, e.g. 1s, 500ms
     #[arg(long, default_value = "1s", value_parser = parse_interval)]
     interval: Duration,
@@ -110,6 +115,7 @@ async fn serve(roots: Roots, args: ServeArgs) -> anyhow::Result<()> {
     let limits =
         memwatch::http::server::Limits { max_connections: args.max_connections as usize, header_timeout: args.http_header_timeout };
     // A bad web configuration is an error before anything starts.
+    let prefix = memwatch::http::normalise_prefix(&args.web_route_prefix).map_err(anyhow::Error::msg)?;
     let web = match &args.web_config_file {
         Some(p) => Some(Arc::new(Web::load(p).with_context(|| "--web.config.file")?)),
         None => None,
@@ -136,13 +142,16 @@ async fn serve(roots: Roots, args: ServeArgs) -> anyhow::Result<()> {
         history: args.history,
         ..pipeline::Options::default()
     };
+    let view_roots = roots.clone();
     let mut pipeline = Pipeline::new(roots, &opts);
     log_report(&pipeline.report);
     if let Some(logger) = pipeline.take_logger() {
         tokio::spawn(pump_kernel_logs(logger));
     }
     let (shared, _sampler) = pipeline.spawn(args.interval);
-    let state = AppState::new(shared, (args.interval * STALE_INTERVALS).max(STALE_AT_LEAST), self_metrics.clone());
+    let state = AppState::new(shared, (args.interval * STALE_INTERVALS).max(STALE_AT_LEAST), self_metrics.clone())
+        .with_view(Some(view_roots), &prefix)
+        .map_err(anyhow::Error::msg)?;
     let scheme = if web.as_ref().is_some_and(|w| w.current().tls.is_some()) { "https" } else { "http" };
     if let Some(w) = &web {
         for result in ["success", "failure"] {
@@ -165,7 +174,7 @@ async fn serve(roots: Roots, args: ServeArgs) -> anyhow::Result<()> {
         stopped(stop.subscribe()),
     );
     let api = api_listener.map(|l| {
-        tracing::info!("the API on {scheme}://{}/api/v1/", args.listen_api);
+        tracing::info!("the web view on {scheme}://{}{prefix}/ and the API on {scheme}://{}{prefix}/api/v1/", args.listen_api, args.listen_api);
         memwatch::http::server::serve(
             l,
             http::door(state, Door::Api, web.clone()),

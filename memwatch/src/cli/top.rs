@@ -67,6 +67,11 @@ pub(crate) fn run(roots: Roots, args: TopArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    // The same data as a page in a browser: the daemon's web view, on its API address.
+    app.view.web = Some(match &args.remote {
+        Some(url) => format!("{}/", url.trim_end_matches('/')),
+        None => format!("{}/ (memwatch serve)", super::client::DEFAULT_API),
+    });
     let source = Live::start(roots, &args, &mut app)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(interactive(app, source, args.interval))?;

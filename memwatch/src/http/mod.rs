@@ -6,6 +6,7 @@
 
 pub mod server;
 pub mod tls;
+pub mod view;
 
 use std::{
     sync::Arc,
@@ -40,12 +41,47 @@ pub struct AppState {
     pub self_metrics: Arc<SelfMetrics>,
     /// The last rendered body per format, for the snapshot and OOM view it was made from.
     rendered: Arc<[ArcSwapOption<Rendered>; 2]>,
+    /// The web view's own state.
+    pub view: Arc<view::ViewState>,
+    /// `--web.route-prefix`, normalised: empty, or `/a/b` (no trailing slash).
+    route_prefix: Arc<str>,
 }
 
 impl AppState {
     pub fn new(shared: Shared, stale_after: Duration, self_metrics: Arc<SelfMetrics>) -> AppState {
-        AppState { shared, stale_after, self_metrics, rendered: Arc::default() }
+        AppState {
+            shared,
+            stale_after,
+            self_metrics,
+            rendered: Arc::default(),
+            view: Arc::default(),
+            route_prefix: Arc::from(""),
+        }
     }
+
+    /// The web view's by-class reports read processes under `roots`; the API door's routes
+    /// (the view and the API) are served under `prefix` (`/memwatch`; `/` or empty: at the root).
+    pub fn with_view(mut self, roots: Option<crate::Roots>, prefix: &str) -> Result<AppState, String> {
+        self.view = Arc::new(view::ViewState::new(roots));
+        self.route_prefix = Arc::from(normalise_prefix(prefix)?);
+        Ok(self)
+    }
+}
+
+/// `--web.route-prefix` as routes take it: `memwatch/`, `/memwatch/` and `/memwatch` are
+/// `/memwatch`; `/` and empty are the root. A prefix with a query, a fragment or a `..` is an
+/// error.
+pub fn normalise_prefix(p: &str) -> Result<String, String> {
+    let t = p.trim_matches('/');
+    if t.is_empty() {
+        return Ok(String::new());
+    }
+    if t.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..")
+        || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~/".contains(&b))
+    {
+        return Err(format!("--web.route-prefix {p:?}: a path like /memwatch (letters, digits, - . _ ~ and /)"));
+    }
+    Ok(format!("/{t}"))
 }
 
 /// A body rendered from one snapshot and OOM view.
@@ -75,26 +111,31 @@ pub enum Door {
 /// The routes of `door`, behind `web`'s basic authentication and headers where configured
 /// (the health probes stay open: the kubelet has no password, and they say nothing).
 pub fn door(state: AppState, door: Door, web: Option<Arc<tls::Web>>) -> Router {
-    harden(routes(door, web), state)
+    let prefix = state.route_prefix.clone();
+    harden(routes(door, web, &prefix), state)
 }
 
-fn routes(door: Door, web: Option<Arc<tls::Web>>) -> Router<AppState> {
+fn routes(door: Door, web: Option<Arc<tls::Web>>, prefix: &str) -> Router<AppState> {
     let mut r = Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz));
     if door != Door::Api {
         r = r.route("/metrics", get(metrics));
     }
     if door != Door::Metrics {
+        // Each route written out under the prefix (axum's `nest` would take `/memwatch` for the
+        // view's root, not `/memwatch/`).
+        let p = prefix;
         r = r
-            .route("/api/v1/containers", get(containers))
-            .route("/api/v1/events", get(events))
-            .route("/api/v1/trace", get(trace))
-            .route("/api/v1/profile", get(profile))
-            .route("/api/v1/stacks", get(stacks));
+            .route(&format!("{p}/api/v1/containers"), get(containers))
+            .route(&format!("{p}/api/v1/events"), get(events))
+            .route(&format!("{p}/api/v1/trace"), get(trace))
+            .route(&format!("{p}/api/v1/profile"), get(profile))
+            .route(&format!("{p}/api/v1/stacks"), get(stacks))
+            .merge(view::routes(p));
     }
     let help: &'static str = match door {
-        Door::Metrics => "not found: try /metrics, /healthz, /readyz (the API is on --listen.api)\n",
-        Door::Api => "not found: try /api/v1/containers, /api/v1/events, /api/v1/trace, /healthz, /readyz (metrics are on --listen)\n",
-        Door::Both => "not found: try /metrics, /api/v1/containers, /api/v1/events, /api/v1/trace, /healthz, /readyz\n",
+        Door::Metrics => "not found: try /metrics, /healthz, /readyz (the API and the web view are on --listen.api)\n",
+        Door::Api => "not found: try / (the web view), /api/v1/containers, /api/v1/events, /api/v1/trace, /healthz, /readyz (metrics are on --listen)\n",
+        Door::Both => "not found: try / (the web view), /metrics, /api/v1/containers, /api/v1/events, /api/v1/trace, /healthz, /readyz\n",
     };
     let r = r.fallback(move || async move { (StatusCode::NOT_FOUND, help) });
     match web {
@@ -435,7 +476,7 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_request_does_not_wedge_the_others() {
         // The real routes and layers, plus a route that panics.
-        let app = harden(routes(Door::Both, None).route("/boom", get(boom)), state());
+        let app = harden(routes(Door::Both, None, "").route("/boom", get(boom)), state());
         assert_eq!(status(&app, "/boom").await, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(status(&app, "/healthz").await, StatusCode::OK);
         assert_eq!(status(&app, "/boom").await, StatusCode::INTERNAL_SERVER_ERROR);
@@ -465,6 +506,56 @@ mod tests {
         assert!(crate::snapshot::names("ns/pod", "ns/pod/app", "/x"), "a pod's containers");
         assert!(!crate::snapshot::names("ns/po", "ns/pod/app", "/x"));
         assert!(crate::snapshot::names("/x", "ns/pod/app", "/x"));
+    }
+
+    async fn get_text(app: &Router, path: &str) -> (StatusCode, HeaderMap, String) {
+        let req = axum::http::Request::get(path).body(Body::empty()).unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        let (parts, body) = resp.into_parts();
+        let bytes = axum::body::to_bytes(body, 1 << 24).await.unwrap();
+        (parts.status, parts.headers, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    fn sampled(st: AppState) -> AppState {
+        let mut c = crate::snapshot::fixture::container(7, "/<img src=x onerror=alert(1)>");
+        c.limit_bytes = 64 << 20;
+        st.shared.snapshot.store(Some(Arc::new(crate::snapshot::fixture::snapshot(1000.0, vec![c]))));
+        st
+    }
+
+    #[tokio::test]
+    async fn the_view_is_on_the_api_door_under_its_prefix_with_relative_links() {
+        assert_eq!(normalise_prefix("/"), Ok(String::new()));
+        assert_eq!(normalise_prefix("memwatch/"), Ok("/memwatch".into()));
+        assert_eq!(normalise_prefix("/a/b"), Ok("/a/b".into()));
+        assert!(normalise_prefix("/a/../b").is_err() && normalise_prefix("/a?x").is_err() && normalise_prefix("/a//b").is_err());
+
+        let st = sampled(state().with_view(None, "/mw/x").unwrap());
+        let api = door(st.clone(), Door::Api, None);
+        let metrics = door(st, Door::Metrics, None);
+        assert_eq!(status(&metrics, "/mw/x/").await, StatusCode::NOT_FOUND, "no view on the metrics door");
+        assert_eq!(status(&api, "/").await, StatusCode::NOT_FOUND, "nothing outside the prefix");
+        assert_ne!(status(&api, "/healthz").await, StatusCode::NOT_FOUND, "the probes stay at the root");
+        let (code, headers, _) = get_text(&api, "/mw/x").await;
+        assert_eq!((code, headers.get(header::LOCATION).unwrap().to_str().unwrap()), (StatusCode::FOUND, "x/"));
+        assert_eq!(status(&api, "/mw/x/api/v1/containers").await, StatusCode::OK);
+        let (code, headers, body) = get_text(&api, "/mw/x/").await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+        assert!(headers.get(header::CONTENT_SECURITY_POLICY).unwrap().to_str().unwrap().contains("script-src 'self'"));
+        // The hostile name as text, the links relative.
+        assert!(!body.contains("<img src=x"), "{body}");
+        assert!(body.contains("/&lt;img src=x onerror=alert(1)&gt;"), "{body}");
+        assert!(body.contains(r#"href="static/app.css""#) && body.contains(r#"href="containers/7""#), "{body}");
+        assert!(!body.contains("href=\"/"), "no absolute link: {body}");
+        let (code, _, body) = get_text(&api, "/mw/x/containers/7").await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+        assert!(body.contains(r#"href="../static/app.css""#) && !body.contains("<img src=x"), "{body}");
+        let (code, _, live) = get_text(&api, "/mw/x/?part=live").await;
+        assert_eq!(code, StatusCode::OK);
+        assert!(live.starts_with("<section") && !live.contains("<html"), "{live}");
+        assert_eq!(status(&api, "/mw/x/containers/8").await, StatusCode::NOT_FOUND);
+        assert_eq!(status(&api, "/mw/x/events/99").await, StatusCode::NOT_FOUND);
+        assert_eq!(status(&api, "/mw/x/static/app.js").await, StatusCode::OK);
     }
 
     #[tokio::test]

@@ -71,6 +71,11 @@ impl Store {
         Store { period, page_size, keep_seconds, ..Store::default() }
     }
 
+    /// Whether container `id` has a stack kept from `since` (Unix seconds) on.
+    pub fn has_since(&self, id: u64, since: f64) -> bool {
+        self.by_cgroup.get(&id).is_some_and(|q| q.back().is_some_and(|e| e.time >= since))
+    }
+
     fn intern(&mut self, frames: Vec<Frame>) -> Stack {
         if let Some(s) = self.interned.get(frames.as_slice()) {
             return s.clone();

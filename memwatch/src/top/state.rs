@@ -79,6 +79,8 @@ pub struct ViewState {
     pub note: Option<String>,
     /// Where the data comes from, for the header.
     pub source: String,
+    /// Where the web view of the same data is (the daemon's API address), for the footer.
+    pub web: Option<String>,
     /// Indices into [`Data::rows`] of the rows shown, in order.
     visible: Vec<usize>,
 }
@@ -96,6 +98,7 @@ impl ViewState {
             status: None,
             note: None,
             source: source.into(),
+            web: None,
             visible: vec![],
         }
     }

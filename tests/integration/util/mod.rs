@@ -1,5 +1,6 @@
 //! Shared helpers for the integration tests: root checks, test cgroups, workloads, binaries.
 #![allow(dead_code)]
+pub(crate) mod browser;
 pub(crate) mod cgroup;
 pub(crate) mod daemon;
 pub(crate) mod oom;

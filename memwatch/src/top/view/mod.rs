@@ -60,7 +60,11 @@ fn footer(f: &mut Frame, area: Rect, app: &App) {
     } else if matches!(state.mode, Mode::Detail(_)) {
         Line::from("Esc back  q quit  ? help")
     } else {
-        Line::from("q quit  ↑↓ move  Enter details  < > sort  r reverse  / filter  ? help")
+        let keys = "q quit  ↑↓ move  Enter details  < > sort  r reverse  / filter  ? help";
+        match &state.web {
+            Some(url) => Line::from(format!("{keys}   web view: {url}")),
+            None => Line::from(keys),
+        }
     };
     f.render_widget(Paragraph::new(line).style(style::reversed()), area);
 }
