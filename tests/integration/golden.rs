@@ -264,3 +264,28 @@ fn max_series_drops_and_counts() {
     let snap = s.sample(&SampleInput::default());
     assert_eq!(snap.self_stats.series_dropped_total, (8 * per) as u64, "a counter across samples");
 }
+
+/// The web view's node table from the same scenario: its HTML as a golden file (what a person
+/// sees: names, limits, headroom, order), checked to be one table row per container.
+#[test]
+fn golden_webview_node_k8s_v2_systemd() {
+    use memwatch::http::view::page;
+    let mut snap = sample("k8s-v2-systemd", CgroupFilter::Default);
+    // Ids are the cgroups' inode numbers, which differ between checkouts: numbered instead.
+    for (k, c) in std::sync::Arc::make_mut(&mut snap.containers).iter_mut().enumerate() {
+        c.id = k as u64 + 1;
+    }
+    let (rates, sparks) = (Default::default(), Default::default());
+    let oom = Default::default();
+    let n = page::Node { snap: &snap, oom: &oom, rates: &rates, sparks: &sparks };
+    // One element a line, so a diff shows what changed.
+    let html = page::node_live(&n, "").into_string().replace("><", ">\n<");
+    assert_eq!(html.matches("<tr id=").count(), snap.containers.len());
+    let path = fixtures().join("golden").join("webview-node.html");
+    if std::env::var_os("MEMWATCH_UPDATE_GOLDEN").is_some() {
+        assert!(!std::env::var("CI").is_ok_and(|v| v == "true" || v == "1"), "MEMWATCH_UPDATE_GOLDEN is set under CI=true");
+        std::fs::write(&path, &html).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (MEMWATCH_UPDATE_GOLDEN=1 makes it)", path.display()));
+    assert!(html == want, "the node view differs from {}; MEMWATCH_UPDATE_GOLDEN=1 rewrites it\n{}", path.display(), first_diff(&want, &html));
+}

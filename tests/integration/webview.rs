@@ -72,12 +72,12 @@ fn the_node_view_lists_a_real_container_with_its_limit_and_a_hostile_name_as_tex
     });
     let b = Browser::start(1400, 700);
     b.goto(&format!("{}/", d.base));
-    let row = b.wait_for(r#"tr[data-name*="web-calm"]"#, Duration::from_secs(10));
+    let row = b.wait_for(&format!("tr#c{}", calm.id()), Duration::from_secs(10));
     let text = b.text(&row);
     assert!(text.contains(&format!("/{}", calm.path.file_name().unwrap().to_str().unwrap())), "{text}");
     assert!(text.contains("/ 64.0 MiB"), "the limit: {text}");
     // The hostile name is text: the row shows it, no image was made, nothing ran.
-    let row = b.wait_for(r#"tr[data-name*="onerror"]"#, Duration::from_secs(5));
+    let row = b.wait_for(&format!("tr#c{}", hostile.id()), Duration::from_secs(5));
     let text = b.text(&row);
     assert!(text.contains("<img src=x onerror=window.pwned=1>"), "{text}");
     assert!(text.contains("/ 96.0 MiB"), "{text}");
@@ -89,13 +89,13 @@ fn the_node_view_lists_a_real_container_with_its_limit_and_a_hostile_name_as_tex
     assert!(updated.starts_with("updated "), "{updated}");
     screenshot(&b, "node");
     b.type_into(&b.find("#filter").unwrap(), "calm");
-    let shown = b.eval("return document.querySelectorAll('#live tr[data-name]:not([hidden])').length");
+    let shown = b.eval("return document.querySelectorAll('#live tbody tr:not([hidden])').length");
     assert_eq!(shown, 1, "the filter leaves the one row");
     assert!(b.url().contains("q=calm"), "the filter is in the URL to share: {}", b.url());
     // A page opened with the filter applies it at once.
     b.goto(&format!("{}/?q=onerror", d.base));
     b.wait_for("#live tr", Duration::from_secs(5));
-    let shown = b.eval("return Array.from(document.querySelectorAll('#live tr[data-name]:not([hidden])'), r => r.dataset.name)");
+    let shown = b.eval("return Array.from(document.querySelectorAll('#live tbody tr:not([hidden])'), r => r.cells[0].textContent)");
     assert!(shown.as_array().is_some_and(|a| a.len() == 1 && a[0].as_str().unwrap().contains("onerror")), "{shown}");
     no_console_errors(&b, "node view");
 }
@@ -222,12 +222,11 @@ fn the_view_works_under_a_route_prefix_and_through_a_proxy_path() {
         "--state-dir",
         state.path().to_str().unwrap(),
     ]);
-    let name = cg.path.file_name().unwrap().to_str().unwrap().to_string();
     let b = Browser::start(1200, 800);
     let header_colour = "return getComputedStyle(document.querySelector('header')).backgroundColor";
     // The prefix: /memwatch leads to /memwatch/, and every link stays under it.
     b.goto(&format!("{}/memwatch", d.base));
-    let link = format!(r#"tr[data-name*="{name}"] td.name a"#);
+    let link = format!(r#"tr#c{} a[href*="containers/"]"#, cg.id());
     b.wait_for(&link, Duration::from_secs(15));
     assert!(b.url().ends_with("/memwatch/"), "{}", b.url());
     assert_eq!(b.eval(header_colour), "rgb(29, 35, 48)", "the stylesheet loaded under the prefix");

@@ -394,6 +394,39 @@ impl History {
         }
     }
 
+    /// One field of every container from Unix time `since` on, at most `points` values each,
+    /// evenly spaced by sample, oldest first: the web view's sparklines, without decoding the
+    /// other series ([`History::range`] decodes them all).
+    pub fn recent(&self, field: Field, since: f64, points: usize) -> HashMap<u64, Vec<u64>> {
+        let f = Field::ALL.iter().position(|x| *x == field).expect("a field of ALL");
+        let from = self.n_at_or_after(since);
+        let points = points.max(2) as u64;
+        self.tracks
+            .iter()
+            .filter(|(_, tr)| tr.last_n >= from)
+            .map(|(id, tr)| {
+                let (start, end) = (from.max(tr.first_n), tr.last_n);
+                let step = (end - start + 1).div_ceil(points).max(1);
+                let s = &tr.series[f];
+                let mut cur = s.at(start);
+                let mut later = s.points().skip_while(|(n, _)| *n <= start).peekable();
+                let mut out = Vec::with_capacity(points as usize + 1);
+                let mut n = start;
+                loop {
+                    while let Some((_, v)) = later.next_if(|(m, _)| *m <= n) {
+                        cur = Some(v);
+                    }
+                    out.extend(cur);
+                    if n >= end {
+                        break;
+                    }
+                    n = (n + step).min(end);
+                }
+                (*id, out)
+            })
+            .collect()
+    }
+
     /// Unix time of the first sample that had container `id`, if it is in the history.
     pub fn first_seen(&self, id: u64) -> Option<f64> {
         let tr = self.tracks.get(&id)?;
@@ -516,6 +549,26 @@ mod tests {
             h.push(&snapshot(1000.0 + t as f64, vec![with(2, 7)]));
         }
         assert_eq!(h.containers(), 1);
+    }
+
+    #[test]
+    fn recent_values_of_one_field_thinned_evenly_agree_with_the_full_range() {
+        let mut h = History::new(Duration::from_secs(1000));
+        for t in 0..100u64 {
+            let mut cs = vec![with(1, 1000 + t)];
+            if t >= 90 {
+                cs.push(with(2, 7 + t));
+            }
+            h.push(&snapshot(1000.0 + t as f64, cs));
+        }
+        let r = h.recent(Field::WorkingSet, 1050.0, 10);
+        // Samples 50..=99 in steps of 5, the last one always.
+        assert_eq!(r[&1], (50..100).step_by(5).map(|t| 1000 + t).chain([1099]).collect::<Vec<_>>());
+        assert_eq!(r[&2], (90..100).map(|t| 7 + t).collect::<Vec<_>>(), "a young one from its first sample, ten samples in all");
+        let ws = Field::ALL.iter().position(|f| *f == Field::WorkingSet).unwrap();
+        let full = h.range(1050.0, |id, _, _| id == 1);
+        assert_eq!(full[0].samples.iter().step_by(5).map(|s| s.1[ws].unwrap()).collect::<Vec<_>>(), r[&1][..10]);
+        assert!(h.recent(Field::WorkingSet, 2000.0, 10).is_empty(), "nothing after the last sample");
     }
 
     #[test]

@@ -11,8 +11,8 @@
     if (!filter || !live) return;
     const words = filter.value.toLowerCase().split(/\s+/).filter(Boolean);
     let shown = 0;
-    for (const tr of live.querySelectorAll('tr[data-name]')) {
-      const name = tr.dataset.name.toLowerCase();
+    for (const tr of live.querySelectorAll('tbody tr[id]')) {
+      const name = (tr.cells[0].textContent + ' ' + (tr.dataset.cgroup || '')).toLowerCase();
       tr.hidden = !words.every((w) => name.includes(w));
       if (!tr.hidden) shown++;
     }

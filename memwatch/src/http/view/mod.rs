@@ -37,7 +37,7 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
 /// How far back the node view's sparklines reach (seconds).
 const SPARK_SECONDS: f64 = 300.0;
 /// Points per sparkline, at most.
-const SPARK_POINTS: usize = 60;
+const SPARK_POINTS: usize = 30;
 
 /// The node view's live part as last rendered, for the snapshot and OOM view it was made from.
 struct Rendered {
@@ -111,19 +111,10 @@ pub struct ViewQuery {
     q: Option<String>,
 }
 
-/// Each container's working set over the last [`SPARK_SECONDS`], thinned to [`SPARK_POINTS`].
-fn sparks(st: &AppState, since: f64) -> HashMap<u64, Vec<f64>> {
+/// Each container's working set over the last [`SPARK_SECONDS`], at most [`SPARK_POINTS`].
+fn sparks(st: &AppState, since: f64) -> HashMap<u64, Vec<u64>> {
     let history = st.shared.history.read().unwrap_or_else(|e| e.into_inner());
-    let k = crate::history::Field::ALL.iter().position(|f| *f == crate::history::Field::WorkingSet).expect("in ALL");
-    history
-        .range(since, |_, _, _| true)
-        .into_iter()
-        .map(|c| {
-            let every = c.samples.len().div_ceil(SPARK_POINTS).max(1);
-            let v: Vec<f64> = c.samples.iter().rev().step_by(every).filter_map(|s| s.1[k].map(|b| b as f64)).collect();
-            (c.id, v.into_iter().rev().collect())
-        })
-        .collect()
+    history.recent(crate::history::Field::WorkingSet, since, SPARK_POINTS)
 }
 
 /// The node view's live part for the current snapshot: rendered by the first request after a

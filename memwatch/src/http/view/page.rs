@@ -65,6 +65,13 @@ pub fn page(root: &str, title: &str, body: Markup) -> Markup {
     }
 }
 
+/// `used` against `of` as HTML's `<meter>`: green, amber from 80%, red from 90% (the browser
+/// colours it by `low`, `high` and `optimum`; no inline style).
+pub fn meter(used: u64, of: u64) -> Markup {
+    let share = if of > 0 { (used as f64 / of as f64).clamp(0.0, 1.0) } else { 0.0 };
+    html! { meter value=(format!("{share:.3}")) low="0.8" high="0.9" optimum="0" {} }
+}
+
 /// Per-second rates between two snapshots of a container: PSI "some" (share of time stalled
 /// on memory) and page faults.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -119,12 +126,10 @@ fn runtimes(c: &Container) -> String {
 }
 
 /// Closest to its limit first (least headroom as a share), then by name.
-pub fn order(containers: &[Container]) -> Vec<&Container> {
-    let mut v: Vec<&Container> = containers.iter().collect();
-    v.sort_by(|a, b| {
-        let share = |c: &Container| if c.limit_is_machine { 2.0 } else { c.headroom_ratio };
-        share(a).total_cmp(&share(b)).then_with(|| a.display_name().cmp(&b.display_name())).then(a.id.cmp(&b.id))
-    });
+pub fn order(containers: &[Container]) -> Vec<(&Container, std::sync::Arc<str>)> {
+    let mut v: Vec<(&Container, std::sync::Arc<str>)> = containers.iter().map(|c| (c, c.display_name())).collect();
+    let share = |c: &Container| if c.limit_is_machine { 2.0 } else { c.headroom_ratio };
+    v.sort_by(|(a, an), (b, bn)| share(a).total_cmp(&share(b)).then_with(|| an.cmp(bn)).then(a.id.cmp(&b.id)));
     v
 }
 
@@ -134,7 +139,7 @@ pub struct Node<'a> {
     pub oom: &'a OomView,
     pub rates: &'a HashMap<u64, Rates>,
     /// Each container's working set over the last minutes, oldest first.
-    pub sparks: &'a HashMap<u64, Vec<f64>>,
+    pub sparks: &'a HashMap<u64, Vec<u64>>,
 }
 
 /// The part of the node view that updates live: the node, the probes, and a row per container.
@@ -172,45 +177,46 @@ pub fn node_live(n: &Node, root: &str) -> Markup {
         table.containers {
             thead {
                 tr {
-                    th { "Container" } th { "Working set / limit" } th { "Recent" } th.num { "Anon" } th.num { "Page cache" }
-                    th.num { "Headroom" } th.num { "Time to OOM" } th.num { "PSI some" } th.num { "Faults/s" } th { "Runtime" } th.num { "Kills" }
+                    th { "Container" } th { "Working set / limit" } th { "Recent" } th { "Anon" } th { "Page cache" }
+                    th { "Headroom" } th { "Time to OOM" } th { "PSI some" } th { "Faults/s" } th { "Runtime" } th { "Kills" }
                 }
             }
             tbody {
-                @for c in order(&s.containers) {
-                    (row(c, n, root))
+                @for (c, name) in order(&s.containers) {
+                    (row(c, &name, n, root))
                 }
             }
         }
     }
 }
 
-fn row(c: &Container, n: &Node, root: &str) -> Markup {
-    let name = c.display_name();
+fn row(c: &Container, name: &str, n: &Node, root: &str) -> Markup {
     let r = n.rates.get(&c.id).copied().unwrap_or_default();
     let warning = n.oom.warned.get(&c.id);
     let limit = if c.limit_is_machine { "no limit".to_string() } else { h(c.limit_bytes) };
     html! {
-        tr data-name=(format!("{name} {}", c.cgroup)) class=[warning.map(|_| "warned")] {
-            td.name {
+        // The filter matches the row's text, and the cgroup path where the name is another.
+        tr id=(format!("c{}", c.id)) data-cgroup=[(name != &*c.cgroup).then_some(&*c.cgroup)] class=[warning.map(|_| "warned")] {
+            td {
                 @if let Some(w) = warning {
                     a.warnmark href=(format!("{root}events/{}", w.seq)) title=(w.text) { "⚠ " }
                 }
                 a href=(format!("{root}containers/{}", c.id)) { (name) }
             }
-            td.usage {
-                (svg::bar(c.working_set_bytes as f64, c.limit_bytes as f64))
+            td {
+                (meter(c.working_set_bytes, c.limit_bytes))
                 " " (h(c.working_set_bytes)) " / " (limit)
             }
-            td { (svg::sparkline(n.sparks.get(&c.id).map(Vec::as_slice).unwrap_or(&[]), if c.limit_is_machine { 0.0 } else { c.limit_bytes as f64 })) }
-            td.num { (h(c.rss_bytes)) }
-            td.num { (h(c.cache_bytes)) }
-            td.num { @if c.limit_is_machine { "–" } @else { (h(c.headroom_bytes)) " (" (percent(c.headroom_ratio)) ")" } }
-            td.num { @match c.time_to_oom_seconds { Some(t) => (human_secs(t)), None => "–" } }
-            td.num { @match r.psi_some { Some(p) => (percent(p)), None => "–" } }
-            td.num { @match r.faults_per_second { Some(f) => (format!("{f:.0}")), None => "–" } }
+            td { (svg::sparkline(n.sparks.get(&c.id).map(Vec::as_slice).unwrap_or(&[]), if c.limit_is_machine { 0 } else { c.limit_bytes })) }
+            // Right-aligned by the table's CSS (columns 4 to 9 and 11): no class a cell.
+            td { (h(c.rss_bytes)) }
+            td { (h(c.cache_bytes)) }
+            td { @if c.limit_is_machine { "–" } @else { (h(c.headroom_bytes)) " (" (percent(c.headroom_ratio)) ")" } }
+            td { @match c.time_to_oom_seconds { Some(t) => (human_secs(t)), None => "–" } }
+            td { @match r.psi_some { Some(p) => (percent(p)), None => "–" } }
+            td { @match r.faults_per_second { Some(f) => (format!("{f:.0}")), None => "–" } }
             td { (runtimes(c)) }
-            td.num { (c.oom_kills.unwrap_or(0)) }
+            td { (c.oom_kills.unwrap_or(0)) }
         }
     }
 }
@@ -454,7 +460,7 @@ pub fn container_live(c: &Container, oom: &OomView, x: &ContainerExtra, now: f64
                             td.num { @match r.used_bytes { Some(b) => (h(b)), None => "–" } }
                             td.num { @match r.committed_bytes { Some(b) => (h(b)), None => "–" } }
                             td.num { @match ceiling { Some(b) => (h(b)), None => "none" } }
-                            td { @if let (Some(u), Some(m)) = (r.used_bytes.or(r.committed_bytes), ceiling) { (svg::bar(u as f64, m as f64)) } }
+                            td { @if let (Some(u), Some(m)) = (r.used_bytes.or(r.committed_bytes), ceiling) { (meter(u, m)) } }
                         }
                     }
                 }

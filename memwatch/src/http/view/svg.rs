@@ -1,6 +1,7 @@
 //! The web view's pictures, as SVG written here on the server: a container's memory over time
 //! (series, the limit as a line, warnings and kills as markers that link to their stories),
-//! the node view's sparklines and bars, and a kill's composition.
+//! the node view's sparklines, and a kill's composition. (Bars against a limit are HTML's own
+//! `<meter>`.)
 //!
 //! Why not a charting library: in the browser (uPlot is the usual pick) it would be the only
 //! JavaScript of any size the daemon serves, and its markers would need a plugin of our own to
@@ -127,32 +128,37 @@ pub fn chart(lines: &[Line], markers: &[Marker], t0: f64, t1: f64) -> Markup {
     }
 }
 
-/// A small line of `values` (oldest first) on a scale of `top`.
-pub fn sparkline(values: &[f64], top: f64) -> Markup {
-    let (w, h) = (120.0, 24.0);
-    let top = values.iter().copied().fold(top, f64::max).max(1.0);
-    let n = values.len().max(2) as f64 - 1.0;
-    let pts: Vec<(f64, f64)> = values.iter().enumerate().map(|(k, v)| (k as f64, *v)).collect();
-    let d = path(&pts, false, |k| k / n * w, |v| h - 1.0 - v / top * (h - 2.0));
-    html! {
-        svg.spark viewBox=(format!("0 0 {w} {h}")) width=(w) height=(h) aria-hidden="true" {
-            @if pts.len() > 1 { path d=(d) fill="none" {} }
+/// A sparkline's path in whole pixels, a flat run as one horizontal segment.
+fn spark_path(points: &[(f64, f64)], x: impl Fn(f64) -> f64, y: impl Fn(f64) -> f64) -> String {
+    let px: Vec<(i64, i64)> = points.iter().map(|(a, b)| (x(*a).round() as i64, y(*b).round() as i64)).collect();
+    let mut d = String::with_capacity(16);
+    for (k, (a, b)) in px.iter().enumerate() {
+        let prev = k.checked_sub(1).map(|j| px[j]);
+        match prev {
+            None => d += &format!("M{a},{b}"),
+            Some((_, pb)) if pb == *b => {
+                // Still flat: drawn when it ends (the next change, or the last point).
+                if px.get(k + 1).is_none_or(|n| n.1 != *b) {
+                    d += &format!("H{a}");
+                }
+            }
+            Some(_) => d += &format!("L{a},{b}"),
         }
     }
+    d
 }
 
-/// A bar of `used` against `of`, red near it.
-pub fn bar(used: f64, of: f64) -> Markup {
-    let share = if of > 0.0 { (used / of).clamp(0.0, 1.0) } else { 0.0 };
-    let class = match share {
-        s if s >= 0.9 => "bar crit",
-        s if s >= 0.8 => "bar warn",
-        _ => "bar ok",
-    };
+/// A small line of `values` (oldest first) on a scale of `top`.
+pub fn sparkline(values: &[u64], top: u64) -> Markup {
+    let (w, h) = (120.0, 24.0);
+    let top = values.iter().copied().fold(top, u64::max).max(1) as f64;
+    let n = values.len().max(2) as f64 - 1.0;
+    let pts: Vec<(f64, f64)> = values.iter().enumerate().map(|(k, v)| (k as f64, *v as f64)).collect();
+    // Whole pixels: a thousand rows of sparklines stay small.
+    let d = spark_path(&pts, |k| k / n * w, |v| h - 1.0 - v / top * (h - 2.0));
     html! {
-        svg class=(class) viewBox="0 0 100 10" width="100" height="10" aria-hidden="true" {
-            rect.track x="0" y="0" width="100" height="10" {}
-            rect.fill x="0" y="0" width=(format!("{:.1}", share * 100.0)) height="10" {}
+        svg.spark viewBox="0 0 120 24" {
+            @if pts.len() > 1 { path d=(d) {} }
         }
     }
 }
@@ -224,10 +230,16 @@ mod tests {
     }
 
     #[test]
-    fn a_bar_turns_red_near_its_end_and_never_overflows() {
-        assert!(bar(95.0, 100.0).into_string().contains("bar crit"));
-        assert!(bar(200.0, 100.0).into_string().contains(r#"width="100.0""#));
-        assert!(bar(1.0, 0.0).into_string().contains(r#"width="0.0""#));
+    fn a_sparkline_is_scaled_to_the_limit_in_whole_pixels() {
+        let s = sparkline(&[0, 50, 100], 100).into_string();
+        assert!(s.contains(r#"d="M0,23L60,12L120,1""#), "{s}");
+        // A flat run is one segment.
+        let s = sparkline(&[0, 0, 0, 0, 100, 100, 100], 100).into_string();
+        assert!(s.contains(r#"d="M0,23H60L80,1H120""#), "{s}");
+        // Above the limit (a machine's), scaled to its own top.
+        let s = sparkline(&[0, 200], 100).into_string();
+        assert!(s.contains(r#"d="M0,23L120,1""#), "{s}");
+        assert!(!sparkline(&[5], 100).into_string().contains("<path"), "one point draws nothing");
     }
 
     #[test]
