@@ -287,5 +287,10 @@ fn golden_webview_node_k8s_v2_systemd() {
         std::fs::write(&path, &html).unwrap();
     }
     let want = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (MEMWATCH_UPDATE_GOLDEN=1 makes it)", path.display()));
-    assert!(html == want, "the node view differs from {}; MEMWATCH_UPDATE_GOLDEN=1 rewrites it\n{}", path.display(), first_diff(&want, &html));
+    assert!(
+        html == want,
+        "the node view differs from {}; MEMWATCH_UPDATE_GOLDEN=1 rewrites it\n{}",
+        path.display(),
+        first_diff(&want, &html)
+    );
 }

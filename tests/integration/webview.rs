@@ -65,7 +65,8 @@ fn the_node_view_lists_a_real_container_with_its_limit_and_a_hostile_name_as_tex
     let hostile = TestCgroup::new("web-<img src=x onerror=window.pwned=1>", 96 * MIB);
     let _a = Holder::start(&calm, 20);
     let _b = Holder::start(&hostile, 8);
-    let d = Daemon::start(&["--interval", "1s", "--cgroups.include", "/memwatch-test-web-.*", "--state-dir", state.path().to_str().unwrap()]);
+    let d =
+        Daemon::start(&["--interval", "1s", "--cgroups.include", "/memwatch-test-web-.*", "--state-dir", state.path().to_str().unwrap()]);
     d.wait_until("both containers with their processes", Duration::from_secs(20), || {
         let (_, body) = d.get("/api/v1/containers").unwrap();
         body.matches("python3").count() >= 2

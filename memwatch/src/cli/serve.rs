@@ -174,7 +174,11 @@ async fn serve(roots: Roots, args: ServeArgs) -> anyhow::Result<()> {
         stopped(stop.subscribe()),
     );
     let api = api_listener.map(|l| {
-        tracing::info!("the web view on {scheme}://{}{prefix}/ and the API on {scheme}://{}{prefix}/api/v1/", args.listen_api, args.listen_api);
+        tracing::info!(
+            "the web view on {scheme}://{}{prefix}/ and the API on {scheme}://{}{prefix}/api/v1/",
+            args.listen_api,
+            args.listen_api
+        );
         memwatch::http::server::serve(
             l,
             http::door(state, Door::Api, web.clone()),

@@ -49,14 +49,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(shared: Shared, stale_after: Duration, self_metrics: Arc<SelfMetrics>) -> AppState {
-        AppState {
-            shared,
-            stale_after,
-            self_metrics,
-            rendered: Arc::default(),
-            view: Arc::default(),
-            route_prefix: Arc::from(""),
-        }
+        AppState { shared, stale_after, self_metrics, rendered: Arc::default(), view: Arc::default(), route_prefix: Arc::from("") }
     }
 
     /// The web view's by-class reports read processes under `roots`; the API door's routes
@@ -134,7 +127,9 @@ fn routes(door: Door, web: Option<Arc<tls::Web>>, prefix: &str) -> Router<AppSta
     }
     let help: &'static str = match door {
         Door::Metrics => "not found: try /metrics, /healthz, /readyz (the API and the web view are on --listen.api)\n",
-        Door::Api => "not found: try / (the web view), /api/v1/containers, /api/v1/events, /api/v1/trace, /healthz, /readyz (metrics are on --listen)\n",
+        Door::Api => {
+            "not found: try / (the web view), /api/v1/containers, /api/v1/events, /api/v1/trace, /healthz, /readyz (metrics are on --listen)\n"
+        }
         Door::Both => "not found: try / (the web view), /metrics, /api/v1/containers, /api/v1/events, /api/v1/trace, /healthz, /readyz\n",
     };
     let r = r.fallback(move || async move { (StatusCode::NOT_FOUND, help) });

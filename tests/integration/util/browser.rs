@@ -75,7 +75,9 @@ impl Browser {
         };
         let v: Value = match r {
             Ok(r) => r.into_json().unwrap(),
-            Err(ureq::Error::Status(code, r)) => return Err(format!("webdriver {method} {path}: {code} {}", r.into_string().unwrap_or_default())),
+            Err(ureq::Error::Status(code, r)) => {
+                return Err(format!("webdriver {method} {path}: {code} {}", r.into_string().unwrap_or_default()));
+            }
             Err(e) => return Err(format!("webdriver {method} {path}: {e}")),
         };
         Ok(v["value"].clone())

@@ -284,17 +284,25 @@ pub fn events_page(oom: &OomView) -> Markup {
     )
 }
 
+/// A part of a composition: its label, its CSS class, its bytes.
+type Part = (&'static str, &'static str, u64);
+
 /// One story, at its own URL: what happened, why, what memory held at the kill, who grew,
 /// where the memory was faulted in, and the warning (or kill) it is linked to.
 pub fn event_page(e: &Event, oom: &OomView, container_known: bool) -> Markup {
     let root = "../";
     let kill_after = oom.events.iter().find(|k| k.warned.as_ref().is_some_and(|w| w.seq == e.seq));
-    let parts: Option<(Vec<(&str, &str, u64)>, Option<u64>)> = match (&e.at_kill, &e.warning) {
+    let parts: Option<(Vec<Part>, Option<u64>)> = match (&e.at_kill, &e.warning) {
         (Some(a), _) => Some((
-            [("anon", "anon", a.anon_bytes), ("page cache", "file", a.file_bytes), ("shmem/tmpfs", "shmem", a.shmem_bytes), ("kernel", "kernel", a.kernel_bytes)]
-                .into_iter()
-                .filter_map(|(l, c, b)| Some((l, c, b?)))
-                .collect(),
+            [
+                ("anon", "anon", a.anon_bytes),
+                ("page cache", "file", a.file_bytes),
+                ("shmem/tmpfs", "shmem", a.shmem_bytes),
+                ("kernel", "kernel", a.kernel_bytes),
+            ]
+            .into_iter()
+            .filter_map(|(l, c, b)| Some((l, c, b?)))
+            .collect(),
             a.limit_bytes,
         )),
         (None, Some(w)) => w.parts.as_ref().map(|p| {

@@ -50,10 +50,7 @@ fn nice_step(span: f64, parts: f64) -> f64 {
 
 /// A round number of seconds between time ticks: about six over `span`.
 fn time_step(span: f64) -> f64 {
-    [10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0]
-        .into_iter()
-        .find(|s| span / s <= 7.0)
-        .unwrap_or(43200.0)
+    [10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0].into_iter().find(|s| span / s <= 7.0).unwrap_or(43200.0)
 }
 
 fn ago(s: f64) -> String {

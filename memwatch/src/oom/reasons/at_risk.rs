@@ -170,7 +170,8 @@ mod tests {
         let mut e = warning(EventKind::Warning);
         let t = &AtRisk.find(&e, None)[0].text;
         assert!(!t.contains("tmpfs"), "anonymous memory holds this one: {t}");
-        e.warning.as_mut().unwrap().parts = Some(Parts { anon_bytes: 2 * MIB, file_bytes: MIB, shmem_bytes: 100 * MIB, kernel_bytes: None });
+        e.warning.as_mut().unwrap().parts =
+            Some(Parts { anon_bytes: 2 * MIB, file_bytes: MIB, shmem_bytes: 100 * MIB, kernel_bytes: None });
         let t = &AtRisk.find(&e, None)[0].text;
         assert!(t.contains("tmpfs and shared memory hold 100.0 MiB (93% of its working set)"), "{t}");
         assert!(!t.contains("OOM-killed"), "{t}");
