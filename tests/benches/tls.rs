@@ -9,7 +9,7 @@
 //! `cargo bench -p memwatch-tests --bench tls` (after `cargo build --release --bins`).
 use std::{
     fs,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
@@ -19,22 +19,12 @@ use base64::Engine as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 
 mod common;
-use common::{release_memwatch, root_or_skip, workspace};
+use common::{CgroupTree, release_memwatch, root_or_skip, workspace};
 
 const N: usize = 1000;
 const SCRAPES: usize = 30;
 
 /// 1,000 memory cgroups of the bench's own, removed when dropped.
-struct Tree(PathBuf);
-impl Drop for Tree {
-    fn drop(&mut self) {
-        for i in 0..N {
-            let _ = fs::remove_dir(self.0.join(format!("c{i:04}")));
-        }
-        let _ = fs::remove_dir(&self.0);
-    }
-}
-
 /// The process's CPU time in seconds, summed over its threads from their schedstat (nanoseconds:
 /// a scrape is a few milliseconds, under stat's 10 ms ticks).
 fn cpu_seconds(pid: u32) -> f64 {
@@ -127,15 +117,7 @@ fn main() {
         return;
     }
     let bin = release_memwatch();
-    let mode = memwatch::host::cgroup_mode(Path::new("/sys/fs/cgroup"));
-    let root = mode.memory_root().expect("a memory controller").to_path_buf();
-    let name = format!("memwatch-bench-tls-{}", std::process::id());
-    let tree = Tree(root.join(&name));
-    fs::create_dir(&tree.0).unwrap();
-    for i in 0..N {
-        fs::create_dir(tree.0.join(format!("c{i:04}"))).unwrap();
-    }
-    let include = format!("/{name}(/.*)?");
+    let tree = CgroupTree::new("memwatch-bench-tls", N);
     let secrets = tempfile::tempdir().unwrap();
     let st = Command::new(workspace().join("deploy/tls/make-secrets.sh")).arg(secrets.path()).output().unwrap();
     assert!(st.status.success(), "make-secrets.sh: {}", String::from_utf8_lossy(&st.stderr));
@@ -143,8 +125,8 @@ fn main() {
     let password = fs::read_to_string(s.join("password")).unwrap().trim().to_string();
     let auth = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("prometheus:{password}")));
 
-    let plain = serve(&bin, &include, None);
-    let tls = serve(&bin, &include, Some(&s.join("web.yml")));
+    let plain = serve(&bin, &tree.include, None);
+    let tls = serve(&bin, &tree.include, Some(&s.join("web.yml")));
     let plain_agent = || ureq::Agent::new();
     let tls_kept = || tls_agent(s);
     let (mut p, mut t, mut pw, mut tw) = (vec![], vec![], vec![], vec![]);

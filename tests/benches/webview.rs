@@ -8,13 +8,12 @@
 //! `cargo bench -p memwatch-tests --bench webview` (after `cargo build --release --bins`).
 use std::{
     fs,
-    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 mod common;
-use common::{release_memwatch, root_or_skip};
+use common::{CgroupTree, release_memwatch, root_or_skip};
 
 #[allow(dead_code)]
 #[path = "../integration/util/browser.rs"]
@@ -24,16 +23,6 @@ const N: usize = 1000;
 /// Seconds the daemon's CPU is measured over, each side of a round.
 const ROUND: f64 = 30.0;
 const ROUNDS: usize = 4;
-
-struct Tree(PathBuf);
-impl Drop for Tree {
-    fn drop(&mut self) {
-        for i in 0..N {
-            let _ = fs::remove_dir(self.0.join(format!("c{i:04}")));
-        }
-        let _ = fs::remove_dir(&self.0);
-    }
-}
 
 struct Daemon(Child);
 impl Drop for Daemon {
@@ -94,20 +83,13 @@ fn main() {
         return;
     }
     let bin = release_memwatch();
-    let mode = memwatch::host::cgroup_mode(Path::new("/sys/fs/cgroup"));
-    let root = mode.memory_root().expect("a memory controller").to_path_buf();
-    let name = format!("memwatch-bench-web-{}", std::process::id());
-    let tree = Tree(root.join(&name));
-    fs::create_dir(&tree.0).unwrap();
-    for i in 0..N {
-        fs::create_dir(tree.0.join(format!("c{i:04}"))).unwrap();
-    }
+    let tree = CgroupTree::new("memwatch-bench-web", N);
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let addr = format!("127.0.0.1:{port}");
     let state = tempfile::tempdir().unwrap();
     let d = Daemon(
         Command::new(&bin)
-            .args(["serve", "--no-ebpf", "--cgroups", "all", "--cgroups.include", &format!("/{name}(/.*)?"), "--listen", &addr])
+            .args(["serve", "--no-ebpf", "--cgroups", "all", "--cgroups.include", &tree.include, "--listen", &addr])
             .args(["--listen.api", &addr])
             .arg("--state-dir")
             .arg(state.path())

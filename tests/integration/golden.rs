@@ -48,21 +48,26 @@ fn sample(scenario: &str, filter: CgroupFilter) -> Snapshot {
 /// promtool check the exposition.
 fn golden(name: &str, snap: &Snapshot) {
     let text = render::render(snap, &Default::default(), Format::Text);
-    let path = fixtures().join("golden").join(format!("{name}.prom"));
+    check_golden(&format!("{name}.prom"), &text);
+    promtool_check(&text);
+}
+
+/// Compares `text` with (or, with MEMWATCH_UPDATE_GOLDEN=1, writes) the golden file `file`.
+fn check_golden(file: &str, text: &str) {
+    let path = fixtures().join("golden").join(file);
     if std::env::var_os("MEMWATCH_UPDATE_GOLDEN").is_some() {
         // Regenerating in CI would make every golden test pass whatever the output.
         assert!(!std::env::var("CI").is_ok_and(|v| v == "true" || v == "1"), "MEMWATCH_UPDATE_GOLDEN is set under CI=true");
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, &text).unwrap();
+        std::fs::write(&path, text).unwrap();
     }
     let want = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (MEMWATCH_UPDATE_GOLDEN=1 makes it)", path.display()));
     assert!(
         text == want,
-        "{name}: /metrics differs from {}; rerun with MEMWATCH_UPDATE_GOLDEN=1 and review the diff\n{}",
+        "{file} differs from {}; rerun with MEMWATCH_UPDATE_GOLDEN=1 and review the diff\n{}",
         path.display(),
-        first_diff(&want, &text)
+        first_diff(&want, text)
     );
-    promtool_check(&text);
 }
 
 fn first_diff(want: &str, got: &str) -> String {
@@ -281,16 +286,5 @@ fn golden_webview_node_k8s_v2_systemd() {
     // One element a line, so a diff shows what changed.
     let html = page::node_live(&n, "").into_string().replace("><", ">\n<");
     assert_eq!(html.matches("<tr id=").count(), snap.containers.len());
-    let path = fixtures().join("golden").join("webview-node.html");
-    if std::env::var_os("MEMWATCH_UPDATE_GOLDEN").is_some() {
-        assert!(!std::env::var("CI").is_ok_and(|v| v == "true" || v == "1"), "MEMWATCH_UPDATE_GOLDEN is set under CI=true");
-        std::fs::write(&path, &html).unwrap();
-    }
-    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (MEMWATCH_UPDATE_GOLDEN=1 makes it)", path.display()));
-    assert!(
-        html == want,
-        "the node view differs from {}; MEMWATCH_UPDATE_GOLDEN=1 rewrites it\n{}",
-        path.display(),
-        first_diff(&want, &html)
-    );
+    check_golden("webview-node.html", &html);
 }
