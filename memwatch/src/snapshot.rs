@@ -129,6 +129,14 @@ pub struct Container {
     #[serde(default)]
     pub limit_hits_high: Option<u64>,
     pub processes: u64,
+    /// The highest usage the kernel saw since the cgroup was made (v2 memory.peak, v1
+    /// memory.max_usage_in_bytes), page cache included.
+    #[serde(default)]
+    pub peak_bytes: Option<u64>,
+    /// The highest non-reclaimable memory (anonymous, shmem/tmpfs and kernel: what reclaim at
+    /// the limit cannot free) over the samples of the last [`crate::model::peak::WINDOW_SECONDS`].
+    #[serde(default)]
+    pub nonreclaimable_peak_bytes: u64,
     /// Seconds until the limit at the working set's sustained growth (see
     /// `crate::model::trend`); None unless it grows so.
     pub time_to_oom_seconds: Option<f64>,
@@ -207,7 +215,8 @@ pub(crate) mod fixture {
             "kind": "other", "qos": null, "usage_bytes": 100, "working_set_bytes": 90, "rss_bytes": 80, "cache_bytes": 10,
             "swap_bytes": null, "vsz_bytes": 1000, "process_rss_bytes": 80, "limit_bytes": 1000, "limit_is_machine": false,
             "headroom_bytes": 910, "headroom_ratio": 0.91, "high_bytes": null, "major_page_faults": null,
-            "ebpf": null, "pressure": null, "oom_kills": null, "processes": 1, "time_to_oom_seconds": null, "top_processes": []
+            "ebpf": null, "pressure": null, "oom_kills": null, "processes": 1, "time_to_oom_seconds": null, "top_processes": [],
+            "nonreclaimable_peak_bytes": 80
         }))
         .expect("a valid container")
     }

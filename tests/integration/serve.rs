@@ -377,3 +377,38 @@ fn limit_hits_are_counted_for_a_cgroup_reclaiming_at_its_limit() {
     // v1 has no memory.high; v2 counts throttling there (0 without memory.high set).
     assert_eq!(m.get("memwatch_container_memory_limit_hits_total", &label, Some("high")).is_some(), cg.v2);
 }
+
+/// A spike shorter than a sample is in the kernel's peak; a minute-long one in the
+/// non-reclaimable peak after it is freed, for a scrape that comes after it.
+#[test]
+fn a_spike_between_samples_is_kept_by_the_peaks() {
+    util::require_root!();
+    let cg = TestCgroup::new("peak", 256 * MIB);
+    let label = cg.label();
+    let d = Daemon::start(&["--interval", "2s", "--cgroups.include", &label]);
+    // 96 MiB touched and freed within about 100 ms, then 48 MiB held for 3 s and freed; then idle.
+    let mut c = Command::new("python3");
+    c.args([
+        "-c",
+        "import time\nb = bytearray(96 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\ndel b\ntime.sleep(1)\n\
+         b = bytearray(48 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\ntime.sleep(3)\ndel b\ntime.sleep(20)",
+    ]);
+    cg.join_before_exec(&mut c);
+    let mut child = c.spawn().unwrap();
+    std::thread::sleep(Duration::from_secs(6));
+    d.wait_until("a sample after the spikes", Duration::from_secs(10), || {
+        d.metrics().get("memwatch_container_memory_usage_bytes", &label, None).is_some_and(|u| u < 24.0 * MIB as f64)
+    });
+    let m = d.metrics();
+    let kernel = cg.read(if cg.v2 { "memory.peak" } else { "memory.max_usage_in_bytes" }).trim().parse::<f64>().unwrap();
+    let peak = m.get("memwatch_container_memory_peak_bytes", &label, None).unwrap();
+    let nonreclaimable = m.get("memwatch_container_memory_nonreclaimable_peak_bytes", &label, None).unwrap();
+    let usage = m.get("memwatch_container_memory_usage_bytes", &label, None).unwrap();
+    eprintln!("peak {:.1} MiB (kernel {:.1}), non-reclaimable peak {:.1} MiB, usage now {:.1} MiB", peak / MIB as f64, kernel / MIB as f64, nonreclaimable / MIB as f64, usage / MIB as f64);
+    assert!(peak >= 96.0 * MIB as f64, "the 100 ms spike is in the kernel's peak");
+    assert!((peak - kernel).abs() <= 8.0 * MIB as f64 || peak <= kernel, "the kernel's own figure: {peak} vs {kernel}");
+    assert!(nonreclaimable >= 48.0 * MIB as f64, "the 3 s one is in the last minute's non-reclaimable peak");
+    assert!(nonreclaimable < 96.0 * MIB as f64 || peak >= nonreclaimable, "{nonreclaimable}");
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -580,6 +580,8 @@ fn read_slow(node: &Node, v2: bool, rare: bool, buf: &mut [u8], out: &mut Snapsh
             cg.limit_hits_max = cg.limit_events;
         }
     }
+    // The kernel's watermark of usage: never lower than any usage between two reads.
+    cg.peak = opt(get(node, if v2 { "memory.peak" } else { "memory.max_usage_in_bytes" }, buf, out, parse::value));
     // v1's total_* keys include descendants, like v2's memory.stat.
     if let Some(m) = opt(get(node, "memory.stat", buf, out, |t| Ok::<_, ()>(parse::memory_stat(t, v2)))) {
         (cg.anon, cg.file, cg.inactive_file) = (m.anon.unwrap_or(0), m.file.unwrap_or(0), m.inactive_file.unwrap_or(0));

@@ -148,6 +148,9 @@ pub struct RawCgroup {
     /// on v1) and the cgroup throttled at `memory.high` (`high`, v2 only): pressing on its limit.
     pub limit_hits_max: Option<u64>,
     pub limit_hits_high: Option<u64>,
+    /// The highest usage the kernel saw (v2 memory.peak, v1 memory.max_usage_in_bytes): a
+    /// watermark, so read on the slow cadence it loses no spike between reads.
+    pub peak: Option<u64>,
     pub pressure: Option<Pressure>,
     pub pids: Arc<[u32]>,
     /// True when `pids` was read in this sample (else it is the last slow read's).
@@ -181,6 +184,7 @@ impl Default for RawCgroup {
             limit_events: None,
             limit_hits_max: None,
             limit_hits_high: None,
+            peak: None,
             pressure: None,
             pids: Arc::from([]),
             pids_fresh: false,

@@ -9,6 +9,7 @@ pub mod filter;
 pub mod guard;
 pub mod limits;
 pub mod monotonic;
+pub mod peak;
 pub mod tree;
 pub mod trend;
 
@@ -61,6 +62,7 @@ pub const TOP_PROCESSES: usize = 10;
 pub struct ModelState {
     ebpf: ebpf::EbpfTotals,
     trends: trend::Trends,
+    peaks: peak::Peaks,
     monotonic: monotonic::Monotonic,
     /// Per cgroup id: its path, what the path says it is, and its container id.
     identity: HashMap<u64, (Arc<str>, identity::Identity, Arc<str>)>,
@@ -189,6 +191,10 @@ fn container(
         Some(trend::MainProcess { start_ticks: m.start_ticks, age_seconds: boot - m.start_ticks as f64 / p.ticks as f64 })
     });
     let trend = st.trends.observe(c.id, p.t.mono, working_set, headroom, main);
+    // Usage less the page cache reclaim can free (file less shmem, from the last memory.stat):
+    // anonymous, shmem and kernel memory, at every sample's usage.
+    let nonreclaimable = c.usage.saturating_sub(c.file.saturating_sub(c.shmem));
+    let nonreclaimable_peak = st.peaks.observe(c.id, p.t.mono, nonreclaimable);
     Container {
         cgroup: c.path.clone(),
         id: c.id,
@@ -220,6 +226,8 @@ fn container(
         limit_hits_max: st.monotonic.apply(c.id, "limit_hits_max", c.limit_hits_max),
         limit_hits_high: st.monotonic.apply(c.id, "limit_hits_high", c.limit_hits_high),
         processes: p.procs[i].0,
+        peak_bytes: c.peak,
+        nonreclaimable_peak_bytes: nonreclaimable_peak,
         time_to_oom_seconds: trend.time_to_oom,
         growth_bytes_per_second: trend.raw_rate,
         top_processes: top_processes(c, p.page, &b.proc_counters),
@@ -274,6 +282,7 @@ pub fn build(mut b: SnapshotBuilder, st: &mut ModelState, opts: &Options, t: Tim
     }
     let exported: HashSet<u64> = containers.iter().map(|c| c.id).collect();
     st.trends.retain(&exported);
+    st.peaks.retain(&exported);
     st.monotonic.retain(&exported);
     st.identity.retain(|id, _| tree.index.contains_key(id));
     st.series_dropped_total += guard::apply(&mut containers, opts.max_series);
