@@ -45,6 +45,7 @@ pub mod oom;
 pub mod parse;
 pub mod pipeline;
 pub mod probes;
+pub mod rightsize;
 pub mod risk;
 pub mod runtime;
 pub mod sampler;

@@ -53,6 +53,10 @@ enum Command {
     /// Write which code faulted memory in (a running daemon's sampled fault stacks) as pprof,
     /// folded stacks or an SVG flame graph
     Profile(cli::profile::ProfileArgs),
+    /// The memory request, limit and runtime setting (GOMEMLIMIT, -XX:MaxRAMPercentage,
+    /// --max-old-space-size, DOTNET_GCHeapHardLimit) each workload needs, from Prometheus's
+    /// weeks of memwatch's series or one daemon's recent history
+    Recommend(cli::recommend::RecommendArgs),
 }
 
 fn main() -> ExitCode {
@@ -86,6 +90,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => cli::explain::run(&roots, &args).map(|()| ExitCode::SUCCESS),
         Command::Trace(args) => cli::trace::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Profile(args) => cli::profile::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Recommend(args) => cli::recommend::run(&args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

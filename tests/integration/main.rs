@@ -11,6 +11,7 @@ mod oom;
 mod privilege;
 mod probes;
 mod realworld;
+mod recommend;
 mod runtimes;
 mod serve;
 mod stacks;

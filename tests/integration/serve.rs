@@ -404,7 +404,13 @@ fn a_spike_between_samples_is_kept_by_the_peaks() {
     let peak = m.get("memwatch_container_memory_peak_bytes", &label, None).unwrap();
     let nonreclaimable = m.get("memwatch_container_memory_nonreclaimable_peak_bytes", &label, None).unwrap();
     let usage = m.get("memwatch_container_memory_usage_bytes", &label, None).unwrap();
-    eprintln!("peak {:.1} MiB (kernel {:.1}), non-reclaimable peak {:.1} MiB, usage now {:.1} MiB", peak / MIB as f64, kernel / MIB as f64, nonreclaimable / MIB as f64, usage / MIB as f64);
+    eprintln!(
+        "peak {:.1} MiB (kernel {:.1}), non-reclaimable peak {:.1} MiB, usage now {:.1} MiB",
+        peak / MIB as f64,
+        kernel / MIB as f64,
+        nonreclaimable / MIB as f64,
+        usage / MIB as f64
+    );
     assert!(peak >= 96.0 * MIB as f64, "the 100 ms spike is in the kernel's peak");
     assert!((peak - kernel).abs() <= 8.0 * MIB as f64 || peak <= kernel, "the kernel's own figure: {peak} vs {kernel}");
     assert!(nonreclaimable >= 48.0 * MIB as f64, "the 3 s one is in the last minute's non-reclaimable peak");

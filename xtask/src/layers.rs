@@ -22,6 +22,7 @@ pub(crate) const LAYERS: &[&[&str]] = &[
     &["snapshot"],
     &["model"],
     &["risk"],
+    &["rightsize"],
     &["stacks"],
     &["history"],
     &["selfmetrics"],

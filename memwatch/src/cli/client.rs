@@ -128,6 +128,12 @@ struct ContainersReply {
 }
 
 impl Client {
+    /// A JSON document the daemon serves at `path`.
+    pub(crate) fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let r = self.get(path).timeout(Duration::from_secs(60)).call().with_context(|| format!("{}{path}", self.base))?;
+        r.into_json().with_context(|| format!("{}{path}: not the JSON expected", self.base))
+    }
+
     /// OOM events at or after `since` (Unix seconds) with a sequence number above `after`.
     pub(crate) fn events(&self, since: Option<f64>, after: Option<u64>) -> anyhow::Result<Vec<Event>> {
         let mut req = self.get("/api/v1/events");

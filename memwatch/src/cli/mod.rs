@@ -6,6 +6,7 @@ pub(crate) mod events;
 pub(crate) mod explain;
 pub(crate) mod probe_args;
 pub(crate) mod profile;
+pub(crate) mod recommend;
 pub(crate) mod serve;
 pub(crate) mod top;
 pub(crate) mod trace;

@@ -4,6 +4,7 @@
 //! 500 for that request alone. `/metrics` renders each snapshot once per format and lets
 //! concurrent scrapes share that body.
 
+pub mod recommend;
 pub mod server;
 pub mod tls;
 pub mod view;
@@ -123,6 +124,7 @@ fn routes(door: Door, web: Option<Arc<tls::Web>>, prefix: &str) -> Router<AppSta
             .route(&format!("{p}/api/v1/trace"), get(trace))
             .route(&format!("{p}/api/v1/profile"), get(profile))
             .route(&format!("{p}/api/v1/stacks"), get(stacks))
+            .route(&format!("{p}/api/v1/recommendations"), get(recommendations))
             .merge(view::routes(p));
     }
     let help: &'static str = match door {
@@ -431,6 +433,25 @@ async fn stacks(State(st): State<AppState>, Query(q): Query<StacksQuery>) -> Res
     drop(store);
     let by_id: std::collections::BTreeMap<String, _> = top.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     Json(serde_json::json!({ "stacks": by_id })).into_response()
+}
+
+/// Each container's recommended request, limit and runtime setting, from this daemon's history.
+async fn recommendations(State(st): State<AppState>) -> Response {
+    let Some(snap) = st.shared.snapshot.load_full() else { return not_ready() };
+    let shared = st.shared.clone();
+    let built = tokio::task::spawn_blocking(move || {
+        let (histories, window) = {
+            let history = shared.history.read().unwrap_or_else(|e| e.into_inner());
+            (history.range(0.0, |_, _, _| true), history.window())
+        };
+        let entries = recommend::entries(&snap, &histories, &shared.oom.load_full(), window);
+        serde_json::to_vec(&serde_json::json!({ "window_seconds": window.as_secs_f64(), "containers": entries }))
+    })
+    .await;
+    match built {
+        Ok(Ok(body)) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "cannot build the recommendations\n").into_response(),
+    }
 }
 
 async fn healthz(State(st): State<AppState>) -> Response {

@@ -21,21 +21,9 @@ fn h(b: u64) -> String {
     human(b as f64)
 }
 
-/// When the page was made, for people (UTC).
+/// A time for people: `2026-12-07 12:12:04 UTC`.
 fn clock(t: f64) -> String {
-    let s = t.max(0.0) as u64;
-    let (days, rem) = (s / 86400, s % 86400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", rem / 3600, (rem % 3600) / 60, rem % 60)
+    crate::rfc3339(t).replace('T', " ").replace('Z', " UTC")
 }
 
 /// A whole page: `title`, the view's navigation, and `body`; `root` leads to the view's root.

@@ -1,0 +1,108 @@
+//! `/api/v1/recommendations`: each container's recommendation ([`crate::rightsize`]) from this
+//! daemon's own history (`--history`, 15 minutes unless told) and the kills it saw, marked as
+//! such: one node's recent past, not Prometheus's weeks.
+
+use serde::Serialize;
+
+use crate::{
+    history::{ContainerHistory, Field},
+    oom::{EventKind, OomView},
+    rightsize::{self, Evidence, Recommendation, Runtime},
+    runtime::Facts,
+    snapshot::{Container, Snapshot},
+};
+
+/// Points the non-reclaimable series is thinned to (the highest of each stretch).
+const POINTS: usize = 90;
+
+/// One container's recommendation, with what it rests on.
+#[derive(Debug, Serialize)]
+pub struct Entry {
+    pub id: u64,
+    pub name: String,
+    pub cgroup: String,
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    /// The workload its pod belongs to (from the pod's name), where it is a pod's.
+    pub workload: String,
+    pub evidence: Evidence,
+    pub recommendation: Recommendation,
+}
+
+/// The runtime of a container's processes, as far as its memory ceiling goes: the first
+/// process with one (its main process comes first where it has one).
+pub fn runtime(c: &Container, machine: u64) -> Option<Runtime> {
+    let limit = Some(c.limit_bytes).filter(|_| !c.limit_is_machine);
+    c.runtimes.iter().filter_map(|p| p.runtime.as_ref()).find_map(|f| match f {
+        Facts::Go(_) => Some(Runtime::Go),
+        Facts::Jvm(j) => {
+            let (heap_max, _) = j.max_heap(limit, machine);
+            Some(Runtime::Jvm { heap_max, fixed: j.flags.max_heap_bytes.is_some(), metaspace: j.metaspace_committed() })
+        }
+        Facts::Node(_) => Some(Runtime::Node),
+        Facts::Dotnet(_) => Some(Runtime::Dotnet),
+        Facts::Python(_) => None,
+    })
+}
+
+fn field(h: &ContainerHistory, f: Field) -> impl Iterator<Item = (f64, Option<u64>)> + '_ {
+    let k = Field::ALL.iter().position(|x| *x == f).expect("a field of ALL");
+    h.samples.iter().map(move |(t, v)| (*t, v[k]))
+}
+
+/// The evidence of one container's history and the kills in it.
+pub fn evidence(c: &Container, h: &ContainerHistory, oom: &OomView, machine: u64, source: &str) -> Evidence {
+    let (usage, file, shmem) = (field(h, Field::Usage), field(h, Field::File), field(h, Field::Shmem));
+    let all: Vec<(f64, u64)> = usage
+        .zip(file)
+        .zip(shmem)
+        .filter_map(|(((t, u), (_, f)), (_, s))| Some((t, u?.saturating_sub(f.unwrap_or(0).saturating_sub(s.unwrap_or(0))))))
+        .collect();
+    let reclaimable =
+        field(h, Field::File).zip(field(h, Field::Shmem)).filter_map(|((_, f), (_, s))| Some(f?.saturating_sub(s.unwrap_or(0)))).max();
+    let every = all.len().div_ceil(POINTS).max(1);
+    let nonreclaimable = all.chunks(every).filter_map(|c| c.iter().copied().max_by_key(|p| p.1)).collect();
+    let mut ws: Vec<u64> = field(h, Field::WorkingSet).filter_map(|(_, v)| v).collect();
+    ws.sort_unstable();
+    let p90 = (!ws.is_empty()).then(|| ws[((ws.len() - 1) as f64 * 0.9).round() as usize]);
+    let since = h.samples.first().map_or(0.0, |s| s.0);
+    let kills: Vec<_> =
+        oom.events.iter().filter(|e| e.kind == EventKind::OomKill && e.time >= since && e.cgroup_ids.contains(&c.id)).collect();
+    Evidence {
+        source: source.to_string(),
+        nonreclaimable,
+        peak_bytes: c.peak_bytes,
+        reclaimable_max_bytes: reclaimable,
+        working_set_p90_bytes: p90,
+        kills: kills.len() as u64,
+        kill_limit_bytes: kills.iter().filter_map(|e| e.at_kill.as_ref()?.limit_bytes).max(),
+        limit_bytes: Some(c.limit_bytes).filter(|_| !c.limit_is_machine),
+        runtime: runtime(c, machine),
+    }
+}
+
+/// Every exported container's entry, by name.
+pub fn entries(snap: &Snapshot, histories: &[ContainerHistory], oom: &OomView, window: std::time::Duration) -> Vec<Entry> {
+    let source = format!("{} of this node's history", humantime::format_duration(window));
+    let mut out: Vec<Entry> = histories
+        .iter()
+        .filter_map(|h| {
+            let c = snap.container(h.id)?;
+            let evidence = evidence(c, h, oom, snap.machine_memory_bytes, &source);
+            Some(Entry {
+                id: c.id,
+                name: c.display_name().to_string(),
+                cgroup: c.cgroup.to_string(),
+                namespace: c.namespace.to_string(),
+                pod: c.pod.to_string(),
+                container: c.container.to_string(),
+                workload: if c.pod.is_empty() { String::new() } else { rightsize::workload(&c.pod).to_string() },
+                recommendation: rightsize::recommend(&evidence),
+                evidence,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+    out
+}
