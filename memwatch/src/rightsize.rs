@@ -153,6 +153,48 @@ pub fn merge(all: &[Evidence]) -> Evidence {
     e
 }
 
+/// A container's evidence from one snapshot alone (what `top` has): the daemon's 60 s
+/// non-reclaimable maximum and the kernel's peak, the page cache now.
+pub fn from_container(c: &crate::snapshot::Container, t: f64) -> Evidence {
+    let limit = Some(c.limit_bytes).filter(|_| !c.limit_is_machine);
+    Evidence {
+        source: "its last minute".into(),
+        nonreclaimable: vec![(t, c.nonreclaimable_peak_bytes)],
+        peak_bytes: c.peak_bytes,
+        reclaimable_max_bytes: c.peak_bytes.map(|_| c.cache_bytes.saturating_sub(c.shmem_bytes)),
+        working_set_p90_bytes: Some(c.working_set_bytes),
+        limit_bytes: limit,
+        runtime: runtime_of(&c.runtimes, limit, c.limit_bytes),
+        ..Evidence::default()
+    }
+}
+
+/// One line for people: `limit 348 MiB, request 152 MiB, GOMEMLIMIT=313MiB`, or the leak.
+pub fn short(r: &Recommendation) -> String {
+    if let Some(rate) = r.leak_bytes_per_hour {
+        return format!("a leak, {}/h: no limit holds it", human(rate));
+    }
+    let (Some(l), Some(q)) = (r.limit_bytes, r.request_bytes) else { return "not enough seen yet".into() };
+    let s = r.runtime_setting.as_ref().map(|s| format!(", {}={}", s.name, s.value)).unwrap_or_default();
+    format!("limit {}, request {}{s}", human(l as f64), human(q as f64))
+}
+
+/// The runtime of a container's processes as far as its memory ceiling goes: the first
+/// process with one (its main process comes first where it has one). `limit`: the container's.
+pub fn runtime_of(procs: &[crate::runtime::ProcessFacts], limit: Option<u64>, machine: u64) -> Option<Runtime> {
+    use crate::runtime::Facts;
+    procs.iter().filter_map(|p| p.runtime.as_ref()).find_map(|f| match f {
+        Facts::Go(_) => Some(Runtime::Go),
+        Facts::Jvm(j) => {
+            let (heap_max, _) = j.max_heap(limit, machine);
+            Some(Runtime::Jvm { heap_max, fixed: j.flags.max_heap_bytes.is_some(), metaspace: j.metaspace_committed() })
+        }
+        Facts::Node(_) => Some(Runtime::Node),
+        Facts::Dotnet(_) => Some(Runtime::Dotnet),
+        Facts::Python(_) => None,
+    })
+}
+
 /// The setting that makes the runtime keep to `limit`.
 pub fn setting(runtime: Runtime, limit: u64) -> Setting {
     let (name, value) = match runtime {

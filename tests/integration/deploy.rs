@@ -174,6 +174,9 @@ fn alert_rules_pass_promtool_check_and_their_unit_tests() {
     run_ok(Command::new("promtool").args(["check", "rules", "alerts.yaml"]).current_dir(&dir));
     let out = run_ok(Command::new("promtool").args(["test", "rules", "alerts_test.yaml"]).current_dir(&dir));
     assert!(out.contains("SUCCESS"), "{out}");
+    // The rightsize recording rules on 14 days of input.
+    let out = run_ok(Command::new("promtool").args(["test", "rules", "rightsize_test.yaml"]).current_dir(&dir));
+    assert!(out.contains("SUCCESS"), "{out}");
     // Every alert has a unit test, firing and not firing.
     let rules = std::fs::read_to_string(dir.join("alerts.yaml")).unwrap();
     let tests = std::fs::read_to_string(dir.join("alerts_test.yaml")).unwrap();
@@ -204,7 +207,7 @@ fn expressions() -> Vec<(String, String)> {
     let rules = std::fs::read_to_string(deploy().join("prometheus/alerts.yaml")).unwrap();
     let mut alert = String::new();
     for line in rules.lines() {
-        if let Some(a) = line.trim().strip_prefix("- alert: ") {
+        if let Some(a) = line.trim().strip_prefix("- alert: ").or_else(|| line.trim().strip_prefix("- record: ")) {
             alert = a.to_string();
         } else if let Some(e) = line.trim().strip_prefix("expr: ") {
             out.push((format!("alert: {alert}"), e.to_string()));

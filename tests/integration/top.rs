@@ -284,6 +284,7 @@ fn top_in_a_real_terminal() {
     let s = t.wait_for("the detail view", |s| s.contains("processes (largest RSS first)"));
     assert!(s.contains(&w.pid().to_string()) && s.contains("memwatch-worklo"), "{s}");
     assert!(s.contains("limit 64.0 MiB"), "{s}");
+    assert!(s.contains("what to set (from its last minute; memwatch recommend weighs more): limit "), "{s}");
     t.keys(&["Escape"]);
     t.wait_for("the table again", |s| s.contains("NAME") && s.contains("HEADROOM"));
     // Resizing: too small shows a message, larger shows the table again.

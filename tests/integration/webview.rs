@@ -138,6 +138,9 @@ fn a_container_killed_shows_its_limit_and_a_kill_marker_that_opens_its_story() {
     let marker = format!(r#"svg.chart a.marker[href$="events/{}"]"#, e.seq);
     b.wait_for(&marker, Duration::from_secs(5));
     assert!(b.find("svg.chart a.marker line.mark.kill").is_some(), "the kill's marker is a kill's");
+    // What to set: killed at 128 MiB, at least 1.25 times that.
+    let what = b.text(&b.wait_for("p.recommend", Duration::from_secs(5)));
+    assert!(what.starts_with("limit 160.0 MiB, request"), "{what}");
     screenshot(&b, "container");
     no_console_errors(&b, "container view");
     b.click_css(&marker, Duration::from_secs(5));

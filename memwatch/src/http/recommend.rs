@@ -8,7 +8,6 @@ use crate::{
     history::{ContainerHistory, Field},
     oom::{EventKind, OomView},
     rightsize::{self, Evidence, Recommendation, Runtime},
-    runtime::Facts,
     snapshot::{Container, Snapshot},
 };
 
@@ -30,20 +29,9 @@ pub struct Entry {
     pub recommendation: Recommendation,
 }
 
-/// The runtime of a container's processes, as far as its memory ceiling goes: the first
-/// process with one (its main process comes first where it has one).
+/// The runtime of a container's processes, as far as its memory ceiling goes.
 pub fn runtime(c: &Container, machine: u64) -> Option<Runtime> {
-    let limit = Some(c.limit_bytes).filter(|_| !c.limit_is_machine);
-    c.runtimes.iter().filter_map(|p| p.runtime.as_ref()).find_map(|f| match f {
-        Facts::Go(_) => Some(Runtime::Go),
-        Facts::Jvm(j) => {
-            let (heap_max, _) = j.max_heap(limit, machine);
-            Some(Runtime::Jvm { heap_max, fixed: j.flags.max_heap_bytes.is_some(), metaspace: j.metaspace_committed() })
-        }
-        Facts::Node(_) => Some(Runtime::Node),
-        Facts::Dotnet(_) => Some(Runtime::Dotnet),
-        Facts::Python(_) => None,
-    })
+    rightsize::runtime_of(&c.runtimes, Some(c.limit_bytes).filter(|_| !c.limit_is_machine), machine)
 }
 
 fn field(h: &ContainerHistory, f: Field) -> impl Iterator<Item = (f64, Option<u64>)> + '_ {

@@ -174,7 +174,13 @@ async fn container(State(st): State<AppState>, Path(id): Path<String>, Query(q):
             (Some(roots), false) => crate::explain::report::container(roots, &c.cgroup).ok(),
             _ => None,
         };
-        let x = page::ContainerExtra { history: hist.as_ref(), classes: classes.as_ref(), has_stacks };
+        let window = st2.shared.history.read().unwrap_or_else(|e| e.into_inner()).window();
+        let recommendation = hist.as_ref().map(|h| {
+            let source = format!("{} of this node's history", humantime::format_duration(window));
+            crate::rightsize::recommend(&super::recommend::evidence(&c, h, &oom, snap.machine_memory_bytes, &source))
+        });
+        let x =
+            page::ContainerExtra { history: hist.as_ref(), classes: classes.as_ref(), has_stacks, recommendation: recommendation.as_ref() };
         if live { page::container_live(&c, &oom, &x, now) } else { page::container_page(&c, &oom, &x, now) }.into_string()
     })
     .await;

@@ -382,6 +382,8 @@ pub struct ContainerExtra<'a> {
     pub classes: Option<&'a crate::explain::report::ContainerReport>,
     /// Fault stacks were sampled in it (the flame graph can be drawn).
     pub has_stacks: bool,
+    /// What to set, from its history here (`memwatch recommend --remote`'s).
+    pub recommendation: Option<&'a crate::rightsize::Recommendation>,
 }
 
 fn series(hist: &ContainerHistory, f: Field) -> Vec<(f64, f64)> {
@@ -443,6 +445,12 @@ pub fn container_live(c: &Container, oom: &OomView, x: &ContainerExtra, now: f64
             }
         } @else {
             p { "No history of it yet." }
+        }
+        @if let Some(r) = x.recommendation {
+            h2 { "What to set" }
+            p.recommend { strong { (crate::rightsize::short(r)) } }
+            p.meta { (r.evidence) }
+            @for n in &r.notes { p { (n) } }
         }
         @if !c.runtime_heaps.is_empty() {
             h2 { "Runtime heaps" }

@@ -56,6 +56,8 @@ pub enum ReasonKind {
     Missed,
     /// The victim was its container's main process: the container restarts.
     MainProcessKilled,
+    /// The limit that would have held it (`memwatch recommend`'s rule after a kill).
+    LimitThatHolds,
     /// The victim was a child of its container's main process: the container lives on.
     ChildKilled,
     /// A warning's: why the container is at risk of a kill, how soon, who grows.
@@ -128,7 +130,7 @@ impl ReasonKind {
             | MysqlConnections
             | MemcachedMemoryLimit => Role::Advice,
             RedisForkOnSave | PostgresBackendKilled | PostgresPostmasterKilled => Role::Context,
-            Young | JvmDefaultHeap | GrowthStack | MainProcessKilled | ChildKilled => Role::Context,
+            Young | JvmDefaultHeap | GrowthStack | MainProcessKilled | ChildKilled | LimitThatHolds => Role::Context,
             Other(_) => Role::Unknown,
         }
     }

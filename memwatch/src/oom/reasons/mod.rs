@@ -6,8 +6,8 @@
 //! them in the order an explanation gives them (most telling first): which limit
 //! ([`limit`]), whether the whole container was killed at once ([`group`]), what filled the
 //! memory ([`composition`], one table row per part), whether the process killed was the one
-//! that grew ([`grower`]), which code faulted the memory in ([`stacks`]), what each runtime's settings meant ([`runtimes`]) and each data store's ([`apps`]), who survived ([`survivor`]), and how much
-//! the samples can say ([`young`]). A kill only the kernel counted has one reason of its own
+//! that grew ([`grower`]), which code faulted the memory in ([`stacks`]), what each runtime's settings meant ([`runtimes`]) and each data store's ([`apps`]), who survived ([`survivor`]), how much
+//! the samples can say ([`young`]), and last the limit that would have held ([`holds`]). A kill only the kernel counted has one reason of its own
 //! ([`missed`]).
 
 pub mod apps;
@@ -15,6 +15,7 @@ pub mod at_risk;
 pub mod composition;
 pub mod group;
 pub mod grower;
+pub mod holds;
 pub mod kind;
 pub mod limit;
 pub mod missed;
@@ -44,6 +45,7 @@ pub static FINDINGS: &[&dyn Finding] = &[
     &apps::Apps,
     &survivor::Survivor,
     &young::Young,
+    &holds::LimitThatHolds,
 ];
 
 /// Every finding for a warning (or its clearing), in order: why it is at risk, which code grew,
@@ -143,7 +145,8 @@ pub(crate) mod tests {
             }],
         });
         let r = reasons(&e);
-        assert_eq!(kinds(&r), [K::Limit, K::AnonGrowth, K::Young]);
+        assert_eq!(kinds(&r), [K::Limit, K::AnonGrowth, K::Young, K::LimitThatHolds]);
+        assert!(r[3].text.starts_with("A limit of about 40.0 MiB would have held this"), "{}", r[3].text);
         assert!(r[0].text.contains("32.0 MiB used of 32.0 MiB"), "{}", r[0].text);
         assert!(r[1].text.contains("hog (pid 101)") && !r[1].text.contains("grew"), "no window, no growth: {}", r[1].text);
         assert!(r[2].text.contains("never sampled"));
@@ -159,9 +162,9 @@ pub(crate) mod tests {
     fn tmpfs_page_cache_and_kernel_memory() {
         let mut e = event(1, 10);
         e.at_kill = Some(at(64 * MIB, 64 * MIB, 8 * MIB, 17 * MIB, 40 * MIB, 0));
-        assert_eq!(kinds(&reasons(&e)), [K::Limit, K::Shmem, K::PageCache]);
+        assert_eq!(kinds(&reasons(&e)), [K::Limit, K::Shmem, K::PageCache, K::LimitThatHolds]);
         e.at_kill = Some(at(64 * MIB, 64 * MIB, 10 * MIB, 0, 0, 50 * MIB));
-        assert_eq!(kinds(&reasons(&e)), [K::Limit, K::Kernel]);
+        assert_eq!(kinds(&reasons(&e)), [K::Limit, K::Kernel, K::LimitThatHolds]);
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
         f.render_widget(Paragraph::new("this container is gone (Esc to go back)"), area);
         return;
     };
-    let lines = summary(r);
+    let lines = summary(r, app.data.taken_at());
     let kills: Vec<&Event> = app.data.events().iter().rev().filter(|e| e.cgroup_ids.contains(&r.container.id)).take(5).collect();
     let stacks = stack_lines(app.data.stacks(r.container.id));
     let [top, procs, grew, ooms] = Layout::vertical([
@@ -53,7 +53,7 @@ fn opt(b: Option<u64>) -> String {
 }
 
 /// The container's name and memory, a few lines.
-fn summary(r: &data::Row) -> Vec<Line<'static>> {
+fn summary(r: &data::Row, t: f64) -> Vec<Line<'static>> {
     let c = &r.container;
     vec![
         Line::styled(r.name.clone(), style::bold()),
@@ -83,6 +83,10 @@ fn summary(r: &data::Row) -> Vec<Line<'static>> {
             mb_rate(r.mmap_bytes_per_s),
             r.pressure_pct.map(|p| format!("{p:.1}%")).unwrap_or_else(|| "-".into()),
             c.oom_kills.map(|n| n.to_string()).unwrap_or_else(|| "-".into())
+        )),
+        Line::from(format!(
+            "what to set (from its last minute; memwatch recommend weighs more): {}",
+            crate::rightsize::short(&crate::rightsize::recommend(&crate::rightsize::from_container(c, t)))
         )),
     ]
 }
