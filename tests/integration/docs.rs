@@ -36,7 +36,7 @@ fn check_block(doc: &str, begin: &str, end: &str, want: &str) -> Result<(), Stri
 #[test]
 fn each_command_page_shows_the_binarys_own_help() {
     let mut stale = Vec::new();
-    for cmd in ["serve", "top", "events", "explain", "profile", "trace", "check"] {
+    for cmd in ["serve", "top", "events", "explain", "profile", "trace", "check", "recommend"] {
         let out = Command::new(util::memwatch_bin()).args([cmd, "--help"]).env("COLUMNS", "100").output().unwrap();
         assert!(out.status.success(), "memwatch {cmd} --help: {}", String::from_utf8_lossy(&out.stderr));
         let help = format!("```\n$ memwatch {cmd} --help\n{}```", String::from_utf8(out.stdout).unwrap());

@@ -1,21 +1,26 @@
-//! `cargo xtask bench`: set up, build in release mode, and run the benchmarks (they print
-//! numbers against a baseline measured in the same run; they assert nothing).
+//! `cargo xtask bench [NAME]`: set up, build in release mode, and run the benchmarks, or one of
+//! them (they print numbers against a baseline measured in the same run; they assert nothing).
 use crate::{setup, util};
 
-pub(crate) fn run() -> anyhow::Result<()> {
+/// Every bench, in the order `cargo xtask bench` runs them:
+/// - overhead: the kernel hooks' cost to the processes they watch; sample: the daemon's own;
+/// - history: what the containers' history costs in memory at 1,000 containers;
+/// - stacks: what 10,000 distinct fault stacks cost the daemon in memory;
+/// - tls: what TLS with client certificates and basic auth costs a scrape of 1,000 containers;
+/// - webview: the web view at 1,000 containers (size, first paint in Chromium, a polling
+///   browser's cost);
+/// - warnings: the warnings' precision and recall over the corpus of real software;
+/// - rightsize: the replay of memory-limit rules (memwatch's, VPA's, KRR's) on real workloads.
+const BENCHES: &[&str] = &["overhead", "sample", "history", "stacks", "tls", "webview", "warnings", "rightsize"];
+
+pub(crate) fn run(name: Option<&str>) -> anyhow::Result<()> {
+    if let Some(n) = name {
+        anyhow::ensure!(BENCHES.contains(&n), "no bench {n:?}: one of {}", BENCHES.join(", "));
+    }
     setup::run()?;
     util::run(util::cargo().args(["build", "--release", "--bins"]))?;
-    // The kernel hooks' cost to the processes they watch, then the daemon's own cost.
-    util::run(util::cargo().args(["bench", "--package", "memwatch-tests", "--bench", "overhead"]))?;
-    util::run(util::cargo().args(["bench", "--package", "memwatch-tests", "--bench", "sample"]))?;
-    // What the containers' history costs in memory at 1,000 containers.
-    util::run(util::cargo().args(["bench", "--package", "memwatch-tests", "--bench", "history"]))?;
-    // What 10,000 distinct fault stacks cost the daemon in memory.
-    util::run(util::cargo().args(["bench", "--package", "memwatch-tests", "--bench", "stacks"]))?;
-    // What TLS with client certificates and basic auth costs a scrape of 1,000 containers.
-    util::run(util::cargo().args(["bench", "--package", "memwatch-tests", "--bench", "tls"]))?;
-    // The web view at 1,000 containers: its size, first paint in Chromium, a polling browser's cost.
-    util::run(util::cargo().args(["bench", "--package", "memwatch-tests", "--bench", "webview"]))?;
-    // The warnings' precision and recall over the corpus of real software.
-    util::run(util::cargo().args(["bench", "--package", "memwatch-tests", "--bench", "warnings"]))
+    for b in BENCHES.iter().filter(|b| name.is_none_or(|n| n == **b)) {
+        util::run(util::cargo().args(["bench", "--package", "memwatch-tests", "--bench", b]))?;
+    }
+    Ok(())
 }

@@ -30,8 +30,12 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Set up, build in release mode, run the benchmarks (numbers, not pass/fail)
-    Bench,
+    /// Set up, build in release mode, run the benchmarks (numbers, not pass/fail); one by its
+    /// name (`cargo xtask bench rightsize`: the replay of memory-limit rules)
+    Bench {
+        /// One bench (overhead, sample, history, stacks, tls, webview, warnings, rightsize); all when absent
+        name: Option<String>,
+    },
     /// Formatting and clippy (warnings are errors) on every crate, the eBPF one included
     Lint,
     /// Set up, build in release mode, and run the daemon for a while against cgroup churn and
@@ -82,7 +86,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Run { args } => run::run(&args),
         Cmd::Test { args } => test::run(&args),
         Cmd::Fresh { rev } => fresh::run(rev.as_deref()),
-        Cmd::Bench => bench::run(),
+        Cmd::Bench { name } => bench::run(name.as_deref()),
         Cmd::Lint => lint::run(),
         Cmd::Soak { minutes } => soak::run(minutes),
         Cmd::Fuzz { seconds, targets } => fuzz::run(seconds, &targets, true),

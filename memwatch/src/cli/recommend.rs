@@ -217,13 +217,13 @@ fn from_daemon(tls: &super::client::RemoteTls, url: &str) -> anyhow::Result<Vec<
         .collect())
 }
 
+/// A series' labels.
+type Labels = BTreeMap<String, String>;
+/// A series Prometheus answered: its labels, and its (Unix seconds, value) points.
+type Series = (Labels, Vec<(f64, f64)>);
+
 /// A Prometheus instant or range query's series: their labels and values.
-fn query(
-    agent: &ureq::Agent,
-    base: &str,
-    path: &str,
-    params: &[(&str, &str)],
-) -> anyhow::Result<Vec<(BTreeMap<String, String>, Vec<(f64, f64)>)>> {
+fn query(agent: &ureq::Agent, base: &str, path: &str, params: &[(&str, &str)]) -> anyhow::Result<Vec<Series>> {
     let mut req = agent.get(&format!("{}{path}", base.trim_end_matches('/'))).timeout(Duration::from_secs(60));
     for (k, v) in params {
         req = req.query(k, v);
@@ -284,7 +284,7 @@ fn from_prometheus(base: &str, window: Duration) -> anyhow::Result<Vec<Seen>> {
         e.nonreclaimable = v.into_iter().map(|(t, b)| (t, b as u64)).collect();
     }
     let instant = |q: String| query(&agent, base, "/api/v1/query", &[("query", &q), ("time", &end)]);
-    let mut each = |q: String, set: &dyn Fn(&mut Evidence, f64, &BTreeMap<String, String>)| -> anyhow::Result<()> {
+    let mut each = |q: String, set: &dyn Fn(&mut Evidence, f64, &Labels)| -> anyhow::Result<()> {
         for (l, v) in instant(q)? {
             if let (Some(e), Some((_, x))) = (seen.get_mut(&key(&l)), v.first()) {
                 set(e, *x, &l);
