@@ -189,6 +189,23 @@ fn main() {
         sample / baseline
     );
     println!("render /metrics: {:.2} ms for {containers} containers ({} KiB)", rendering * 1e3, bytes / 1024);
+    // The two series for long windows (the kernel's peak, the non-reclaimable peak): their
+    // share of the exposition.
+    let text = render::render(&snap, &Default::default(), Format::Text);
+    let peaks: usize = text
+        .lines()
+        .filter(|l| {
+            ["memwatch_container_memory_peak_bytes", "memwatch_container_memory_nonreclaimable_peak_bytes"].iter().any(|f| l.contains(f))
+        })
+        .map(|l| l.len() + 1)
+        .sum();
+    println!(
+        "the peak series: {} KiB of the {} KiB exposition ({:.1}% of it; {:.1}% added to what it was without them)",
+        peaks / 1024,
+        text.len() / 1024,
+        100.0 * peaks as f64 / text.len() as f64,
+        100.0 * peaks as f64 / (text.len() - peaks) as f64
+    );
 
     // The real daemon, with its eBPF probes, sampling every second: its CPU over a minute with
     // the containers idle, then with each one's usage changing every second (busy).
