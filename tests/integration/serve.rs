@@ -378,8 +378,8 @@ fn limit_hits_are_counted_for_a_cgroup_reclaiming_at_its_limit() {
     assert_eq!(m.get("memwatch_container_memory_limit_hits_total", &label, Some("high")).is_some(), cg.v2);
 }
 
-/// A spike shorter than a sample is in the kernel's peak; a minute-long one in the
-/// non-reclaimable peak after it is freed, for a scrape that comes after it.
+/// A spike shorter than a sample (from the kernel's watermark) and one of a few seconds are in
+/// the non-reclaimable peak after they were freed, for a scrape that comes after them.
 #[test]
 fn a_spike_between_samples_is_kept_by_the_peaks() {
     util::require_root!();
@@ -401,20 +401,20 @@ fn a_spike_between_samples_is_kept_by_the_peaks() {
     });
     let m = d.metrics();
     let kernel = cg.read(if cg.v2 { "memory.peak" } else { "memory.max_usage_in_bytes" }).trim().parse::<f64>().unwrap();
-    let peak = m.get("memwatch_container_memory_peak_bytes", &label, None).unwrap();
     let nonreclaimable = m.get("memwatch_container_memory_nonreclaimable_peak_bytes", &label, None).unwrap();
     let usage = m.get("memwatch_container_memory_usage_bytes", &label, None).unwrap();
     eprintln!(
-        "peak {:.1} MiB (kernel {:.1}), non-reclaimable peak {:.1} MiB, usage now {:.1} MiB",
-        peak / MIB as f64,
+        "kernel's peak {:.1} MiB, non-reclaimable peak {:.1} MiB, usage now {:.1} MiB",
         kernel / MIB as f64,
         nonreclaimable / MIB as f64,
         usage / MIB as f64
     );
-    assert!(peak >= 96.0 * MIB as f64, "the 100 ms spike is in the kernel's peak");
-    assert!((peak - kernel).abs() <= 8.0 * MIB as f64 || peak <= kernel, "the kernel's own figure: {peak} vs {kernel}");
-    assert!(nonreclaimable >= 48.0 * MIB as f64, "the 3 s one is in the last minute's non-reclaimable peak");
-    assert!(nonreclaimable < 96.0 * MIB as f64 || peak >= nonreclaimable, "{nonreclaimable}");
+    assert!(kernel >= 96.0 * MIB as f64, "the kernel saw the 100 ms spike");
+    assert!(nonreclaimable >= 92.0 * MIB as f64, "the 100 ms spike is in the non-reclaimable peak, from the kernel's watermark");
+    assert!(nonreclaimable <= kernel + MIB as f64, "no more than the kernel saw: {nonreclaimable} vs {kernel}");
+    // The API keeps the kernel's own figure.
+    let (_, body) = d.get("/api/v1/containers").unwrap();
+    assert!(body.contains("\"peak_bytes\":"), "{body}");
     let _ = child.kill();
     let _ = child.wait();
 }

@@ -292,12 +292,6 @@ fn from_prometheus(base: &str, window: Duration) -> anyhow::Result<Vec<Seen>> {
         }
         Ok(())
     };
-    each(format!("max without (instance, job) (max_over_time(memwatch_container_memory_peak_bytes[{w}]))"), &|e, x, _| {
-        e.peak_bytes = Some(x as u64)
-    })?;
-    each(format!("max without (instance, job) (max_over_time(memwatch_container_memory_cache_bytes[{w}]))"), &|e, x, _| {
-        e.reclaimable_max_bytes = Some(x as u64)
-    })?;
     each(
         format!("max without (instance, job) (quantile_over_time(0.9, memwatch_container_memory_working_set_bytes[{w}]))"),
         &|e, x, _| e.working_set_p90_bytes = Some(x as u64),

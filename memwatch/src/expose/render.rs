@@ -223,17 +223,9 @@ static FAMILIES: &[Family] = &[
         kinds: &[("", |c: &Container| Some(Value::Float(c.headroom_ratio)))],
     },
     Family {
-        name: "memwatch_container_memory_peak_bytes",
-        ty: Type::Gauge,
-        help: "The highest usage the kernel saw since the cgroup was made, page cache included (v2 memory.peak, v1 memory.max_usage_in_bytes): no spike between samples or scrapes is lost.",
-        needs_probe: None,
-        kind_label: "",
-        kinds: &[("", int!(|c: &Container| c.peak_bytes))],
-    },
-    Family {
         name: "memwatch_container_memory_nonreclaimable_peak_bytes",
         ty: Type::Gauge,
-        help: "The highest non-reclaimable memory (anonymous, shmem/tmpfs and kernel: usage less the page cache reclaim can free) over the samples of the last 60 s, so a scrape sees a spike between two scrapes.",
+        help: "The highest non-reclaimable memory (anonymous, shmem/tmpfs and kernel: usage less the page cache reclaim can free) over the last 60 s: each sample's, and a spike between samples from the kernel's watermark of usage (memory.peak, memory.max_usage_in_bytes) less the page cache, so a scrape sees a spike between two scrapes.",
         needs_probe: None,
         kind_label: "",
         kinds: &[("", int!(|c: &Container| Some(c.nonreclaimable_peak_bytes)))],

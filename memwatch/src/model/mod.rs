@@ -193,8 +193,9 @@ fn container(
     let trend = st.trends.observe(c.id, p.t.mono, working_set, headroom, main);
     // Usage less the page cache reclaim can free (file less shmem, from the last memory.stat):
     // anonymous, shmem and kernel memory, at every sample's usage.
-    let nonreclaimable = c.usage.saturating_sub(c.file.saturating_sub(c.shmem));
-    let nonreclaimable_peak = st.peaks.observe(c.id, p.t.mono, nonreclaimable);
+    let reclaimable = c.file.saturating_sub(c.shmem);
+    let nonreclaimable = c.usage.saturating_sub(reclaimable);
+    let nonreclaimable_peak = st.peaks.observe(c.id, p.t.mono, nonreclaimable, c.peak, reclaimable);
     Container {
         cgroup: c.path.clone(),
         id: c.id,
