@@ -534,10 +534,13 @@ fn memwatch_on_a_pure_cgroup_v2_kernel(k: &Kernel) {
     assert_eq!(sum("vsz_bytes"), x["vsz_bytes"].as_u64().unwrap());
     assert_eq!(sum("rss_bytes"), x["rss_bytes"].as_u64().unwrap());
     assert!(kib("VmSize:").contains(&x["vsz_bytes"].as_u64().unwrap()), "{x:#} vs {}", sections["fill_status"]);
-    // Before 6.2 each thread batches up to 64 RSS-counter updates (SPLIT_RSS_COUNTING), so
-    // VmRSS may trail the page-by-page smaps count by that much.
+    // Before 6.2 each thread batches RSS-counter updates (SPLIT_RSS_COUNTING) and folds them
+    // in at its own pace, so VmRSS may trail the page-by-page smaps count: by a few hundred
+    // pages seen on the arm64 6.1 VM under a busy host (1.5 MiB of 42). From 6.2 the counters
+    // are exact.
     let rss = x["rss_bytes"].as_u64().unwrap();
-    assert!(kib("VmRSS:").iter().any(|v| v.abs_diff(rss) <= 4 * 64 * 4096), "{x:#} vs {}", sections["fill_status"]);
+    let slack = if k.release.starts_with("5.") || k.release.starts_with("6.1.") { (rss / 16).max(4 * 64 * 4096) } else { 4 * 64 * 4096 };
+    assert!(kib("VmRSS:").iter().any(|v| v.abs_diff(rss) <= slack), "{x:#} vs {}", sections["fill_status"]);
     assert!(x["rss_bytes"].as_u64().unwrap() >= 40 * MIB);
     assert_eq!(results["explain_box_rc"], "0", "{}", show());
     let b: Value = serde_json::from_str(&sections["explain_box"]).unwrap_or_else(|e| panic!("explain /box: {e}; {}", show()));
