@@ -5,13 +5,13 @@ use std::{
     io::{BufRead, BufReader, Read, Write},
     net::{TcpListener, TcpStream},
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::Command,
     thread,
     time::Duration,
 };
 
 use crate::util::{
-    self,
+    self, Workload,
     browser::Browser,
     cgroup::TestCgroup,
     daemon::Daemon,
@@ -33,23 +33,11 @@ fn screenshot(b: &Browser, name: &str) {
     }
 }
 
-/// A process holding `mib` MiB in `cg` until dropped.
-struct Holder(Child);
-
-impl Holder {
-    fn start(cg: &TestCgroup, mib: u64) -> Holder {
-        let mut c = Command::new("python3");
-        c.args(["-c", &format!("import time\nb = bytearray({mib} << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\ntime.sleep(600)")]);
-        cg.join_before_exec(&mut c);
-        Holder(c.stdout(Stdio::null()).spawn().unwrap())
-    }
-}
-
-impl Drop for Holder {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// The test workload holding `mib` MiB in `cg` (until dropped), once it has them.
+fn hold(cg: &TestCgroup, mib: u64) -> Workload {
+    let mut w = Workload::start(&["fill", &mib.to_string()], Some(cg));
+    w.expect_line("ready");
+    w
 }
 
 fn no_console_errors(b: &Browser, page: &str) {
@@ -63,13 +51,13 @@ fn the_node_view_lists_a_real_container_with_its_limit_and_a_hostile_name_as_tex
     let state = tempfile::tempdir().unwrap();
     let calm = TestCgroup::new("web-calm", 64 * MIB);
     let hostile = TestCgroup::new("web-<img src=x onerror=window.pwned=1>", 96 * MIB);
-    let _a = Holder::start(&calm, 20);
-    let _b = Holder::start(&hostile, 8);
+    let _a = hold(&calm, 20);
+    let _b = hold(&hostile, 8);
     let d =
         Daemon::start(&["--interval", "1s", "--cgroups.include", "/memwatch-test-web-.*", "--state-dir", state.path().to_str().unwrap()]);
     d.wait_until("both containers with their processes", Duration::from_secs(20), || {
         let (_, body) = d.get("/api/v1/containers").unwrap();
-        body.matches("python3").count() >= 2
+        body.matches("memwatch-worklo").count() >= 2
     });
     let b = Browser::start(1400, 700);
     b.goto(&format!("{}/", d.base));
@@ -121,9 +109,9 @@ fn a_container_killed_shows_its_limit_and_a_kill_marker_that_opens_its_story() {
     let cg = TestCgroup::new("webkill", 128 * MIB);
     // Some calm seconds first, so the chart has a line before the kill; then a growth of 1 MiB
     // each 60 ms (about 8 s to the limit), which the chart shows as a ramp.
-    let warm = Holder::start(&cg, 30);
+    let warm = hold(&cg, 30);
     thread::sleep(Duration::from_secs(8));
-    drop(warm);
+    warm.finish();
     let mut cmd = Command::new(programs::memtest());
     cmd.args(["hog", "60"]);
     let (pid, _) = run_until_killed(cmd, &cg);
@@ -215,7 +203,7 @@ fn the_view_works_under_a_route_prefix_and_through_a_proxy_path() {
     util::require_root!();
     let state = tempfile::tempdir().unwrap();
     let cg = TestCgroup::new("webprefix", 64 * MIB);
-    let _h = Holder::start(&cg, 10);
+    let _h = hold(&cg, 10);
     let d = Daemon::start(&[
         "--interval",
         "1s",

@@ -166,6 +166,19 @@ impl Series {
         self.chunks.iter().flat_map(Chunk::iter)
     }
 
+    /// The value holding at each of `ns` (ascending, none before `from`), walking the change
+    /// points once.
+    fn values_at<'a>(&'a self, from: u64, ns: impl Iterator<Item = u64> + 'a) -> impl Iterator<Item = Option<u64>> + 'a {
+        let mut cur = self.at(from);
+        let mut later = self.points().skip_while(move |(n, _)| *n <= from).peekable();
+        ns.map(move |n| {
+            while let Some((_, v)) = later.next_if(|(m, _)| *m <= n) {
+                cur = Some(v);
+            }
+            cur
+        })
+    }
+
     /// The value at sample `n`: the last point at or before it.
     fn at(&self, n: u64) -> Option<u64> {
         let i = self.chunks.partition_point(|c| c.first.0 <= n);
@@ -369,16 +382,10 @@ impl History {
         let mut samples: Vec<(f64, [Option<u64>; Field::ALL.len()])> =
             (from..=to).filter_map(|n| Some((self.time(n)?, [None; Field::ALL.len()]))).collect();
         for (f, s) in tr.series.iter().enumerate() {
-            // Walk the change points once, filling each sample with the value holding then.
-            let mut cur = s.at(from);
-            let mut points = s.points().skip_while(|(n, _)| *n <= from).peekable();
-            for (k, n) in (from..=to).enumerate() {
-                while let Some((m, v)) = points.next_if(|(m, _)| *m <= n) {
-                    let _ = m;
-                    cur = Some(v);
-                }
+            // Each sample gets the value holding then.
+            for (k, v) in s.values_at(from, from..=to).enumerate() {
                 if let Some(sample) = samples.get_mut(k) {
-                    sample.1[f] = cur;
+                    sample.1[f] = v;
                 }
             }
         }
@@ -407,22 +414,9 @@ impl History {
             .map(|(id, tr)| {
                 let (start, end) = (from.max(tr.first_n), tr.last_n);
                 let step = (end - start + 1).div_ceil(points).max(1);
-                let s = &tr.series[f];
-                let mut cur = s.at(start);
-                let mut later = s.points().skip_while(|(n, _)| *n <= start).peekable();
-                let mut out = Vec::with_capacity(points as usize + 1);
-                let mut n = start;
-                loop {
-                    while let Some((_, v)) = later.next_if(|(m, _)| *m <= n) {
-                        cur = Some(v);
-                    }
-                    out.extend(cur);
-                    if n >= end {
-                        break;
-                    }
-                    n = (n + step).min(end);
-                }
-                (*id, out)
+                // Every `step`-th sample from the first, and the last.
+                let ns = (start..end).step_by(step as usize).chain(std::iter::once(end));
+                (*id, tr.series[f].values_at(start, ns).flatten().collect())
             })
             .collect()
     }

@@ -29,6 +29,11 @@ pub struct Entry {
     pub recommendation: Recommendation,
 }
 
+/// How the evidence names this daemon's history of `window`.
+pub fn source(window: std::time::Duration) -> String {
+    format!("{} of this node's history", humantime::format_duration(window))
+}
+
 /// The runtime of a container's processes, as far as its memory ceiling goes.
 pub fn runtime(c: &Container, machine: u64) -> Option<Runtime> {
     rightsize::runtime_of(&c.runtimes, Some(c.limit_bytes).filter(|_| !c.limit_is_machine), machine)
@@ -41,14 +46,14 @@ fn field(h: &ContainerHistory, f: Field) -> impl Iterator<Item = (f64, Option<u6
 
 /// The evidence of one container's history and the kills in it.
 pub fn evidence(c: &Container, h: &ContainerHistory, oom: &OomView, machine: u64, source: &str) -> Evidence {
-    let (usage, file, shmem) = (field(h, Field::Usage), field(h, Field::File), field(h, Field::Shmem));
-    let all: Vec<(f64, u64)> = usage
-        .zip(file)
-        .zip(shmem)
-        .filter_map(|(((t, u), (_, f)), (_, s))| Some((t, u?.saturating_sub(f.unwrap_or(0).saturating_sub(s.unwrap_or(0))))))
+    // Per sample: the page cache reclaim can free (file less shmem), and the usage less it.
+    let parts: Vec<(f64, Option<u64>, Option<u64>)> = field(h, Field::Usage)
+        .zip(field(h, Field::File))
+        .zip(field(h, Field::Shmem))
+        .map(|(((t, u), (_, f)), (_, s))| (t, u, f.map(|f| f.saturating_sub(s.unwrap_or(0)))))
         .collect();
-    let reclaimable =
-        field(h, Field::File).zip(field(h, Field::Shmem)).filter_map(|((_, f), (_, s))| Some(f?.saturating_sub(s.unwrap_or(0)))).max();
+    let all: Vec<(f64, u64)> = parts.iter().filter_map(|(t, u, r)| Some((*t, (*u)?.saturating_sub(r.unwrap_or(0))))).collect();
+    let reclaimable = parts.iter().filter_map(|p| p.2).max();
     let every = all.len().div_ceil(POINTS).max(1);
     let nonreclaimable = all.chunks(every).filter_map(|c| c.iter().copied().max_by_key(|p| p.1)).collect();
     let mut ws: Vec<u64> = field(h, Field::WorkingSet).filter_map(|(_, v)| v).collect();
@@ -72,7 +77,7 @@ pub fn evidence(c: &Container, h: &ContainerHistory, oom: &OomView, machine: u64
 
 /// Every exported container's entry, by name.
 pub fn entries(snap: &Snapshot, histories: &[ContainerHistory], oom: &OomView, window: std::time::Duration) -> Vec<Entry> {
-    let source = format!("{} of this node's history", humantime::format_duration(window));
+    let source = source(window);
     let mut out: Vec<Entry> = histories
         .iter()
         .filter_map(|h| {

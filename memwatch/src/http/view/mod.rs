@@ -164,9 +164,9 @@ async fn container(State(st): State<AppState>, Path(id): Path<String>, Query(q):
     let st2 = st.clone();
     let built = tokio::task::spawn_blocking(move || {
         let now = crate::unix_seconds(snap.taken_at);
-        let hist = {
+        let (hist, window) = {
             let history = st2.shared.history.read().unwrap_or_else(|e| e.into_inner());
-            history.range(0.0, |i, _, _| i == id).into_iter().next()
+            (history.range(0.0, |i, _, _| i == id).into_iter().next(), history.window())
         };
         let has_stacks = st2.shared.stacks.read().unwrap_or_else(|e| e.into_inner()).has_since(id, now - 900.0);
         // The by-class report reads the processes' smaps: on the page's first load only.
@@ -174,9 +174,8 @@ async fn container(State(st): State<AppState>, Path(id): Path<String>, Query(q):
             (Some(roots), false) => crate::explain::report::container(roots, &c.cgroup).ok(),
             _ => None,
         };
-        let window = st2.shared.history.read().unwrap_or_else(|e| e.into_inner()).window();
         let recommendation = hist.as_ref().map(|h| {
-            let source = format!("{} of this node's history", humantime::format_duration(window));
+            let source = super::recommend::source(window);
             crate::rightsize::recommend(&super::recommend::evidence(&c, h, &oom, snap.machine_memory_bytes, &source))
         });
         let x =

@@ -516,16 +516,13 @@ pub fn container_page(c: &Container, oom: &OomView, x: &ContainerExtra, now: f64
     )
 }
 
+/// What a query value keeps as it is: RFC 3986's unreserved characters, and `/` (cgroup paths).
+const QUERY_VALUE: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
+
 /// Percent-encodes a query value (cgroup paths carry `/`, and hostile ones anything).
 pub fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => out.push(b as char),
-            _ => out += &format!("%{b:02X}"),
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(s, QUERY_VALUE).to_string()
 }
 
 #[cfg(test)]
